@@ -1,0 +1,82 @@
+"""API keys: made once, shown once, stored only as a hash; scopes read, write, admin."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from services.store import Index
+
+SCOPES = ("read", "write", "admin")
+PREFIX = "tcl_"
+COLLECTION = "api_keys"
+INDEXES = {COLLECTION: [Index(keys=[("hash", 1)], unique=True, name="api_keys_hash")]}
+
+
+def new_secret() -> str:
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    # Keys are 256-bit random tokens, so a plain SHA-256 is enough (no password stretching needed).
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    city: str | None
+    scopes: tuple[str, ...]
+    revoked: bool = False
+
+    @property
+    def admin(self) -> bool:
+        return "admin" in self.scopes
+
+    def allows(self, scope: str) -> bool:
+        return not self.revoked and (scope in self.scopes or self.admin)
+
+
+class KeyStore:
+    """The gateway's keys collection."""
+
+    def __init__(self, db: Any) -> None:
+        self.collection = db[COLLECTION]
+
+    def create(self, scopes: Iterable[str], city: str | None = None, *, secret: str | None = None,
+               label: str = "") -> tuple[ApiKey, str]:
+        scopes = tuple(dict.fromkeys(scopes))
+        unknown = [s for s in scopes if s not in SCOPES]
+        if unknown or not scopes:
+            raise ValueError(f"scopes must be some of {', '.join(SCOPES)}; got {', '.join(scopes) or 'none'}")
+        if city is None and "admin" not in scopes:
+            raise ValueError("a key without a city must be an admin key")
+        secret = secret or new_secret()
+        key_id = "key_" + secrets.token_hex(8)
+        self.collection.insert_one({
+            "_id": key_id, "hash": hash_secret(secret), "city": city, "scopes": list(scopes),
+            "label": label, "created_at": datetime.now(UTC), "revoked": False,
+        })
+        return ApiKey(key_id, city, scopes), secret
+
+    def ensure(self, secret: str, scopes: Iterable[str], city: str | None = None, label: str = "") -> ApiKey:
+        """Make sure this exact secret is a key (used for TWINCITY_ADMIN_KEY); idempotent."""
+        found = self.authenticate(secret)
+        if found is not None:
+            return found
+        key, _ = self.create(scopes, city, secret=secret, label=label)
+        return key
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        if not secret:
+            return None
+        wanted = hash_secret(secret)
+        doc = self.collection.find_one({"hash": wanted})
+        if doc is None or doc.get("revoked") or not hmac.compare_digest(doc["hash"], wanted):
+            return None
+        return ApiKey(doc["_id"], doc.get("city"), tuple(doc.get("scopes", ())), bool(doc.get("revoked")))

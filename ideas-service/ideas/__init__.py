@@ -1,0 +1,1 @@
+"""The ideas service: ideas and participants."""

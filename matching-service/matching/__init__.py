@@ -1,0 +1,1 @@
+"""The matching service: the matching engine, matches and projects."""

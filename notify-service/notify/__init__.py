@@ -1,0 +1,1 @@
+"""The notify service: notifications, channels, templates and subscriptions."""

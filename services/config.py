@@ -1,0 +1,151 @@
+"""Configuration from the environment, with defaults that make the embedded mode work out of the box."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    scheme = urlsplit(value).scheme
+    if scheme not in schemes or "://" not in value:
+        allowed = ", ".join(f"{s}://" for s in schemes)
+        raise ConfigError(f"{name}={value!r} is not a valid URL: it must start with one of {allowed}")
+    return value
+
+
+def _int(name: str, value: str, minimum: int = 0) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a whole number") from None
+    if number < minimum:
+        raise ConfigError(f"{name}={value!r} must be at least {minimum}")
+    return number
+
+
+def _float(name: str, value: str, minimum: float = 0.0) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number") from None
+    if number < minimum:
+        raise ConfigError(f"{name}={value!r} must be at least {minimum}")
+    return number
+
+
+def _delays(name: str, value: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if not parts:
+        raise ConfigError(f"{name}={value!r} must list at least one delay in milliseconds, e.g. 1000,5000")
+    delays = tuple(_int(name, p, minimum=1) for p in parts)
+    if list(delays) != sorted(delays):
+        raise ConfigError(f"{name}={value!r}: retry delays must grow (each at least the one before)")
+    return delays
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value.lower() not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value.lower()
+
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+def _name(name: str, value: str) -> str:
+    if not _NAME.match(value):
+        raise ConfigError(f"{name}={value!r} must be lower-case letters, digits, '.', '_' or '-'")
+    return value
+
+
+@dataclass(frozen=True)
+class Var:
+    """One configuration variable: its name, default and meaning (the README table is built from these)."""
+
+    name: str
+    default: str
+    help: str
+
+
+# Every variable the platform reads. README.md's configuration table mirrors this list
+# (tests/unit/test_config.py keeps them in step).
+VARIABLES: tuple[Var, ...] = (
+    Var("AMQP_URL", "memory://", "Broker URL: amqp://user:pass@host:5672/vhost, or memory:// (in-process)."),
+    Var("MONGO_URL", "mongomock://", "Store URL: mongodb://host:27017, or mongomock:// (in-memory, keeps nothing)."),
+    Var("TWINCITY_DB_PREFIX", "twincity", "Prefix of each service's own database name (<prefix>_<service>)."),
+    Var("TWINCITY_EXCHANGE", "twincity.events", "Name of the durable topic exchange all events go through."),
+    Var("TWINCITY_ADMIN_KEY", "", "First admin API key; when empty, `twincity dev` makes one and prints it."),
+    Var("BUS_PREFETCH", "32", "Messages a consumer may hold unacknowledged (per consumer, not global)."),
+    Var("BUS_RETRY_DELAYS_MS", "1000,10000,60000",
+        "Growing delays before each retry of a failed message; after the last the message is parked."),
+    Var("BUS_CONFIRM_TIMEOUT", "10", "Seconds to wait for the broker to confirm a publish before failing."),
+    Var("BUS_HEARTBEAT", "30", "AMQP heartbeat in seconds (0 turns heartbeats off)."),
+    Var("OUTBOX_POLL_INTERVAL", "2", "Seconds between sweeps for pending outbox events left by other processes."),
+    Var("OUTBOX_BATCH", "500", "Most pending events the relay publishes in one confirmed batch."),
+    Var("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
+    Var("LOG_FORMAT", "json", "json (one JSON object a line) or text."),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration of one process."""
+
+    amqp_url: str = "memory://"
+    mongo_url: str = "mongomock://"
+    db_prefix: str = "twincity"
+    exchange: str = "twincity.events"
+    admin_key: str = ""
+    prefetch: int = 32
+    retry_delays_ms: tuple[int, ...] = (1000, 10000, 60000)
+    confirm_timeout: float = 10.0
+    heartbeat: int = 30
+    outbox_poll_interval: float = 2.0
+    outbox_batch: int = 500
+    log_level: str = "info"
+    log_format: str = "json"
+
+    @property
+    def embedded(self) -> bool:
+        return self.amqp_url.startswith("memory://")
+
+    def database_name(self, service: str) -> str:
+        return f"{self.db_prefix}_{service}"
+
+    def replace(self, **changes: object) -> Settings:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str:
+            default = next(v.default for v in VARIABLES if v.name == name)
+            value = env.get(name, "")
+            return value.strip() if value.strip() else default
+
+        return cls(
+            amqp_url=_url("AMQP_URL", get("AMQP_URL"), ("amqp", "amqps", "pyamqp", "memory")),
+            mongo_url=_url("MONGO_URL", get("MONGO_URL"), ("mongodb", "mongodb+srv", "mongomock")),
+            db_prefix=_name("TWINCITY_DB_PREFIX", get("TWINCITY_DB_PREFIX")),
+            exchange=_name("TWINCITY_EXCHANGE", get("TWINCITY_EXCHANGE")),
+            admin_key=get("TWINCITY_ADMIN_KEY"),
+            prefetch=_int("BUS_PREFETCH", get("BUS_PREFETCH"), minimum=1),
+            retry_delays_ms=_delays("BUS_RETRY_DELAYS_MS", get("BUS_RETRY_DELAYS_MS")),
+            confirm_timeout=_float("BUS_CONFIRM_TIMEOUT", get("BUS_CONFIRM_TIMEOUT"), minimum=0.1),
+            heartbeat=_int("BUS_HEARTBEAT", get("BUS_HEARTBEAT")),
+            outbox_poll_interval=_float("OUTBOX_POLL_INTERVAL", get("OUTBOX_POLL_INTERVAL"), minimum=0.01),
+            outbox_batch=_int("OUTBOX_BATCH", get("OUTBOX_BATCH"), minimum=1),
+            log_level=_choice("LOG_LEVEL", get("LOG_LEVEL"), ("debug", "info", "warning", "error")),
+            log_format=_choice("LOG_FORMAT", get("LOG_FORMAT"), ("json", "text")),
+        )

@@ -1,0 +1,67 @@
+"""Logging set-up: one JSON object a line, each carrying the service, correlation id and event id."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from services import context
+
+_RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+class ContextFilter(logging.Filter):
+    """Stamps every record with the service and the correlation of the work in hand."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = getattr(record, "service", None) or self.service
+        record.correlation_id = context.correlation_id.get()
+        record.event_id = context.event_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "service": getattr(record, "service", None),
+            "correlation_id": getattr(record, "correlation_id", None),
+            "event_id": getattr(record, "event_id", None),
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RESERVED and key not in line and not key.startswith("_"):
+                line[key] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(service)s [%(correlation_id)s] %(name)s: %(message)s")
+
+
+def setup(service: str, level: str = "info", fmt: str = "json") -> None:
+    """Configure the root logger once per process (idempotent: a second call replaces the handler)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_twincity", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._twincity = True  # type: ignore[attr-defined]
+    handler.addFilter(ContextFilter(service))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # Library chatter (kombu/amqp reconnect noise, werkzeug per-request lines) stays at warning.
+    for noisy in ("amqp", "kombu", "pika", "werkzeug", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

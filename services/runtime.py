@@ -1,0 +1,136 @@
+"""The wiring of one service in one process: its settings, database, outbox relay, web app and consumers.
+
+A service describes itself once in a `ServiceSpec` (in its `app.py`); `Runtime` turns that into the
+processes of ARCHITECTURE.md: `create_app()` for `<service> web`, `run_worker()` for `<service> worker`,
+and both at once inside `twincity dev`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask
+
+from services import bus, inbox, logs, outbox, store
+from services.bus import Consumer, Handler
+from services.config import Settings
+from services.store import Index
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What a service is made of; each service's app.py declares one."""
+
+    name: str
+    indexes: Mapping[str, Sequence[Index]] = field(default_factory=dict)
+    outbox_collections: Sequence[str] = ()
+    # Built from the runtime, so that handlers and API share the service's repository and relay.
+    handlers: Callable[[Runtime], Mapping[str, Sequence[Handler]]] = lambda _rt: {}
+    blueprints: Callable[[Runtime], Sequence[Blueprint]] = lambda _rt: ()
+    on_start: Callable[[Runtime], None] = lambda _rt: None
+
+
+class Runtime:
+    """One service's live parts in this process. Create it after a fork, never before."""
+
+    def __init__(self, spec: ServiceSpec, settings: Settings | None = None) -> None:
+        self.spec = spec
+        self.settings = settings or Settings.from_env()
+        self.name = spec.name
+        self.db = store.database(self.settings, spec.name)
+        wanted: dict[str, list[Index]] = {c: list(ix) for c, ix in spec.indexes.items()}
+        for collection in spec.outbox_collections:
+            wanted.setdefault(collection, []).append(outbox.INDEX)
+        for collection, indexes in inbox.ProcessedLog.INDEXES.items():
+            wanted.setdefault(collection, []).extend(indexes)
+        store.ensure_indexes(self.db, wanted)
+        self.relay = outbox.Relay(
+            spec.name,
+            self.db,
+            spec.outbox_collections,
+            lambda: bus.make_publisher(self.settings),
+            batch=self.settings.outbox_batch,
+            poll_interval=self.settings.outbox_poll_interval,
+        )
+        self._handlers: Mapping[str, Sequence[Handler]] | None = None
+        spec.on_start(self)
+
+    @property
+    def handlers(self) -> Mapping[str, Sequence[Handler]]:
+        if self._handlers is None:
+            self._handlers = self.spec.handlers(self)
+        return self._handlers
+
+    # Readiness -----------------------------------------------------------------------------------
+
+    def check_store(self) -> None:
+        store.ping(self.db)
+
+    def check_broker(self) -> None:
+        if self.settings.embedded:
+            return
+        with bus.connection(self.settings) as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+
+    def readiness(self) -> dict[str, Callable[[], None]]:
+        return {"store": self.check_store, "broker": self.check_broker}
+
+    # Processes -----------------------------------------------------------------------------------
+
+    def create_app(self, *, relay: bool = True) -> Flask:
+        """The service's internal web app. Starts the relay so that writes are published at once."""
+        from services.web import create_base_app
+
+        app = create_base_app(self.name, self.readiness())
+        for blueprint in self.spec.blueprints(self):
+            app.register_blueprint(blueprint)
+        app.extensions["twincity.runtime"] = self
+        if relay and self.spec.outbox_collections:
+            self.relay.start()
+        return app
+
+    def consumers(self, count: int = 1) -> list[Consumer]:
+        return [
+            Consumer(self.settings, self.name, self.handlers, name=f"{self.name}-consumer-{i}")
+            for i in range(1, count + 1)
+        ]
+
+    def start_worker(self, stop: threading.Event, concurrency: int = 1) -> list[threading.Thread]:
+        """Start the relay and `concurrency` consumer threads (each with its own connection)."""
+        if self.spec.outbox_collections:
+            self.relay.start()
+        threads = []
+        if self.handlers:
+            for consumer in self.consumers(concurrency):
+                thread = threading.Thread(target=consumer.run, args=(stop,), name=consumer.name, daemon=True)
+                thread.start()
+                threads.append(thread)
+        return threads
+
+    def run_worker(self, concurrency: int = 1) -> None:
+        """Block consuming until SIGTERM/SIGINT; the message in hand is finished before stopping."""
+        logs.setup(self.name, self.settings.log_level, self.settings.log_format)
+        stop = threading.Event()
+
+        def _stop(signum: int, _frame: Any) -> None:
+            log.info("received signal %s: finishing the message in hand, then stopping", signum)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        threads = self.start_worker(stop, concurrency)
+        log.info("worker %s started: %d consumer(s), handling %s", self.name, len(threads),
+                 ", ".join(sorted(self.handlers)) or "no events")
+        while not stop.is_set():
+            stop.wait(1.0)
+        for thread in threads:
+            thread.join(timeout=30)
+        self.relay.stop()
+        log.info("worker %s stopped", self.name)

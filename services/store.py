@@ -1,0 +1,121 @@
+"""The store: one factory that gives pymongo for mongodb:// and mongomock for mongomock://.
+
+Each service gets its own database. mongomock is made safe for the threads of the embedded mode by one
+lock per in-memory server: a conditional update (`update_one({"_id": x, "version": 3}, ...)`) must be
+atomic as it is in MongoDB, and mongomock alone does not promise that across threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import mongomock
+import pymongo
+from mongomock.collection import Cursor as _MockCursor
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from services.config import Settings
+
+__all__ = ["DuplicateKeyError", "Index", "StoreError", "client_for", "database", "ensure_indexes", "ping"]
+
+StoreError = PyMongoError
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+class _Locked:
+    """Proxy that runs every call on a mongomock object under one lock and wraps what it returns."""
+
+    __slots__ = ("_target", "_lock")
+
+    def __init__(self, target: Any, lock: threading.RLock) -> None:
+        self._target = target
+        self._lock = lock
+
+    def _wrap(self, value: Any) -> Any:
+        if isinstance(value, mongomock.Database | mongomock.Collection | _MockCursor):
+            return _Locked(value, self._lock)
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if not callable(value) or isinstance(value, mongomock.Collection | mongomock.Database):
+            return self._wrap(value)  # collections are callable (like pymongo's) but are no methods
+
+        def locked_call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return self._wrap(value(*args, **kwargs))
+
+        return locked_call
+
+    def __getitem__(self, name: str) -> Any:
+        with self._lock:
+            return self._wrap(self._target[name])
+
+    def __iter__(self) -> _Locked:
+        return self
+
+    def __next__(self) -> Any:
+        with self._lock:
+            return next(self._target)
+
+    def __repr__(self) -> str:
+        return f"Locked({self._target!r})"
+
+
+def client_for(url: str) -> Any:
+    """One client per URL and process. `mongomock://<name>` names an in-memory server of this process."""
+    with _clients_lock:
+        client = _clients.get(url)
+        if client is None:
+            if url.startswith("mongomock://"):
+                client = _Locked(mongomock.MongoClient(tz_aware=True), threading.RLock())
+            else:
+                client = pymongo.MongoClient(
+                    url, tz_aware=True, serverSelectionTimeoutMS=5000, connect=False, appname="twincity"
+                )
+            _clients[url] = client
+        return client
+
+
+def forget(url: str) -> None:
+    """Drop a cached client (tests use it to throw an in-memory server away)."""
+    with _clients_lock:
+        client = _clients.pop(url, None)
+    if client is not None and not url.startswith("mongomock://"):
+        client.close()
+
+
+def database(settings: Settings, service: str) -> Any:
+    return client_for(settings.mongo_url)[settings.database_name(service)]
+
+
+def ping(db: Any) -> None:
+    """Raise when the store does not answer."""
+    db.command("ping")
+
+
+@dataclass(frozen=True)
+class Index:
+    """An index a service needs; created at start (idempotent)."""
+
+    keys: Sequence[tuple[str, int]]
+    unique: bool = False
+    sparse: bool = False
+    name: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def ensure_indexes(db: Any, indexes: Mapping[str, Iterable[Index]]) -> None:
+    for collection, wanted in indexes.items():
+        for index in wanted:
+            kwargs: dict[str, Any] = {"unique": index.unique, **index.options}
+            if index.sparse:
+                kwargs["sparse"] = True
+            if index.name:
+                kwargs["name"] = index.name
+            db[collection].create_index(list(index.keys), **kwargs)

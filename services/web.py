@@ -1,0 +1,144 @@
+"""Web helpers shared by every Flask app: problem+json errors, request ids, health, readiness, metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from marshmallow import Schema, ValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import HTTPException
+
+from services import context, metrics
+
+log = logging.getLogger(__name__)
+
+PROBLEM = "application/problem+json"
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+ReadinessCheck = Callable[[], None]  # raises when the dependency does not answer
+
+
+class Problem(Exception):
+    """An error a client can act on, rendered as RFC 9457 application/problem+json."""
+
+    def __init__(self, status: int, title: str, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.extra = extra
+
+
+def problem_response(status: int, title: str, detail: str | None = None, **extra: Any) -> Response:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    rid = getattr(g, "request_id", None)
+    if rid:
+        body["request_id"] = rid
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = PROBLEM
+    return response
+
+
+def json_body(schema: Schema | None = None, *, partial: bool = False) -> Any:
+    """The request's JSON object, loaded through `schema` when given; clear 4xx problems otherwise."""
+    if not request.is_json:
+        raise Problem(415, "Unsupported Media Type", "send a JSON body with Content-Type: application/json")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise Problem(400, "Malformed JSON", "the request body is not valid JSON")
+    if not isinstance(data, dict):
+        raise Problem(400, "Bad Request", "the request body must be a JSON object")
+    if schema is None:
+        return data
+    return schema.load(data, partial=partial)
+
+
+def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None = None) -> Flask:
+    """A Flask app with the platform's common behaviour; services add their blueprints to it."""
+    app = Flask(service)
+    app.config["SERVICE"] = service
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Cyrillic stays readable
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    checks = dict(readiness or {})
+
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else context.new_id()
+        g.started = time.perf_counter()
+        g.context_token = context.correlation_id.set(g.request_id)
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers[REQUEST_ID_HEADER] = getattr(g, "request_id", "")
+        started = getattr(g, "started", None)
+        if started is not None:
+            endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+            metrics.REQUEST_SECONDS.labels(service, request.method, endpoint, response.status_code).observe(
+                time.perf_counter() - started
+            )
+        return response
+
+    @app.teardown_request
+    def _teardown(_exc: BaseException | None) -> None:
+        token = g.pop("context_token", None)
+        if token is not None:
+            context.correlation_id.reset(token)
+
+    @app.errorhandler(Problem)
+    def _problem(exc: Problem) -> Response:
+        return problem_response(exc.status, exc.title, exc.detail, **exc.extra)
+
+    @app.errorhandler(ValidationError)
+    def _invalid(exc: ValidationError) -> Response:
+        return problem_response(
+            422, "Unprocessable Content", "some fields are missing or wrong; see errors", errors=exc.messages
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        response = problem_response(exc.code or 500, exc.name, exc.description)
+        if exc.code == 405 and exc.response is None:
+            valid = getattr(exc, "valid_methods", None)
+            if valid:
+                response.headers["Allow"] = ", ".join(valid)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response(500, "Internal Server Error", "something went wrong on our side; it is logged")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok", service=service)
+
+    @app.get("/readyz")
+    def readyz() -> Response | tuple[Response, int]:
+        results: dict[str, str] = {}
+        ready = True
+        for name, check in checks.items():
+            try:
+                check()
+                results[name] = "ok"
+            except Exception as exc:
+                ready = False
+                results[name] = f"unavailable: {exc}"[:300]
+        body = jsonify(status="ready" if ready else "not ready", service=service, checks=results)
+        return (body, 200) if ready else (body, 503)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+    return app
