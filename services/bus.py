@@ -311,18 +311,26 @@ class Consumer:
         self.name = self.name or f"{self.service}-consumer"
         self._producer: Producer | None = None
         self._timers: set[threading.Timer] = set()
+        self.connection: kombu.Connection | None = None  # the live one (failure tests cut it)
+        self.connections_made = 0
 
     # The loop ---------------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         backoff = 0.2
         while not stop.is_set():
-            conn = connection(self.settings, confirm=True)
+            conn = connection(self.settings)
+            # Retries and parking publish on a connection of their own: waiting for their confirms on
+            # the consuming connection would dispatch the next deliveries re-entrantly (py-amqp drains
+            # every frame while it waits), handling messages nested and out of order.
+            publish_conn = connection(self.settings, confirm=True)
+            self.connection = conn
             try:
                 conn.ensure_connection(max_retries=1)
+                publish_conn.ensure_connection(max_retries=1)
                 channel = conn.channel()
                 declare(channel, self.topology, broker_retries=not self.settings.embedded)
-                self._producer = Producer(conn.channel())
+                self._producer = Producer(publish_conn.channel())
                 queue = kombu.Queue(self.topology.queue, no_declare=True)
                 with kombu.Consumer(
                     channel,
@@ -332,6 +340,7 @@ class Consumer:
                     prefetch_count=self.settings.prefetch,
                     tag_prefix=f"{self.name}-",
                 ):
+                    self.connections_made += 1
                     self.ready.set()
                     backoff = 0.2
                     log.info("consuming %s", self.topology.queue)
@@ -342,6 +351,7 @@ class Consumer:
                             pass
                         if not self.settings.embedded:
                             conn.heartbeat_check()
+                            publish_conn.heartbeat_check()
             except Exception as exc:  # lost connection, broker restart, channel error: start over
                 self.ready.clear()
                 if stop.is_set():
@@ -351,10 +361,12 @@ class Consumer:
                 backoff = min(backoff * 2, 5.0)
             finally:
                 self._producer = None
-                try:
-                    conn.release()
-                except Exception:
-                    pass
+                self.connection = None
+                for used in (conn, publish_conn):
+                    try:
+                        used.release()
+                    except Exception:  # already broken; nothing to release
+                        pass
         self.ready.clear()
         for timer in list(self._timers):
             timer.cancel()

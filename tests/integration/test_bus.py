@@ -1,0 +1,268 @@
+"""The event flows of the kernel, against the real RabbitMQ and (the same tests) on memory:// + mongomock."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from typing import Any
+from urllib.parse import urlsplit
+
+import kombu
+import pytest
+
+from services import bus, context, inbox, outbox, store
+from services.bus import PublishError
+from services.config import Settings
+from services.contract import Event, new_event, parse_event
+from tests.conftest import Consumers, make_settings, queue_depth, queue_messages, unique_service, wait_for
+
+IDEA = {
+    "idea_id": "idea-1", "city": "karlsruhe", "partnerships": ["ka-kr"], "title": "Urban Gardening am Rhein",
+    "description": "Gemeinschaftsgärten in beiden Städten", "theme": "ecology-health", "tags": ["garden"],
+    "seeks": ["Partner in Krasnodar"], "offers": ["Saatgut"], "language": "de", "author_id": "p-1",
+    "status": "open", "version": 1,
+}
+
+
+def withdrawn(n: int | str) -> dict[str, Any]:
+    return new_event("idea.withdrawn", {"idea_id": str(n), "city": "karlsruhe", "version": 1}, producer="test")
+
+
+class Effects:
+    """A handler with a stored effect: one document per event, made once through the inbox."""
+
+    def __init__(self, settings: Settings, name: str = "effects") -> None:
+        self.collection = store.database(settings, "consumer")[name]
+        self.deliveries: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        with self.lock:
+            self.deliveries[event.id] += 1
+        inbox.insert_once(self.collection, {"_id": event.id, "type": event.type, "payload": event.payload})
+
+    def count(self) -> int:
+        return self.collection.count_documents({})
+
+
+def write_with_events(db: Any, doc_id: str, events: list[dict[str, Any]]) -> None:
+    """A state change and its events in one single-document write (what a repository does)."""
+    db.things.insert_one(outbox.with_events({"_id": doc_id, "state": "changed"}, events))
+
+
+def relay_for(settings: Settings, db: Any, **kw: Any) -> outbox.Relay:
+    return outbox.Relay("writer", db, ["things"], lambda: bus.make_publisher(settings), **kw)
+
+
+def test_outbox_event_reaches_every_bound_queue_with_envelope_intact(settings: Settings, consumers: Consumers):
+    got_a: list[Event] = []
+    got_b: list[Event] = []
+    got_other: list[Event] = []
+    consumers.start(unique_service(), {"idea.submitted": [got_a.append]})
+    consumers.start(unique_service(), {"idea.submitted": [got_b.append], "idea.withdrawn": [got_b.append]})
+    [other] = consumers.start(unique_service(), {"participant.erased": [got_other.append]})
+
+    db = store.database(settings, "writer")
+    with context.correlated("req-abcdef12"):
+        event = new_event("idea.submitted", IDEA, producer="ideas", city="karlsruhe", partnership="ka-kr")
+    write_with_events(db, "idea-1", [event])
+    assert relay_for(settings, db).relay_once() == 1
+
+    wait_for(lambda: got_a and got_b, message="both bound services to receive the event")
+    expected = parse_event(json.loads(json.dumps(event)))
+    assert got_a == [expected] and got_b == [expected]
+    received = got_a[0]
+    assert received.id == event["id"] and received.correlation_id == "req-abcdef12"
+    assert (received.producer, received.city, received.partnership) == ("ideas", "karlsruhe", "ka-kr")
+    assert received.payload["title"] == "Urban Gardening am Rhein"
+    assert db.things.find_one({"_id": "idea-1"})["_outbox"] == [], "published events leave the outbox"
+    assert got_other == [] and queue_depth(settings, other.topology.queue) == 0
+
+
+def test_failing_handler_retries_then_parks_while_the_rest_goes_on(transport: str, consumers: Consumers):
+    settings = make_settings(transport, retry_delays_ms=(400, 800))
+    consumers.settings = settings
+    attempts: Counter[str] = Counter()
+    handled: list[str] = []
+
+    def handler(event: Event) -> None:
+        if event.payload["idea_id"] == "poison":
+            attempts["poison"] += 1
+            raise RuntimeError("this idea always breaks the handler")
+        handled.append(event.payload["idea_id"])
+
+    [consumer] = consumers.start(unique_service(), {"idea.withdrawn": [handler]}, settings=settings)
+    db = store.database(settings, "writer")
+    write_with_events(db, "doc", [withdrawn("poison"), *[withdrawn(i) for i in range(5)]])
+    relay_for(settings, db).relay_once()
+
+    wait_for(lambda: len(handled) == 5, message="the messages behind the failing one")
+    assert attempts["poison"] < 3, "the good messages did not wait for the failing one's retries"
+    wait_for(lambda: queue_depth(settings, consumer.topology.dead) == 1, timeout=15, message="the parked message")
+    assert attempts["poison"] == 3, "one try and one retry per configured delay"
+    [parked] = queue_messages(settings, consumer.topology.dead)
+    assert parked.headers["x-twincity-park-reason"] == "handler failed"
+    assert "always breaks" in parked.headers["x-twincity-error"]
+    assert parked.headers["x-twincity-attempts"] == 3
+    assert json.loads(parked.body)["payload"]["idea_id"] == "poison", "parked with its body intact"
+    assert sorted(handled) == ["0", "1", "2", "3", "4"]
+
+
+def test_duplicate_delivery_has_one_effect(settings: Settings, consumers: Consumers):
+    effects = Effects(settings)
+    consumers.start(unique_service(), {"idea.withdrawn": [effects]})
+    event = withdrawn(1)
+    db = store.database(settings, "writer")
+    write_with_events(db, "a", [event])
+    write_with_events(db, "b", [event])  # the same event id published twice (e.g. a relay re-run)
+    relay_for(settings, db).relay_once()
+    wait_for(lambda: effects.deliveries[event["id"]] == 2, message="both deliveries")
+    assert effects.count() == 1
+
+
+def test_connection_lost_after_effect_before_ack_redelivers_and_effect_exists_once(
+    rabbit_settings: Settings, rabbit_consumers: Consumers, monkeypatch: pytest.MonkeyPatch
+):
+    settings, consumers = rabbit_settings, rabbit_consumers
+    effects = Effects(settings)
+    redelivered: list[bool] = []
+    holder: dict[str, Any] = {}
+
+    def handler(event: Event) -> None:
+        effects(event)
+        if effects.deliveries[event.id] == 1:
+            # The effect is stored; now the connection dies before the consumer can ack.
+            holder["consumer"].connection.connection.sock.shutdown(socket.SHUT_RDWR)
+
+    original = bus.Consumer._on_message
+
+    def watching(self: bus.Consumer, message: kombu.Message) -> None:
+        redelivered.append(bool(message.delivery_info.get("redelivered")))
+        original(self, message)
+
+    monkeypatch.setattr(bus.Consumer, "_on_message", watching)
+    [consumer] = consumers.start(unique_service(), {"idea.withdrawn": [handler]}, settings=settings)
+    holder["consumer"] = consumer
+
+    event = withdrawn(7)
+    db = store.database(settings, "writer")
+    write_with_events(db, "doc", [event])
+    relay_for(settings, db).relay_once()
+
+    wait_for(lambda: effects.deliveries[event["id"]] == 2, timeout=20, message="the redelivery")
+    assert redelivered == [False, True], "the broker redelivered the unacked message"
+    assert effects.count() == 1, "the effect exists once"
+    wait_for(consumer.ready.is_set, message="the consumer to reconnect")
+
+
+def test_events_left_by_a_crash_before_publishing_are_published_on_restart(
+    settings: Settings, consumers: Consumers
+):
+    effects = Effects(settings)
+    consumers.start(unique_service(), {"idea.withdrawn": [effects]})
+    db = store.database(settings, "writer")
+    events = [withdrawn(i) for i in range(3)]
+
+    # The process wrote its state and events, then died before its relay published (simulated: a
+    # publisher that fails takes the place of the crash, so no event was removed).
+    class Crashing(bus.Publisher):
+        def publish(self, envelopes: Any) -> None:
+            raise PublishError("process killed")
+
+        def close(self) -> None:
+            pass
+
+    write_with_events(db, "doc", events)
+    with pytest.raises(PublishError):
+        outbox.Relay("writer", db, ["things"], Crashing).relay_once()
+    assert len(db.things.find_one({"_id": "doc"})["_outbox"]) == 3, "nothing lost by the failed publish"
+
+    restarted = relay_for(settings, db, poll_interval=0.05).start()  # its first pass takes everything
+    try:
+        wait_for(lambda: effects.count() == 3, message="the pending events after restart")
+    finally:
+        restarted.stop()
+    assert db.things.find_one({"_id": "doc"})["_outbox"] == []
+    assert sorted(effects.deliveries.values()) == [1, 1, 1]
+
+
+def test_poison_messages_are_parked_with_their_reason(settings: Settings, consumers: Consumers):
+    handled: list[Event] = []
+    [consumer] = consumers.start(unique_service(), {"idea.submitted": [handled.append]})
+    good = new_event("idea.submitted", IDEA, producer="test")
+    wrong_schema = {**new_event("idea.submitted", IDEA, producer="test"), "payload": {"title": 5}}
+    unknown_type = {**new_event("idea.submitted", IDEA, producer="test"), "type": "idea.exploded"}
+    future = {**new_event("idea.submitted", IDEA, producer="test"), "version": 99}
+    bodies = [b"{not json", b"\xff\xfe not utf-8", json.dumps(wrong_schema).encode(),
+              json.dumps(unknown_type).encode(), json.dumps(future).encode(), b"[1, 2, 3]",
+              json.dumps(good).encode()]
+    with bus.connection(settings, confirm=True) as conn:
+        producer = kombu.Producer(conn.channel())
+        for body in bodies:
+            producer.publish(body, exchange=settings.exchange, routing_key="idea.submitted",
+                             content_type="application/json", content_encoding="utf-8")
+
+    wait_for(lambda: handled, message="the good event behind the poison")
+    wait_for(lambda: queue_depth(settings, consumer.topology.dead) == 6, message="six parked messages")
+    parked = queue_messages(settings, consumer.topology.dead)
+    assert [m.headers["x-twincity-park-reason"] for m in parked] == [
+        "undecodable", "undecodable", "invalid payload", "unknown event type", "unsupported version",
+        "not an event envelope",
+    ]
+    as_bytes = [m.body if isinstance(m.body, bytes) else m.body.encode("utf-8") for m in parked]
+    assert as_bytes == bodies[:6], "parked bodies are intact, so they can be replayed"
+    assert handled[0].id == good["id"]
+
+
+def test_publisher_fails_fast_when_the_broker_is_unreachable():
+    settings = make_settings("amqp://guest:guest@127.0.0.1:1//", confirm_timeout=1.0)
+    publisher = bus.make_publisher(settings)
+    started = time.monotonic()
+    with pytest.raises(PublishError):
+        publisher.publish([withdrawn(1)])
+    assert time.monotonic() - started < 10
+
+
+def _local_rabbitmqctl(url: str) -> bool:
+    return shutil.which("rabbitmqctl") is not None and (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost")
+
+
+@pytest.mark.broker_restart
+def test_broker_restart_in_the_middle_of_a_stream_every_event_handled_once(
+    rabbit_settings: Settings, rabbit_consumers: Consumers
+):
+    if not _local_rabbitmqctl(rabbit_settings.amqp_url):
+        pytest.skip("needs a local RabbitMQ node and rabbitmqctl to restart it")
+    settings, consumers = rabbit_settings, rabbit_consumers
+    effects = Effects(settings)
+    two = consumers.start(unique_service(), {"idea.withdrawn": [effects]}, count=2)
+    db = store.database(settings, "writer")
+    relay = relay_for(settings, db, poll_interval=0.05).start()
+    total = 600
+    restarted_at = -1
+    try:
+        for i in range(total):
+            write_with_events(db, f"doc-{i}", [withdrawn(i)])
+            relay.kick()
+            if i == total // 3:
+                wait_for(lambda: effects.count() > 50, message="the stream to be under way")
+                restarted_at = effects.count()
+                subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
+                subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
+            time.sleep(0.001)
+        wait_for(lambda: effects.count() == total, timeout=90, interval=0.1, message=f"all {total} effects")
+    finally:
+        relay.stop()
+        subprocess.run(["rabbitmqctl", "await_startup"], capture_output=True, timeout=120)
+    assert 0 < restarted_at < total, "the restart happened in the middle of the stream"
+    assert all(c.connections_made >= 2 for c in two), "both consumers lost their connection and came back"
+    assert relay.backlog() == 0
+    assert effects.count() == total, "every event handled"
+    assert all(n >= 1 for n in effects.deliveries.values()) and len(effects.deliveries) == total
+    # Deliveries may exceed one (unconfirmed publishes are sent again); effects never do.
+    assert effects.collection.count_documents({}) == len({e for e in effects.deliveries})
