@@ -6,6 +6,7 @@ import importlib
 import os
 import secrets
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -53,15 +54,12 @@ def dev(host: str, port: int, empty: bool) -> None:
             f"`twincity dev` runs on the in-memory broker; AMQP_URL is {settings.amqp_url!r}. "
             "Unset AMQP_URL, or run the services with `twincity <service> web|worker`."
         )
+    _check_port(host, port)
     admin_key = settings.admin_key or ("tcl_" + secrets.token_urlsafe(32))
     settings = settings.replace(admin_key=admin_key)
     logs.setup("dev", settings.log_level, settings.log_format)
     platform = EmbeddedPlatform.build(settings).start()
-    try:
-        server = make_server(host, port, platform.gateway, threaded=True)
-    except OSError as exc:
-        platform.stop()
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}; try --port") from None
+    server = make_server(host, port, platform.gateway, threaded=True)
     url = f"http://{host}:{server.server_port}"
     origin = "from TWINCITY_ADMIN_KEY" if os.environ.get("TWINCITY_ADMIN_KEY") else "made for this run"
     click.echo(
@@ -92,6 +90,17 @@ def dev(host: str, port: int, empty: bool) -> None:
         server.server_close()
         platform.stop()
         click.echo("stopped; nothing was kept")
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail before starting anything when the address is taken (werkzeug would exit with its own words)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}; choose another with --port") \
+            from None
 
 
 def _factory(service: str) -> Any:

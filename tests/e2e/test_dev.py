@@ -1,0 +1,124 @@
+"""`twincity dev` as a person runs it: a real process, answering on a real port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+TWINCITY = str(Path(sys.executable).parent / "twincity")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("AMQP_URL", "MONGO_URL", "TWINCITY_ADMIN_KEY")}
+    env.update(extra)
+    return env
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class Dev:
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([TWINCITY, "dev", "--port", str(self.port), *args], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def wait_healthy(self, timeout: float = 15.0) -> float:
+        deadline = self.started + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"twincity dev exited early:\n{self.proc.stdout.read()}")
+            try:
+                if get(f"{self.url}/healthz")[0] == 200:
+                    return time.monotonic() - self.started
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"/healthz did not answer 200 within {timeout}s")
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+            raise AssertionError(f"twincity dev did not stop on SIGTERM:\n{out}") from None
+        return out
+
+
+@pytest.fixture
+def dev() -> Iterator[list[Dev]]:
+    started: list[Dev] = []
+    yield started
+    for d in started:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.communicate()
+
+
+def test_dev_answers_healthz_within_15_seconds_and_says_what_it_is(dev):
+    d = Dev("--empty", env=clean_env(TWINCITY_ADMIN_KEY="tcl_test-admin-key-123456"))
+    dev.append(d)
+    elapsed = d.wait_healthy(15)
+    assert get(f"{d.url}/readyz")[0] == 200
+    out = d.stop()
+    assert d.proc.returncode == 0
+    assert d.url in out and "tcl_test-admin-key-123456" in out and "from TWINCITY_ADMIN_KEY" in out
+    assert "keeps nothing" in out and "not loaded (--empty)" in out and "stopped" in out
+    print(f"twincity dev answered /healthz after {elapsed:.2f}s")
+
+
+def test_dev_makes_an_admin_key_when_none_is_given(dev):
+    d = Dev(env=clean_env())
+    dev.append(d)
+    d.wait_healthy(15)
+    out = d.stop()
+    assert "made for this run" in out
+    key_line = next(line for line in out.splitlines() if "Admin key:" in line)
+    assert "tcl_" in key_line and len(key_line.split("tcl_")[1].split()[0]) >= 40
+
+
+def test_dev_refuses_a_real_broker_url_with_a_clear_message():
+    r = subprocess.run([TWINCITY, "dev"], env=clean_env(AMQP_URL="amqp://guest:guest@127.0.0.1:5672//"),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "in-memory broker" in r.stderr and "AMQP_URL" in r.stderr
+
+
+def test_dev_names_a_malformed_variable():
+    r = subprocess.run([TWINCITY, "dev"], env=clean_env(MONGO_URL="localhost:27017"),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "MONGO_URL" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_dev_says_when_the_port_is_taken(dev):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run([TWINCITY, "dev", "--port", str(port)], env=clean_env(),
+                           capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in r.stderr and "--port" in r.stderr

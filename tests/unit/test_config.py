@@ -1,0 +1,50 @@
+"""Configuration: defaults for the embedded mode, and errors that name the variable."""
+
+from pathlib import Path
+
+import pytest
+
+from services.config import VARIABLES, ConfigError, Settings
+
+
+def test_defaults_are_the_embedded_mode():
+    s = Settings.from_env({})
+    assert s.embedded and s.amqp_url == "memory://" and s.mongo_url == "mongomock://"
+    assert s.exchange == "twincity.events" and s.retry_delays_ms == (1000, 10000, 60000)
+    assert s.database_name("ideas") == "twincity_ideas"
+
+
+def test_values_are_read():
+    s = Settings.from_env({"AMQP_URL": "amqp://u:p@rabbit:5672//", "MONGO_URL": "mongodb://mongo:27017",
+                           "BUS_PREFETCH": "8", "BUS_RETRY_DELAYS_MS": "100, 200,200", "LOG_LEVEL": "DEBUG"})
+    assert not s.embedded and s.prefetch == 8 and s.retry_delays_ms == (100, 200, 200) and s.log_level == "debug"
+
+
+def test_blank_values_fall_back_to_defaults():
+    assert Settings.from_env({"AMQP_URL": "  ", "BUS_PREFETCH": ""}).prefetch == 32
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"AMQP_URL": "rabbit:5672"}, "AMQP_URL"),
+        ({"AMQP_URL": "http://x"}, "AMQP_URL"),
+        ({"MONGO_URL": "postgres://x"}, "MONGO_URL"),
+        ({"BUS_PREFETCH": "many"}, "BUS_PREFETCH"),
+        ({"BUS_PREFETCH": "0"}, "BUS_PREFETCH"),
+        ({"BUS_RETRY_DELAYS_MS": "5000,1000"}, "BUS_RETRY_DELAYS_MS"),
+        ({"BUS_RETRY_DELAYS_MS": ","}, "BUS_RETRY_DELAYS_MS"),
+        ({"BUS_CONFIRM_TIMEOUT": "soon"}, "BUS_CONFIRM_TIMEOUT"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ({"TWINCITY_EXCHANGE": "Events With Spaces"}, "TWINCITY_EXCHANGE"),
+    ],
+)
+def test_malformed_values_name_the_variable(env, names):
+    with pytest.raises(ConfigError, match=names):
+        Settings.from_env(env)
+
+
+def test_readme_documents_every_variable():
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    missing = [v.name for v in VARIABLES if f"`{v.name}`" not in readme]
+    assert not missing, f"README.md's configuration table lacks {missing}"
