@@ -90,6 +90,14 @@ VARIABLES: tuple[Var, ...] = (
     Var("BUS_HEARTBEAT", "30", "AMQP heartbeat in seconds (0 turns heartbeats off)."),
     Var("OUTBOX_POLL_INTERVAL", "2", "Seconds between sweeps for pending outbox events left by other processes."),
     Var("OUTBOX_BATCH", "500", "Most pending events the relay publishes in one confirmed batch."),
+    Var("IDEAS_URL", "", "Gateway: base URL of the ideas web service; empty calls it inside this process."),
+    Var("MATCHING_URL", "", "Gateway: base URL of the matching web service; empty: inside this process."),
+    Var("NOTIFY_URL", "", "Gateway: base URL of the notify web service; empty: inside this process."),
+    Var("TWINCITY_MAX_BODY", "262144", "Largest request body the gateway accepts, in bytes (413 beyond)."),
+    Var("PORT", "8000", "Port of `twincity <service> web` when --bind is not given."),
+    Var("WEB_WORKERS", "2", "gunicorn worker processes of a web command."),
+    Var("WEB_THREADS", "4", "Threads per gunicorn worker."),
+    Var("WORKER_CONCURRENCY", "1", "Consumer threads of a worker command, each with its own broker connection."),
     Var("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
     Var("LOG_FORMAT", "json", "json (one JSON object a line) or text."),
 )
@@ -110,6 +118,12 @@ class Settings:
     heartbeat: int = 30
     outbox_poll_interval: float = 2.0
     outbox_batch: int = 500
+    service_urls: tuple[tuple[str, str], ...] = ()
+    max_body_bytes: int = 262_144
+    port: int = 8000
+    web_workers: int = 2
+    web_threads: int = 4
+    worker_concurrency: int = 1
     log_level: str = "info"
     log_format: str = "json"
 
@@ -119,6 +133,10 @@ class Settings:
 
     def database_name(self, service: str) -> str:
         return f"{self.db_prefix}_{service}"
+
+    def service_url(self, service: str) -> str:
+        """The base URL the gateway calls a service at; empty means in this process (embedded)."""
+        return dict(self.service_urls).get(service, "")
 
     def replace(self, **changes: object) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -146,6 +164,16 @@ class Settings:
             heartbeat=_int("BUS_HEARTBEAT", get("BUS_HEARTBEAT")),
             outbox_poll_interval=_float("OUTBOX_POLL_INTERVAL", get("OUTBOX_POLL_INTERVAL"), minimum=0.01),
             outbox_batch=_int("OUTBOX_BATCH", get("OUTBOX_BATCH"), minimum=1),
+            service_urls=tuple(
+                (service, _url(f"{service.upper()}_URL", get(f"{service.upper()}_URL"), ("http", "https")))
+                for service in ("ideas", "matching", "notify")
+                if get(f"{service.upper()}_URL")
+            ),
+            max_body_bytes=_int("TWINCITY_MAX_BODY", get("TWINCITY_MAX_BODY"), minimum=1024),
+            port=_int("PORT", get("PORT"), minimum=1),
+            web_workers=_int("WEB_WORKERS", get("WEB_WORKERS"), minimum=1),
+            web_threads=_int("WEB_THREADS", get("WEB_THREADS"), minimum=1),
+            worker_concurrency=_int("WORKER_CONCURRENCY", get("WORKER_CONCURRENCY"), minimum=1),
             log_level=_choice("LOG_LEVEL", get("LOG_LEVEL"), ("debug", "info", "warning", "error")),
             log_format=_choice("LOG_FORMAT", get("LOG_FORMAT"), ("json", "text")),
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,7 +131,9 @@ class Runtime:
                  ", ".join(sorted(self.handlers)) or "no events")
         while not stop.is_set():
             stop.wait(1.0)
+        # One deadline for everything, inside compose's 30 s stop_grace_period.
+        deadline = time.monotonic() + 20
         for thread in threads:
-            thread.join(timeout=30)
-        self.relay.stop()
+            thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        self.relay.stop(timeout=max(0.1, deadline - time.monotonic()))
         log.info("worker %s stopped", self.name)

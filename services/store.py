@@ -7,7 +7,9 @@ atomic as it is in MongoDB, and mongomock alone does not promise that across thr
 
 from __future__ import annotations
 
+import secrets
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +21,9 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.config import Settings
 
-__all__ = ["DuplicateKeyError", "Index", "StoreError", "client_for", "database", "ensure_indexes", "ping"]
+__all__ = [
+    "DuplicateKeyError", "Index", "StoreError", "client_for", "database", "ensure_indexes", "new_id", "ping"
+]
 
 StoreError = PyMongoError
 
@@ -65,6 +69,11 @@ class _Locked:
 
     def __repr__(self) -> str:
         return f"Locked({self._target!r})"
+
+
+def new_id(prefix: str) -> str:
+    """A unique id that sorts by creation time (ms), so `_id` order is creation order for cursors."""
+    return f"{prefix}_{time.time_ns() // 1_000_000:011x}{secrets.token_hex(5)}"
 
 
 def client_for(url: str) -> Any:

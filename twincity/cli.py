@@ -132,28 +132,33 @@ def _service_group(service: str) -> click.Group:
         pass
 
     @group.command(help=f"Serve the {service} web app with gunicorn.")
-    @click.option("--bind", default=None, help="host:port (default 0.0.0.0:$PORT or 0.0.0.0:8000).")
-    @click.option("--workers", type=int, default=None, help="gunicorn worker processes (default $WEB_WORKERS or 2).")
-    @click.option("--threads", type=int, default=None, help="Threads per worker (default $WEB_THREADS or 4).")
+    @click.option("--bind", default=None, help="host:port (default 0.0.0.0:$PORT).")
+    @click.option("--workers", type=click.IntRange(1, 64), default=None,
+                  help="gunicorn worker processes (default $WEB_WORKERS).")
+    @click.option("--threads", type=click.IntRange(1, 256), default=None,
+                  help="Threads per worker (default $WEB_THREADS).")
     def web(bind: str | None, workers: int | None, threads: int | None) -> None:
         settings = _settings()
         logs.setup(service, settings.log_level, settings.log_format)
         _Gunicorn.run(service, {
-            "bind": bind or f"0.0.0.0:{os.environ.get('PORT', '8000')}",
-            "workers": workers or int(os.environ.get("WEB_WORKERS", "2")),
-            "threads": threads or int(os.environ.get("WEB_THREADS", "4")),
-            "graceful_timeout": 30,
+            "bind": bind or f"0.0.0.0:{settings.port}",
+            "workers": workers or settings.web_workers,
+            "threads": threads or settings.web_threads,
+            "graceful_timeout": 25,  # within compose's 30 s stop_grace_period
             "accesslog": None,
+            # Several web commands on one host must not fight over one control socket in $HOME.
+            "control_socket_disable": True,
+            # gunicorn's own lines go through our handler, so LOG_FORMAT=json gives only JSON lines.
+            "logconfig_dict": {"version": 1, "disable_existing_loggers": False, "root": {}},
         })
 
     if service != "gateway":
         @group.command(help=f"Consume the {service} queue and relay its outbox until SIGTERM.")
         @click.option("--concurrency", type=click.IntRange(1, 64), default=None,
-                      help="Consumer threads, each with its own connection (default $WORKER_CONCURRENCY or 1).")
+                      help="Consumer threads, each with its own connection (default $WORKER_CONCURRENCY).")
         def worker(concurrency: int | None) -> None:
             settings = _settings()
-            _factory(service).run_worker(concurrency or int(os.environ.get("WORKER_CONCURRENCY", "1")),
-                                         settings=settings)
+            _factory(service).run_worker(concurrency or settings.worker_concurrency, settings=settings)
 
     return group
 
