@@ -72,6 +72,18 @@ class KeyStore:
         key, _ = self.create(scopes, city, secret=secret, label=label)
         return key
 
+    def list_keys(self) -> list[dict[str, Any]]:
+        return [
+            {"id": d["_id"], "city": d.get("city"), "scopes": d.get("scopes", []), "label": d.get("label", ""),
+             "revoked": bool(d.get("revoked"))}
+            for d in self.collection.find({}, {"hash": 0}).sort("created_at", 1)
+        ]
+
+    def revoke(self, key_id: str) -> bool:
+        result = self.collection.update_one({"_id": key_id}, {"$set": {"revoked": True,
+                                                                      "revoked_at": datetime.now(UTC)}})
+        return result.matched_count == 1
+
     def authenticate(self, secret: str) -> ApiKey | None:
         if not secret:
             return None

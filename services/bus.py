@@ -8,7 +8,8 @@ Library choice, kept in this one place:
   waiting for each confirm;
 - on memory:// a plain kombu producer (in-process, nothing to confirm).
 
-Topology of one service S on exchange X (topic, durable):
+Topology of one service S on exchange X (topic, durable); with TWINCITY_NAMESPACE=N every queue
+name starts with "N.":
   S.events        durable queue bound to X with each event type S handles
   S.retry.<ms>ms  one durable queue per retry delay: TTL=<ms>, dead-letters back into S.events
   S.dead          the parking queue; a message lands here after its last try, or when it is not
@@ -19,9 +20,9 @@ On memory:// the retry delay is an in-process timer (the memory transport has no
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -56,18 +57,23 @@ class Topology:
     exchange: str
     event_types: tuple[str, ...]
     retry_delays_ms: tuple[int, ...]
+    namespace: str = ""
+
+    @property
+    def _base(self) -> str:
+        return f"{self.namespace}.{self.service}" if self.namespace else self.service
 
     @property
     def queue(self) -> str:
-        return f"{self.service}.events"
+        return f"{self._base}.events"
 
     @property
     def dead(self) -> str:
-        return f"{self.service}.dead"
+        return f"{self._base}.dead"
 
     def retry_queue(self, attempt: int) -> str:
         """Queue for the retry after the `attempt`-th failure (1-based)."""
-        return f"{self.service}.retry.{self.retry_delays_ms[attempt - 1]}ms"
+        return f"{self._base}.retry.{self.retry_delays_ms[attempt - 1]}ms"
 
     @property
     def retry_queues(self) -> list[str]:
@@ -206,7 +212,7 @@ class AmqpPublisher(Publisher):
                     raise PublishError(f"no confirm within {self.settings.confirm_timeout}s")
                 try:
                     raw.drain_events(timeout=remaining)
-                except socket.timeout:
+                except TimeoutError:
                     continue
             nacked = [t for t in range(first, last + 1) if t in self._nacked or t <= self._upto_nack]
             self._acked.difference_update(range(first, last + 1))
@@ -230,10 +236,8 @@ class AmqpPublisher(Publisher):
     def close(self) -> None:
         conn, self._conn, self._channel = self._conn, None, None
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # already broken; nothing to release
                 conn.release()
-            except Exception:  # already broken; nothing to release
-                pass
 
 
 class KombuPublisher(Publisher):
@@ -273,10 +277,8 @@ class KombuPublisher(Publisher):
     def close(self) -> None:
         conn, self._conn, self._producer = self._conn, None, None
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 conn.release()
-            except Exception:
-                pass
 
 
 def make_publisher(settings: Settings) -> Publisher:
@@ -307,6 +309,7 @@ class Consumer:
             exchange=self.settings.exchange,
             event_types=tuple(sorted(self.handlers)),
             retry_delays_ms=self.settings.retry_delays_ms,
+            namespace=self.settings.namespace,
         )
         self.name = self.name or f"{self.service}-consumer"
         self._producer: Producer | None = None
@@ -345,10 +348,8 @@ class Consumer:
                     backoff = 0.2
                     log.info("consuming %s", self.topology.queue)
                     while not stop.is_set():
-                        try:
-                            conn.drain_events(timeout=0.5)
-                        except socket.timeout:
-                            pass
+                        with contextlib.suppress(TimeoutError):
+                            conn.drain_events(timeout=0.25)  # how soon a stop is noticed
                         if not self.settings.embedded:
                             conn.heartbeat_check()
                             publish_conn.heartbeat_check()
@@ -363,10 +364,8 @@ class Consumer:
                 self._producer = None
                 self.connection = None
                 for used in (conn, publish_conn):
-                    try:
+                    with contextlib.suppress(Exception):  # already broken; nothing to release
                         used.release()
-                    except Exception:  # already broken; nothing to release
-                        pass
         self.ready.clear()
         for timer in list(self._timers):
             timer.cancel()

@@ -82,6 +82,7 @@ VARIABLES: tuple[Var, ...] = (
     Var("MONGO_URL", "mongomock://", "Store URL: mongodb://host:27017, or mongomock:// (in-memory, keeps nothing)."),
     Var("TWINCITY_DB_PREFIX", "twincity", "Prefix of each service's own database name (<prefix>_<service>)."),
     Var("TWINCITY_EXCHANGE", "twincity.events", "Name of the durable topic exchange all events go through."),
+    Var("TWINCITY_NAMESPACE", "", "Prefix of every queue name, for several deployments on one broker vhost."),
     Var("TWINCITY_ADMIN_KEY", "", "First admin API key; when empty, `twincity dev` makes one and prints it."),
     Var("BUS_PREFETCH", "32", "Messages a consumer may hold unacknowledged (per consumer, not global)."),
     Var("BUS_RETRY_DELAYS_MS", "1000,10000,60000",
@@ -111,6 +112,7 @@ class Settings:
     mongo_url: str = "mongomock://"
     db_prefix: str = "twincity"
     exchange: str = "twincity.events"
+    namespace: str = ""
     admin_key: str = ""
     prefetch: int = 32
     retry_delays_ms: tuple[int, ...] = (1000, 10000, 60000)
@@ -157,6 +159,7 @@ class Settings:
             mongo_url=_url("MONGO_URL", get("MONGO_URL"), ("mongodb", "mongodb+srv", "mongomock")),
             db_prefix=_name("TWINCITY_DB_PREFIX", get("TWINCITY_DB_PREFIX")),
             exchange=_name("TWINCITY_EXCHANGE", get("TWINCITY_EXCHANGE")),
+            namespace=_name("TWINCITY_NAMESPACE", get("TWINCITY_NAMESPACE")) if get("TWINCITY_NAMESPACE") else "",
             admin_key=get("TWINCITY_ADMIN_KEY"),
             prefetch=_int("BUS_PREFETCH", get("BUS_PREFETCH"), minimum=1),
             retry_delays_ms=_delays("BUS_RETRY_DELAYS_MS", get("BUS_RETRY_DELAYS_MS")),

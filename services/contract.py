@@ -198,6 +198,25 @@ class ProjectFormedV1(Lenient):
     members = fields.List(fields.Nested(ProjectMemberV1), load_default=list)
 
 
+class CityV1(Lenient):
+    city = _key(required=True)
+    name = _text(200, required=True)
+    country = fields.Str(required=True, validate=validate.Regexp(r"^[A-Z]{2}$"))
+    language = fields.Str(required=True, validate=validate.OneOf(LANGUAGES))
+
+
+class ThemeV1(Lenient):
+    key = _key(required=True)
+    labels = fields.Dict(keys=fields.Str(validate=validate.OneOf(LANGUAGES)), values=fields.Str(), required=True)
+
+
+class PartnershipV1(Lenient):
+    partnership_id = _key(required=True)
+    name = _text(200, required=True)
+    cities = fields.List(_key(), required=True, validate=validate.Length(equal=2))
+    themes = fields.List(fields.Nested(ThemeV1), load_default=list)
+
+
 class NotificationV1(Lenient):
     notification_id = _key(required=True)
     recipient = _key(required=True)
@@ -225,6 +244,9 @@ def _types(*entries: tuple[str, int, type[Schema], str]) -> dict[tuple[str, int]
 
 # The whole contract: (type, version) -> schema. A new version goes beside the old, with an upcaster.
 EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
+    ("city.registered", 1, CityV1, "A city joined the deployment."),
+    ("partnership.formed", 1, PartnershipV1, "Two cities were twinned; their own themes included."),
+    ("partnership.updated", 1, PartnershipV1, "A partnership's name or own themes changed."),
     ("idea.submitted", 1, IdeaV1, "A participant submitted an idea (full snapshot)."),
     ("idea.updated", 1, IdeaUpdatedV1, "An idea changed (full snapshot and the changed fields)."),
     ("idea.withdrawn", 1, IdeaWithdrawnV1, "An idea was withdrawn; its open proposals close."),

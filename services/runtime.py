@@ -15,11 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, jsonify
 
 from services import bus, inbox, logs, outbox, store
 from services.bus import Consumer, Handler
 from services.config import Settings
+from services.openapi import ApiDocs
 from services.store import Index
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class ServiceSpec:
     handlers: Callable[[Runtime], Mapping[str, Sequence[Handler]]] = lambda _rt: {}
     blueprints: Callable[[Runtime], Sequence[Blueprint]] = lambda _rt: ()
     on_start: Callable[[Runtime], None] = lambda _rt: None
+    docs: ApiDocs | None = None  # its routes' OpenAPI operations; the gateway merges them
 
 
 class Runtime:
@@ -59,8 +61,12 @@ class Runtime:
             lambda: bus.make_publisher(self.settings),
             batch=self.settings.outbox_batch,
             poll_interval=self.settings.outbox_poll_interval,
+            # Events of other processes (an `admin` command, a crashed web worker) are swept up once
+            # they are this old; fresher ones are left to the process that wrote them.
+            grace=max(1.0, 2 * self.settings.outbox_poll_interval),
         )
         self._handlers: Mapping[str, Sequence[Handler]] | None = None
+        self.running: list[Consumer] = []
         spec.on_start(self)
 
     @property
@@ -92,6 +98,9 @@ class Runtime:
         app = create_base_app(self.name, self.readiness())
         for blueprint in self.spec.blueprints(self):
             app.register_blueprint(blueprint)
+        if self.spec.docs is not None:
+            docs = self.spec.docs
+            app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(docs.spec()))
         app.extensions["twincity.runtime"] = self
         if relay and self.spec.outbox_collections:
             self.relay.start()
@@ -113,7 +122,12 @@ class Runtime:
                 thread = threading.Thread(target=consumer.run, args=(stop,), name=consumer.name, daemon=True)
                 thread.start()
                 threads.append(thread)
+                self.running.append(consumer)
         return threads
+
+    def consuming(self) -> bool:
+        """Every consumer is connected, its queue declared and bound."""
+        return all(c.ready.is_set() for c in self.running)
 
     def run_worker(self, concurrency: int = 1) -> None:
         """Block consuming until SIGTERM/SIGINT; the message in hand is finished before stopping."""

@@ -71,9 +71,22 @@ class _Locked:
         return f"Locked({self._target!r})"
 
 
+_id_lock = threading.Lock()
+_id_last = [0, 0]  # the last millisecond and the sequence number within it
+
+
 def new_id(prefix: str) -> str:
-    """A unique id that sorts by creation time (ms), so `_id` order is creation order for cursors."""
-    return f"{prefix}_{time.time_ns() // 1_000_000:011x}{secrets.token_hex(5)}"
+    """A unique id that sorts by creation time, so `_id` order is creation order for cursors.
+
+    Milliseconds, then a sequence within the millisecond (ids of one process never tie), then
+    randomness (ids of different processes never collide).
+    """
+    with _id_lock:
+        now = max(time.time_ns() // 1_000_000, _id_last[0])
+        _id_last[1] = _id_last[1] + 1 if now == _id_last[0] else 0
+        _id_last[0] = now
+        seq = _id_last[1]
+    return f"{prefix}_{now:011x}{seq:04x}{secrets.token_hex(4)}"
 
 
 def client_for(url: str) -> Any:

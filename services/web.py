@@ -65,7 +65,7 @@ def json_body(schema: Schema | None = None, *, partial: bool = False) -> Any:
 
 def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None = None) -> Flask:
     """A Flask app with the platform's common behaviour; services add their blueprints to it."""
-    app = Flask(service)
+    app = Flask(service, static_folder=None)
     app.config["SERVICE"] = service
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Cyrillic stays readable
     app.json.sort_keys = False  # type: ignore[attr-defined]

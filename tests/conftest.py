@@ -60,6 +60,7 @@ def make_settings(amqp_url: str, **overrides: object) -> Settings:
         amqp_url=amqp_url,
         mongo_url=f"mongomock://{_unique('test')}",
         exchange=_unique("test.events"),
+        namespace=_unique("test"),
         retry_delays_ms=(50, 100),
         confirm_timeout=5.0,
         heartbeat=10,

@@ -61,6 +61,11 @@ def dev(host: str, port: int, empty: bool) -> None:
     platform = EmbeddedPlatform.build(settings).start()
     server = make_server(host, port, platform.gateway, threaded=True)
     url = f"http://{host}:{server.server_port}"
+    lab = None
+    if not empty:
+        from twincity.demo import seed
+
+        lab = seed(platform.gateway, admin_key)
     origin = "from TWINCITY_ADMIN_KEY" if os.environ.get("TWINCITY_ADMIN_KEY") else "made for this run"
     click.echo(
         "\n".join([
@@ -70,7 +75,12 @@ def dev(host: str, port: int, empty: bool) -> None:
             f"  Health:     {url}/healthz",
             f"  Admin key:  {admin_key}   ({origin})",
             f"  Services:   gateway, {', '.join(platform.runtimes)} (web and workers in this process)",
-            f"  Demo lab:   {'not loaded (--empty)' if empty else 'none to load yet'}",
+            *(["  Demo lab:   not loaded (--empty)"] if lab is None else [
+                f"  Demo lab:   {lab.partnership}: {len(lab.ideas)} ideas, "
+                f"{sum(map(len, lab.participants.values()))} participants",
+                *[f"  City key:   {key}   ({city}: read, write)" for city, key in lab.city_keys.items()],
+            ]),
+            f"  API docs:   {url}/docs",
             "  It keeps nothing: broker and store live in this process's memory and vanish when it stops.",
             "  Stop with Ctrl-C.",
             "",
@@ -180,6 +190,116 @@ def show_config() -> None:
         shown = ("(set)" if value else "") if "KEY" in var.name else (value or "")
         click.echo(f"{var.name:24} {shown or '(default) ' + var.default!s:40} {var.help}")
     click.echo(f"\nconfiguration is {status}")
+
+
+# --- operator commands on the gateway's store (no Mongo shell needed) --------------------------------
+
+@main.group()
+def admin() -> None:
+    """Cities, partnerships and API keys, written straight to the gateway's store (MONGO_URL).
+
+    Run these where the gateway's MONGO_URL points to the real store. The running gateway publishes the
+    events they cause (its relay picks them up).
+    """
+
+
+def _directory() -> tuple[Any, Any]:
+    from gateway import keys, repository
+    from services import store
+
+    settings = _settings()
+    if settings.mongo_url.startswith("mongomock://") and os.environ.get("TWINCITY_ALLOW_MEMORY") != "1":
+        raise click.ClickException(
+            "MONGO_URL is mongomock:// (in memory): nothing would be kept. Point MONGO_URL to the gateway's "
+            "MongoDB, or use the API of a running `twincity dev` (its banner shows an admin key)."
+        )
+    db = store.database(settings, "gateway")
+    store.ensure_indexes(db, {**keys.INDEXES, **repository.INDEXES})
+    return repository.Directory(db), keys.KeyStore(db)
+
+
+@admin.command("create-key")
+@click.option("--admin", "is_admin", is_flag=True, help="An admin key (all cities; manages cities and keys).")
+@click.option("--city", default=None, help="The city the key acts for.")
+@click.option("--scopes", default="read,write", show_default=True, help="Comma-separated: read, write, admin.")
+@click.option("--label", default="", help="A note saying who or what uses the key.")
+def create_key(is_admin: bool, city: str | None, scopes: str, label: str) -> None:
+    """Make an API key and print its secret (shown this once)."""
+    directory, key_store = _directory()
+    wanted = ["admin", "read", "write"] if is_admin else [s.strip() for s in scopes.split(",") if s.strip()]
+    if not is_admin and not city:
+        raise click.UsageError("give --city for a city key, or --admin")
+    if city and directory.city(city) is None:
+        raise click.ClickException(f"unknown city {city!r}; create it first with `twincity admin create-city`")
+    try:
+        key, secret = key_store.create(wanted, None if is_admin else city, label=label)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"id:     {key.id}\nkey:    {secret}\ncity:   {key.city or '(all: admin)'}\n"
+               f"scopes: {', '.join(key.scopes)}\nKeep the key now: it is stored only as a hash.")
+
+
+@admin.command("create-city")
+@click.argument("key")
+@click.option("--name", required=True, help="The city's name, e.g. Karlsruhe.")
+@click.option("--country", required=True, help="ISO 3166 code, e.g. DE.")
+@click.option("--language", required=True, help="Default language (ISO 639-1), e.g. de.")
+def create_city(key: str, name: str, country: str, language: str) -> None:
+    """Add a city to the deployment."""
+    from marshmallow import ValidationError
+
+    from gateway.repository import Exists
+    from gateway.schemas import CityIn
+
+    directory, _ = _directory()
+    try:
+        data = CityIn().load({"key": key, "name": name, "country": country, "language": language})
+        city = directory.add_city(**data)
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid city: {exc.messages}") from None
+    except Exists as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"city {city['_id']} ({city['name']}, {city['country']}, {city['language']}) added")
+
+
+@admin.command("create-partnership")
+@click.argument("city_a")
+@click.argument("city_b")
+@click.option("--name", required=True, help="e.g. 'Twin City Lab Karlsruhe–Krasnodar'.")
+@click.option("--id", "partnership_id", default=None, help="Default: <city-a>-<city-b>.")
+def create_partnership(city_a: str, city_b: str, name: str, partnership_id: str | None) -> None:
+    """Twin two cities."""
+    from gateway.repository import Exists, Unknown
+
+    directory, _ = _directory()
+    try:
+        doc = directory.add_partnership([city_a, city_b], name, [], partnership_id)
+    except (Exists, Unknown) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"partnership {doc['_id']} ({' – '.join(doc['cities'])}) formed")
+
+
+@admin.command("list")
+def list_directory() -> None:
+    """Show cities, partnerships and keys (never the keys' secrets)."""
+    directory, key_store = _directory()
+    for city in directory.list_cities():
+        click.echo(f"city         {city['_id']:20} {city['name']} ({city['country']}, {city['language']})")
+    for p in directory.list_partnerships():
+        click.echo(f"partnership  {p['_id']:20} {p['name']}")
+    for k in key_store.list_keys():
+        state = "revoked" if k["revoked"] else ",".join(k["scopes"])
+        click.echo(f"key          {k['id']:20} {k['city'] or '(admin)'} {state} {k['label']}")
+
+
+@admin.command("revoke-key")
+@click.argument("key_id")
+def revoke_key(key_id: str) -> None:
+    """Revoke an API key by its id (it gets 401 from now on)."""
+    _, key_store = _directory()
+    if not key_store.revoke(key_id):
+        raise click.ClickException(f"no API key {key_id}")
+    click.echo(f"key {key_id} revoked")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ SERVICE_SPECS: tuple[ServiceSpec, ...] = (ideas.app.SPEC, matching.app.SPEC, not
 class EmbeddedPlatform:
     """Everything in this process; `start()` runs the workers, `gateway` is the public WSGI app."""
 
+
     settings: Settings
     runtimes: dict[str, Runtime] = field(default_factory=dict)
     apps: dict[str, Flask] = field(default_factory=dict)
@@ -31,26 +32,40 @@ class EmbeddedPlatform:
 
     @classmethod
     def build(cls, settings: Settings) -> EmbeddedPlatform:
-        if not settings.embedded:
-            raise ValueError("the embedded platform runs on memory:// only; use the service commands for AMQP")
+        # `twincity dev` runs this on memory://; tests also run it against a real RabbitMQ.
         platform = cls(settings)
         for spec in SERVICE_SPECS:
             runtime = Runtime(spec, settings)
             platform.runtimes[spec.name] = runtime
             platform.apps[spec.name] = runtime.create_app(relay=False)  # the worker side runs the relay
-        platform.gateway = gateway.app.create_app(settings)
+        platform.gateway = gateway.app.create_app(settings, service_apps=platform.apps)
         return platform
 
-    def start(self, ready_timeout: float = 10.0) -> EmbeddedPlatform:
+    def start(self, ready_timeout: float = 15.0) -> EmbeddedPlatform:
         for runtime in self.runtimes.values():
             self._threads.extend(runtime.start_worker(self._stop))
         deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline and not self.ready():
+        while not self.ready():
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the workers did not start consuming within {ready_timeout}s")
             time.sleep(0.01)
         return self
 
     def ready(self) -> bool:
-        return all(t.is_alive() for t in self._threads)
+        """Every consumer has declared and bound its queue, so no event published from now is lost."""
+        return all(t.is_alive() for t in self._threads) and all(rt.consuming() for rt in self.runtimes.values())
+
+    def runtime(self, name: str) -> Runtime:
+        return self.runtimes[name]
+
+    def settled(self) -> bool:
+        """No event waits in any outbox (what the tests wait for before counting)."""
+        return all(rt.relay.backlog() == 0 for rt in self.runtimes.values()) and self.gateway_relay_idle()
+
+    def gateway_relay_idle(self) -> bool:
+        assert self.gateway is not None
+        return self.gateway.extensions["twincity.runtime"].relay.backlog() == 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -58,3 +73,5 @@ class EmbeddedPlatform:
             thread.join(timeout=5)
         for runtime in self.runtimes.values():
             runtime.relay.stop()
+        if self.gateway is not None:
+            self.gateway.extensions["twincity.runtime"].relay.stop()

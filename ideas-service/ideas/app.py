@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from flask import Flask
 
+from ideas import api, handlers, repository
 from services.config import Settings
 from services.runtime import Runtime, ServiceSpec
 
-# The service's rooms (domain, repository, schemas, handlers, api) plug in here as its capability grows.
-SPEC = ServiceSpec(name="ideas")
+
+def _repo(runtime: Runtime) -> repository.Repository:
+    return repository.Repository(runtime.db, on_events=runtime.relay.kick)
+
+
+SPEC = ServiceSpec(
+    name="ideas",
+    indexes=repository.INDEXES,
+    outbox_collections=(repository.IDEAS, repository.PARTICIPANTS),
+    handlers=lambda runtime: handlers.build(_repo(runtime)),
+    blueprints=lambda runtime: [api.build(_repo(runtime))],
+    docs=api.DOCS,
+)
 
 
 def create_app(settings: Settings | None = None) -> Flask:

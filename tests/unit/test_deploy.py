@@ -25,6 +25,7 @@ import click
 import pytest
 import yaml
 
+from services import bus
 from services.config import VARIABLES, ConfigError, Settings
 from tests.conftest import wait_for
 from twincity import cli
@@ -221,6 +222,9 @@ def compose_env(compose: dict[str, Any], service: str, amqp_url: str, tmp_path: 
     env = {k: v for k, v in os.environ.items() if k not in READ and k not in ANNOUNCED}
     env.update(environment(compose["services"][service]))
     env.update(AMQP_URL=amqp_url, MONGO_URL="mongomock://")
+    # Queues and exchange of their own, so the shared broker keeps nothing of this test.
+    env.update(TWINCITY_EXCHANGE=f"test.deploy.{tmp_path.name}".lower()[:60],
+               TWINCITY_NAMESPACE=f"test-deploy-{tmp_path.name}".lower()[:60])
     # gunicorn's control socket defaults to ~/.gunicorn/gunicorn.ctl: keep ours off a developer's one.
     env["XDG_RUNTIME_DIR"] = str(tmp_path)
     return env
@@ -294,3 +298,6 @@ def test_a_worker_process_starts_and_stops_on_sigterm(
         if process.poll() is None:
             process.kill()
             process.wait()
+        env = compose_env(compose, "ideas-worker", rabbitmq, tmp_path)
+        settings = Settings.from_env(env)
+        bus.delete_topology(settings, [bus.Consumer(settings, "ideas", {"x": []}).topology], exchange=True)

@@ -1,0 +1,95 @@
+"""HTTP in and out of the gateway's own resources: cities, partnerships, API keys, themes."""
+
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, fields, validate
+
+from gateway.keys import SCOPES
+from services.contract import LANGUAGES
+
+KEY = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,63}$", error="must be lower-case letters, digits, '-' or '_'")
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class CityIn(Strict):
+    key = fields.Str(required=True, validate=KEY, metadata={"description": "Short id, e.g. karlsruhe."})
+    name = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    country = fields.Str(required=True, validate=validate.Regexp(r"^[A-Z]{2}$", error="ISO 3166 code, e.g. DE"))
+    language = fields.Str(required=True, validate=validate.OneOf(LANGUAGES),
+                          metadata={"description": "The city's default language (ISO 639-1)."})
+
+
+class CityOut(Schema):
+    key = fields.Str(attribute="_id")
+    name = fields.Str()
+    country = fields.Str()
+    language = fields.Str()
+
+
+class ThemeIn(Strict):
+    key = fields.Str(required=True, validate=KEY)
+    labels = fields.Dict(keys=fields.Str(validate=validate.OneOf(LANGUAGES)),
+                         values=fields.Str(validate=validate.Length(min=1, max=100)),
+                         required=True, validate=validate.Length(min=1))
+
+
+class PartnershipIn(Strict):
+    cities = fields.List(fields.Str(validate=KEY), required=True, validate=validate.Length(equal=2))
+    name = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    id = fields.Str(validate=KEY, metadata={"description": "Optional; default <city-a>-<city-b>."})
+    themes = fields.List(fields.Nested(ThemeIn), load_default=list, validate=validate.Length(max=20),
+                         metadata={"description": "The partnership's own themes, beside the common four."})
+
+
+class ThemeOut(Schema):
+    key = fields.Str()
+    labels = fields.Dict(keys=fields.Str(), values=fields.Str())
+    partnership = fields.Str(allow_none=True, metadata={"description": "null for the common themes."})
+
+
+class PartnershipOut(Schema):
+    id = fields.Str(attribute="_id")
+    name = fields.Str()
+    cities = fields.List(fields.Str())
+    themes = fields.List(fields.Nested(ThemeOut))
+
+
+class ApiKeyIn(Strict):
+    city = fields.Str(load_default=None, allow_none=True, validate=KEY,
+                      metadata={"description": "The city the key acts for; leave out for an admin key."})
+    scopes = fields.List(fields.Str(validate=validate.OneOf(SCOPES)), required=True,
+                         validate=validate.Length(min=1, max=3))
+    label = fields.Str(load_default="", validate=validate.Length(max=200))
+
+
+class ApiKeyOut(Schema):
+    id = fields.Str()
+    city = fields.Str(allow_none=True)
+    scopes = fields.List(fields.Str())
+    label = fields.Str()
+    revoked = fields.Bool()
+    key = fields.Str(metadata={"description": "The secret: shown once, at creation, never again."})
+
+
+class CityList(Schema):
+    items = fields.List(fields.Nested(CityOut))
+
+
+class PartnershipList(Schema):
+    items = fields.List(fields.Nested(PartnershipOut))
+
+
+class ThemeList(Schema):
+    items = fields.List(fields.Nested(ThemeOut))
+
+
+class ApiKeyList(Schema):
+    items = fields.List(fields.Nested(ApiKeyOut))
+
+
+class ThemeQuery(Strict):
+    partnership = fields.Str(validate=KEY)

@@ -1,0 +1,211 @@
+"""The ideas service's internal HTTP API (called by the gateway only, which passes the caller)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from marshmallow import ValidationError
+
+from ideas import domain
+from ideas.repository import Conflict, DuplicateEmail, NotFound, Repository
+from ideas.schemas import (
+    IdeaIn,
+    IdeaOut,
+    IdeaPage,
+    IdeaPatch,
+    IdeaQuery,
+    ParticipantIn,
+    ParticipantOut,
+    ParticipantPatch,
+    load_query,
+)
+from services.openapi import ApiDocs
+from services.tenancy import Caller, caller
+from services.web import Problem, json_body, problem_response
+
+DOCS = ApiDocs("ideas")
+DOCS.operation("/ideas", "post", "Submit an idea", tag="Ideas", scope="write", body=IdeaIn,
+               responses={201: IdeaOut},
+               description="The idea belongs to the key's city. `language` is detected when left out.")
+DOCS.operation("/ideas", "get", "List ideas of your city and its partner cities", tag="Ideas",
+               query=IdeaQuery, responses={200: IdeaPage},
+               description="Newest first. Pass `next_cursor` back as `cursor` for the next page.")
+DOCS.operation("/ideas/{idea_id}", "get", "Read one idea", tag="Ideas", responses={200: IdeaOut})
+DOCS.operation("/ideas/{idea_id}", "patch", "Change an idea of your city", tag="Ideas", scope="write",
+               body=IdeaPatch, responses={200: IdeaOut},
+               description="Send only the fields to change; with `version`, a concurrent change gives 409.")
+DOCS.operation("/ideas/{idea_id}/withdraw", "post", "Withdraw an idea of your city", tag="Ideas",
+               scope="write", responses={200: IdeaOut})
+DOCS.operation("/participants", "post", "Register a participant in your city", tag="Participants",
+               scope="write", body=ParticipantIn, responses={201: ParticipantOut})
+DOCS.operation("/participants/{participant_id}", "get", "Read a participant", tag="Participants",
+               responses={200: ParticipantOut},
+               description="Partner cities see participants without their e-mail address.")
+DOCS.operation("/participants/{participant_id}", "patch", "Change a participant of your city",
+               tag="Participants", scope="write", body=ParticipantPatch, responses={200: ParticipantOut})
+DOCS.operation("/participants/{participant_id}", "delete", "Erase a participant (right to erasure)",
+               tag="Participants", scope="write", responses={204: "Erased; every service forgets them"},
+               description="Their ideas stay, without the author. The erasure travels as participant.erased.")
+
+idea_out, page_out, participant_out = IdeaOut(), IdeaPage(), ParticipantOut()
+
+
+def build(repo: Repository) -> Blueprint:
+    bp = Blueprint("ideas", __name__)
+
+    # Error handlers return their response: an exception raised in one would become a 500.
+    @bp.errorhandler(NotFound)
+    def _not_found(exc: NotFound) -> Response:
+        return problem_response(404, "Not Found", f"no idea or participant {exc} here")
+
+    @bp.errorhandler(Conflict)
+    @bp.errorhandler(domain.RuleViolation)
+    def _conflict(exc: Exception) -> Response:
+        return problem_response(409, "Conflict", str(exc))
+
+    @bp.errorhandler(DuplicateEmail)
+    def _duplicate(exc: DuplicateEmail) -> Response:
+        return problem_response(409, "Conflict", "a participant with this e-mail address exists in this city")
+
+    # --- ideas -----------------------------------------------------------------------------------------
+
+    @bp.post("/ideas")
+    def submit_idea() -> tuple[Response, int, dict[str, str]]:
+        who = caller()
+        data = json_body(IdeaIn())
+        city = _acting_city(who, data.pop("city", None))
+        _check_theme(who, city, data["theme"])
+        if data.get("author_id") and not repo.participant_exists(data["author_id"], city):
+            raise ValidationError({"author_id": [f"no participant with this id in {city}"]})
+        detected = data.get("language") is None
+        if detected:
+            data["language"] = domain.detect_language(f"{data['title']}. {data.get('description', '')}")
+        data.update(city=city, partnerships=[p.id for p in who.partnerships_of(city)],
+                    language_detected=detected)
+        idea = repo.add_idea(data)
+        return jsonify(idea_out.dump(idea)), 201, {"Location": f"/ideas/{idea['_id']}"}
+
+    @bp.get("/ideas")
+    def list_ideas() -> Response:
+        who = caller()
+        query = load_query(IdeaQuery(), request.args)
+        limit, cursor, q = query.pop("limit"), query.pop("cursor", None), query.pop("q", None)
+        items, next_cursor = repo.list_ideas(
+            cities=None if who.admin else list(who.visible_cities), filters=query, q=q, limit=limit,
+            cursor=cursor,
+        )
+        return jsonify(page_out.dump({"items": items, "next_cursor": next_cursor}))
+
+    @bp.get("/ideas/<idea_id>")
+    def read_idea(idea_id: str) -> Response:
+        return jsonify(idea_out.dump(_visible_idea(caller(), idea_id)))
+
+    @bp.patch("/ideas/<idea_id>")
+    def change_idea(idea_id: str) -> Response:
+        who = caller()
+        current = _own_idea(who, idea_id)
+        changes = json_body(IdeaPatch(), partial=True)
+        expected = changes.pop("version", None)
+        if "theme" in changes:
+            _check_theme(who, current["city"], changes["theme"])
+        if changes.get("language") is None:
+            changes.pop("language", None)
+
+        def edit(doc: dict[str, Any]) -> tuple[dict[str, Any], str, list[str]] | None:
+            domain.check_editable(doc["status"])
+            changed = domain.changed_fields(doc, changes)
+            if not changed:
+                return None
+            return {k: changes[k] for k in changed}, "idea.updated", changed
+
+        return jsonify(idea_out.dump(repo.change_idea(idea_id, edit, expected_version=expected)))
+
+    @bp.post("/ideas/<idea_id>/withdraw")
+    def withdraw_idea(idea_id: str) -> Response:
+        _own_idea(caller(), idea_id)
+
+        def withdraw(doc: dict[str, Any]) -> tuple[dict[str, Any], str, list[str]]:
+            domain.check_transition(doc["status"], domain.WITHDRAWN)
+            return {"status": domain.WITHDRAWN}, "idea.withdrawn", ["status"]
+
+        return jsonify(idea_out.dump(repo.change_idea(idea_id, withdraw)))
+
+    # --- participants ----------------------------------------------------------------------------------
+
+    @bp.post("/participants")
+    def register() -> tuple[Response, int, dict[str, str]]:
+        who = caller()
+        data = json_body(ParticipantIn())
+        data["city"] = _acting_city(who, data.pop("city", None))
+        person = repo.add_participant(data)
+        return jsonify(participant_out.dump(person)), 201, {"Location": f"/participants/{person['_id']}"}
+
+    @bp.get("/participants/<participant_id>")
+    def read_participant(participant_id: str) -> Response:
+        who = caller()
+        person = repo.get_participant(participant_id)
+        if not who.can_see(person["city"]):
+            raise NotFound(participant_id)
+        shown = participant_out.dump(person)
+        if not who.can_change(person["city"]):
+            shown.pop("email", None)  # e-mail addresses stay within the person's own city
+        return jsonify(shown)
+
+    @bp.patch("/participants/<participant_id>")
+    def change_participant(participant_id: str) -> Response:
+        who = caller()
+        person = _own(who, repo.get_participant(participant_id), participant_id)
+        changes = json_body(ParticipantPatch(), partial=True)
+        expected = changes.pop("version", None)
+        return jsonify(participant_out.dump(
+            repo.update_participant(person["_id"], changes, expected_version=expected)
+        ))
+
+    @bp.delete("/participants/<participant_id>")
+    def erase(participant_id: str) -> tuple[str, int]:
+        who = caller()
+        _own(who, repo.get_participant(participant_id), participant_id)
+        repo.erase_participant(participant_id)
+        return "", 204
+
+    # --- helpers ---------------------------------------------------------------------------------------
+
+    def _visible_idea(who: Caller, idea_id: str) -> dict[str, Any]:
+        idea = repo.get_idea(idea_id)
+        if not who.can_see(idea["city"]):
+            raise NotFound(idea_id)  # not 403: another partnership's ideas do not exist for this key
+        return idea
+
+    def _own_idea(who: Caller, idea_id: str) -> dict[str, Any]:
+        return _own(who, _visible_idea(who, idea_id), idea_id)
+
+    return bp
+
+
+def _own(who: Caller, doc: dict[str, Any], ref: str) -> dict[str, Any]:
+    if not who.can_see(doc["city"]):
+        raise NotFound(ref)
+    if not who.can_change(doc["city"]):
+        raise Problem(403, "Forbidden", f"this belongs to {doc['city']}; your key may change only its own city's")
+    return doc
+
+
+def _acting_city(who: Caller, asked: str | None) -> str:
+    if who.admin:
+        if not asked:
+            raise ValidationError({"city": ["an admin key must say which city this belongs to"]})
+        if asked not in who.visible_cities:
+            raise ValidationError({"city": [f"unknown city {asked!r}"]})
+        return asked
+    if asked and asked != who.city:
+        raise Problem(403, "Forbidden", f"your key belongs to {who.city}; it cannot act for {asked}")
+    if who.city is None:
+        raise Problem(403, "Forbidden", "this key belongs to no city")
+    return who.city
+
+
+def _check_theme(who: Caller, city: str, theme: str) -> None:
+    allowed = who.themes_of(city)
+    if theme not in allowed:
+        raise ValidationError({"theme": [f"unknown theme {theme!r}; one of: {', '.join(sorted(allowed))}"]})

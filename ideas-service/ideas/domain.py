@@ -1,0 +1,112 @@
+"""The rules of ideas and participants: statuses, what may change, language detection. No I/O."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+OPEN, MATCHED, IN_PROJECT, WITHDRAWN = "open", "matched", "in_project", "withdrawn"
+STATUSES = (OPEN, MATCHED, IN_PROJECT, WITHDRAWN)
+LANGUAGES = ("de", "ru", "en", "fr", "uk", "pl", "it", "es", "tr")
+
+# What an author may edit; status moves only through withdraw and the matching workflow's events.
+EDITABLE = ("title", "description", "theme", "tags", "seeks", "offers", "language", "round_id")
+# Status moves caused by events of the matching service: (from, to).
+TRANSITIONS = {
+    (OPEN, MATCHED),
+    (OPEN, IN_PROJECT),
+    (MATCHED, IN_PROJECT),
+    (OPEN, WITHDRAWN),
+    (MATCHED, WITHDRAWN),
+}
+
+
+class RuleViolation(Exception):
+    """A request that the rules forbid (rendered as 409 Conflict)."""
+
+
+def check_editable(status: str) -> None:
+    if status in (WITHDRAWN, IN_PROJECT):
+        raise RuleViolation(f"an idea that is {status.replace('_', ' ')} can no longer be edited")
+
+
+def check_transition(current: str, wanted: str) -> None:
+    if (current, wanted) not in TRANSITIONS:
+        raise RuleViolation(f"an idea cannot go from {current} to {wanted}")
+
+
+def changed_fields(current: Mapping[str, Any], changes: Mapping[str, Any]) -> list[str]:
+    return [k for k in EDITABLE if k in changes and changes[k] != current.get(k)]
+
+
+# --- language detection ---------------------------------------------------------------------------
+# Ideas come in a handful of European languages; script and the commonest short words decide it well
+# enough for a default (the author can always say the language explicitly).
+
+_CYRILLIC = re.compile(r"[\u0400-\u04FF]")
+_UKRAINIAN = re.compile(r"[іїєґІЇЄҐ]")
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+_STOPWORDS = {
+    "de": {"und", "der", "die", "das", "mit", "für", "ein", "eine", "ist", "von", "zu", "im", "den", "auf",
+           "nicht", "auch", "wir", "sich", "dem", "des", "zwischen", "unsere", "über", "werden", "oder"},
+    "en": {"and", "the", "with", "for", "a", "an", "is", "of", "to", "in", "on", "we", "our", "between",
+           "are", "this", "that", "from", "by", "be", "people", "young"},
+    "fr": {"et", "le", "la", "les", "avec", "pour", "un", "une", "est", "des", "du", "de", "en", "dans",
+           "nous", "entre", "sur", "au", "aux", "jeunes", "ville"},
+    "it": {"e", "il", "la", "con", "per", "un", "una", "è", "di", "che", "nel", "della", "tra"},
+    "es": {"y", "el", "la", "con", "para", "un", "una", "es", "de", "que", "en", "los", "las", "entre"},
+    "pl": {"i", "w", "z", "na", "do", "dla", "się", "jest", "nie", "oraz", "między", "miasta"},
+}
+_LETTER_HINTS = {"de": "äöüß", "fr": "éèêàçœù", "pl": "ąęłńśźż", "es": "ñ¿¡", "tr": "ğış"}
+
+
+def detect_language(text: str, default: str = "en") -> str:
+    """Best guess of the language of a short text, as an ISO 639-1 code."""
+    if not text or not text.strip():
+        return default
+    cyrillic = len(_CYRILLIC.findall(text))
+    letters = sum(ch.isalpha() for ch in text)
+    if letters and cyrillic / letters > 0.3:
+        return "uk" if _UKRAINIAN.search(text) else "ru"
+    words = [w.lower() for w in _WORD.findall(text)]
+    scores = {lang: sum(w in stop for w in words) for lang, stop in _STOPWORDS.items()}
+    lowered = text.lower()
+    for lang, hints in _LETTER_HINTS.items():
+        scores[lang] = scores.get(lang, 0) + 2 * sum(lowered.count(ch) for ch in hints)
+    best = max(scores, key=lambda lang: scores[lang])
+    return best if scores[best] > 0 else default
+
+
+def idea_payload(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The full snapshot an idea event carries."""
+    return {
+        "idea_id": doc["_id"],
+        "city": doc["city"],
+        "partnerships": list(doc.get("partnerships", [])),
+        "round_id": doc.get("round_id"),
+        "title": doc["title"],
+        "description": doc.get("description", ""),
+        "theme": doc["theme"],
+        "tags": list(doc.get("tags", [])),
+        "seeks": list(doc.get("seeks", [])),
+        "offers": list(doc.get("offers", [])),
+        "language": doc["language"],
+        "author_id": doc.get("author_id"),
+        "status": doc["status"],
+        "version": doc["version"],
+    }
+
+
+def participant_payload(doc: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "participant_id": doc["_id"],
+        "city": doc["city"],
+        "name": doc["name"],
+        "email": doc.get("email"),
+        "language": doc["language"],
+        "languages": list(doc.get("languages", [])),
+        "interests": doc.get("interests", ""),
+        "preferences": dict(doc.get("preferences", {})),
+        "version": doc["version"],
+    }

@@ -1,0 +1,153 @@
+"""HTTP in and out of the ideas service (marshmallow); the gateway's OpenAPI document is built from these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
+
+from ideas.domain import LANGUAGES, STATUSES
+
+KEY = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,63}$", error="must be lower-case letters, digits, '-' or '_'")
+
+
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = RAISE  # a misspelt field is an error the client should hear about
+
+    @pre_load
+    def _strip(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: _stripped(v) for k, v in data.items()}
+        return data
+
+
+def _short_list(max_items: int, max_len: int) -> fields.List:
+    return fields.List(
+        fields.Str(validate=validate.Length(min=1, max=max_len)),
+        validate=validate.Length(max=max_items),
+        load_default=list,
+    )
+
+
+class IdeaIn(Strict):
+    title = fields.Str(required=True, validate=validate.Length(min=3, max=200),
+                       metadata={"description": "A short title, in the author's language."})
+    description = fields.Str(load_default="", validate=validate.Length(max=5000))
+    theme = fields.Str(required=True, validate=KEY,
+                       metadata={"description": "A theme key of the partnership, see GET /themes."})
+    tags = _short_list(20, 50)
+    seeks = _short_list(10, 300)
+    offers = _short_list(10, 300)
+    language = fields.Str(validate=validate.OneOf(LANGUAGES), load_default=None,
+                          metadata={"description": "ISO 639-1 code; detected from the text when left out."})
+    author_id = fields.Str(load_default=None, allow_none=True, validate=validate.Length(max=64))
+    round_id = fields.Str(load_default=None, allow_none=True, validate=KEY)
+    city = fields.Str(load_default=None, validate=KEY,
+                      metadata={"description": "Only for admin keys: the city the idea belongs to."})
+
+    @post_load
+    def _tags_lower(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if "tags" in data:
+            data["tags"] = list(dict.fromkeys(t.lower() for t in data["tags"]))
+        return data
+
+
+class IdeaPatch(IdeaIn):
+    version = fields.Int(strict=True, validate=validate.Range(min=1),
+                         metadata={"description": "The version you read; a newer one gives 409."})
+
+    class Meta:
+        unknown = RAISE
+        exclude = ("author_id", "city")
+
+
+class IdeaOut(Schema):
+    id = fields.Str(attribute="_id")
+    city = fields.Str()
+    partnerships = fields.List(fields.Str())
+    round_id = fields.Str(allow_none=True)
+    title = fields.Str()
+    description = fields.Str()
+    theme = fields.Str()
+    tags = fields.List(fields.Str())
+    seeks = fields.List(fields.Str())
+    offers = fields.List(fields.Str())
+    language = fields.Str()
+    language_detected = fields.Bool()
+    author_id = fields.Str(allow_none=True)
+    status = fields.Str(validate=validate.OneOf(STATUSES))
+    version = fields.Int()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class IdeaPage(Schema):
+    items = fields.List(fields.Nested(IdeaOut))
+    next_cursor = fields.Str(allow_none=True)
+
+
+class IdeaQuery(Strict):
+    city = fields.Str(validate=KEY)
+    theme = fields.Str(validate=KEY)
+    status = fields.Str(validate=validate.OneOf(STATUSES))
+    language = fields.Str(validate=validate.OneOf(LANGUAGES))
+    author_id = fields.Str(validate=validate.Length(max=64))
+    q = fields.Str(validate=validate.Length(min=1, max=200))
+    limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.Str(validate=validate.Length(max=64))
+
+
+class Preferences(Strict):
+    channels = fields.List(fields.Str(validate=validate.OneOf(("email", "inbox", "webhook"))),
+                           validate=validate.Length(max=3), load_default=lambda: ["email", "inbox"])
+    digest = fields.Str(validate=validate.OneOf(("immediate", "daily")), load_default="immediate")
+
+
+class ParticipantIn(Strict):
+    name = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=254))
+    language = fields.Str(required=True, validate=validate.OneOf(LANGUAGES))
+    languages = fields.List(fields.Str(validate=validate.OneOf(LANGUAGES)), validate=validate.Length(max=9),
+                            load_default=list)
+    interests = fields.Str(load_default="", validate=validate.Length(max=2000))
+    preferences = fields.Nested(Preferences, load_default=lambda: Preferences().load({}))
+    city = fields.Str(load_default=None, validate=KEY,
+                      metadata={"description": "Only for admin keys: the participant's city."})
+
+
+class ParticipantPatch(ParticipantIn):
+    version = fields.Int(strict=True, validate=validate.Range(min=1))
+
+    class Meta:
+        unknown = RAISE
+        exclude = ("city",)
+
+
+class ParticipantOut(Schema):
+    id = fields.Str(attribute="_id")
+    city = fields.Str()
+    name = fields.Str()
+    email = fields.Str(allow_none=True)
+    language = fields.Str()
+    languages = fields.List(fields.Str())
+    interests = fields.Str()
+    preferences = fields.Nested(Preferences)
+    version = fields.Int()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+def load_query(schema: Schema, args: Any) -> dict[str, Any]:
+    """Query strings: one value a parameter; a repeated parameter is an error, not a silent pick."""
+    data: dict[str, Any] = {}
+    for key in args:
+        values = args.getlist(key)
+        if len(values) > 1:
+            raise ValidationError({key: ["give this parameter once"]})
+        data[key] = values[0]
+    return schema.load(data)

@@ -1,0 +1,83 @@
+"""Who is calling: the gateway authenticates, then tells a service the caller's city and what it may see.
+
+The gateway sends `X-Twincity-Caller` (JSON, ASCII) on every internal call; services read it with
+`caller()` and check it again: reads are limited to `visible_cities`, writes to the caller's own `city`.
+Services are reachable only from the gateway (internal network), so they trust this header.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from flask import request
+
+from services.web import Problem
+
+HEADER = "X-Twincity-Caller"
+
+
+@dataclass(frozen=True)
+class PartnershipRef:
+    id: str
+    cities: tuple[str, ...]
+    themes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller as the gateway saw it. `city` is None for an admin key."""
+
+    city: str | None
+    scopes: tuple[str, ...]
+    visible_cities: tuple[str, ...] = ()
+    partnerships: tuple[PartnershipRef, ...] = field(default_factory=tuple)
+    default_themes: tuple[str, ...] = ()
+    key_id: str | None = None
+
+    @property
+    def admin(self) -> bool:
+        return "admin" in self.scopes
+
+    def can_see(self, city: str | None) -> bool:
+        return self.admin or (city is not None and city in self.visible_cities)
+
+    def can_change(self, city: str | None) -> bool:
+        return self.admin or (city is not None and city == self.city)
+
+    def partnerships_of(self, city: str) -> list[PartnershipRef]:
+        return [p for p in self.partnerships if city in p.cities]
+
+    def themes_of(self, city: str) -> set[str]:
+        """Theme keys an idea of `city` may use: the common ones and its partnerships' own."""
+        return set(self.default_themes).union(*(p.themes for p in self.partnerships_of(city)))
+
+    def encode(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=True)
+
+    @classmethod
+    def decode(cls, raw: str) -> Caller:
+        data: dict[str, Any] = json.loads(raw)
+        return cls(
+            city=data.get("city"),
+            scopes=tuple(data.get("scopes", ())),
+            visible_cities=tuple(data.get("visible_cities", ())),
+            partnerships=tuple(
+                PartnershipRef(p["id"], tuple(p["cities"]), tuple(p.get("themes", ())))
+                for p in data.get("partnerships", ())
+            ),
+            default_themes=tuple(data.get("default_themes", ())),
+            key_id=data.get("key_id"),
+        )
+
+
+def caller() -> Caller:
+    """The caller of the current internal request (401 when the gateway did not say who it is)."""
+    raw = request.headers.get(HEADER)
+    if not raw:
+        raise Problem(401, "Unauthorized", "internal call without a caller; go through the gateway")
+    try:
+        return Caller.decode(raw)
+    except (ValueError, KeyError, TypeError):
+        raise Problem(400, "Bad Request", f"malformed {HEADER} header") from None
