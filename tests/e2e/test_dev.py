@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -92,14 +93,36 @@ def test_dev_answers_healthz_within_15_seconds_and_says_what_it_is(dev):
     print(f"twincity dev answered /healthz after {elapsed:.2f}s")
 
 
-def test_dev_makes_an_admin_key_when_none_is_given(dev):
+def test_dev_loads_the_demo_lab_and_makes_an_admin_key(dev):
     d = Dev(env=clean_env())
     dev.append(d)
-    d.wait_healthy(15)
-    out = d.stop()
-    assert "made for this run" in out
-    key_line = next(line for line in out.splitlines() if "Admin key:" in line)
-    assert "tcl_" in key_line and len(key_line.split("tcl_")[1].split()[0]) >= 40
+    elapsed = d.wait_healthy(15)
+    banner = _read_banner(d)
+    city_key = next(line.split()[2] for line in banner if line.strip().startswith("City key:") and "karlsruhe" in line)
+    request = urllib.request.Request(f"{d.url}/api/v1/ideas?limit=100", headers={"Authorization": f"Bearer {city_key}"})
+    with urllib.request.urlopen(request, timeout=5) as r:
+        ideas = json.loads(r.read())["items"]
+    assert len(ideas) == 12 and sorted({i["language"] for i in ideas}) == ["de", "ru"]
+    assert {i["city"] for i in ideas} == {"karlsruhe", "krasnodar"}
+    assert get(f"{d.url}/docs")[0] == 200
+    text = "".join(banner)
+    assert "made for this run" in text and "Demo lab:   karlsruhe-krasnodar: 12 ideas, 5 participants" in text
+    admin_key = next(line.split()[2] for line in banner if line.strip().startswith("Admin key:"))
+    assert admin_key.startswith("tcl_") and len(admin_key) >= 40
+    assert "stopped" in d.stop()
+    print(f"twincity dev with the demo lab answered /healthz after {elapsed:.2f}s")
+
+
+def _read_banner(d: Dev) -> list[str]:
+    """The banner lines, read from the running process's output up to its last line."""
+    lines: list[str] = []
+    while True:
+        line = d.proc.stdout.readline()
+        if not line:
+            raise AssertionError("twincity dev ended before printing its banner:\n" + "".join(lines))
+        lines.append(line)
+        if "Stop with Ctrl-C" in line:
+            return lines
 
 
 def test_dev_refuses_a_real_broker_url_with_a_clear_message():
