@@ -27,6 +27,7 @@ PREFIX = "/api/v1"
 # Which service answers which public path (below /api/v1); the first match wins.
 ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^ideas/[^/]+/matches$"), "matching"),
+    (re.compile(r"^partnerships/[^/]+/matching$"), "matching"),
     (re.compile(r"^(matches|projects)(/.*)?$"), "matching"),
     (re.compile(r"^participants/[^/]+/notifications(/.*)?$"), "notify"),
     (re.compile(r"^webhooks(/.*)?$"), "notify"),

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.themes import DEFAULT_THEMES
 from services import outbox
 from services.contract import new_event
 from services.store import DuplicateKeyError, Index
@@ -68,8 +69,11 @@ class Directory:
         pid = partnership_id or f"{a}-{b}"
         doc = {"_id": pid, "name": name, "cities": [a, b], "pair": f"{a}|{b}",
                "themes": [dict(t) for t in themes], "created_at": datetime.now(UTC)}
+        # The event names every theme with its labels (the common ones too), so that services can say
+        # "same theme: Ökologie & Gesundheit" without knowing the gateway's list.
+        all_themes = [{"key": k, "labels": v} for k, v in DEFAULT_THEMES.items()] + doc["themes"]
         event = new_event("partnership.formed", {"partnership_id": pid, "name": name, "cities": [a, b],
-                                                 "themes": doc["themes"]}, producer=PRODUCER, partnership=pid)
+                                                 "themes": all_themes}, producer=PRODUCER, partnership=pid)
         try:
             self.partnerships.insert_one(outbox.with_events(doc, [event]))
         except DuplicateKeyError:

@@ -95,6 +95,7 @@ VARIABLES: tuple[Var, ...] = (
     Var("MATCHING_URL", "", "Gateway: base URL of the matching web service; empty: inside this process."),
     Var("NOTIFY_URL", "", "Gateway: base URL of the notify web service; empty: inside this process."),
     Var("TWINCITY_MAX_BODY", "262144", "Largest request body the gateway accepts, in bytes (413 beyond)."),
+    Var("MATCHING_EXPIRY_SWEEP", "60", "Seconds between the matching worker's sweeps for expired proposals."),
     Var("PORT", "8000", "Port of `twincity <service> web` when --bind is not given."),
     Var("WEB_WORKERS", "2", "gunicorn worker processes of a web command."),
     Var("WEB_THREADS", "4", "Threads per gunicorn worker."),
@@ -122,6 +123,7 @@ class Settings:
     outbox_batch: int = 500
     service_urls: tuple[tuple[str, str], ...] = ()
     max_body_bytes: int = 262_144
+    expiry_sweep: float = 60.0
     port: int = 8000
     web_workers: int = 2
     web_threads: int = 4
@@ -173,6 +175,7 @@ class Settings:
                 if get(f"{service.upper()}_URL")
             ),
             max_body_bytes=_int("TWINCITY_MAX_BODY", get("TWINCITY_MAX_BODY"), minimum=1024),
+            expiry_sweep=_float("MATCHING_EXPIRY_SWEEP", get("MATCHING_EXPIRY_SWEEP"), minimum=0.05),
             port=_int("PORT", get("PORT"), minimum=1),
             web_workers=_int("WEB_WORKERS", get("WEB_WORKERS"), minimum=1),
             web_threads=_int("WEB_THREADS", get("WEB_THREADS"), minimum=1),

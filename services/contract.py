@@ -171,6 +171,7 @@ class MatchAnsweredV1(Lenient):
     participant_id = _key(load_default=None, allow_none=True)
     status = fields.Str(required=True)
     sides = fields.List(fields.Nested(MatchSideV1), load_default=list)
+    reason = fields.Str(load_default=None, allow_none=True, validate=validate.Length(max=100))
     version = fields.Int(required=True, strict=True, validate=validate.Range(min=1))
 
 

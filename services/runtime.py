@@ -38,6 +38,8 @@ class ServiceSpec:
     blueprints: Callable[[Runtime], Sequence[Blueprint]] = lambda _rt: ()
     on_start: Callable[[Runtime], None] = lambda _rt: None
     docs: ApiDocs | None = None  # its routes' OpenAPI operations; the gateway merges them
+    # Work the worker repeats: (seconds between runs, what to run). E.g. expiring old proposals.
+    periodic: Callable[[Runtime], Sequence[tuple[float, Callable[[], object]]]] = lambda _rt: ()
 
 
 class Runtime:
@@ -67,6 +69,7 @@ class Runtime:
         )
         self._handlers: Mapping[str, Sequence[Handler]] | None = None
         self.running: list[Consumer] = []
+        self.extras: dict[str, Any] = {}  # objects the service shares between its API and handlers
         spec.on_start(self)
 
     @property
@@ -123,7 +126,19 @@ class Runtime:
                 thread.start()
                 threads.append(thread)
                 self.running.append(consumer)
+        for interval, task in self.spec.periodic(self):
+            thread = threading.Thread(target=self._repeat, args=(stop, interval, task), daemon=True,
+                                      name=f"{self.name}-periodic")
+            thread.start()
+            threads.append(thread)
         return threads
+
+    def _repeat(self, stop: threading.Event, interval: float, task: Callable[[], object]) -> None:
+        while not stop.wait(interval):
+            try:
+                task()
+            except Exception:  # logged; the next round tries again
+                log.exception("periodic task of %s failed", self.name)
 
     def consuming(self) -> bool:
         """Every consumer is connected, its queue declared and bound."""

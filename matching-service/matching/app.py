@@ -1,14 +1,36 @@
-"""Wiring of the matching service: its spec, the web app factory (`matching web`) and the worker (`matching worker`)."""
+"""Wiring of the matching service: its spec, the web app (`matching web`) and the worker (`matching worker`)."""
 
 from __future__ import annotations
 
 from flask import Flask
 
+from matching import api, handlers, repository
+from matching.engine import Engine, expire_due
+from matching.vectors import Encoder
 from services.config import Settings
 from services.runtime import Runtime, ServiceSpec
 
-# The service's rooms (domain, repository, schemas, handlers, api) plug in here as its capability grows.
-SPEC = ServiceSpec(name="matching")
+
+def _repo(runtime: Runtime) -> repository.Repository:
+    return repository.Repository(runtime.db, on_events=runtime.relay.kick)
+
+
+def _engine(runtime: Runtime) -> Engine:
+    """One engine (and so one index and one loaded model) for all consumer threads of the process."""
+    if "engine" not in runtime.extras:
+        runtime.extras["engine"] = Engine(_repo(runtime), Encoder(threads=1))
+    return runtime.extras["engine"]
+
+
+SPEC = ServiceSpec(
+    name="matching",
+    indexes=repository.INDEXES,
+    outbox_collections=(repository.MATCHES, repository.PROJECTS),
+    handlers=lambda runtime: handlers.build(_repo(runtime), _engine(runtime)),
+    blueprints=lambda runtime: [api.build(_repo(runtime))],
+    docs=api.DOCS,
+    periodic=lambda runtime: [(runtime.settings.expiry_sweep, lambda: expire_due(_repo(runtime)))],
+)
 
 
 def create_app(settings: Settings | None = None) -> Flask:

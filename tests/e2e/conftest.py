@@ -111,7 +111,7 @@ class Api:
 @pytest.fixture(params=["memory", "amqp"])
 def api(request: pytest.FixtureRequest) -> Iterator[Api]:
     url = "memory://" if request.param == "memory" else request.getfixturevalue("rabbitmq")
-    settings = make_settings(url, admin_key=ADMIN, retry_delays_ms=(100, 200))
+    settings = make_settings(url, admin_key=ADMIN, retry_delays_ms=(100, 200, 400, 800), expiry_sweep=0.2)
     platform = EmbeddedPlatform.build(settings).start()
     observer = Observer(settings)
     try:

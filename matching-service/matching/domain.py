@@ -1,0 +1,196 @@
+"""The rules of matching: the score and its parts, the reasons people read, and the match's life. No I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+PROPOSED, ACCEPTED, CONFIRMED, DECLINED, EXPIRED = "proposed", "accepted", "confirmed", "declined", "expired"
+OPEN_STATUSES = (PROPOSED, ACCEPTED)  # still waiting for answers
+MATCHABLE = ("open", "matched")  # idea statuses that can get new proposals
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How one partnership matches: weights of the score's parts, threshold, proposals per idea, expiry."""
+
+    semantic: float = 0.55
+    theme: float = 0.15
+    tags: float = 0.10
+    complement: float = 0.20
+    threshold: float = 0.45
+    top_k: int = 3
+    expiry_days: float = 21.0
+    interest_threshold: float = 0.40
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any] | None) -> Settings:
+        known = {f: doc[f] for f in cls.__dataclass_fields__ if doc and f in doc}
+        return cls(**known)
+
+    def as_doc(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# Cosine similarity of two multilingual sentence vectors: about 0.1 for unrelated texts, 0.3 to 0.6 for
+# texts about the same plan, across languages. Mapped onto 0..1 so that the weights mean what they say.
+SIMILARITY_FLOOR, SIMILARITY_CEILING = 0.10, 0.60
+
+
+def similarity_part(cosine: float) -> float:
+    return min(1.0, max(0.0, (cosine - SIMILARITY_FLOOR) / (SIMILARITY_CEILING - SIMILARITY_FLOOR)))
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The score's parts, each 0..1, before weighting."""
+
+    semantic: float
+    theme: float
+    tags: float
+    complement: float
+
+    def score(self, s: Settings) -> float:
+        total = s.semantic + s.theme + s.tags + s.complement
+        if total <= 0:
+            return 0.0
+        weighted = (s.semantic * self.semantic + s.theme * self.theme + s.tags * self.tags
+                    + s.complement * self.complement)
+        return round(weighted / total, 4)
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in asdict(self).items()}
+
+
+def tag_overlap(a: Sequence[str], b: Sequence[str]) -> float:
+    """Jaccard overlap of two tag sets (0 when either is empty)."""
+    sa, sb = {t.lower() for t in a}, {t.lower() for t in b}
+    if not sa or not sb:
+        return 0.0
+    return len(sa & sb) / len(sa | sb)
+
+
+def parts_of(cosine: float, same_theme: bool, tags_a: Sequence[str], tags_b: Sequence[str],
+             complement_cosine: float) -> Parts:
+    return Parts(
+        semantic=similarity_part(cosine),
+        theme=1.0 if same_theme else 0.0,
+        tags=tag_overlap(tags_a, tags_b),
+        complement=similarity_part(complement_cosine),
+    )
+
+
+def pair_key(kind: str, a: str, b: str) -> str:
+    """One string per unordered pair: the unique key that stops a pair from being proposed twice."""
+    first, second = sorted((a, b)) if kind == "idea" else (a, b)
+    return f"{kind}:{first}|{second}"
+
+
+# --- reasons ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Complement:
+    offer_city: str
+    seek_city: str
+    offer: str
+    seek: str
+    cosine: float
+
+
+def _q(text: str, lang: str) -> str:
+    return {"de": f"„{text}“", "ru": f"«{text}»"}.get(lang, f"“{text}”")
+
+
+def reasons(
+    *,
+    parts: Parts,
+    theme_labels: Mapping[str, str] | None,
+    shared_tags: Sequence[str],
+    titles: tuple[str, str],
+    complement: Complement | None,
+    cosine: float,
+) -> list[dict[str, Any]]:
+    """Why two ideas fit, as sentences in de/ru/en; strongest first."""
+    found: list[tuple[float, dict[str, Any]]] = []
+    if parts.semantic > 0:
+        a, b = titles
+        found.append((parts.semantic, {
+            "code": "similar_plans", "params": {"similarity": round(cosine, 3), "titles": [a, b]},
+            "text": {"de": f"Ähnliches Vorhaben: {_q(a, 'de')} und {_q(b, 'de')}",
+                     "ru": f"Похожие замыслы: {_q(a, 'ru')} и {_q(b, 'ru')}",
+                     "en": f"Similar plans: {_q(a, 'en')} and {_q(b, 'en')}"},
+        }))
+    if parts.theme and theme_labels:
+        found.append((0.5, {
+            "code": "same_theme", "params": {"labels": dict(theme_labels)},
+            "text": {"de": f"Gleiches Thema: {theme_labels.get('de') or theme_labels.get('en')}",
+                     "ru": f"Общая тема: {theme_labels.get('ru') or theme_labels.get('en')}",
+                     "en": f"Same theme: {theme_labels.get('en') or theme_labels.get('de')}"},
+        }))
+    if shared_tags:
+        tags = ", ".join(shared_tags)
+        found.append((parts.tags, {
+            "code": "shared_tags", "params": {"tags": list(shared_tags)},
+            "text": {"de": f"Gemeinsame Schlagwörter: {tags}", "ru": f"Общие ключевые слова: {tags}",
+                     "en": f"Shared tags: {tags}"},
+        }))
+    if complement is not None and parts.complement > 0:
+        c = complement
+        found.append((parts.complement + 0.1, {
+            "code": "offers_what_is_sought",
+            "params": {"offer_city": c.offer_city, "seek_city": c.seek_city, "offer": c.offer, "seek": c.seek},
+            "text": {"de": f"{c.offer_city} bietet, was {c.seek_city} sucht: {_q(c.offer, 'de')} "
+                           f"für {_q(c.seek, 'de')}",
+                     "ru": f"{c.offer_city} предлагает то, что ищет {c.seek_city}: {_q(c.offer, 'ru')} "
+                           f"для {_q(c.seek, 'ru')}",
+                     "en": f"{c.offer_city} offers what {c.seek_city} seeks: {_q(c.offer, 'en')} "
+                           f"for {_q(c.seek, 'en')}"},
+        }))
+    return [reason for _, reason in sorted(found, key=lambda item: -item[0])]
+
+
+def interest_reason(interests: str, title: str, cosine: float) -> dict[str, Any]:
+    excerpt = interests if len(interests) <= 80 else interests[:77].rstrip() + "…"
+    return {
+        "code": "fits_interests", "params": {"similarity": round(cosine, 3), "title": title},
+        "text": {"de": f"{_q(title, 'de')} passt zu den Interessen: {excerpt}",
+                 "ru": f"{_q(title, 'ru')} соответствует интересам: {excerpt}",
+                 "en": f"{_q(title, 'en')} fits the interests: {excerpt}"},
+    }
+
+
+# --- the life of a match ---------------------------------------------------------------------------------
+
+class RuleViolation(Exception):
+    """The match cannot do that now (rendered as 409)."""
+
+
+@dataclass
+class Answer:
+    status: str
+    events: list[str] = field(default_factory=list)
+
+
+def answer(match: Mapping[str, Any], city: str, accept: bool) -> Answer:
+    """The match after `city` accepted or declined; which events that causes."""
+    status = match["status"]
+    if status not in OPEN_STATUSES:
+        raise RuleViolation(f"this match is {status}; it can no longer be answered")
+    sides = match["sides"]
+    mine = [s for s in sides if s["city"] == city]
+    if not mine:
+        raise RuleViolation(f"{city} is not a side of this match")
+    if not accept:
+        return Answer(DECLINED, ["match.declined"])
+    if mine[0].get("answer") == "accepted":
+        raise RuleViolation(f"{city} accepted this match already")
+    others_accepted = all(s.get("answer") == "accepted" for s in sides if s["city"] != city)
+    if others_accepted:
+        return Answer(CONFIRMED, ["match.accepted", "match.confirmed"])
+    return Answer(ACCEPTED, ["match.accepted"])
+
+
+def expires_at(now: datetime, settings: Settings) -> datetime:
+    return now + timedelta(days=settings.expiry_days)

@@ -1,0 +1,269 @@
+"""The matching engine: keeps the index in step with the store, finds partners, proposes matches.
+
+Correct when scaled out: a worker stores the idea first, then brings its index up to date from the
+store, then searches. Of two workers handling two fitting ideas at the same moment, the later to sync
+sees the other's idea; if both see each other, the unique pair key lets only one proposal in.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from matching import domain
+from matching.repository import Conflict, Repository, now
+from matching.vectors import Encoder, Index, dequantize, quantize
+
+log = logging.getLogger(__name__)
+
+SYNC_OVERLAP = timedelta(seconds=5)  # re-read this much before the last sync: writes land a little late
+CANDIDATES = 50  # nearest ideas by text that are scored in full
+
+
+class NotReady(Exception):
+    """An event refers to something this service has not heard of yet (retried later by the bus)."""
+
+
+def idea_text(idea: Mapping[str, Any]) -> str:
+    tags = " ".join(idea.get("tags") or ())
+    return f"{idea['title']}. {idea.get('description', '')} {tags}".strip()
+
+
+class Engine:
+    def __init__(self, repo: Repository, encoder: Encoder) -> None:
+        self.repo = repo
+        self.encoder = encoder
+        self.ideas = Index()  # groups: (partnership, city)
+        self.interests = Index()  # groups: (city,)
+        self._synced: dict[str, datetime | None] = {"ideas": None, "participants": None}
+        self._sync_lock = threading.Lock()
+
+    # --- vectors -------------------------------------------------------------------------------------------
+
+    def idea_vectors(self, idea: Mapping[str, Any]) -> dict[str, Any]:
+        texts = [idea_text(idea), "; ".join(idea.get("seeks") or ()), "; ".join(idea.get("offers") or ())]
+        vectors = self.encoder.encode(texts)
+        fields: dict[str, Any] = {}
+        for name, vector in zip(("vec", "seeks_vec", "offers_vec"), vectors, strict=True):
+            code, scale = quantize(vector)
+            fields[name], fields[f"{name}_scale"] = code, scale
+        return fields
+
+    def interest_vector(self, interests: str) -> dict[str, Any]:
+        code, scale = quantize(self.encoder.encode([interests])[0])
+        return {"vec": code, "vec_scale": scale}
+
+    # --- keeping the index in step with the store ---------------------------------------------------------
+
+    def sync(self) -> None:
+        """Bring the in-memory index up to date with every read-model change in the store."""
+        with self._sync_lock:
+            started = now()
+            for doc in self.repo.changed_since(self.repo.ideas, self._since("ideas")):
+                self._index_idea(doc)
+            self._synced["ideas"] = started
+            started = now()
+            for doc in self.repo.changed_since(self.repo.participants, self._since("participants")):
+                self._index_participant(doc)
+            self._synced["participants"] = started
+
+    def _since(self, name: str) -> datetime | None:
+        last = self._synced[name]
+        return None if last is None else last - SYNC_OVERLAP
+
+    def _index_idea(self, doc: Mapping[str, Any]) -> None:
+        if doc.get("status") not in domain.MATCHABLE or not doc.get("vec") or not doc.get("vec_scale"):
+            self.ideas.remove(doc["_id"])
+            return
+        groups = [(p, doc["city"]) for p in doc.get("partnerships", [])]
+        self.ideas.put(doc["_id"], groups, bytes(doc["vec"]), doc["vec_scale"])
+
+    def _index_participant(self, doc: Mapping[str, Any]) -> None:
+        if doc.get("erased") or not doc.get("vec") or not doc.get("vec_scale"):
+            self.interests.remove(doc["_id"])
+            return
+        self.interests.put(doc["_id"], [(doc["city"],)], bytes(doc["vec"]), doc["vec_scale"])
+
+    # --- finding partners ---------------------------------------------------------------------------------
+
+    def partners_of(self, idea: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(partnership, partner city) pairs an idea can be matched in."""
+        found = []
+        for pid in idea.get("partnerships", []):
+            partnership = self.repo.partnership(pid)
+            if partnership is None or "cities" not in partnership:  # settings may arrive before the event
+                raise NotReady(f"partnership {pid} is not known here yet")
+            found += [(pid, city) for city in partnership["cities"] if city != idea["city"]]
+        return found
+
+    def candidates(self, idea: Mapping[str, Any], pid: str, city: str,
+                   settings: domain.Settings) -> list[dict[str, Any]]:
+        """The partner city's ideas that fit, scored in full, best first (at most top_k, above threshold)."""
+        query = dequantize(bytes(idea["vec"]), idea["vec_scale"])
+        hits = self.ideas.search((pid, city), query, CANDIDATES, exclude=[idea["_id"]])
+        if not hits:
+            return []
+        docs = self.repo.ideas_by_id([h for h, _ in hits])
+        scored = []
+        for other_id, cosine in hits:
+            other = docs.get(other_id)
+            if other is None or other.get("status") not in domain.MATCHABLE or other["city"] == idea["city"]:
+                continue
+            complement = best_complement_cosine(idea, other)
+            parts = domain.parts_of(cosine, idea["theme"] == other["theme"], idea.get("tags", []),
+                                    other.get("tags", []), complement)
+            score = parts.score(settings)
+            if score >= settings.threshold:
+                scored.append({"other": other, "cosine": cosine, "parts": parts, "score": score,
+                               "complement": complement})
+        scored.sort(key=lambda c: -c["score"])
+        return scored[: settings.top_k]
+
+    def match_idea(self, idea: Mapping[str, Any]) -> int:
+        """Propose the best partners of an idea (ideas and interested people); returns proposals made."""
+        if idea.get("status") not in domain.MATCHABLE:
+            return 0
+        self.sync()
+        made = 0
+        for pid, city in self.partners_of(idea):
+            settings = self.repo.settings(pid)
+            for candidate in self.candidates(idea, pid, city, settings):
+                made += self.repo.propose(self._idea_match(idea, candidate, pid, settings))
+            made += self._propose_interested(idea, pid, city, settings)
+        return made
+
+    def match_participant(self, person: Mapping[str, Any]) -> int:
+        """Propose to a participant the partner cities' ideas that fit their interests."""
+        if person.get("erased") or not person.get("vec") or not person.get("vec_scale"):
+            return 0
+        self.sync()
+        query = dequantize(bytes(person["vec"]), person["vec_scale"])
+        made = 0
+        for partnership in self.repo.partnerships.find({"cities": person["city"]}):
+            settings = domain.Settings.from_doc(partnership.get("settings"))
+            for city in partnership["cities"]:
+                if city == person["city"]:
+                    continue
+                hits = self.ideas.search((partnership["_id"], city), query, settings.top_k)
+                docs = self.repo.ideas_by_id([h for h, _ in hits])
+                for idea_id, cosine in hits:
+                    idea = docs.get(idea_id)
+                    if idea is not None and domain.similarity_part(cosine) >= settings.interest_threshold:
+                        made += self.repo.propose(self._interest_match(person, idea, cosine,
+                                                                       partnership["_id"], settings))
+        return made
+
+    def _propose_interested(self, idea: Mapping[str, Any], pid: str, city: str, settings: domain.Settings) -> int:
+        query = dequantize(bytes(idea["vec"]), idea["vec_scale"])
+        made = 0
+        for person_id, cosine in self.interests.search((city,), query, settings.top_k):
+            if domain.similarity_part(cosine) < settings.interest_threshold:
+                continue
+            person = self.repo.participant(person_id)
+            if person and not person.get("erased"):
+                made += self.repo.propose(self._interest_match(person, idea, cosine, pid, settings))
+        return made
+
+    # --- proposals -------------------------------------------------------------------------------------------
+
+    def _idea_match(self, idea: Mapping[str, Any], candidate: Mapping[str, Any], pid: str,
+                    settings: domain.Settings) -> dict[str, Any]:
+        other, parts = candidate["other"], candidate["parts"]
+        shared = sorted({t.lower() for t in idea.get("tags", [])} & {t.lower() for t in other.get("tags", [])})
+        complement = self.complement_phrases(idea, other) if parts.complement > 0 else None
+        reasons = domain.reasons(
+            parts=parts,
+            theme_labels=self.repo.theme_labels(pid, idea["theme"]) or {"en": idea["theme"]},
+            shared_tags=shared,
+            titles=(idea["title"], other["title"]),
+            complement=complement,
+            cosine=candidate["cosine"],
+        )
+        return {
+            "pair": domain.pair_key("idea", idea["_id"], other["_id"]),
+            "kind": "idea",
+            "partnership": pid,
+            "score": candidate["score"],
+            "parts": parts.as_dict(),
+            "reasons": reasons,
+            "sides": [_idea_side(idea), _idea_side(other)],
+            "expires_at": domain.expires_at(now(), settings),
+        }
+
+    def _interest_match(self, person: Mapping[str, Any], idea: Mapping[str, Any], cosine: float, pid: str,
+                        settings: domain.Settings) -> dict[str, Any]:
+        part = domain.similarity_part(cosine)
+        return {
+            "pair": domain.pair_key("interest", person["_id"], idea["_id"]),
+            "kind": "interest",
+            "partnership": pid,
+            "score": round(part, 4),
+            "parts": {"semantic": round(part, 4)},
+            "reasons": [domain.interest_reason(person.get("interests", ""), idea["title"], cosine)],
+            "sides": [{"city": person["city"], "participant_id": person["_id"], "idea_id": None, "author_id": None,
+                       "title": None, "language": person.get("language")}, _idea_side(idea)],
+            "expires_at": domain.expires_at(now(), settings),
+        }
+
+    def complement_phrases(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> domain.Complement | None:
+        """Which offer answers which need, phrase by phrase (only for the few proposals made)."""
+        best: domain.Complement | None = None
+        for seeker, offerer in ((a, b), (b, a)):
+            seeks, offers = list(seeker.get("seeks") or ()), list(offerer.get("offers") or ())
+            if not seeks or not offers:
+                continue
+            vectors = self.encoder.encode(seeks + offers)
+            sims = vectors[: len(seeks)] @ vectors[len(seeks):].T
+            i, j = np.unravel_index(int(np.argmax(sims)), sims.shape)
+            if best is None or sims[i, j] > best.cosine:
+                best = domain.Complement(offer_city=self.repo.city_name(offerer["city"]),
+                                         seek_city=self.repo.city_name(seeker["city"]),
+                                         offer=offers[j], seek=seeks[i], cosine=float(sims[i, j]))
+        return best
+
+
+def best_complement_cosine(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+    """How well one side's needs meet the other's offers (either way round), from the stored vectors."""
+    best = 0.0
+    for seeker, offerer in ((a, b), (b, a)):
+        if seeker.get("seeks_vec_scale") and offerer.get("offers_vec_scale"):
+            s = dequantize(bytes(seeker["seeks_vec"]), seeker["seeks_vec_scale"])
+            o = dequantize(bytes(offerer["offers_vec"]), offerer["offers_vec_scale"])
+            best = max(best, float(s @ o))
+    return best
+
+
+def _idea_side(idea: Mapping[str, Any]) -> dict[str, Any]:
+    return {"city": idea["city"], "idea_id": idea["_id"], "participant_id": None,
+            "author_id": idea.get("author_id"), "title": idea["title"], "language": idea.get("language")}
+
+
+def close_matches_of(repo: Repository, idea_id: str, reason: str, city: str) -> int:
+    """A withdrawn idea's open proposals close (declined, with the reason)."""
+    closed = 0
+    for match in repo.open_matches_of_idea(idea_id):
+        # A Conflict (answered meanwhile) propagates: the bus retries the event, which reads it again.
+        repo.change_match(match, {"status": domain.DECLINED, "closed_reason": reason}, ["match.declined"],
+                          city=city, reason=reason)
+        closed += 1
+    return closed
+
+
+def expire_due(repo: Repository, at: datetime | None = None) -> int:
+    """Close the proposals nobody answered in time."""
+    expired = 0
+    for match in repo.due_matches(at or now()):
+        try:
+            repo.change_match(match, {"status": domain.EXPIRED}, ["match.expired"])
+            expired += 1
+        except Conflict as exc:  # answered meanwhile: it is no longer due
+            log.info("match %s changed while expiring: %s", match["_id"], exc)
+    return expired
+
+
+__all__: Sequence[str] = ("Engine", "NotReady", "close_matches_of", "expire_due")

@@ -1,0 +1,99 @@
+"""The events the matching service consumes, and what each changes. Every effect is safe to repeat."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+from matching import domain
+from matching.engine import Engine, close_matches_of
+from matching.repository import Repository
+from services.contract import Event
+
+log = logging.getLogger(__name__)
+
+TEXT_FIELDS = ("title", "description", "tags", "seeks", "offers", "theme")
+
+
+def city_registered(repo: Repository, engine: Engine, event: Event) -> None:
+    p = event.payload
+    repo.put_city(p["city"], p["name"], p["language"])
+
+
+def partnership_changed(repo: Repository, engine: Engine, event: Event) -> None:
+    p = event.payload
+    repo.put_partnership(p["partnership_id"], p["name"], p["cities"], p["themes"])
+
+
+def idea_changed(repo: Repository, engine: Engine, event: Event) -> None:
+    """Store the idea (with its vectors) first, then search: see engine.py for why that order."""
+    p = event.payload
+    fields = {k: p[k] for k in ("city", "partnerships", "title", "description", "theme", "tags", "seeks",
+                                "offers", "language", "author_id", "status")}
+    changed = p.get("changed") if event.type == "idea.updated" else list(TEXT_FIELDS)
+    needs_vectors = event.type == "idea.submitted" or any(f in TEXT_FIELDS for f in changed)
+    stored = repo.idea(p["idea_id"])
+    if needs_vectors or stored is None or not stored.get("vec"):
+        fields.update(engine.idea_vectors(fields))
+    if not repo.put_versioned(repo.ideas, p["idea_id"], p["version"], fields):
+        log.info("idea %s v%s is stale here; nothing to do", p["idea_id"], p["version"])
+        return
+    if fields["status"] not in domain.MATCHABLE:
+        engine.sync()
+        return
+    if needs_vectors:  # a new or reworded idea is matched (again); a status change alone is not
+        idea = repo.idea(p["idea_id"])
+        assert idea is not None
+        made = engine.match_idea(idea)
+        log.info("idea %s: %d new proposal(s)", p["idea_id"], made)
+
+
+def idea_withdrawn(repo: Repository, engine: Engine, event: Event) -> None:
+    p = event.payload
+    repo.set_idea_status(p["idea_id"], "withdrawn", p["version"])
+    engine.sync()
+    close_matches_of(repo, p["idea_id"], "withdrawn", p["city"])
+
+
+def participant_changed(repo: Repository, engine: Engine, event: Event) -> None:
+    p = event.payload
+    stored = repo.participant(p["participant_id"])
+    fields = {"city": p["city"], "language": p["language"], "interests": p.get("interests", "")}
+    interests_changed = stored is None or stored.get("interests") != fields["interests"]
+    if interests_changed or not (stored or {}).get("vec"):
+        fields.update(engine.interest_vector(fields["interests"]))
+    if not repo.put_versioned(repo.participants, p["participant_id"], p["version"], fields):
+        return
+    if interests_changed and fields["interests"].strip():
+        person = repo.participant(p["participant_id"])
+        assert person is not None
+        engine.match_participant(person)
+
+
+def participant_erased(repo: Repository, engine: Engine, event: Event) -> None:
+    repo.erase_participant(event.payload["participant_id"])
+    engine.sync()
+
+
+def match_confirmed(repo: Repository, engine: Engine, event: Event) -> None:
+    """Both sides said yes: the project forms (once, however often this event arrives)."""
+    match = repo.match(event.payload["match_id"])
+    repo.form_project(match, event.id)
+
+
+def build(repo: Repository, engine: Engine) -> Mapping[str, Sequence[Callable[[Event], None]]]:
+    def bind(handler: Callable[[Repository, Engine, Event], None]) -> Callable[[Event], None]:
+        return lambda event: handler(repo, engine, event)
+
+    return {
+        "city.registered": [bind(city_registered)],
+        "partnership.formed": [bind(partnership_changed)],
+        "partnership.updated": [bind(partnership_changed)],
+        "idea.submitted": [bind(idea_changed)],
+        "idea.updated": [bind(idea_changed)],
+        "idea.withdrawn": [bind(idea_withdrawn)],
+        "participant.registered": [bind(participant_changed)],
+        "participant.updated": [bind(participant_changed)],
+        "participant.erased": [bind(participant_erased)],
+        "match.confirmed": [bind(match_confirmed)],
+    }

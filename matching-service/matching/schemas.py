@@ -1,0 +1,114 @@
+"""HTTP in and out of the matching service (marshmallow)."""
+
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from matching import domain
+
+STATUSES = (domain.PROPOSED, domain.ACCEPTED, domain.CONFIRMED, domain.DECLINED, domain.EXPIRED)
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class Side(Schema):
+    city = fields.Str()
+    idea_id = fields.Str(allow_none=True)
+    participant_id = fields.Str(allow_none=True)
+    author_id = fields.Str(allow_none=True)
+    title = fields.Str(allow_none=True)
+    language = fields.Str(allow_none=True)
+    answer = fields.Str(allow_none=True, metadata={"description": "accepted / declined, or null"})
+
+
+class Reason(Schema):
+    code = fields.Str()
+    params = fields.Dict()
+    text = fields.Dict(keys=fields.Str(), values=fields.Str(), metadata={"description": "The reason in de, ru, en."})
+
+
+class MatchOut(Schema):
+    id = fields.Str(attribute="_id")
+    kind = fields.Str(metadata={"description": "idea (two ideas) or interest (a person's interests and an idea)"})
+    partnership = fields.Str()
+    status = fields.Str(validate=validate.OneOf(STATUSES))
+    score = fields.Float()
+    parts = fields.Dict(keys=fields.Str(), values=fields.Float(),
+                        metadata={"description": "semantic, theme, tags, complement: each 0..1 before weighting"})
+    reasons = fields.List(fields.Nested(Reason))
+    sides = fields.List(fields.Nested(Side))
+    expires_at = fields.DateTime()
+    created_at = fields.DateTime()
+    version = fields.Int()
+
+
+class MatchPage(Schema):
+    items = fields.List(fields.Nested(MatchOut))
+    next_cursor = fields.Str(allow_none=True)
+
+
+class MatchQuery(Strict):
+    status = fields.Str(validate=validate.OneOf(STATUSES))
+    city = fields.Str(validate=validate.Length(max=64))
+    idea = fields.Str(validate=validate.Length(max=64))
+    kind = fields.Str(validate=validate.OneOf(("idea", "interest")))
+    limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.Str(validate=validate.Length(max=64))
+
+
+class IdeaMatchesQuery(Strict):
+    status = fields.Str(validate=validate.OneOf(STATUSES))
+
+
+class AnswerIn(Strict):
+    participant_id = fields.Str(load_default=None, allow_none=True, validate=validate.Length(max=64),
+                                metadata={"description": "Who answers for the city (optional)."})
+
+
+class Member(Schema):
+    participant_id = fields.Str()
+    city = fields.Str()
+
+
+class ProjectOut(Schema):
+    id = fields.Str(attribute="_id")
+    match_id = fields.Str()
+    partnership = fields.Str()
+    title = fields.Str()
+    idea_ids = fields.List(fields.Str())
+    members = fields.List(fields.Nested(Member))
+    sides = fields.List(fields.Nested(Side))
+    created_at = fields.DateTime()
+
+
+class ProjectPage(Schema):
+    items = fields.List(fields.Nested(ProjectOut))
+    next_cursor = fields.Str(allow_none=True)
+
+
+class PageQuery(Strict):
+    limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.Str(validate=validate.Length(max=64))
+
+
+class MatchingSettings(Strict):
+    semantic = fields.Float(validate=validate.Range(min=0, max=10))
+    theme = fields.Float(validate=validate.Range(min=0, max=10))
+    tags = fields.Float(validate=validate.Range(min=0, max=10))
+    complement = fields.Float(validate=validate.Range(min=0, max=10))
+    threshold = fields.Float(validate=validate.Range(min=0, max=1),
+                             metadata={"description": "Lowest score (0..1) that is proposed."})
+    top_k = fields.Int(strict=True, validate=validate.Range(min=1, max=20),
+                       metadata={"description": "Most proposals per idea and partner city."})
+    expiry_days = fields.Float(validate=validate.Range(min=0.00001, max=365),
+                               metadata={"description": "Days an unanswered proposal stays open."})
+    interest_threshold = fields.Float(validate=validate.Range(min=0, max=1))
+
+    @validates_schema
+    def _some_weight(self, data: dict, **_: object) -> None:
+        weights = [data.get(k) for k in ("semantic", "theme", "tags", "complement") if k in data]
+        if weights and sum(weights) <= 0 and len(weights) == 4:
+            raise ValidationError("at least one weight must be above 0")

