@@ -16,11 +16,13 @@ MATCHABLE = ("open", "matched")  # idea statuses that can get new proposals
 class Settings:
     """How one partnership matches: weights of the score's parts, threshold, proposals per idea, expiry."""
 
-    semantic: float = 0.55
-    theme: float = 0.15
-    tags: float = 0.10
-    complement: float = 0.20
-    threshold: float = 0.45
+    # Defaults from bench/matching_quality.py on the labelled set: text similarity carries the match;
+    # theme, tags and complementarity refine it (more weight on them pushed right partners down).
+    semantic: float = 0.80
+    theme: float = 0.05
+    tags: float = 0.05
+    complement: float = 0.10
+    threshold: float = 0.65
     top_k: int = 3
     expiry_days: float = 21.0
     interest_threshold: float = 0.40
