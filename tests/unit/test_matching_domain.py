@@ -1,0 +1,120 @@
+"""Rules of matching: score parts, pair keys, the answers' state machine, reasons; the compact index."""
+
+import numpy as np
+import pytest
+
+from matching import domain
+from matching.vectors import DIM, Index, Segment, dequantize, quantize
+
+
+def test_similarity_is_mapped_onto_0_to_1():
+    assert domain.similarity_part(0.05) == 0.0 and domain.similarity_part(0.9) == 1.0
+    assert domain.similarity_part(0.35) == pytest.approx(0.5)
+
+
+def test_score_weighs_the_parts_and_stays_within_0_and_1():
+    parts = domain.parts_of(0.6, True, ["garten", "klima"], ["garten"], 0.6)
+    assert parts == domain.Parts(semantic=1.0, theme=1.0, tags=0.5, complement=1.0)
+    settings = domain.Settings(semantic=1, theme=1, tags=1, complement=1)
+    assert parts.score(settings) == pytest.approx(0.875)
+    assert domain.Parts(0, 0, 0, 0).score(domain.Settings(semantic=0, theme=0, tags=0, complement=0)) == 0.0
+
+
+def test_tag_overlap_is_jaccard_and_ignores_case():
+    assert domain.tag_overlap(["Garten", "klima"], ["garten", "jugend"]) == pytest.approx(1 / 3)
+    assert domain.tag_overlap([], ["x"]) == 0.0
+
+
+def test_an_idea_pair_has_one_key_whichever_side_comes_first():
+    assert domain.pair_key("idea", "b", "a") == domain.pair_key("idea", "a", "b") == "idea:a|b"
+    assert domain.pair_key("interest", "person", "idea") == "interest:person|idea"
+
+
+def test_settings_from_a_stored_document_keep_defaults_for_what_is_missing():
+    s = domain.Settings.from_doc({"top_k": 5, "unknown": 1})
+    assert s.top_k == 5 and s.threshold == domain.Settings().threshold
+
+
+MATCH = {"status": "proposed", "sides": [{"city": "karlsruhe"}, {"city": "krasnodar"}]}
+
+
+def test_one_side_accepting_waits_for_the_other():
+    result = domain.answer(MATCH, "karlsruhe", accept=True)
+    assert (result.status, result.events) == ("accepted", ["match.accepted"])
+
+
+def test_both_sides_accepting_confirms():
+    accepted = {"status": "accepted", "sides": [{"city": "karlsruhe", "answer": "accepted"}, {"city": "krasnodar"}]}
+    result = domain.answer(accepted, "krasnodar", accept=True)
+    assert (result.status, result.events) == ("confirmed", ["match.accepted", "match.confirmed"])
+
+
+def test_declining_closes_and_closed_matches_take_no_answers():
+    assert domain.answer(MATCH, "krasnodar", accept=False).status == "declined"
+    for status in ("confirmed", "declined", "expired"):
+        with pytest.raises(domain.RuleViolation):
+            domain.answer({**MATCH, "status": status}, "karlsruhe", accept=True)
+    with pytest.raises(domain.RuleViolation, match="not a side"):
+        domain.answer(MATCH, "nancy", accept=True)
+    twice = {"status": "accepted", "sides": [{"city": "karlsruhe", "answer": "accepted"}, {"city": "krasnodar"}]}
+    with pytest.raises(domain.RuleViolation, match="already"):
+        domain.answer(twice, "karlsruhe", accept=True)
+
+
+def test_reasons_are_sentences_in_three_languages_strongest_first():
+    parts = domain.Parts(semantic=0.9, theme=1.0, tags=0.5, complement=0.7)
+    reasons = domain.reasons(
+        parts=parts, theme_labels={"de": "Ökologie & Gesundheit", "ru": "Экология и здоровье", "en": "Ecology"},
+        shared_tags=["garten"], titles=("Gärten", "Сады"), cosine=0.55,
+        complement=domain.Complement("Краснодар", "Karlsruhe", "Опыт", "Erfahrungen", 0.5),
+    )
+    assert [r["code"] for r in reasons] == ["similar_plans", "offers_what_is_sought", "same_theme", "shared_tags"]
+    assert all(set(r["text"]) == {"de", "ru", "en"} for r in reasons)
+    assert reasons[0]["text"]["de"] == "Ähnliches Vorhaben: „Gärten“ und „Сады“"
+    assert reasons[0]["text"]["ru"] == "Похожие замыслы: «Gärten» и «Сады»"
+    assert reasons[1]["text"]["en"] == "Краснодар offers what Karlsruhe seeks: “Опыт” for “Erfahrungen”"
+
+
+def unit(rng, n):
+    v = rng.standard_normal((n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_int8_vectors_keep_similarities_within_a_hundredth():
+    rng = np.random.default_rng(1)
+    a, b = unit(rng, 2)
+    qa, qb = dequantize(*quantize(a)), dequantize(*quantize(b))
+    assert abs(float(qa @ qb) - float(a @ b)) < 0.01
+    assert quantize(np.zeros(DIM, dtype=np.float32))[1] == 0.0
+
+
+def test_segment_search_agrees_with_brute_force_after_removals():
+    rng = np.random.default_rng(2)
+    vectors = unit(rng, 300)
+    segment = Segment()
+    for i, v in enumerate(vectors):
+        segment.put(f"i{i}", *quantize(v))
+    for i in range(0, 300, 3):
+        segment.remove(f"i{i}")
+    segment.put("i1", *quantize(vectors[0]))  # an update in place
+    query = vectors[0]
+    kept = {f"i{i}": vectors[i] for i in range(300) if i % 3}
+    kept["i1"] = vectors[0]
+    expected = sorted(kept, key=lambda k: -float(kept[k] @ query))[:5]
+    found = segment.search(query, 5)
+    assert [k for k, _ in found] == expected and found[0] == ("i1", pytest.approx(1.0, abs=0.01))
+    assert segment.size == len(kept) and "i0" not in segment.rows
+    assert [k for k, _ in segment.search(query, 5, exclude=["i1"])] == expected[1:5] + [
+        k for k in sorted(kept, key=lambda k: -float(kept[k] @ query))[5:6]]
+
+
+def test_index_moves_an_idea_between_groups():
+    rng = np.random.default_rng(3)
+    v = unit(rng, 1)[0]
+    index = Index()
+    index.put("idea", [("p1", "ka"), ("p2", "ka")], *quantize(v))
+    assert index.search(("p2", "ka"), v, 1)[0][0] == "idea"
+    index.put("idea", [("p1", "ka")], *quantize(v))
+    assert index.search(("p2", "ka"), v, 1) == [] and len(index) == 1
+    index.remove("idea")
+    assert index.search(("p1", "ka"), v, 1) == [] and len(index) == 0
