@@ -58,6 +58,14 @@ def create_app(settings: Settings | None = None, service_apps: Mapping[str, Flas
     def docs() -> Response:
         return Response(api.docs_page(blueprint.merged_spec()), mimetype="text/html")  # type: ignore[attr-defined]
 
+    @app.route("/unsubscribe/<token>", methods=["GET", "POST"])
+    def unsubscribe(token: str) -> Response:
+        """The link in every e-mail: public (the token is the proof), answered by the notify service."""
+        from flask import request
+
+        reply = clients["notify"].request(request.method, f"/unsubscribe/{token}")
+        return Response(reply.body, status=reply.status, content_type=reply.headers.get("Content-Type"))
+
     @app.get("/api")
     def api_root() -> Response:
         return jsonify(name="Twin City Lab API", version="v1", openapi=f"{api.PREFIX}/openapi.json", docs="/docs")

@@ -57,6 +57,18 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     return value.lower()
 
 
+def _cidrs(name: str, value: str) -> tuple[str, ...]:
+    import ipaddress
+
+    found = []
+    for part in (p.strip() for p in value.split(",") if p.strip()):
+        try:
+            found.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{name}: {part!r} is not a network like 127.0.0.0/8 or 10.1.2.3/32") from None
+    return tuple(found)
+
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
@@ -96,6 +108,14 @@ VARIABLES: tuple[Var, ...] = (
     Var("NOTIFY_URL", "", "Gateway: base URL of the notify web service; empty: inside this process."),
     Var("TWINCITY_MAX_BODY", "262144", "Largest request body the gateway accepts, in bytes (413 beyond)."),
     Var("MATCHING_EXPIRY_SWEEP", "60", "Seconds between the matching worker's sweeps for expired proposals."),
+    Var("SMTP_URL", "", "Notify: smtp://[user:pass@]host:port (smtps:// for TLS); empty sends no e-mail."),
+    Var("SMTP_FROM", "Twin City Lab <noreply@twincity.invalid>", "Notify: the sender of e-mails."),
+    Var("TWINCITY_PUBLIC_URL", "http://127.0.0.1:8080", "Where people reach the gateway (links in e-mails)."),
+    Var("TWINCITY_WEBHOOK_ALLOW", "", "Comma-separated CIDRs webhooks may target although private or loopback."),
+    Var("NOTIFY_SECRET", "", "Notify: key of the unsubscribe links (set it in production; empty: one per start)."),
+    Var("NOTIFY_RETRY_BASE", "30", "Notify: seconds before the first retry of a failed delivery (then doubling)."),
+    Var("NOTIFY_MAX_ATTEMPTS", "12", "Notify: tries of one e-mail or webhook delivery before it is given up."),
+    Var("NOTIFY_SEND_INTERVAL", "1", "Notify: seconds between the worker's passes over pending deliveries."),
     Var("PORT", "8000", "Port of `twincity <service> web` when --bind is not given."),
     Var("WEB_WORKERS", "2", "gunicorn worker processes of a web command."),
     Var("WEB_THREADS", "4", "Threads per gunicorn worker."),
@@ -124,6 +144,14 @@ class Settings:
     service_urls: tuple[tuple[str, str], ...] = ()
     max_body_bytes: int = 262_144
     expiry_sweep: float = 60.0
+    smtp_url: str = ""
+    smtp_from: str = "Twin City Lab <noreply@twincity.invalid>"
+    public_url: str = "http://127.0.0.1:8080"
+    webhook_allow: tuple[str, ...] = ()
+    notify_secret: str = ""
+    notify_retry_base: float = 30.0
+    notify_max_attempts: int = 12
+    notify_send_interval: float = 1.0
     port: int = 8000
     web_workers: int = 2
     web_threads: int = 4
@@ -176,6 +204,14 @@ class Settings:
             ),
             max_body_bytes=_int("TWINCITY_MAX_BODY", get("TWINCITY_MAX_BODY"), minimum=1024),
             expiry_sweep=_float("MATCHING_EXPIRY_SWEEP", get("MATCHING_EXPIRY_SWEEP"), minimum=0.05),
+            smtp_url=_url("SMTP_URL", get("SMTP_URL"), ("smtp", "smtps")) if get("SMTP_URL") else "",
+            smtp_from=get("SMTP_FROM"),
+            public_url=_url("TWINCITY_PUBLIC_URL", get("TWINCITY_PUBLIC_URL"), ("http", "https")).rstrip("/"),
+            webhook_allow=_cidrs("TWINCITY_WEBHOOK_ALLOW", get("TWINCITY_WEBHOOK_ALLOW")),
+            notify_secret=get("NOTIFY_SECRET"),
+            notify_retry_base=_float("NOTIFY_RETRY_BASE", get("NOTIFY_RETRY_BASE"), minimum=0.01),
+            notify_max_attempts=_int("NOTIFY_MAX_ATTEMPTS", get("NOTIFY_MAX_ATTEMPTS"), minimum=1),
+            notify_send_interval=_float("NOTIFY_SEND_INTERVAL", get("NOTIFY_SEND_INTERVAL"), minimum=0.01),
             port=_int("PORT", get("PORT"), minimum=1),
             web_workers=_int("WEB_WORKERS", get("WEB_WORKERS"), minimum=1),
             web_threads=_int("WEB_THREADS", get("WEB_THREADS"), minimum=1),

@@ -1,14 +1,62 @@
-"""Wiring of the notify service: its spec, the web app factory (`notify web`) and the worker (`notify worker`)."""
+"""Wiring of the notify service: its spec, the web app (`notify web`) and the worker (`notify worker`)."""
 
 from __future__ import annotations
 
+import logging
+import secrets
+from datetime import UTC, datetime
+
 from flask import Flask
 
+from notify import api, handlers, repository
+from notify.sender import Sender
 from services.config import Settings
 from services.runtime import Runtime, ServiceSpec
 
-# The service's rooms (domain, repository, schemas, handlers, api) plug in here as its capability grows.
-SPEC = ServiceSpec(name="notify")
+log = logging.getLogger(__name__)
+
+
+def _secret(runtime: Runtime) -> str:
+    if "secret" not in runtime.extras:
+        secret = runtime.settings.notify_secret
+        if not secret:
+            secret = secrets.token_hex(32)
+            if not runtime.settings.embedded:
+                log.warning("NOTIFY_SECRET is not set: unsubscribe links made by one process will not work in "
+                            "another; set it to the same random value for every notify process")
+        runtime.extras["secret"] = secret
+    return runtime.extras["secret"]
+
+
+def _repo(runtime: Runtime) -> repository.Repository:
+    return repository.Repository(runtime.db, on_events=runtime.relay.kick)
+
+
+def _sender(runtime: Runtime) -> Sender:
+    if "sender" not in runtime.extras:
+        runtime.extras["sender"] = Sender(_repo(runtime), runtime.settings, _secret(runtime))
+    return runtime.extras["sender"]
+
+
+def _digests(runtime: Runtime) -> int:
+    """Send the digests of every finished day (UTC) that still has e-mails waiting."""
+    today = datetime.now(UTC).date().isoformat()
+    days = [d for d in runtime.db[repository.NOTIFICATIONS].distinct("day", {"status": "digest"}) if d < today]
+    return sum(_sender(runtime).send_digests(day) for day in sorted(days))
+
+
+SPEC = ServiceSpec(
+    name="notify",
+    indexes=repository.INDEXES,
+    outbox_collections=(repository.NOTIFICATIONS, repository.DELIVERIES),
+    handlers=lambda runtime: handlers.build(handlers.Notifier(_repo(runtime), runtime.settings, _secret(runtime))),
+    blueprints=lambda runtime: [api.build(_repo(runtime), runtime.settings, _secret(runtime))],
+    docs=api.DOCS,
+    periodic=lambda runtime: [
+        (runtime.settings.notify_send_interval, _sender(runtime).pass_once),
+        (300.0, lambda: _digests(runtime)),
+    ],
+)
 
 
 def create_app(settings: Settings | None = None) -> Flask:

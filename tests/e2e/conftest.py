@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -108,10 +109,10 @@ class Api:
         return keys
 
 
-@pytest.fixture(params=["memory", "amqp"])
-def api(request: pytest.FixtureRequest) -> Iterator[Api]:
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("rabbitmq")
-    settings = make_settings(url, admin_key=ADMIN, retry_delays_ms=(100, 200, 400, 800), expiry_sweep=0.2)
+@contextmanager
+def running_platform(url: str, **overrides: Any) -> Iterator[Api]:
+    settings = make_settings(url, admin_key=ADMIN, retry_delays_ms=(100, 200, 400, 800), expiry_sweep=0.2,
+                             notify_send_interval=0.05, **overrides)
     platform = EmbeddedPlatform.build(settings).start()
     observer = Observer(settings)
     try:
@@ -122,3 +123,13 @@ def api(request: pytest.FixtureRequest) -> Iterator[Api]:
         topologies = [Consumer(settings, name, {}).topology for name in (*platform.runtimes, "observer")]
         bus.delete_topology(settings, topologies, exchange=True)
         store.forget(settings.mongo_url)
+
+
+def transport_url(request: pytest.FixtureRequest) -> str:
+    return "memory://" if request.param == "memory" else request.getfixturevalue("rabbitmq")
+
+
+@pytest.fixture(params=["memory", "amqp"])
+def api(request: pytest.FixtureRequest) -> Iterator[Api]:
+    with running_platform(transport_url(request)) as running:
+        yield running

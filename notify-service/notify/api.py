@@ -1,0 +1,168 @@
+"""The notify service's internal HTTP API: webhooks, the in-app inbox, unsubscribing."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, jsonify, render_template_string, request
+from marshmallow import ValidationError
+
+from notify import domain
+from notify.repository import NotFound, Repository
+from notify.schemas import (
+    DeliveryPage,
+    InboxQuery,
+    NotificationOut,
+    NotificationPage,
+    PageQuery,
+    WebhookIn,
+    WebhookList,
+    WebhookOut,
+)
+from notify.sender import resolve
+from services.config import Settings
+from services.contract import now_iso
+from services.openapi import ApiDocs
+from services.store import new_id
+from services.tenancy import Caller, caller
+from services.web import Problem, json_body, problem_response
+
+DOCS = ApiDocs("notify")
+DOCS.operation("/webhooks", "post", "Subscribe a URL to events of your city", tag="Webhooks", scope="write",
+               body=WebhookIn, responses={201: WebhookOut},
+               description="Each delivery is a POST of the event envelope with X-Twincity-Signature: "
+                           "sha256=HMAC-SHA256(secret, body). Failed deliveries are retried with growing delays; "
+                           "after 10 failures in a row the subscription pauses.")
+DOCS.operation("/webhooks", "get", "Your city's webhook subscriptions", tag="Webhooks", responses={200: WebhookList})
+DOCS.operation("/webhooks/{webhook_id}", "get", "One subscription", tag="Webhooks", responses={200: WebhookOut})
+DOCS.operation("/webhooks/{webhook_id}", "delete", "Remove a subscription", tag="Webhooks", scope="write",
+               responses={204: "Removed; pending deliveries are cancelled"})
+DOCS.operation("/webhooks/{webhook_id}/ping", "post", "Send a test delivery now", tag="Webhooks", scope="write",
+               responses={202: "Queued; see the deliveries"})
+DOCS.operation("/webhooks/{webhook_id}/resume", "post", "Resume a paused subscription", tag="Webhooks",
+               scope="write", responses={200: WebhookOut})
+DOCS.operation("/webhooks/{webhook_id}/deliveries", "get", "Deliveries and every attempt", tag="Webhooks",
+               query=PageQuery, responses={200: DeliveryPage})
+DOCS.operation("/participants/{participant_id}/notifications", "get", "A participant's in-app inbox",
+               tag="Notifications", query=InboxQuery, responses={200: NotificationPage})
+DOCS.operation("/participants/{participant_id}/notifications/{notification_id}/read", "post",
+               "Mark a notification read", tag="Notifications", scope="write", responses={200: NotificationOut})
+
+UNSUBSCRIBE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Twin City Lab</title></head>
+<body style="font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto">
+{% if done %}<p>Done: no more e-mails from Twin City Lab. · Erledigt: keine E-Mails mehr. ·
+Готово: писем больше не будет.</p>
+{% else %}<form method="post"><p>Stop e-mails from Twin City Lab? · Keine E-Mails mehr? ·
+Больше не присылать письма?</p>
+<button type="submit">Unsubscribe · Abmelden · Отписаться</button></form>{% endif %}
+</body></html>"""
+
+webhook_out, notification_out = WebhookOut(), NotificationOut()
+
+
+def build(repo: Repository, settings: Settings, secret: str) -> Blueprint:
+    bp = Blueprint("notify", __name__)
+
+    @bp.errorhandler(NotFound)
+    def _not_found(exc: NotFound) -> Response:
+        return problem_response(404, "Not Found", f"no webhook or notification {exc} here")
+
+    def own_subscription(who: Caller, sid: str) -> dict[str, Any]:
+        doc = repo.subscription(sid)
+        if not who.can_change(doc["city"]):
+            raise NotFound(sid)  # another city's webhooks do not exist for this key
+        return doc
+
+    @bp.post("/webhooks")
+    def subscribe() -> tuple[Response, int]:
+        who = caller()
+        data = json_body(WebhookIn())
+        asked = data.pop("city")
+        if who.admin:
+            if not asked or asked not in who.visible_cities:
+                raise ValidationError({"city": ["an admin key must name a known city this webhook listens for"]})
+            city = asked
+        else:
+            if asked and asked != who.city:
+                raise Problem(403, "Forbidden", f"your key belongs to {who.city}; it subscribes for that city only")
+            city = who.city
+        try:
+            addresses = resolve(data["url"])
+        except (OSError, UnicodeError):
+            raise ValidationError({"url": [f"{urlsplit(data['url']).hostname} does not resolve"]}) from None
+        try:
+            domain.check_addresses(addresses, settings.webhook_allow)
+        except domain.UnsafeTarget as exc:
+            raise ValidationError({"url": [str(exc)]}) from None
+        events = list(domain.WEBHOOK_EVENTS) if data["events"] == ["*"] else data["events"]
+        doc = repo.add_subscription(city, data["url"], events, data["secret"])
+        return jsonify(webhook_out.dump(doc)), 201
+
+    @bp.get("/webhooks")
+    def list_webhooks() -> Response:
+        who = caller()
+        return jsonify(items=webhook_out.dump(repo.subscriptions_of(None if who.admin else who.city), many=True))
+
+    @bp.get("/webhooks/<sid>")
+    def read_webhook(sid: str) -> Response:
+        return jsonify(webhook_out.dump(own_subscription(caller(), sid)))
+
+    @bp.delete("/webhooks/<sid>")
+    def unsubscribe_webhook(sid: str) -> tuple[str, int]:
+        repo.delete_subscription(own_subscription(caller(), sid)["_id"])
+        return "", 204
+
+    @bp.post("/webhooks/<sid>/ping")
+    def ping(sid: str) -> tuple[Response, int]:
+        doc = own_subscription(caller(), sid)
+        event_id = new_id("ping")
+        envelope = {"id": event_id, "type": "webhook.ping", "version": 1, "occurred_at": now_iso(),
+                    "city": doc["city"], "producer": "notify", "payload": {"webhook_id": sid}}
+        repo.add_delivery({"key": event_id, "subscription_id": sid, "city": doc["city"], "event": envelope,
+                           "event_id": event_id})
+        return jsonify(status="queued", event_id=event_id), 202
+
+    @bp.post("/webhooks/<sid>/resume")
+    def resume(sid: str) -> Response:
+        doc = own_subscription(caller(), sid)
+        repo.set_subscription(doc["_id"], status="active", consecutive_failures=0)
+        return jsonify(webhook_out.dump(repo.subscription(sid)))
+
+    @bp.get("/webhooks/<sid>/deliveries")
+    def deliveries(sid: str) -> Response:
+        own_subscription(caller(), sid)
+        query = PageQuery().load(request.args.to_dict())
+        items, next_cursor = repo.deliveries_of(sid, query["limit"], query.get("cursor"))
+        return jsonify(DeliveryPage().dump({"items": items, "next_cursor": next_cursor}))
+
+    def own_person(who: Caller, pid: str) -> dict[str, Any]:
+        person = repo.person(pid)
+        if person is None or person.get("erased") or not who.can_change(person.get("city")):
+            raise NotFound(pid)  # an inbox is private to the person's own city
+        return person
+
+    @bp.get("/participants/<pid>/notifications")
+    def inbox(pid: str) -> Response:
+        own_person(caller(), pid)
+        query = InboxQuery().load(request.args.to_dict())
+        items, next_cursor = repo.inbox_of(pid, query["limit"], query.get("cursor"), query["unread"])
+        return jsonify(NotificationPage().dump({"items": items, "next_cursor": next_cursor}))
+
+    @bp.post("/participants/<pid>/notifications/<nid>/read")
+    def read(pid: str, nid: str) -> Response:
+        own_person(caller(), pid)
+        return jsonify(notification_out.dump(repo.mark_read(pid, nid)))
+
+    @bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
+    def unsubscribe(token: str) -> Response:
+        pid = domain.check_unsubscribe_token(secret, token)
+        if pid is None:
+            raise Problem(404, "Not Found", "this unsubscribe link is not valid")
+        if request.method == "POST":  # a GET only shows the button: mail scanners follow links
+            repo.unsubscribe(pid)
+        return Response(render_template_string(UNSUBSCRIBE_PAGE, done=request.method == "POST"),
+                        mimetype="text/html")
+
+    return bp
+

@@ -1,0 +1,146 @@
+"""Who must know about an event, in which words; signatures, unsubscribe tokens, safe webhook targets. No I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+LANGUAGES = ("de", "ru", "en")
+CHANNELS = ("email", "inbox")  # per person; webhooks are per city (subscriptions)
+# Events a webhook may subscribe to (everything the platform publishes).
+WEBHOOK_EVENTS = (
+    "idea.submitted", "idea.updated", "idea.withdrawn",
+    "match.proposed", "match.accepted", "match.declined", "match.confirmed", "match.expired",
+    "project.formed",
+)
+
+
+def language_of(person: Mapping[str, Any] | None) -> str:
+    """The language we write to someone in: theirs when we have templates for it, English otherwise."""
+    lang = (person or {}).get("language")
+    return lang if lang in LANGUAGES else "en"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One notification to one person, before it is rendered: the template and what to fill in."""
+
+    recipient: str
+    template: str
+    context: dict[str, Any] = field(default_factory=dict)
+    link: str | None = None
+
+
+def _reasons(reasons: Sequence[Mapping[str, Any]], lang: str) -> list[str]:
+    return [r.get("text", {}).get(lang) or r.get("text", {}).get("en", "") for r in reasons]
+
+
+def messages_for(event_type: str, payload: Mapping[str, Any], city_name: Any, lang_of: Any) -> list[Message]:
+    """Who must know about this event, and what each is told.
+
+    `city_name(key)` gives a city's display name; `lang_of(participant_id)` the person's language.
+    """
+    sides = payload.get("sides") or []
+    out: list[Message] = []
+    if event_type == "match.proposed" and payload.get("kind") == "idea":
+        for me, other in ((sides[0], sides[1]), (sides[1], sides[0])):
+            if me.get("author_id"):
+                lang = lang_of(me["author_id"])
+                out.append(Message(me["author_id"], "match_proposed", {
+                    "own_title": me.get("title"), "other_title": other.get("title"),
+                    "other_city": city_name(other["city"]), "score_percent": round(100 * payload["score"]),
+                    "reasons": _reasons(payload.get("reasons", []), lang),
+                }, link=f"/ideas/{me['idea_id']}/matches"))
+    elif event_type == "match.proposed" and payload.get("kind") == "interest":
+        person, idea = sides[0], sides[1]
+        if person.get("participant_id"):
+            lang = lang_of(person["participant_id"])
+            out.append(Message(person["participant_id"], "interest_match", {
+                "idea_title": idea.get("title"), "idea_city": city_name(idea["city"]),
+                "reasons": _reasons(payload.get("reasons", []), lang),
+            }, link=f"/matches/{payload['match_id']}"))
+        if idea.get("author_id"):
+            lang = lang_of(idea["author_id"])
+            out.append(Message(idea["author_id"], "interested_person", {
+                "own_title": idea.get("title"), "person_city": city_name(person["city"]),
+                "reasons": _reasons(payload.get("reasons", []), lang),
+            }, link=f"/matches/{payload['match_id']}"))
+    elif event_type in ("match.accepted", "match.declined") and payload.get("reason") != "withdrawn":
+        template = "match_accepted" if event_type == "match.accepted" else "match_declined"
+        answering = payload.get("city")
+        for me in sides:
+            if me["city"] == answering:
+                continue
+            other = next((s for s in sides if s["city"] == answering), None) or {}
+            person = me.get("author_id") or me.get("participant_id")
+            if person:
+                out.append(Message(person, template, {
+                    "own_title": me.get("title") or other.get("title"), "other_title": other.get("title"),
+                    "other_city": city_name(answering),
+                }, link=f"/matches/{payload['match_id']}"))
+    elif event_type == "project.formed":
+        cities = ", ".join(dict.fromkeys(city_name(m["city"]) for m in payload.get("members", [])))
+        for member in payload.get("members", []):
+            out.append(Message(member["participant_id"], "project_formed", {
+                "project_title": payload.get("title"), "partner_cities": cities,
+            }, link=f"/projects/{payload['project_id']}"))
+    return out
+
+
+def webhook_cities(envelope: Mapping[str, Any]) -> set[str]:
+    """The cities whose webhooks hear of an event: the producer's city and every city of its sides."""
+    payload = envelope.get("payload", {})
+    cities = {envelope.get("city"), payload.get("city")}
+    cities.update(s.get("city") for s in payload.get("sides") or [])
+    cities.update(m.get("city") for m in payload.get("members") or [])
+    return {c for c in cities if c}
+
+
+# --- signing ---------------------------------------------------------------------------------------------
+
+SIGNATURE_HEADER = "X-Twincity-Signature"
+
+
+def signature(secret: str, body: bytes) -> str:
+    """HMAC-SHA256 of the body with the subscription's secret, as the receiver recomputes it."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def unsubscribe_token(secret: str, participant_id: str) -> str:
+    mac = hmac.new(secret.encode("utf-8"), f"unsubscribe:{participant_id}".encode(), hashlib.sha256).hexdigest()
+    return f"{participant_id}.{mac[:32]}"
+
+
+def check_unsubscribe_token(secret: str, token: str) -> str | None:
+    participant_id, _, _mac = token.rpartition(".")
+    if participant_id and hmac.compare_digest(unsubscribe_token(secret, participant_id), token):
+        return participant_id
+    return None
+
+
+# --- webhook targets ---------------------------------------------------------------------------------------
+
+class UnsafeTarget(ValueError):
+    """A webhook URL that points where we must not send (private, loopback, link-local...)."""
+
+
+def check_addresses(addresses: Iterable[str], allow: Sequence[str]) -> None:
+    """Refuse private, loopback, link-local, multicast and reserved addresses unless the operator allows them."""
+    allowed = [ipaddress.ip_network(c) for c in allow]
+    for raw in addresses:
+        address = ipaddress.ip_address(raw)
+        if any(address in net for net in allowed):
+            continue
+        if (address.is_private or address.is_loopback or address.is_link_local or address.is_multicast
+                or address.is_reserved or address.is_unspecified):
+            raise UnsafeTarget(f"{raw} is a private or local address; an operator can allow it with "
+                               f"TWINCITY_WEBHOOK_ALLOW")
+
+
+def backoff(attempt: int, base: float, cap: float = 3600.0) -> float:
+    """Seconds before try number `attempt + 1` (doubling from `base`, at most `cap`)."""
+    return min(cap, base * (2 ** max(0, attempt - 1)))

@@ -1,0 +1,101 @@
+"""The events the notify service consumes: who must know, over which channels, in which language."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+from notify import domain, render
+from notify.repository import Repository
+from services.config import Settings
+from services.contract import Event
+from services.inbox import derived_id
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    def __init__(self, repo: Repository, settings: Settings, secret: str) -> None:
+        self.repo = repo
+        self.settings = settings
+        self.secret = secret
+
+    def person_changed(self, event: Event) -> None:
+        p = event.payload
+        prefs = p.get("preferences") or {}
+        self.repo.put_person(p["participant_id"], p["version"], {
+            "city": p["city"], "name": p["name"], "email": p.get("email"), "language": p["language"],
+            "channels": prefs.get("channels", ["email", "inbox"]), "digest": prefs.get("digest", "immediate"),
+        })
+
+    def person_erased(self, event: Event) -> None:
+        self.repo.erase_person(event.payload["participant_id"])
+
+    def city_registered(self, event: Event) -> None:
+        p = event.payload
+        self.repo.put_city(p["city"], p["name"], p["language"])
+
+    def notify_people(self, event: Event) -> None:
+        def lang_of(pid: str) -> str:
+            return domain.language_of(self.repo.person(pid))
+
+        for message in domain.messages_for(event.type, event.payload, self.repo.city_name, lang_of):
+            person = self.repo.person(message.recipient)
+            if person is None or person.get("erased"):
+                log.info("%s: no one to tell for recipient %s (unknown or erased)", event.type, message.recipient)
+                continue
+            self._store(event, message, person)
+
+    def _store(self, event: Event, message: domain.Message, person: Mapping) -> None:
+        lang = domain.language_of(person)
+        token = domain.unsubscribe_token(self.secret, person["_id"])
+        unsubscribe_url = f"{self.settings.public_url}/unsubscribe/{token}"
+        link = f"{self.settings.public_url}/api/v1{message.link}" if message.link else ""
+        subject, text, html = render.render(message.template, lang, {
+            **message.context, "recipient_name": person.get("name", ""), "link": link,
+            "unsubscribe_url": unsubscribe_url})
+        base = {"recipient": person["_id"], "city": person["city"], "template": message.template, "language": lang,
+                "subject": subject, "text": text, "html": html, "event_id": event.id, "event_type": event.type,
+                "link": link, "unsubscribe_url": unsubscribe_url,
+                # What a daily digest shows of it: the reasons and the link, not a whole mail's greeting.
+                "summary": "\n\n".join(part for part in (
+                    "\n".join(f"- {r}" for r in message.context.get("reasons", [])), link) if part),
+                "day": datetime.now(UTC).date().isoformat()}
+        channels = person.get("channels") or ["email", "inbox"]
+        if "inbox" in channels:
+            self.repo.add_notification({**base, "key": derived_id(event.id, person["_id"], "inbox"),
+                                        "channel": "inbox", "status": "delivered", "read_at": None})
+        if "email" in channels:
+            if not person.get("email") or person.get("unsubscribed") or not self.settings.smtp_url:
+                why = ("no e-mail address" if not person.get("email") else
+                       "unsubscribed" if person.get("unsubscribed") else "no SMTP_URL configured")
+                status, extra = "skipped", {"skipped_because": why}
+            else:
+                status = "digest" if person.get("digest") == "daily" else "pending"
+                extra = {}
+            self.repo.add_notification({**base, **extra, "key": derived_id(event.id, person["_id"], "email"),
+                                        "channel": "email", "status": status, "to": person.get("email")})
+
+    def notify_webhooks(self, event: Event) -> None:
+        envelope = {k: v for k, v in asdict(event).items() if k != "received_version"}
+        cities = sorted(domain.webhook_cities(envelope))
+        for subscription in self.repo.listeners(cities, event.type):
+            self.repo.add_delivery({"key": derived_id(event.id, subscription["_id"]),
+                                    "subscription_id": subscription["_id"], "city": subscription["city"],
+                                    "event": envelope, "event_id": event.id})
+
+
+def build(notifier: Notifier) -> Mapping[str, Sequence[Callable[[Event], None]]]:
+    handlers: dict[str, list[Callable[[Event], None]]] = {
+        "participant.registered": [notifier.person_changed],
+        "participant.updated": [notifier.person_changed],
+        "participant.erased": [notifier.person_erased],
+        "city.registered": [notifier.city_registered],
+    }
+    for event_type in ("match.proposed", "match.accepted", "match.declined", "project.formed"):
+        handlers.setdefault(event_type, []).append(notifier.notify_people)
+    for event_type in domain.WEBHOOK_EVENTS:
+        handlers.setdefault(event_type, []).append(notifier.notify_webhooks)
+    return handlers

@@ -1,0 +1,42 @@
+"""Messages from template files: `templates/<lang>/<name>.txt` (first line `Subject: ...`), HTML from the text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+_text = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=False,
+                    keep_trailing_newline=True)
+_html = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+
+
+def render(name: str, lang: str, context: dict[str, Any]) -> tuple[str, str, str]:
+    """(subject, plain text, HTML) of one message."""
+    rendered = _text.get_template(f"{lang}/{name}.txt").render(**context)
+    first, _, body = rendered.partition("\n")
+    if not first.startswith("Subject:"):
+        raise ValueError(f"template {lang}/{name}.txt must start with 'Subject: '")
+    subject = first[len("Subject:"):].strip()
+    text = body.lstrip("\n").rstrip() + "\n"
+    return subject, text, _to_html(subject, text, lang)
+
+
+def _to_html(subject: str, text: str, lang: str) -> str:
+    """Paragraphs and "- " lists of the text become HTML (escaped: titles are user input)."""
+    blocks: list[dict[str, Any]] = []
+    for paragraph in text.strip().split("\n\n"):
+        lines = [line for line in paragraph.splitlines() if line.strip()]
+        if lines and set(lines[0].strip()) == {"-"}:  # a line of dashes separates digest items
+            blocks.append({"rule": True, "bullets": None, "text": ""})
+            lines = lines[1:]
+        if not lines:
+            continue
+        if all(line.lstrip().startswith("- ") for line in lines):
+            blocks.append({"bullets": [line.lstrip()[2:] for line in lines]})
+        else:
+            blocks.append({"text": " ".join(lines), "bullets": None})
+    return _html.get_template("layout.html").render(subject=subject, blocks=blocks, lang=lang)

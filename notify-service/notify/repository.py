@@ -1,0 +1,214 @@
+"""The only code that touches the notify service's collections.
+
+people (read model of participants: language, e-mail, channels, digest), cities, notifications (one per
+event, recipient and channel: the id derives from the three, so a redelivered event makes none anew),
+subscriptions (webhooks of a city) and deliveries (one per event and subscription, with every attempt).
+Sending claims a document with a lease, sends, then records the outcome with its event in one write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from services import inbox, outbox
+from services.contract import new_event
+from services.store import DuplicateKeyError, Index, new_id
+
+PRODUCER = "notify"
+PEOPLE, CITIES, NOTIFICATIONS, SUBSCRIPTIONS, DELIVERIES = (
+    "people", "cities", "notifications", "subscriptions", "deliveries")
+LEASE = timedelta(seconds=60)
+
+INDEXES = {
+    PEOPLE: [],
+    CITIES: [],
+    NOTIFICATIONS: [
+        # `key` derives from (event, recipient, channel): the unique index makes each notification once.
+        Index(keys=[("key", 1)], unique=True, name="notifications_key"),
+        Index(keys=[("recipient", 1), ("_id", -1)], name="notifications_recipient"),
+        Index(keys=[("status", 1), ("next_attempt_at", 1)], name="notifications_due"),
+        Index(keys=[("status", 1), ("day", 1)], name="notifications_digest"),
+    ],
+    SUBSCRIPTIONS: [Index(keys=[("city", 1)], name="subscriptions_city")],
+    DELIVERIES: [
+        Index(keys=[("key", 1)], unique=True, name="deliveries_key"),  # (event, subscription): once
+        Index(keys=[("status", 1), ("next_attempt_at", 1)], name="deliveries_due"),
+        Index(keys=[("subscription_id", 1), ("_id", -1)], name="deliveries_subscription"),
+    ],
+}
+HIDDEN = {outbox.FIELD: 0, inbox.FIELD: 0}
+
+
+class NotFound(Exception):
+    pass
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Repository:
+    def __init__(self, db: Any, on_events: Callable[[], None] = lambda: None,
+                 on_work: Callable[[], None] = lambda: None) -> None:
+        self.people = db[PEOPLE]
+        self.cities = db[CITIES]
+        self.notifications = db[NOTIFICATIONS]
+        self.subscriptions = db[SUBSCRIPTIONS]
+        self.deliveries = db[DELIVERIES]
+        self._on_events = on_events  # wakes the relay
+        self._on_work = on_work  # wakes the sender
+
+    # --- read models --------------------------------------------------------------------------------------
+
+    def put_person(self, pid: str, version: int, fields: Mapping[str, Any]) -> None:
+        with contextlib.suppress(DuplicateKeyError):  # a newer version is stored: a stale event changes nothing
+            self.people.update_one(
+                {"_id": pid, "$or": [{"version": {"$lt": version}}, {"version": {"$exists": False}}]},
+                {"$set": {**fields, "version": version}}, upsert=True)
+
+    def person(self, pid: str) -> dict[str, Any] | None:
+        return self.people.find_one({"_id": pid})
+
+    def erase_person(self, pid: str) -> None:
+        """Forget the person: their profile and every notification addressed to them."""
+        self.people.update_one({"_id": pid}, {"$set": {"erased": True, "name": "", "email": None},
+                                              "$unset": {"interests": ""}}, upsert=True)
+        self.notifications.delete_many({"recipient": pid})
+
+    def unsubscribe(self, pid: str) -> bool:
+        return self.people.update_one({"_id": pid}, {"$set": {"unsubscribed": True}}).matched_count == 1
+
+    def put_city(self, key: str, name: str, language: str) -> None:
+        self.cities.update_one({"_id": key}, {"$set": {"name": name, "language": language}}, upsert=True)
+
+    def city_name(self, key: str) -> str:
+        doc = self.cities.find_one({"_id": key})
+        return doc["name"] if doc else key.capitalize()
+
+    # --- notifications --------------------------------------------------------------------------------------
+
+    def add_notification(self, doc: Mapping[str, Any]) -> bool:
+        """Store a notification once (its `key` derives from event, recipient and channel)."""
+        created = inbox.insert_once(self.notifications, {"_id": new_id("ntf"), **doc, "created_at": now(),
+                                                         "attempts": 0,
+                                                         "next_attempt_at": now(), "log": []}, service=PRODUCER)
+        if created and doc.get("status") == "pending":
+            self._on_work()
+        return created
+
+    def inbox_of(self, pid: str, limit: int, cursor: str | None, unread: bool) -> tuple[list[dict], str | None]:
+        query: dict[str, Any] = {"recipient": pid, "channel": "inbox"}
+        if unread:
+            query["read_at"] = None
+        if cursor:
+            query["_id"] = {"$lt": cursor}
+        docs = list(self.notifications.find(query, HIDDEN).sort("_id", -1).limit(limit + 1))
+        return docs[:limit], (docs[limit - 1]["_id"] if len(docs) > limit else None)
+
+    def mark_read(self, pid: str, nid: str) -> dict[str, Any]:
+        doc = self.notifications.find_one_and_update(
+            {"_id": nid, "recipient": pid, "channel": "inbox"},
+            {"$set": {"read_at": now()}}, projection=HIDDEN, return_document=True)
+        if doc is None:
+            raise NotFound(nid)
+        return doc
+
+    def claim(self, collection: Any, ready: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """Take one due document for sending: pending and due, or left `sending` by a crash (lease over)."""
+        at = now()
+        due = {"$or": [{"status": "pending", "next_attempt_at": {"$lte": at}},
+                       {"status": "sending", "lease_until": {"$lt": at}}]}
+        return collection.find_one_and_update(
+            {**due, **(ready or {})}, {"$set": {"status": "sending", "lease_until": at + LEASE}},
+            return_document=True)
+
+    def sent(self, collection: Any, doc: Mapping[str, Any], record: Mapping[str, Any],
+             event_type: str | None, payload: Mapping[str, Any] | None) -> None:
+        update: dict[str, Any] = {"$set": {"status": "delivered", "delivered_at": now()},
+                                  "$inc": {"attempts": 1}, "$push": {"log": dict(record)}}
+        if event_type and payload is not None:
+            update = outbox.push_events(update, [new_event(event_type, payload, producer=PRODUCER,
+                                                           city=doc.get("city"))])
+        collection.update_one({"_id": doc["_id"], "status": "sending"}, update)
+        self._on_events()
+
+    def failed(self, collection: Any, doc: Mapping[str, Any], record: Mapping[str, Any], *, retry_in: float | None,
+               event_type: str | None, payload: Mapping[str, Any] | None) -> None:
+        """A try failed: due again after `retry_in` seconds, or given up (None) with its event."""
+        fields: dict[str, Any] = ({"status": "pending", "next_attempt_at": now() + timedelta(seconds=retry_in)}
+                                  if retry_in is not None else {"status": "failed", "failed_at": now()})
+        update: dict[str, Any] = {"$set": fields, "$inc": {"attempts": 1}, "$push": {"log": dict(record)}}
+        if event_type and payload is not None:
+            update = outbox.push_events(update, [new_event(event_type, payload, producer=PRODUCER,
+                                                           city=doc.get("city"))])
+        collection.update_one({"_id": doc["_id"], "status": "sending"}, update)
+        self._on_events()
+
+    def digest_items(self, day: str) -> dict[str, list[dict[str, Any]]]:
+        """Per recipient: the e-mails of `day` that wait for the daily digest."""
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for doc in self.notifications.find({"status": "digest", "day": day}, HIDDEN).sort("_id", 1):
+            grouped.setdefault(doc["recipient"], []).append(doc)
+        return grouped
+
+    def fold_into_digest(self, ids: Sequence[str], digest_id: str) -> None:
+        self.notifications.update_many({"_id": {"$in": list(ids)}, "status": "digest"},
+                                       {"$set": {"status": "in_digest", "digest_id": digest_id}})
+
+    # --- webhooks -----------------------------------------------------------------------------------------------
+
+    def add_subscription(self, city: str, url: str, events: Sequence[str], secret: str) -> dict[str, Any]:
+        doc = {"_id": new_id("whk"), "city": city, "url": url, "events": list(events), "secret": secret,
+               "status": "active", "consecutive_failures": 0, "created_at": now()}
+        self.subscriptions.insert_one(doc)
+        return doc
+
+    def subscription(self, sid: str) -> dict[str, Any]:
+        doc = self.subscriptions.find_one({"_id": sid})
+        if doc is None:
+            raise NotFound(sid)
+        return doc
+
+    def subscriptions_of(self, city: str | None) -> list[dict[str, Any]]:
+        return list(self.subscriptions.find({} if city is None else {"city": city}).sort("_id", 1))
+
+    def listeners(self, cities: Sequence[str], event_type: str) -> list[dict[str, Any]]:
+        return list(self.subscriptions.find({"city": {"$in": list(cities)}, "events": event_type,
+                                             "status": "active"}))
+
+    def delete_subscription(self, sid: str) -> None:
+        self.subscriptions.delete_one({"_id": sid})
+        self.deliveries.update_many({"subscription_id": sid, "status": {"$in": ["pending", "sending"]}},
+                                    {"$set": {"status": "cancelled"}})
+
+    def set_subscription(self, sid: str, **fields: Any) -> None:
+        self.subscriptions.update_one({"_id": sid}, {"$set": fields})
+
+    def count_failure(self, sid: str, pause_after: int) -> bool:
+        """One more failure in a row; pause the subscription after `pause_after`. True when it was paused."""
+        doc = self.subscriptions.find_one_and_update({"_id": sid}, {"$inc": {"consecutive_failures": 1}},
+                                                     return_document=True)
+        if doc and doc["consecutive_failures"] >= pause_after and doc["status"] == "active":
+            self.subscriptions.update_one({"_id": sid, "status": "active"},
+                                          {"$set": {"status": "paused", "paused_at": now()}})
+            return True
+        return False
+
+    def add_delivery(self, doc: Mapping[str, Any]) -> bool:
+        created = inbox.insert_once(self.deliveries, {"_id": new_id("dlv"), **doc, "status": "pending",
+                                                      "attempts": 0,
+                                                      "next_attempt_at": now(), "created_at": now(), "log": []},
+                                    service=PRODUCER)
+        if created:
+            self._on_work()
+        return created
+
+    def deliveries_of(self, sid: str, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
+        query: dict[str, Any] = {"subscription_id": sid}
+        if cursor:
+            query["_id"] = {"$lt": cursor}
+        docs = list(self.deliveries.find(query, HIDDEN).sort("_id", -1).limit(limit + 1))
+        return docs[:limit], (docs[limit - 1]["_id"] if len(docs) > limit else None)

@@ -1,0 +1,93 @@
+"""HTTP in and out of the notify service (marshmallow)."""
+
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+
+from notify.domain import WEBHOOK_EVENTS
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class WebhookIn(Strict):
+    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False,
+                     validate=validate.Length(max=2000))
+    events = fields.List(fields.Str(validate=validate.OneOf((*WEBHOOK_EVENTS, "*"))), required=True,
+                         validate=validate.Length(min=1, max=len(WEBHOOK_EVENTS)),
+                         metadata={"description": "Event types to receive, or [\"*\"] for all."})
+    secret = fields.Str(required=True, validate=validate.Length(min=16, max=200),
+                        metadata={"description": "Key of the X-Twincity-Signature HMAC-SHA256 of each body."})
+    city = fields.Str(load_default=None, metadata={"description": "Only for admin keys: the city it listens for."})
+
+    @validates("events")
+    def _no_mix(self, value: list[str], **_: object) -> None:
+        if "*" in value and len(value) > 1:
+            raise ValidationError("give [\"*\"] alone, or the event types")
+
+
+class WebhookOut(Schema):
+    id = fields.Str(attribute="_id")
+    city = fields.Str()
+    url = fields.Str()
+    events = fields.List(fields.Str())
+    status = fields.Str(metadata={"description": "active, or paused after repeated failures (resume it)"})
+    consecutive_failures = fields.Int()
+    created_at = fields.DateTime()
+
+
+class WebhookList(Schema):
+    items = fields.List(fields.Nested(WebhookOut))
+
+
+class Attempt(Schema):
+    at = fields.DateTime()
+    ok = fields.Bool()
+    status_code = fields.Int(allow_none=True)
+    error = fields.Str(allow_none=True)
+    ms = fields.Float(allow_none=True)
+
+
+class DeliveryOut(Schema):
+    id = fields.Str(attribute="_id")
+    event_id = fields.Str()
+    event_type = fields.Function(lambda d: d["event"]["type"])
+    status = fields.Str(metadata={"description": "pending, sending, delivered, failed or cancelled"})
+    attempts = fields.Int()
+    next_attempt_at = fields.DateTime()
+    log = fields.List(fields.Nested(Attempt))
+
+
+class DeliveryPage(Schema):
+    items = fields.List(fields.Nested(DeliveryOut))
+    next_cursor = fields.Str(allow_none=True)
+
+
+class NotificationOut(Schema):
+    id = fields.Str(attribute="_id")
+    template = fields.Str()
+    language = fields.Str()
+    subject = fields.Str()
+    text = fields.Str()
+    link = fields.Str(allow_none=True)
+    event_type = fields.Str()
+    created_at = fields.DateTime()
+    read_at = fields.DateTime(allow_none=True)
+
+
+class NotificationPage(Schema):
+    items = fields.List(fields.Nested(NotificationOut))
+    next_cursor = fields.Str(allow_none=True)
+
+
+class InboxQuery(Strict):
+    unread = fields.Bool(load_default=False)
+    limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.Str(validate=validate.Length(max=64))
+
+
+class PageQuery(Strict):
+    limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.Str(validate=validate.Length(max=64))

@@ -1,0 +1,310 @@
+"""Notifications end to end: e-mail through a real SMTP server process (aiosmtpd), webhooks to a real HTTP
+receiver on loopback, the in-app inbox, the digest; on memory:// and with the real RabbitMQ."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import hmac
+import json
+import mailbox
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services import bus, outbox
+from tests.conftest import wait_for
+from tests.e2e.conftest import Api, running_platform, transport_url
+from tests.e2e.test_matching import GARDEN_DE, GARDEN_RU
+
+SECRET = "receiver-shared-secret-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SmtpServer:
+    """A real SMTP server process (aiosmtpd) that files every mail into a Maildir."""
+
+    def __init__(self, maildir: Path) -> None:
+        self.maildir = maildir
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{self.port}",
+                                      "-c", "aiosmtpd.handlers.Mailbox", str(self.maildir)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def answers() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(answers, 15, 0.05, message="the SMTP server")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def mails(self) -> list[email.message.EmailMessage]:
+        if not self.maildir.exists():
+            return []
+        box = mailbox.Maildir(self.maildir, factory=lambda f: email.message_from_binary_file(
+            f, policy=email.policy.default), create=False)
+        return sorted(box, key=lambda m: m["Date"] or "")
+
+    def to(self, address: str) -> list[email.message.EmailMessage]:
+        return [m for m in self.mails() if m["To"] == address]
+
+
+class Receiver:
+    """A webhook receiver on loopback; answers `status` and keeps what it got."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.status = 200
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.calls.append({"headers": dict(self.headers), "body": body, "path": self.path})
+                self.send_response(receiver.status)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/twincity"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
+    server = SmtpServer(tmp_path / "maildir")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(params=["memory", "amqp"])
+def napi(request: pytest.FixtureRequest, smtp: SmtpServer) -> Iterator[Api]:
+    with running_platform(transport_url(request), smtp_url=smtp.url, webhook_allow=("127.0.0.0/8",),
+                          notify_retry_base=0.2, public_url="http://lab.example") as running:
+        yield running
+
+
+def authors(api: Api, keys: dict[str, str], *, digest: str = "immediate") -> tuple[dict, dict]:
+    lena = api.ok("POST", "/participants", keys["karlsruhe"], {
+        "name": "Lena Hoffmann", "email": "lena@example.org", "language": "de",
+        "preferences": {"channels": ["email", "inbox"], "digest": digest}})
+    anna = api.ok("POST", "/participants", keys["krasnodar"], {
+        "name": "Анна Смирнова", "email": "anna@example.org", "language": "ru",
+        "preferences": {"channels": ["email", "inbox"], "digest": digest}})
+    return lena, anna
+
+
+def match_their_ideas(api: Api, keys: dict[str, str], lena: dict, anna: dict) -> tuple[dict, dict]:
+    api.settle()  # the notify service knows both people before their ideas match
+    de = api.ok("POST", "/ideas", keys["karlsruhe"], {**GARDEN_DE, "author_id": lena["id"]})
+    ru = api.ok("POST", "/ideas", keys["krasnodar"], {**GARDEN_RU, "author_id": anna["id"]})
+    return de, ru
+
+
+def text_of(mail: email.message.EmailMessage) -> str:
+    return mail.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_german_and_russian_authors_get_their_email_in_their_language(napi: Api, smtp: SmtpServer):
+    keys = napi.lab()
+    lena, anna = authors(napi, keys)
+    match_their_ideas(napi, keys, lena, anna)
+    wait_for(lambda: smtp.to("lena@example.org") and smtp.to("anna@example.org"), 30, 0.1,
+             message="both e-mails")
+    [to_lena], [to_anna] = smtp.to("lena@example.org"), smtp.to("anna@example.org")
+    de_text, ru_text = text_of(to_lena), text_of(to_anna)
+    assert "Lena Hoffmann" in de_text and GARDEN_RU["title"] in de_text, "the counterpart's idea title"
+    assert "Gleiches Thema: Ökologie & Gesundheit" in de_text, "the reasons, in German"
+    assert "Анна Смирнова" in ru_text and GARDEN_DE["title"] in ru_text
+    assert "Общая тема: Экология и здоровье" in ru_text, "the reasons, in Russian"
+    assert to_lena["Subject"] != to_anna["Subject"]
+    html = to_lena.get_body(preferencelist=("html",)).get_content()
+    assert "<li>" in html and "Gleiches Thema" in html
+    unsubscribe = to_lena["List-Unsubscribe"].strip("<>")
+    assert unsubscribe.startswith("http://lab.example/unsubscribe/") and unsubscribe in de_text
+    # The unsubscribe link works through the gateway: GET shows a button, POST unsubscribes.
+    path = unsubscribe.removeprefix("http://lab.example")
+    assert napi.client.get(path).status_code == 200
+    assert napi.client.post(path).status_code == 200
+    assert napi.client.post("/unsubscribe/forged.token").status_code == 404
+    napi.settle()
+    delivered = napi.observer.of("notification.delivered", channel="email")
+    assert sorted(e.payload["recipient"] for e in delivered) == sorted([lena["id"], anna["id"]])
+
+
+def test_the_inbox_keeps_what_concerns_a_participant(napi: Api):
+    keys = napi.lab()
+    lena, anna = authors(napi, keys)
+    match_their_ideas(napi, keys, lena, anna)
+    inbox = f"/participants/{lena['id']}/notifications"
+    wait_for(lambda: napi.ok("GET", inbox, keys["karlsruhe"])["items"], 30, message="the inbox entry")
+    [entry] = napi.ok("GET", inbox, keys["karlsruhe"])["items"]
+    assert entry["template"] == "match_proposed" and entry["language"] == "de" and entry["read_at"] is None
+    read = napi.ok("POST", f"{inbox}/{entry['id']}/read", keys["karlsruhe"])
+    assert read["read_at"] is not None
+    assert napi.ok("GET", inbox + "?unread=true", keys["karlsruhe"])["items"] == []
+    assert napi.call("GET", inbox, keys["krasnodar"]).status_code == 404, "an inbox is private to its city"
+
+
+def test_a_webhook_receiver_gets_a_correctly_signed_match_proposed(napi: Api, receiver: Receiver):
+    keys = napi.lab()
+    hook = napi.ok("POST", "/webhooks", keys["krasnodar"],
+                   {"url": receiver.url, "events": ["match.proposed"], "secret": SECRET})
+    assert hook["city"] == "krasnodar" and "secret" not in hook
+    lena, anna = authors(napi, keys)
+    match_their_ideas(napi, keys, lena, anna)
+    wait_for(lambda: any(c["headers"].get("X-Twincity-Event") == "match.proposed" for c in receiver.calls), 30,
+             message="the webhook call")
+    call = next(c for c in receiver.calls if c["headers"]["X-Twincity-Event"] == "match.proposed")
+    expected = "sha256=" + hmac.new(SECRET.encode(), call["body"], hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(call["headers"]["X-Twincity-Signature"], expected)
+    envelope = json.loads(call["body"])
+    assert envelope["type"] == "match.proposed" and envelope["payload"]["kind"] == "idea"
+    assert {s["city"] for s in envelope["payload"]["sides"]} == {"karlsruhe", "krasnodar"}
+    # A test ping, and every attempt readable through the API.
+    assert napi.call("POST", f"/webhooks/{hook['id']}/ping", keys["krasnodar"]).status_code == 202
+    wait_for(lambda: any(c["headers"]["X-Twincity-Event"] == "webhook.ping" for c in receiver.calls), 15,
+             message="the ping")
+    deliveries = f"/webhooks/{hook['id']}/deliveries"
+
+    def recorded() -> list[dict[str, Any]]:  # the receiver may answer before the sender writes it down
+        items = napi.ok("GET", deliveries, keys["krasnodar"])["items"]
+        return items if items and all(d["status"] == "delivered" for d in items) else []
+
+    wait_for(recorded, 15, message="the deliveries recorded as delivered")
+    log = recorded()
+    assert {d["event_type"] for d in log} >= {"match.proposed", "webhook.ping"}
+    assert all(d["log"][0]["status_code"] == 200 and d["log"][0]["ok"] for d in log), log
+    assert napi.call("GET", f"/webhooks/{hook['id']}/deliveries", keys["karlsruhe"]).status_code == 404
+
+
+def test_smtp_down_the_mail_is_sent_when_it_comes_back(napi: Api, smtp: SmtpServer):
+    keys = napi.lab()
+    lena, anna = authors(napi, keys)
+    smtp.stop()
+    match_their_ideas(napi, keys, lena, anna)
+    notifications = napi.platform.runtime("notify").db["notifications"]
+    wait_for(lambda: notifications.count_documents({"channel": "email", "attempts": {"$gte": 2}}) == 2, 30,
+             message="failed tries while SMTP is down")
+    smtp.start()
+    wait_for(lambda: smtp.to("lena@example.org") and smtp.to("anna@example.org"), 30, 0.1,
+             message="the mails after SMTP came back")
+    assert len(smtp.mails()) == 2
+    doc = notifications.find_one({"recipient": lena["id"], "channel": "email"})
+    assert doc["status"] == "delivered" and not doc["log"][0]["ok"] and doc["log"][-1]["ok"]
+
+
+def test_a_redelivered_event_sends_nothing_twice(napi: Api, smtp: SmtpServer):
+    keys = napi.lab()
+    lena, anna = authors(napi, keys)
+    match_their_ideas(napi, keys, lena, anna)
+    wait_for(lambda: len(smtp.mails()) == 2, 30, 0.1, message="the first two mails")
+    napi.settle()
+    [proposed] = napi.observer.of("match.proposed")
+    # The same event (same id) arrives again, as after a broker redelivery or a relay re-run.
+    envelope = {"id": proposed.id, "type": proposed.type, "version": proposed.version,
+                "occurred_at": proposed.occurred_at, "partnership": proposed.partnership, "city": proposed.city,
+                "correlation_id": proposed.correlation_id, "causation_id": proposed.causation_id,
+                "producer": proposed.producer, "payload": proposed.payload}
+    db = napi.platform.runtime("matching").db
+    relay = outbox.Relay("again", db, ["again"], lambda: bus.make_publisher(napi.platform.settings))
+    db["again"].insert_one(outbox.with_events({"_id": 1}, [envelope, envelope]))
+    relay.relay_once()
+    relay.stop()
+    napi.settle()
+    notifications = napi.platform.runtime("notify").db["notifications"]
+    wait_for(lambda: napi.platform.runtime("notify").running[0].ready.is_set(), 5)
+    assert len(smtp.mails()) == 2, "no second mail"
+    assert notifications.count_documents({"event_id": proposed.id}) == 4, "2 people x (e-mail + inbox), once each"
+
+
+def test_the_digest_collects_a_days_events_in_one_mail(napi: Api, smtp: SmtpServer):
+    keys = napi.lab()
+    lena, anna = authors(napi, keys, digest="daily")
+    match_their_ideas(napi, keys, lena, anna)
+    second = {**GARDEN_RU, "title": "Зелёные дворы Краснодара", "author_id": anna["id"]}
+    napi.ok("POST", "/ideas", keys["krasnodar"], second)
+    notifications = napi.platform.runtime("notify").db["notifications"]
+    wait_for(lambda: notifications.count_documents({"recipient": lena["id"], "status": "digest"}) == 2, 30,
+             message="two e-mails waiting for Lena's digest")
+    assert smtp.to("lena@example.org") == [], "nothing sent at once"
+    sender = napi.platform.runtime("notify").extras["sender"]
+    today = datetime.now(UTC).date().isoformat()
+    assert sender.send_digests(today) == 2  # one digest for Lena, one for Anna
+    assert sender.send_digests(today) == 0, "a day is digested once"
+    wait_for(lambda: smtp.to("lena@example.org"), 30, 0.1, message="Lena's digest")
+    [digest] = smtp.to("lena@example.org")
+    body = text_of(digest)
+    assert GARDEN_RU["title"] in body and "Зелёные дворы Краснодара" in body and today in body
+
+
+def test_webhooks_refuse_private_targets_unless_allowed(request: pytest.FixtureRequest):
+    with running_platform("memory://") as api:  # no TWINCITY_WEBHOOK_ALLOW
+        keys = api.lab()
+        for url in ("http://127.0.0.1:9/hook", "http://10.1.2.3/hook", "http://169.254.169.254/latest",
+                    "http://[::1]/hook"):
+            r = api.call("POST", "/webhooks", keys["karlsruhe"], {"url": url, "events": ["*"], "secret": SECRET})
+            assert r.status_code == 422 and "TWINCITY_WEBHOOK_ALLOW" in str(r.json_body["errors"]), url
+        r = api.call("POST", "/webhooks", keys["karlsruhe"], {"url": "ftp://example.org", "events": ["*"],
+                                                              "secret": SECRET})
+        assert r.status_code == 422
+        r = api.call("POST", "/webhooks", keys["karlsruhe"], {"url": "http://x.invalid", "events": ["nope"],
+                                                              "secret": "short"})
+        assert r.status_code == 422 and {"events", "secret"} <= set(r.json_body["errors"])
+
+
+def test_a_failing_receiver_is_retried_and_every_attempt_logged(napi: Api, receiver: Receiver):
+    keys = napi.lab()
+    receiver.status = 500
+    hook = napi.ok("POST", "/webhooks", keys["karlsruhe"], {"url": receiver.url, "events": ["*"], "secret": SECRET})
+    napi.call("POST", f"/webhooks/{hook['id']}/ping", keys["karlsruhe"])
+    wait_for(lambda: len(receiver.calls) >= 2, 30, message="a retry after the 500")
+    receiver.status = 204
+    deliveries = f"/webhooks/{hook['id']}/deliveries"
+    wait_for(lambda: napi.ok("GET", deliveries, keys["karlsruhe"])["items"][0]["status"] == "delivered", 30,
+             message="the delivery once the receiver is well")
+    [delivery] = napi.ok("GET", deliveries, keys["karlsruhe"])["items"]
+    assert [a["status_code"] for a in delivery["log"]][-1] == 204 and delivery["log"][0]["status_code"] == 500
+    assert len({c["headers"]["X-Twincity-Delivery"] for c in receiver.calls}) == 1, "the same delivery id"

@@ -1,0 +1,153 @@
+"""The notify service's message templates: every message in de, ru and en, complete and well-formed.
+
+Translators edit `notify-service/notify/templates/<lang>/<name>.txt`: the first line is `Subject: ...`,
+then one empty line, then the plain-text body. These tests render each file with sample values (German
+and Cyrillic, as real titles and names are) and check what a reader and the sender rely on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, meta
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "notify-service" / "notify" / "templates"
+LANGUAGES = ("de", "ru", "en")
+
+# Each template and the variables it is rendered with (and must use: every language tells the same).
+VARIABLES: dict[str, set[str]] = {
+    "match_proposed": {"recipient_name", "own_title", "other_title", "other_city", "score_percent", "reasons",
+                       "link", "unsubscribe_url"},
+    "interest_match": {"recipient_name", "idea_title", "idea_city", "reasons", "link", "unsubscribe_url"},
+    "interested_person": {"recipient_name", "own_title", "person_city", "reasons", "link", "unsubscribe_url"},
+    "match_accepted": {"recipient_name", "own_title", "other_title", "other_city", "link", "unsubscribe_url"},
+    "match_declined": {"recipient_name", "own_title", "other_title", "other_city", "unsubscribe_url"},
+    "project_formed": {"recipient_name", "project_title", "partner_cities", "link", "unsubscribe_url"},
+    "digest": {"recipient_name", "day", "items", "unsubscribe_url"},
+}
+TITLES = ("own_title", "other_title", "idea_title", "project_title")
+QUOTES = {"de": ("„", "“"), "ru": ("«", "»"), "en": ("“", "”")}
+DASHES = "-" * 10
+
+SAMPLE = {
+    "recipient_name": "Ольга Шмидт",
+    "own_title": "Stadtgärten für alle",
+    "other_title": "Зелёные дворы",
+    "other_city": "Краснодар",
+    "idea_title": "Велопрогулки по Кубани",
+    "idea_city": "Краснодар",
+    "person_city": "Karlsruhe",
+    "score_percent": 87,
+    "reasons": ["Beide Ideen wollen Gärten in der Stadt anlegen.", "Обе идеи — про экологию и соседей."],
+    "link": "https://tcl.example/api/v1/matches/m1",
+    "unsubscribe_url": "https://tcl.example/unsubscribe/p1.abc",
+    "project_title": "Grüne Höfe – Зелёные дворы",
+    "partner_cities": "Karlsruhe, Краснодар",
+    "day": "2026-11-25",
+    "items": [
+        {"subject": "Eine Partneridee aus Краснодар für „Stadtgärten für alle“",
+         "text": "Hallo Ольга,\n\nfür deine Idee gibt es vielleicht eine Partneridee.\n"},
+        {"subject": "Вашей идеей «Велосипедный тур» заинтересовались",
+         "text": "Здравствуйте!\n\nВашей идеей заинтересовался человек из Karlsruhe.\n"},
+    ],
+}
+
+
+def env() -> Environment:
+    return Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, keep_trailing_newline=True)
+
+
+def context(name: str, **overrides: object) -> dict[str, object]:
+    return {key: overrides.get(key, SAMPLE[key]) for key in VARIABLES[name]}
+
+
+def render(lang: str, name: str, **overrides: object) -> str:
+    return env().get_template(f"{lang}/{name}.txt").render(**context(name, **overrides))
+
+
+CASES = [pytest.param(lang, name, id=f"{lang}/{name}") for lang in LANGUAGES for name in VARIABLES]
+
+
+def test_all_three_languages_have_all_templates_and_nothing_else():
+    assert sorted(p.name for p in TEMPLATES.iterdir() if p.is_dir()) == sorted(LANGUAGES)
+    for lang in LANGUAGES:
+        files = sorted(p.name for p in (TEMPLATES / lang).iterdir())
+        assert files == sorted(f"{name}.txt" for name in VARIABLES), lang
+
+
+@pytest.mark.parametrize(("lang", "name"), CASES)
+def test_template_uses_exactly_its_variables(lang, name):
+    source = (TEMPLATES / lang / f"{name}.txt").read_text(encoding="utf-8")
+    assert meta.find_undeclared_variables(env().parse(source)) == VARIABLES[name]
+
+
+@pytest.mark.parametrize(("lang", "name"), CASES)
+def test_rendered_message_is_complete(lang, name):
+    lines = render(lang, name).split("\n")
+    assert lines[0].startswith("Subject: ") and lines[0][len("Subject: "):].strip()
+    assert lines[1] == "" and lines[2].strip(), "one empty line between the subject and the body"
+    body = "\n".join(lines[2:])
+    rendered = "\n".join(lines)
+    assert SAMPLE["recipient_name"] in body
+    assert "{{" not in rendered and "}}" not in rendered and "{%" not in rendered and "{#" not in rendered
+    if "link" in VARIABLES[name]:
+        assert SAMPLE["link"] in body
+    if "reasons" in VARIABLES[name]:
+        for reason in SAMPLE["reasons"]:
+            assert f"\n- {reason}\n" in body
+    for key in ("other_city", "idea_city", "person_city", "partner_cities", "day"):
+        if key in VARIABLES[name]:
+            assert SAMPLE[key] in body, key
+    if name == "match_proposed":
+        assert str(SAMPLE["score_percent"]) in body
+    # The footer ends every body: why this e-mail comes, and how to stop it.
+    assert SAMPLE["unsubscribe_url"] in body.rstrip().split("\n")[-1]
+
+
+@pytest.mark.parametrize(("lang", "name"), CASES)
+def test_titles_are_quoted_in_the_language_s_own_marks(lang, name):
+    opening, closing = QUOTES[lang]
+    rendered = render(lang, name)
+    for key in TITLES:
+        if key in VARIABLES[name]:
+            assert f"{opening}{SAMPLE[key]}{closing}" in rendered, key
+    other_marks = {mark for other, pair in QUOTES.items() if other != lang for mark in pair} - set(QUOTES[lang])
+    static = (TEMPLATES / lang / f"{name}.txt").read_text(encoding="utf-8")
+    assert not other_marks & set(static), "quotation marks of another language"
+
+
+@pytest.mark.parametrize(("lang", "name"), CASES)
+def test_layout_is_plain_text_for_e_mail(lang, name):
+    rendered = render(lang, name)
+    assert rendered.endswith("\n") and not rendered.endswith("\n\n")
+    assert "\n\n\n" not in rendered, "paragraphs are separated by one blank line"
+    for number, line in enumerate(rendered.split("\n"), 1):
+        assert len(line) < 100, f"line {number} has {len(line)} characters"
+        assert line == line.rstrip(), f"line {number} has trailing spaces"
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("name", [n for n in VARIABLES if "reasons" in VARIABLES[n]])
+def test_reasons_are_a_list_and_vanish_with_their_heading_when_there_are_none(lang, name):
+    with_reasons = render(lang, name).split("\n")
+    without = render(lang, name, reasons=[]).split("\n")
+    # The reasons, their heading and the blank lines before and after the heading go; nothing else changes.
+    assert len(with_reasons) - len(without) == len(SAMPLE["reasons"]) + 3
+    assert not any(line.startswith("- ") for line in without)
+    start = with_reasons.index(f"- {SAMPLE['reasons'][0]}")
+    assert with_reasons[start - 1] == "" and with_reasons[start - 2].endswith(":")
+    assert with_reasons[start + len(SAMPLE["reasons"])] == ""
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_digest_lists_each_item_under_its_subject_between_lines_of_dashes(lang):
+    lines = render(lang, "digest").split("\n")
+    dashes = [i for i, line in enumerate(lines) if line.startswith(DASHES)]
+    assert len(dashes) == len(SAMPLE["items"]) + 1
+    for item, at in zip(SAMPLE["items"], dashes, strict=False):
+        assert lines[at + 1] == item["subject"]
+        assert lines[at + 2] == ""
+        section = "\n".join(lines[at + 3:dashes[dashes.index(at) + 1]])
+        assert section.strip() == item["text"].strip()
+    assert sum(line.startswith(DASHES) for line in render(lang, "digest", items=[]).split("\n")) == 1
