@@ -13,8 +13,9 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -308,3 +309,54 @@ def test_a_failing_receiver_is_retried_and_every_attempt_logged(napi: Api, recei
     [delivery] = napi.ok("GET", deliveries, keys["karlsruhe"])["items"]
     assert [a["status_code"] for a in delivery["log"]][-1] == 204 and delivery["log"][0]["status_code"] == 500
     assert len({c["headers"]["X-Twincity-Delivery"] for c in receiver.calls}) == 1, "the same delivery id"
+
+
+def test_a_subscription_pauses_after_failures_in_a_row_and_resumes(napi: Api, receiver: Receiver,
+                                                                   monkeypatch: pytest.MonkeyPatch):
+    import notify.sender
+
+    monkeypatch.setattr(notify.sender, "PAUSE_AFTER", 3)
+    keys = napi.lab()
+    receiver.status = 503
+    hook = napi.ok("POST", "/webhooks", keys["karlsruhe"], {"url": receiver.url, "events": ["*"], "secret": SECRET})
+    path = f"/webhooks/{hook['id']}"
+    napi.call("POST", f"{path}/ping", keys["karlsruhe"])
+    wait_for(lambda: napi.ok("GET", path, keys["karlsruhe"])["status"] == "paused", 30, message="the pause")
+    assert napi.ok("GET", path, keys["karlsruhe"])["consecutive_failures"] >= 3
+    receiver.status = 200
+    resumed = napi.ok("POST", f"{path}/resume", keys["karlsruhe"])
+    assert resumed["status"] == "active" and resumed["consecutive_failures"] == 0
+    napi.call("POST", f"{path}/ping", keys["karlsruhe"])
+    wait_for(lambda: receiver.calls and receiver.calls[-1]["headers"]["X-Twincity-Event"] == "webhook.ping"
+             and any(d["status"] == "delivered" for d in napi.ok("GET", f"{path}/deliveries", keys["karlsruhe"])
+                     ["items"]), 30, message="a delivery after resuming")
+
+
+def test_a_sender_restarted_mid_send_sends_each_mail_once(napi: Api, smtp: SmtpServer,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    """The worker stops with mails pending and one claimed (as if killed while sending it): after the
+    restart every mail arrives once; the one in flight is sent when its lease runs out."""
+    import notify.repository
+
+    monkeypatch.setattr(notify.repository, "LEASE", timedelta(seconds=1))
+    keys = napi.lab()
+    lena, anna = authors(napi, keys)
+    runtime = napi.platform.runtime("notify")
+    sender = runtime.extras["sender"]
+    original = sender.pass_once
+    sender.pass_once = lambda: 0  # the sending half is "down" while the events come in
+    try:
+        match_their_ideas(napi, keys, lena, anna)
+        notifications = runtime.db["notifications"]
+        wait_for(lambda: notifications.count_documents({"channel": "email", "status": "pending"}) == 2, 30,
+                 message="two pending e-mails")
+        claimed = runtime.extras["sender"].repo.claim(notifications, {"channel": "email"})  # the crash
+        assert claimed is not None and claimed["status"] == "sending"
+    finally:
+        sender.pass_once = original  # the restart
+    wait_for(lambda: len(smtp.mails()) == 2, 30, 0.1, message="both mails after the restart")
+    for _ in range(15):  # and no third one while the lease of the claimed mail runs out and after
+        time.sleep(0.1)
+        assert len(smtp.mails()) == 2
+    ids = {m["Message-ID"] for m in smtp.mails()}
+    assert len(ids) == 2 and any(claimed["_id"] in i for i in ids)
