@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, render_template_
 from marshmallow import ValidationError
 
 from gateway import schemas
+from gateway.audit import AuditLog
 from gateway.clients import ServiceClient
 from gateway.keys import ApiKey, KeyStore
 from gateway.repository import Directory, Exists, Unknown
@@ -49,6 +50,10 @@ DOCS.operation("/api-keys", "get", "List API keys (never their secrets)", tag="A
                responses={200: schemas.ApiKeyList})
 DOCS.operation("/api-keys/{key_id}", "delete", "Revoke an API key", tag="API keys", scope="admin",
                responses={204: "Revoked; the key gets 401 from now on"})
+DOCS.operation("/api-keys/{key_id}/rotate", "post", "A new secret for a key (the old one stops working)",
+               tag="API keys", scope="admin", responses={200: schemas.ApiKeyOut})
+DOCS.operation("/audit", "get", "What admin keys changed, newest first", tag="Audit", scope="admin",
+               query=schemas.PageQuery, responses={200: schemas.AuditPage})
 DOCS.operation("/themes", "get", "The themes ideas can have", tag="Themes", query=schemas.ThemeQuery,
                responses={200: schemas.ThemeList},
                description="The four common themes, labelled de/ru/en, and the own themes of your partnerships.")
@@ -82,7 +87,7 @@ The machine-readable document is <a href="{{ prefix }}/openapi.json">{{ prefix }
 </body></html>"""
 
 
-def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceClient]) -> Blueprint:
+def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceClient], audit: AuditLog) -> Blueprint:
     bp = Blueprint("gateway", __name__)
     spec_cache: dict[str, Any] = {}
     spec_lock = threading.Lock()
@@ -179,6 +184,22 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
         if not keys.revoke(key_id):
             raise Problem(404, "Not Found", f"no API key {key_id}")
         return "", 204
+
+    @bp.post("/api-keys/<key_id>/rotate")
+    def rotate_key(key_id: str) -> Response:
+        need("admin")
+        secret = keys.rotate(key_id)
+        if secret is None:
+            raise Problem(404, "Not Found", f"no active API key {key_id}")
+        found = next(k for k in keys.list_keys() if k["id"] == key_id)
+        return jsonify(key_out.dump({**found, "key": secret}))
+
+    @bp.get("/audit")
+    def read_audit() -> Response:
+        need("admin")
+        query = schemas.PageQuery().load(request.args.to_dict())
+        items, next_cursor = audit.page(query["limit"], query.get("cursor"))
+        return jsonify(schemas.AuditPage().dump({"items": items, "next_cursor": next_cursor}))
 
     @bp.get("/themes")
     def themes() -> Response:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, jsonify, redirect
+from flask import Flask, Response, g, jsonify, redirect, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 
-from gateway import api, keys, repository
+from gateway import api, audit, keys, repository
 from gateway.clients import HttpTransport, ServiceClient, WsgiTransport
 from services.config import ConfigError, Settings
 from services.runtime import Runtime, ServiceSpec
@@ -16,7 +19,7 @@ SERVICES = ("ideas", "matching", "notify")
 
 SPEC = ServiceSpec(
     name="gateway",
-    indexes={**keys.INDEXES, **repository.INDEXES},
+    indexes={**keys.INDEXES, **repository.INDEXES, **audit.INDEXES},
     outbox_collections=(repository.CITIES, repository.PARTNERSHIPS),
 )
 
@@ -35,6 +38,24 @@ def service_clients(settings: Settings, apps: Mapping[str, Flask] | None = None)
     return clients
 
 
+def _rate_key() -> str:
+    """Per API key (a hash of it: secrets never reach the limiter's store), else per address."""
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer ") and header[7:].strip():
+        return "key:" + hashlib.sha256(header[7:].strip().encode()).hexdigest()[:32]
+    return "ip:" + get_remote_address()
+
+
+def _rate_limits(app: Flask, settings: Settings) -> Limiter:
+    # Shared through MongoDB when there is one (every gunicorn worker and replica counts together).
+    storage = settings.mongo_url if settings.mongo_url.startswith("mongodb") else "memory://"
+    return Limiter(
+        _rate_key, app=app, default_limits=[settings.rate_limit], storage_uri=storage, headers_enabled=True,
+        default_limits_exempt_when=lambda: not request.path.startswith("/api/"),
+        strategy="moving-window",
+    )
+
+
 def create_app(settings: Settings | None = None, service_apps: Mapping[str, Flask] | None = None) -> Flask:
     runtime = Runtime(SPEC, settings)
     settings = runtime.settings
@@ -47,8 +68,21 @@ def create_app(settings: Settings | None = None, service_apps: Mapping[str, Flas
     app.extensions["twincity.directory"] = directory
     if settings.admin_key:
         key_store.ensure(settings.admin_key, ["admin", "read", "write"], label="TWINCITY_ADMIN_KEY")
-    blueprint = api.build(directory, key_store, clients)
+    audit_log = audit.AuditLog(runtime.db)
+    app.extensions["twincity.audit"] = audit_log
+    _rate_limits(app, settings)
+    blueprint = api.build(directory, key_store, clients, audit_log)
     app.register_blueprint(blueprint, url_prefix=api.PREFIX)
+
+    @app.after_request
+    def _audit(response: Response) -> Response:
+        """Every change an admin key makes is written down, whatever service answered it."""
+        key = g.get("api_key")
+        if key is not None and key.admin and request.method not in ("GET", "HEAD", "OPTIONS"):
+            rule = request.url_rule.rule if request.url_rule else request.path
+            audit_log.record(actor=key.id, action=f"{request.method} {rule}", target=request.path,
+                             status=response.status_code, request_id=g.get("request_id"))
+        return response
 
     @app.get("/")
     def index() -> Any:

@@ -18,6 +18,13 @@ COLLECTION = "api_keys"
 INDEXES = {COLLECTION: [Index(keys=[("hash", 1)], unique=True, name="api_keys_hash")]}
 
 
+LAST_USED_EVERY = 60  # seconds
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def new_secret() -> str:
     return PREFIX + secrets.token_urlsafe(32)
 
@@ -75,9 +82,17 @@ class KeyStore:
     def list_keys(self) -> list[dict[str, Any]]:
         return [
             {"id": d["_id"], "city": d.get("city"), "scopes": d.get("scopes", []), "label": d.get("label", ""),
-             "revoked": bool(d.get("revoked"))}
+             "revoked": bool(d.get("revoked")), "created_at": d.get("created_at"),
+             "last_used_at": d.get("last_used_at"), "rotated_at": d.get("rotated_at")}
             for d in self.collection.find({}, {"hash": 0}).sort("created_at", 1)
         ]
+
+    def rotate(self, key_id: str) -> str | None:
+        """A new secret for the same key (id, city, scopes stay); the old secret stops working at once."""
+        secret = new_secret()
+        result = self.collection.update_one({"_id": key_id, "revoked": False},
+                                            {"$set": {"hash": hash_secret(secret), "rotated_at": datetime.now(UTC)}})
+        return secret if result.matched_count == 1 else None
 
     def revoke(self, key_id: str) -> bool:
         result = self.collection.update_one({"_id": key_id}, {"$set": {"revoked": True,
@@ -91,4 +106,9 @@ class KeyStore:
         doc = self.collection.find_one({"hash": wanted})
         if doc is None or doc.get("revoked") or not hmac.compare_digest(doc["hash"], wanted):
             return None
+        now = datetime.now(UTC)
+        last = doc.get("last_used_at")
+        if last is None or (now - _aware(last)).total_seconds() > LAST_USED_EVERY:
+            # At most one write a minute per key: "last used" is for people, not for accounting.
+            self.collection.update_one({"_id": doc["_id"]}, {"$set": {"last_used_at": now}})
         return ApiKey(doc["_id"], doc.get("city"), tuple(doc.get("scopes", ())), bool(doc.get("revoked")))

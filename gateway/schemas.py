@@ -72,7 +72,10 @@ class ApiKeyOut(Schema):
     scopes = fields.List(fields.Str())
     label = fields.Str()
     revoked = fields.Bool()
-    key = fields.Str(metadata={"description": "The secret: shown once, at creation, never again."})
+    created_at = fields.DateTime(allow_none=True)
+    last_used_at = fields.DateTime(allow_none=True, metadata={"description": "To the minute."})
+    rotated_at = fields.DateTime(allow_none=True)
+    key = fields.Str(metadata={"description": "The secret: shown once, at creation or rotation, never again."})
 
 
 class CityList(Schema):
@@ -93,3 +96,23 @@ class ApiKeyList(Schema):
 
 class ThemeQuery(Strict):
     partnership = fields.Str(validate=KEY)
+
+
+class PageQuery(Strict):
+    limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.Str(validate=validate.Length(max=64))
+
+
+class AuditEntry(Schema):
+    id = fields.Str(attribute="_id")
+    at = fields.DateTime()
+    key_id = fields.Str(metadata={"description": "The admin key that acted, or cli for `twincity admin`."})
+    action = fields.Str()
+    target = fields.Str()
+    status = fields.Int(allow_none=True)
+    request_id = fields.Str(allow_none=True)
+
+
+class AuditPage(Schema):
+    items = fields.List(fields.Nested(AuditEntry))
+    next_cursor = fields.Str(allow_none=True)

@@ -218,6 +218,14 @@ def _directory() -> tuple[Any, Any]:
     return repository.Directory(db), keys.KeyStore(db)
 
 
+def _audit(action: str, target: str) -> None:
+    """Operator commands go into the same audit log as admin API calls."""
+    from gateway.audit import AuditLog
+    from services import store
+
+    AuditLog(store.database(_settings(), "gateway")).record(actor="cli", action=action, target=target)
+
+
 @admin.command("create-key")
 @click.option("--admin", "is_admin", is_flag=True, help="An admin key (all cities; manages cities and keys).")
 @click.option("--city", default=None, help="The city the key acts for.")
@@ -235,6 +243,7 @@ def create_key(is_admin: bool, city: str | None, scopes: str, label: str) -> Non
         key, secret = key_store.create(wanted, None if is_admin else city, label=label)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    _audit("admin create-key", key.id)
     click.echo(f"id:     {key.id}\nkey:    {secret}\ncity:   {key.city or '(all: admin)'}\n"
                f"scopes: {', '.join(key.scopes)}\nKeep the key now: it is stored only as a hash.")
 
@@ -259,6 +268,7 @@ def create_city(key: str, name: str, country: str, language: str) -> None:
         raise click.ClickException(f"invalid city: {exc.messages}") from None
     except Exists as exc:
         raise click.ClickException(str(exc)) from None
+    _audit("admin create-city", city["_id"])
     click.echo(f"city {city['_id']} ({city['name']}, {city['country']}, {city['language']}) added")
 
 
@@ -276,6 +286,7 @@ def create_partnership(city_a: str, city_b: str, name: str, partnership_id: str 
         doc = directory.add_partnership([city_a, city_b], name, [], partnership_id)
     except (Exists, Unknown) as exc:
         raise click.ClickException(str(exc)) from None
+    _audit("admin create-partnership", doc["_id"])
     click.echo(f"partnership {doc['_id']} ({' – '.join(doc['cities'])}) formed")
 
 
@@ -299,6 +310,7 @@ def revoke_key(key_id: str) -> None:
     _, key_store = _directory()
     if not key_store.revoke(key_id):
         raise click.ClickException(f"no API key {key_id}")
+    _audit("admin revoke-key", key_id)
     click.echo(f"key {key_id} revoked")
 
 

@@ -1,0 +1,60 @@
+"""The edge: rate limits, key rotation and last use, the audit log (embedded platform, in-process)."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from tests.e2e.conftest import ADMIN, running_platform
+from twincity.cli import main
+
+
+def test_rate_limit_per_key_answers_429_with_retry_after():
+    with running_platform("memory://", rate_limit="5/minute") as api:
+        keys = api.lab()  # admin calls count against the admin key only
+        for _ in range(5):
+            assert api.call("GET", "/ideas", keys["karlsruhe"]).status_code == 200
+        r = api.call("GET", "/ideas", keys["karlsruhe"])
+        assert r.status_code == 429 and r.mimetype == "application/problem+json"
+        assert int(r.headers["Retry-After"]) > 0 and r.headers["X-RateLimit-Limit"] == "5"
+        assert "5 per 1 minute" in r.json_body["detail"]
+        assert api.call("GET", "/ideas", keys["krasnodar"]).status_code == 200, "another key has its own budget"
+        assert api.client.get("/healthz").status_code == 200, "health checks are never limited"
+
+
+def test_keys_rotate_and_show_when_they_were_last_used():
+    with running_platform("memory://") as api:
+        keys = api.lab()
+        api.ok("GET", "/ideas", keys["krasnodar"])
+        listed = {k["city"]: k for k in api.ok("GET", "/api-keys")["items"] if k["scopes"] == ["read", "write"]}
+        kr = listed["krasnodar"]
+        assert kr["last_used_at"] is not None and listed["dijon"]["last_used_at"] is None
+        rotated = api.ok("POST", f"/api-keys/{kr['id']}/rotate")
+        assert rotated["id"] == kr["id"] and rotated["key"] != keys["krasnodar"] and rotated["rotated_at"]
+        assert api.call("GET", "/ideas", keys["krasnodar"]).status_code == 401, "the old secret stops at once"
+        assert api.call("GET", "/ideas", rotated["key"]).status_code == 200
+        assert api.call("POST", "/api-keys/key_nope/rotate").status_code == 404
+        assert api.call("POST", f"/api-keys/{kr['id']}/rotate", rotated["key"]).status_code == 403
+
+
+def test_admin_changes_are_in_the_audit_log_readable_by_admins_only():
+    with running_platform("memory://") as api:
+        keys = api.lab()
+        api.ok("PUT", "/partnerships/karlsruhe-krasnodar/matching", body={"top_k": 4})
+        entries = api.ok("GET", "/audit?limit=100")["items"]
+        actions = [e["action"] for e in entries]
+        assert actions[0] == "PUT /api/v1/<path:rest>" and entries[0]["target"].endswith("/matching")
+        assert actions.count("POST /api/v1/cities") == 4 and actions.count("POST /api/v1/api-keys") == 5
+        assert all(e["request_id"] and e["status"] < 300 for e in entries)
+        admin_id = next(k["id"] for k in api.ok("GET", "/api-keys")["items"] if k["label"] == "TWINCITY_ADMIN_KEY")
+        assert {e["key_id"] for e in entries} == {admin_id}
+        assert api.call("GET", "/audit", keys["karlsruhe"]).status_code == 403
+        page = api.ok("GET", "/audit?limit=3")
+        assert len(page["items"]) == 3 and page["next_cursor"]
+        # Operator commands land in the same log.
+        env = {"MONGO_URL": api.platform.settings.mongo_url, "TWINCITY_ALLOW_MEMORY": "1"}
+        result = CliRunner().invoke(main, ["admin", "create-city", "lyon", "--name", "Lyon", "--country", "FR",
+                                           "--language", "fr"], env=env)
+        assert result.exit_code == 0, result.output
+        latest = api.ok("GET", "/audit?limit=1")["items"][0]
+        assert (latest["key_id"], latest["action"], latest["target"]) == ("cli", "admin create-city", "lyon")
+        assert ADMIN not in str(entries), "no secret in the log"
