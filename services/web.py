@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -10,7 +11,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from marshmallow import Schema, ValidationError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from werkzeug.exceptions import HTTPException
 
 from services import context, metrics
@@ -139,6 +140,10 @@ def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None
 
     @app.get("/metrics")
     def prometheus() -> Response:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # gunicorn with several workers: add them all up
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
         return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
 
     return app

@@ -97,9 +97,17 @@ class Consumers:
         return consumers
 
     def stop(self, consumer: Consumer) -> None:
-        for c, stop, thread in self.started:
+        self.stop_async(consumer)
+        self.join(consumer)
+
+    def stop_async(self, consumer: Consumer) -> None:
+        for c, stop, _ in self.started:
             if c is consumer:
                 stop.set()
+
+    def join(self, consumer: Consumer) -> None:
+        for c, _, thread in self.started:
+            if c is consumer:
                 thread.join(10)
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ import secrets
 import signal
 import socket
 import sys
+import tempfile
 from typing import Any
 
 import click
@@ -136,6 +137,13 @@ class _Gunicorn:
         Application().run()
 
 
+def _forget_worker_metrics(_server: Any, worker: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
 def _service_group(service: str) -> click.Group:
     @click.group(name=service, help=f"The {service} service's processes.")
     def group() -> None:
@@ -150,16 +158,28 @@ def _service_group(service: str) -> click.Group:
     def web(bind: str | None, workers: int | None, threads: int | None) -> None:
         settings = _settings()
         logs.setup(service, settings.log_level, settings.log_format)
+        processes = workers or settings.web_workers
+        if processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Before any metric exists: each worker writes its counts there, /metrics adds them up.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"twincity-{service}-metrics-")
         _Gunicorn.run(service, {
             "bind": bind or f"0.0.0.0:{settings.port}",
-            "workers": workers or settings.web_workers,
+            "workers": processes,
             "threads": threads or settings.web_threads,
             "graceful_timeout": 25,  # within compose's 30 s stop_grace_period
             "accesslog": None,
             # Several web commands on one host must not fight over one control socket in $HOME.
             "control_socket_disable": True,
             # gunicorn's own lines go through our handler, so LOG_FORMAT=json gives only JSON lines.
-            "logconfig_dict": {"version": 1, "disable_existing_loggers": False, "root": {}},
+            "logconfig_dict": {
+                "version": 1, "disable_existing_loggers": False, "root": {},
+                "loggers": {
+                    "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+                    # One line per request would drown the rest; latency and status are in /metrics.
+                    "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+                },
+            },
+            "child_exit": _forget_worker_metrics,
         })
 
     if service != "gateway":

@@ -266,3 +266,28 @@ def test_broker_restart_in_the_middle_of_a_stream_every_event_handled_once(
     assert all(n >= 1 for n in effects.deliveries.values()) and len(effects.deliveries) == total
     # Deliveries may exceed one (unconfirmed publishes are sent again); effects never do.
     assert effects.collection.count_documents({}) == len({e for e in effects.deliveries})
+
+
+def test_a_stopping_consumer_finishes_and_acks_the_message_in_hand(rabbit_settings: Settings,
+                                                                   rabbit_consumers: Consumers):
+    """SIGTERM sets the stop flag while a handler runs: the message is finished and acked, not redelivered."""
+    settings, consumers = rabbit_settings, rabbit_consumers
+    started, release = threading.Event(), threading.Event()
+    done: list[str] = []
+
+    def slow(event: Event) -> None:
+        started.set()
+        release.wait(10)
+        done.append(event.id)
+
+    [consumer] = consumers.start(unique_service(), {"idea.withdrawn": [slow]}, settings=settings)
+    db = store.database(settings, "writer")
+    write_with_events(db, "doc", [withdrawn(1)])
+    relay_for(settings, db).relay_once()
+    assert started.wait(10), "the handler began"
+    consumers.stop_async(consumer)  # the stop comes while the message is in hand
+    time.sleep(0.3)
+    release.set()
+    consumers.join(consumer)
+    assert len(done) == 1
+    assert queue_depth(settings, consumer.topology.queue) == 0, "acked: nothing left to redeliver"
