@@ -32,7 +32,33 @@ def _settings() -> Settings:
         raise click.ClickException(f"configuration: {exc}") from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group whose heavier subcommands are imported only when they are called.
+
+    `twincity ops` pulls in pika and the services' metrics; importing prometheus_client before
+    `twincity <service> web` has set PROMETHEUS_MULTIPROC_DIR would make every gunicorn worker count alone.
+    """
+
+    lazy = {"ops": ("twincity.ops", "ops", "Operator tools: broker topology, queue depths, parked messages, outboxes.")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module, attribute, _help = self.lazy[cmd_name]
+            return getattr(importlib.import_module(module), attribute)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, cmd.get_short_help_str(formatter.width)) for name, cmd in self.commands.items()]
+        rows += [(name, short) for name, (_m, _a, short) in self.lazy.items()]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(sorted(rows))
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="twincity")
 def main() -> None:
     """Twin City Lab: match project ideas across partner cities, in their own languages."""
