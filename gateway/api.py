@@ -35,6 +35,9 @@ ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^(ideas|participants)(/.*)?$"), "ideas"),
 )
 
+# Paths about an idea that another service answers: the ideas service checks the idea first.
+_OWNED_BY_AN_IDEA = re.compile(r"^ideas/([^/]+)/matches$")
+
 DOCS = ApiDocs("gateway")
 DOCS.operation("/cities", "post", "Add a city", tag="Cities", scope="admin", body=schemas.CityIn,
                responses={201: schemas.CityOut})
@@ -260,6 +263,14 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
         # Re-encoded from the parsed arguments: plain ASCII on the wire, repeated parameters kept.
         query = urlencode(list(request.args.items(multi=True)))
         path = f"/{rest}" + (f"?{query}" if query else "")
+        owner = _OWNED_BY_AN_IDEA.match(rest)
+        if owner and "ideas" in services:
+            # The ideas service says whether the idea exists and the caller may see it; matching alone cannot
+            # tell an idea it has not heard of yet from one that does not exist (a key could probe ids).
+            seen = services["ideas"].request("GET", f"/ideas/{owner.group(1)}", body=None, headers=headers)
+            if seen.status != 200:
+                return Response(seen.body, status=seen.status,
+                                content_type=seen.headers.get("Content-Type", "application/problem+json"))
         reply = services[service].request(request.method, path, body=body, headers=headers)
         response = Response(reply.body, status=reply.status,
                             content_type=reply.headers.get("Content-Type", "application/json"))

@@ -84,7 +84,7 @@ def build(repo: Repository) -> Blueprint:
         data.update(city=city, partnerships=[p.id for p in who.partnerships_of(city)],
                     language_detected=detected)
         idea = repo.add_idea(data)
-        return jsonify(idea_out.dump(idea)), 201, {"Location": f"/ideas/{idea['_id']}"}
+        return jsonify(_shown(who, idea)), 201, {"Location": f"/ideas/{idea['_id']}"}
 
     @bp.get("/ideas")
     def list_ideas() -> Response:
@@ -95,11 +95,14 @@ def build(repo: Repository) -> Blueprint:
             cities=None if who.admin else list(who.visible_cities), filters=query, q=q, limit=limit,
             cursor=cursor,
         )
-        return jsonify(page_out.dump({"items": items, "next_cursor": next_cursor}))
+        page = page_out.dump({"items": items, "next_cursor": next_cursor})
+        page["items"] = [_only_visible_partnerships(who, item) for item in page["items"]]
+        return jsonify(page)
 
     @bp.get("/ideas/<idea_id>")
     def read_idea(idea_id: str) -> Response:
-        return jsonify(idea_out.dump(_visible_idea(caller(), idea_id)))
+        who = caller()
+        return jsonify(_shown(who, _visible_idea(who, idea_id)))
 
     @bp.patch("/ideas/<idea_id>")
     def change_idea(idea_id: str) -> Response:
@@ -119,17 +122,18 @@ def build(repo: Repository) -> Blueprint:
                 return None
             return {k: changes[k] for k in changed}, "idea.updated", changed
 
-        return jsonify(idea_out.dump(repo.change_idea(idea_id, edit, expected_version=expected)))
+        return jsonify(_shown(who, repo.change_idea(idea_id, edit, expected_version=expected)))
 
     @bp.post("/ideas/<idea_id>/withdraw")
     def withdraw_idea(idea_id: str) -> Response:
-        _own_idea(caller(), idea_id)
+        who = caller()
+        _own_idea(who, idea_id)
 
         def withdraw(doc: dict[str, Any]) -> tuple[dict[str, Any], str, list[str]]:
             domain.check_transition(doc["status"], domain.WITHDRAWN)
             return {"status": domain.WITHDRAWN}, "idea.withdrawn", ["status"]
 
-        return jsonify(idea_out.dump(repo.change_idea(idea_id, withdraw)))
+        return jsonify(_shown(who, repo.change_idea(idea_id, withdraw)))
 
     # --- participants ----------------------------------------------------------------------------------
 
@@ -171,6 +175,9 @@ def build(repo: Repository) -> Blueprint:
 
     # --- helpers ---------------------------------------------------------------------------------------
 
+    def _shown(who: Caller, idea: dict[str, Any]) -> dict[str, Any]:
+        return _only_visible_partnerships(who, idea_out.dump(idea))
+
     def _visible_idea(who: Caller, idea_id: str) -> dict[str, Any]:
         idea = repo.get_idea(idea_id)
         if not who.can_see(idea["city"]):
@@ -209,3 +216,11 @@ def _check_theme(who: Caller, city: str, theme: str) -> None:
     allowed = who.themes_of(city)
     if theme not in allowed:
         raise ValidationError({"theme": [f"unknown theme {theme!r}; one of: {', '.join(sorted(allowed))}"]})
+
+
+def _only_visible_partnerships(who: Caller, shown: dict[str, Any]) -> dict[str, Any]:
+    """An idea names only the partnerships the caller is in: Nancy must not learn Karlsruhe's other twins."""
+    if not who.admin:
+        mine = {p.id for p in who.partnerships}
+        shown["partnerships"] = [p for p in shown.get("partnerships", []) if p in mine]
+    return shown
