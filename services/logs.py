@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
 from services import context
 
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+# No personal data in logs. Log statements name people only by id; this is the net for what slips through
+# in a library's exception text (smtplib's SMTPRecipientsRefused carries the address, for one).
+_EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
+REDACTED_EMAIL = "<e-mail>"
+
+
+def redact(text: str) -> str:
+    """The text with every e-mail address replaced by a placeholder."""
+    return _EMAIL.sub(REDACTED_EMAIL, text) if "@" in text else text
 
 
 class ContextFilter(logging.Filter):
@@ -35,19 +46,22 @@ class JsonFormatter(logging.Formatter):
             "service": getattr(record, "service", None),
             "correlation_id": getattr(record, "correlation_id", None),
             "event_id": getattr(record, "event_id", None),
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         for key, value in vars(record).items():
             if key not in _RESERVED and key not in line and not key.startswith("_"):
-                line[key] = value
+                line[key] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+            line["exc"] = redact(self.formatException(record.exc_info))
+        return redact(json.dumps(line, default=str, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(service)s [%(correlation_id)s] %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 def setup(service: str, level: str = "info", fmt: str = "json") -> None:

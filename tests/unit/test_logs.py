@@ -13,3 +13,19 @@ def test_log_lines_carry_the_correlation(capsys):
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["service"] == "ideas" and line["correlation_id"] == "req-1234abcd" and line["event_id"] == "ev-1"
     assert line["msg"] == "idea stored" and line["idea_id"] == "i1" and line["level"] == "info"
+
+
+def test_email_addresses_never_reach_a_log_line(capsys):
+    logs.setup("notify", "info", "json")
+    log = logging.getLogger("notify.test")
+    log.warning("send failed: %r", {"lena.hoffmann+lab@example.org": (550, b"no such user")},
+                extra={"detail": "to anna@mail.example.ru"})
+    try:
+        raise ValueError("bad recipient o'brien@example.co.uk")
+    except ValueError:
+        log.exception("boom")
+    err = capsys.readouterr().err
+    assert "@" not in err and err.count(logs.REDACTED_EMAIL) == 4, err
+    logs.setup("notify", "info", "text")
+    log.info("mail to a.b@example.org")
+    assert capsys.readouterr().err.rstrip().endswith(f"mail to {logs.REDACTED_EMAIL}")
