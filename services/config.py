@@ -130,6 +130,7 @@ VARIABLES: tuple[Var, ...] = (
     Var("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
     Var("LOG_FORMAT", "json", "json (one JSON object a line) or text."),
 )
+    Var("WORKER_METRICS_PORT", "0", "Port where a worker command serves /metrics for Prometheus (0: none)."),
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ class Settings:
 
     @property
     def embedded(self) -> bool:
+    worker_metrics_port: int = 0
         return self.amqp_url.startswith("memory://")
 
     def database_name(self, service: str) -> str:
@@ -228,3 +230,4 @@ class Settings:
             log_level=_choice("LOG_LEVEL", get("LOG_LEVEL"), ("debug", "info", "warning", "error")),
             log_format=_choice("LOG_FORMAT", get("LOG_FORMAT"), ("json", "text")),
         )
+            worker_metrics_port=_int("WORKER_METRICS_PORT", get("WORKER_METRICS_PORT")),

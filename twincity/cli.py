@@ -214,6 +214,11 @@ def _service_group(service: str) -> click.Group:
                       help="Consumer threads, each with its own connection (default $WORKER_CONCURRENCY).")
         def worker(concurrency: int | None) -> None:
             settings = _settings()
+            if settings.worker_metrics_port:
+                # The worker counts events handled, failed, retried and parked; Prometheus scrapes them here.
+                from prometheus_client import start_http_server
+
+                start_http_server(settings.worker_metrics_port)
             _factory(service).run_worker(concurrency or settings.worker_concurrency, settings=settings)
 
     return group

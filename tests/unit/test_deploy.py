@@ -301,13 +301,15 @@ def test_a_web_process_serves_readiness_and_stops_on_sigterm(
 
 
 @pytest.mark.rabbitmq
-def test_a_worker_process_starts_and_stops_on_sigterm(
+def test_a_worker_process_serves_its_metrics_and_stops_on_sigterm(
     compose: dict[str, Any], rabbitmq: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "worker.log"
+    port = free_port()  # compose's WORKER_METRICS_PORT is a container port; here the host shares one space
     with log.open("wb") as out:
         process = subprocess.Popen([str(twincity_script()), "ideas", "worker"],
-                                   env=compose_env(compose, "ideas-worker", rabbitmq, tmp_path),
+                                   env={**compose_env(compose, "ideas-worker", rabbitmq, tmp_path),
+                                        "WORKER_METRICS_PORT": str(port)},
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
         def started() -> bool:
@@ -315,6 +317,9 @@ def test_a_worker_process_starts_and_stops_on_sigterm(
             return "worker ideas started" in log.read_text()
 
         wait_for(started, 20, interval=0.2, message="the worker's start line")
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert "# TYPE twincity_events_handled_total counter" in metrics, metrics[:500]
+        assert "# TYPE twincity_outbox_backlog gauge" in metrics
         assert stop(process, log) == 0, log.read_text()
         lines = [json.loads(line) for line in log.read_text().splitlines()]  # LOG_FORMAT=json from compose
         assert any(line["msg"].startswith("worker ideas stopped") for line in lines), lines
