@@ -550,11 +550,13 @@ def test_web_pods_are_probed_on_the_port_they_serve(
             assert named_port(container, get["port"]) == served, f"{name}: {probe} asks another port"
 
 
-def test_workers_have_no_ports_and_no_probes(rendered: list[dict[str, Any]]) -> None:
+def test_workers_serve_only_metrics_and_have_no_probes(rendered: list[dict[str, Any]]) -> None:
+    config = of_kind(rendered, "ConfigMap")[CONFIG_MAP]["data"]
     for name, deployment in of_kind(rendered, "Deployment").items():
         if component(deployment) == "worker":
             container = only_container(deployment)
-            assert "ports" not in container, f"{name}: a worker serves nothing"
+            assert [(p["name"], p["containerPort"]) for p in container.get("ports", [])] == [
+                ("metrics", int(config["WORKER_METRICS_PORT"]))], f"{name}: a worker serves only /metrics"
             for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
                 assert probe not in container, f"{name}: a worker has no HTTP to probe (see its manifest's comment)"
 
