@@ -127,10 +127,10 @@ VARIABLES: tuple[Var, ...] = (
     Var("WEB_WORKERS", "2", "gunicorn worker processes of a web command."),
     Var("WEB_THREADS", "4", "Threads per gunicorn worker."),
     Var("WORKER_CONCURRENCY", "1", "Consumer threads of a worker command, each with its own broker connection."),
+    Var("WORKER_METRICS_PORT", "0", "Port where a worker command serves /metrics for Prometheus (0: none)."),
     Var("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
     Var("LOG_FORMAT", "json", "json (one JSON object a line) or text."),
 )
-    Var("WORKER_METRICS_PORT", "0", "Port where a worker command serves /metrics for Prometheus (0: none)."),
 
 
 @dataclass(frozen=True)
@@ -165,12 +165,12 @@ class Settings:
     web_workers: int = 2
     web_threads: int = 4
     worker_concurrency: int = 1
+    worker_metrics_port: int = 0
     log_level: str = "info"
     log_format: str = "json"
 
     @property
     def embedded(self) -> bool:
-    worker_metrics_port: int = 0
         return self.amqp_url.startswith("memory://")
 
     def database_name(self, service: str) -> str:
@@ -227,7 +227,7 @@ class Settings:
             web_workers=_int("WEB_WORKERS", get("WEB_WORKERS"), minimum=1),
             web_threads=_int("WEB_THREADS", get("WEB_THREADS"), minimum=1),
             worker_concurrency=_int("WORKER_CONCURRENCY", get("WORKER_CONCURRENCY"), minimum=1),
+            worker_metrics_port=_int("WORKER_METRICS_PORT", get("WORKER_METRICS_PORT")),
             log_level=_choice("LOG_LEVEL", get("LOG_LEVEL"), ("debug", "info", "warning", "error")),
             log_format=_choice("LOG_FORMAT", get("LOG_FORMAT"), ("json", "text")),
         )
-            worker_metrics_port=_int("WORKER_METRICS_PORT", get("WORKER_METRICS_PORT")),
