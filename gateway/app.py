@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
 
-from flask import Flask, Response, g, jsonify, redirect, request
+from flask import Flask, Response, g, jsonify, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from gateway import api, audit, keys, repository
+from gateway import api, audit, keys, pages, repository
 from gateway.clients import HttpTransport, ServiceClient, WsgiTransport
 from services.config import ConfigError, Settings
 from services.runtime import Runtime, ServiceSpec
@@ -84,9 +83,8 @@ def create_app(settings: Settings | None = None, service_apps: Mapping[str, Flas
                              status=response.status_code, request_id=g.get("request_id"))
         return response
 
-    @app.get("/")
-    def index() -> Any:
-        return redirect("/docs")
+    # The web pages for participants and coordinators (/, /ideas, /matches, /coordinator, ...).
+    pages.install(app, settings=settings, db=runtime.db, directory=directory, keys=key_store, clients=clients)
 
     @app.get("/docs")
     def docs() -> Response:

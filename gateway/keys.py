@@ -99,6 +99,11 @@ class KeyStore:
                                                                       "revoked_at": datetime.now(UTC)}})
         return result.matched_count == 1
 
+    def active(self, key_id: str) -> ApiKey | None:
+        """The key with this id while it is not revoked (a coordinator's web session checks it every time)."""
+        doc = self.collection.find_one({"_id": key_id, "revoked": False}, {"hash": 0})
+        return None if doc is None else ApiKey(doc["_id"], doc.get("city"), tuple(doc.get("scopes", ())))
+
     def authenticate(self, secret: str) -> ApiKey | None:
         if not secret:
             return None

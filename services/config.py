@@ -120,6 +120,9 @@ VARIABLES: tuple[Var, ...] = (
     Var("TWINCITY_PUBLIC_URL", "http://127.0.0.1:8080", "Where people reach the gateway (links in e-mails)."),
     Var("TWINCITY_WEBHOOK_ALLOW", "", "Comma-separated CIDRs webhooks may target although private or loopback."),
     Var("NOTIFY_SECRET", "", "Notify: key of the unsubscribe links (set it in production; empty: one per start)."),
+    Var("TWINCITY_SECRET", "",
+        "Gateway: key of web sessions and sign-in links; empty: a random one kept in the gateway's store."),
+    Var("TWINCITY_SIGNIN_MINUTES", "30", "Gateway: minutes a sign-in link sent by e-mail stays valid (used once)."),
     Var("NOTIFY_RETRY_BASE", "30", "Notify: seconds before the first retry of a failed delivery (then doubling)."),
     Var("NOTIFY_MAX_ATTEMPTS", "12", "Notify: tries of one e-mail or webhook delivery before it is given up."),
     Var("NOTIFY_SEND_INTERVAL", "1", "Notify: seconds between the worker's passes over pending deliveries."),
@@ -158,6 +161,8 @@ class Settings:
     public_url: str = "http://127.0.0.1:8080"
     webhook_allow: tuple[str, ...] = ()
     notify_secret: str = ""
+    web_secret: str = ""
+    signin_minutes: float = 30.0
     notify_retry_base: float = 30.0
     notify_max_attempts: int = 12
     notify_send_interval: float = 1.0
@@ -220,6 +225,8 @@ class Settings:
             public_url=_url("TWINCITY_PUBLIC_URL", get("TWINCITY_PUBLIC_URL"), ("http", "https")).rstrip("/"),
             webhook_allow=_cidrs("TWINCITY_WEBHOOK_ALLOW", get("TWINCITY_WEBHOOK_ALLOW")),
             notify_secret=get("NOTIFY_SECRET"),
+            web_secret=get("TWINCITY_SECRET"),
+            signin_minutes=_float("TWINCITY_SIGNIN_MINUTES", get("TWINCITY_SIGNIN_MINUTES"), minimum=1),
             notify_retry_base=_float("NOTIFY_RETRY_BASE", get("NOTIFY_RETRY_BASE"), minimum=0.01),
             notify_max_attempts=_int("NOTIFY_MAX_ATTEMPTS", get("NOTIFY_MAX_ATTEMPTS"), minimum=1),
             notify_send_interval=_float("NOTIFY_SEND_INTERVAL", get("NOTIFY_SEND_INTERVAL"), minimum=0.01),

@@ -107,6 +107,7 @@ def dev(host: str, port: int, empty: bool) -> None:
                 f"{sum(map(len, lab.participants.values()))} participants",
                 *[f"  City key:   {key}   ({city}: read, write)" for city, key in lab.city_keys.items()],
             ]),
+            f"  Web pages:  {url}/   (sign-in links are shown there and logged: no mail server needed)",
             f"  API docs:   {url}/docs",
             "  It keeps nothing: broker and store live in this process's memory and vanish when it stops.",
             "  Stop with Ctrl-C.",

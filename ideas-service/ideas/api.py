@@ -15,9 +15,14 @@ from ideas.schemas import (
     IdeaPage,
     IdeaPatch,
     IdeaQuery,
+    IdeaRow,
+    ImportIn,
+    ImportOut,
     ParticipantIn,
+    ParticipantList,
     ParticipantOut,
     ParticipantPatch,
+    ParticipantQuery,
     load_query,
 )
 from services.openapi import ApiDocs
@@ -135,7 +140,61 @@ def build(repo: Repository) -> Blueprint:
 
         return jsonify(_shown(who, repo.change_idea(idea_id, withdraw)))
 
+    # --- for the gateway's web pages only: /internal/... is never routed from the public /api/v1 -------------
+
+    @bp.post("/internal/ideas/import")
+    def import_ideas() -> tuple[Response, int]:
+        """A workshop's ideas in one go: every row checked before any is stored (nothing half-imported).
+
+        Body `{ideas: [IdeaRow...], dry_run}`; an invalid row gives 422 with `rows` (errors by position).
+        """
+        who = caller()
+        data = json_body(ImportIn())
+        rows, errors = [], {}
+        for number, raw in enumerate(data["ideas"]):
+            try:
+                rows.append(_import_row(who, raw))
+            except ValidationError as exc:
+                errors[str(number)] = exc.messages
+        if errors:
+            return problem_response(422, "Unprocessable Content",
+                                    f"{len(errors)} of {len(data['ideas'])} rows are invalid; nothing was stored",
+                                    rows=errors), 422
+        stored = [] if data["dry_run"] else repo.add_ideas(rows)
+        shown = ImportOut().dump({"count": len(rows), "dry_run": data["dry_run"], "items": stored})
+        shown["items"] = [_only_visible_partnerships(who, item) for item in shown["items"]]
+        return jsonify(shown), 200 if data["dry_run"] else 201
+
+    def _import_row(who: Caller, raw: dict[str, Any]) -> dict[str, Any]:
+        row = IdeaRow().load(raw)
+        email = row.pop("author_email", None)
+        city = _acting_city(who, row.pop("city", None))
+        _check_theme(who, city, row["theme"])
+        if email:
+            found = repo.participants_by_email(email, [city])
+            if not found:
+                raise ValidationError({"author_email": [f"no participant with this e-mail address in {city}"]})
+            if row.get("author_id") and row["author_id"] != found[0]["_id"]:
+                raise ValidationError({"author_email": ["names another participant than author_id"]})
+            row["author_id"] = found[0]["_id"]
+        elif row.get("author_id") and not repo.participant_exists(row["author_id"], city):
+            raise ValidationError({"author_id": [f"no participant with this id in {city}"]})
+        detected = row.get("language") is None
+        if detected:
+            row["language"] = domain.detect_language(f"{row['title']}. {row.get('description', '')}")
+        row.update(city=city, partnerships=[p.id for p in who.partnerships_of(city)], language_detected=detected)
+        return row
+
     # --- participants ----------------------------------------------------------------------------------
+
+    @bp.get("/internal/participants")
+    def find_participants() -> Response:
+        """By e-mail address; a city's key finds only its own city's people (addresses stay in the city)."""
+        who = caller()
+        query = load_query(ParticipantQuery(), request.args)
+        cities = list(who.visible_cities) if who.admin else [who.city] if who.city else []
+        found = repo.participants_by_email(query["email"], cities)
+        return jsonify(ParticipantList().dump({"items": found}))
 
     @bp.post("/participants")
     def register() -> tuple[Response, int, dict[str, str]]:

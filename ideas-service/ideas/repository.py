@@ -74,6 +74,18 @@ class Repository:
         self._on_events()
         return doc
 
+    def add_ideas(self, many: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Store a batch (a workshop's CSV): each idea with its own event, all in one ordered insert."""
+        now = _now()
+        docs = [{"_id": new_id("idea"), **fields, "status": domain.OPEN, "version": 1, "created_at": now,
+                 "updated_at": now} for fields in many]
+        events = [new_event("idea.submitted", domain.idea_payload(doc), producer=PRODUCER, city=doc["city"],
+                            partnership=_first(doc.get("partnerships"))) for doc in docs]
+        if docs:
+            self.ideas.insert_many([outbox.with_events(doc, [event]) for doc, event in zip(docs, events, strict=True)])
+            self._on_events()
+        return docs
+
     def get_idea(self, idea_id: str) -> dict[str, Any]:
         doc = self.ideas.find_one({"_id": idea_id}, {outbox.FIELD: 0, inbox.FIELD: 0})
         if doc is None:
@@ -233,6 +245,12 @@ class Repository:
         if result.matched_count != 1:
             raise Conflict(f"participant {participant_id} changed while being erased; try again")
         self._on_events()
+
+    def participants_by_email(self, email: str, cities: Sequence[str]) -> list[dict[str, Any]]:
+        """The people with this e-mail address in the given cities (at most one a city: the unique key)."""
+        keys = [f"{city}:{email.lower()}" for city in cities]
+        query = {"email_key": {"$in": keys}, "erased": {"$ne": True}}
+        return list(self.participants.find(query, {outbox.FIELD: 0, inbox.FIELD: 0}).sort("_id", 1))
 
     def participant_exists(self, participant_id: str, city: str) -> bool:
         return self.participants.count_documents(

@@ -57,6 +57,20 @@ class IdeaIn(Strict):
         return data
 
 
+class IdeaRow(IdeaIn):
+    """One idea of an import (a workshop's CSV): the author may be named by e-mail address."""
+
+    author_email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=254),
+                                metadata={"description": "The author, by e-mail address in the idea's city."})
+
+
+class ImportIn(Strict):
+    ideas = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1, max=500),
+                        metadata={"description": "The ideas (fields as for POST /ideas, or author_email)."})
+    dry_run = fields.Bool(load_default=False,
+                          metadata={"description": "Only check every row; store nothing."})
+
+
 class IdeaPatch(IdeaIn):
     version = fields.Int(strict=True, validate=validate.Range(min=1),
                          metadata={"description": "The version you read; a newer one gives 409."})
@@ -84,6 +98,12 @@ class IdeaOut(Schema):
     version = fields.Int()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+
+
+class ImportOut(Schema):
+    count = fields.Int()
+    dry_run = fields.Bool()
+    items = fields.List(fields.Nested(IdeaOut), metadata={"description": "The stored ideas (empty on a dry run)."})
 
 
 class IdeaPage(Schema):
@@ -128,6 +148,10 @@ class ParticipantPatch(ParticipantIn):
         exclude = ("city",)
 
 
+class ParticipantQuery(Strict):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+
+
 class ParticipantOut(Schema):
     id = fields.Str(attribute="_id")
     city = fields.Str()
@@ -140,6 +164,10 @@ class ParticipantOut(Schema):
     version = fields.Int()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+
+
+class ParticipantList(Schema):
+    items = fields.List(fields.Nested(ParticipantOut))
 
 
 def load_query(schema: Schema, args: Any) -> dict[str, Any]:

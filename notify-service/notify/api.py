@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, jsonify, render_template_string, request
 from marshmallow import ValidationError
 
-from notify import domain
+from notify import domain, render
 from notify.repository import NotFound, Repository
 from notify.schemas import (
     DeliveryPage,
@@ -16,6 +16,7 @@ from notify.schemas import (
     NotificationOut,
     NotificationPage,
     PageQuery,
+    SignInMailIn,
     WebhookIn,
     WebhookList,
     WebhookOut,
@@ -23,6 +24,7 @@ from notify.schemas import (
 from notify.sender import resolve
 from services.config import Settings
 from services.contract import now_iso
+from services.inbox import derived_id
 from services.openapi import ApiDocs
 from services.store import new_id
 from services.tenancy import Caller, caller
@@ -153,6 +155,29 @@ def build(repo: Repository, settings: Settings, secret: str) -> Blueprint:
     def read(pid: str, nid: str) -> Response:
         own_person(caller(), pid)
         return jsonify(notification_out.dump(repo.mark_read(pid, nid)))
+
+    @bp.post("/sign-in-mails")
+    def sign_in_mail() -> tuple[Response, int]:
+        """A sign-in link by e-mail (internal: the gateway's web pages ask; never routed from /api/v1)."""
+        who = caller()
+        if not who.admin:
+            raise Problem(403, "Forbidden", "only the gateway itself asks for sign-in e-mails")
+        data = json_body(SignInMailIn())
+        lang = domain.language_of({"language": data["language"]})
+        token = domain.unsubscribe_token(secret, data["participant_id"])
+        unsubscribe_url = f"{settings.public_url}/unsubscribe/{token}"
+        subject, text, html = render.render("sign_in", lang, {
+            "recipient_name": data["name"], "link": data["link"], "minutes": data["minutes"],
+            "unsubscribe_url": unsubscribe_url})
+        # Sent even to people who unsubscribed from notifications: they asked for this one themselves.
+        status = "pending" if settings.smtp_url else "skipped"
+        extra = {} if settings.smtp_url else {"skipped_because": "no SMTP_URL configured"}
+        repo.add_notification({
+            **extra, "key": derived_id("sign-in", data["token_id"]), "recipient": data["participant_id"],
+            "city": data["city"], "channel": "email", "template": "sign_in", "language": lang, "subject": subject,
+            "text": text, "html": html, "to": data["to"], "status": status, "event_id": data["token_id"],
+            "event_type": "sign_in", "link": None, "unsubscribe_url": unsubscribe_url})
+        return jsonify(status=status), 202
 
     @bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
     def unsubscribe(token: str) -> Response:

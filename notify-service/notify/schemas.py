@@ -91,3 +91,17 @@ class InboxQuery(Strict):
 class PageQuery(Strict):
     limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
     cursor = fields.Str(validate=validate.Length(max=64))
+
+
+class SignInMailIn(Strict):
+    """The gateway asks for a sign-in e-mail: it made the link, notify writes and sends the mail."""
+
+    participant_id = fields.Str(required=True, validate=validate.Length(min=1, max=64))
+    city = fields.Str(required=True, validate=validate.Length(min=1, max=64))
+    to = fields.Email(required=True, validate=validate.Length(max=254))
+    name = fields.Str(load_default="", validate=validate.Length(max=200))
+    language = fields.Str(load_default="en", validate=validate.Length(max=8))
+    link = fields.Url(required=True, require_tld=False, schemes={"http", "https"}, validate=validate.Length(max=2000))
+    minutes = fields.Int(load_default=30, validate=validate.Range(min=1, max=24 * 60))
+    token_id = fields.Str(required=True, validate=validate.Length(min=8, max=64),
+                          metadata={"description": "The link's single-use id: one e-mail per link."})

@@ -1,0 +1,113 @@
+"""The web pages of the gateway: participants and coordinators, in German, Russian and English.
+
+They call the services through the same internal endpoints and caller header as the public API, and
+work without JavaScript (plain forms, POST-redirect-GET, a CSRF token in every form).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, render_template, request, session
+from flask_babel import Babel
+from flask_babel import gettext as _
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from gateway.clients import ServiceClient
+from gateway.keys import KeyStore
+from gateway.pages import coordinator, signin, views
+from gateway.pages.web import LOCALES, Backend, ServiceError
+from gateway.repository import Directory
+from services.config import Settings
+from services.store import ensure_indexes
+from services.web import Problem
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).parent
+TRANSLATIONS = HERE / "translations"
+
+
+def select_locale() -> str:
+    """The language the visitor chose, else the browser's (Accept-Language), else English."""
+    chosen = session.get("lang")
+    if chosen in LOCALES:
+        return chosen
+    return request.accept_languages.best_match(LOCALES) or "en"
+
+
+def install(app: Flask, *, settings: Settings, db: Any, directory: Directory, keys: KeyStore,
+            clients: Mapping[str, ServiceClient]) -> None:
+    """Add the pages to the gateway's app: sessions, Babel, the blueprint and its error pages."""
+    ensure_indexes(db, signin.INDEXES)
+    secret = signin.web_secret(db, settings.web_secret)
+    app.config.update(
+        SECRET_KEY=secret,
+        SESSION_COOKIE_NAME="twincity_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=timedelta(days=14),
+    )
+    Babel(app, locale_selector=select_locale, default_translation_directories=str(TRANSLATIONS),
+          default_domain="messages")
+    backend = Backend(clients, directory, keys)
+    links = signin.SignInLinks(db, secret, settings.signin_minutes)
+    bp = views.build(backend, links, settings)
+    coordinator.register(bp, backend)
+    _error_pages(bp)
+    app.register_blueprint(bp)
+
+
+def _error_pages(bp: Any) -> None:
+    """Errors on a page are pages (in the visitor's language), never problem+json and never a 500 for bad input."""
+
+    def page(status: int, title: str, text: str) -> tuple[str, int]:
+        return render_template("pages/message.html", title=title, text=text, status=status), status
+
+    @bp.errorhandler(ServiceError)
+    def _service(exc: ServiceError) -> Any:
+        if exc.status == 404:
+            return page(404, _("Not found"), _("This page does not exist, or it is not visible to you."))
+        if exc.status == 403:
+            return page(403, _("Not allowed"), _("This belongs to someone else; you cannot change it."))
+        if exc.status in (400, 409, 413, 415, 422):
+            return page(400, _("That did not work"), exc.detail or _("Please check what you entered."))
+        log.warning("a service answered %s on a page: %s", exc.status, exc.detail)
+        return page(503, _("Please try again"), _("A part of the platform does not answer right now. "
+                                                   "Please try again in a moment."))
+
+    @bp.errorhandler(Problem)
+    def _problem(exc: Problem) -> Any:
+        if exc.status >= 500:
+            return page(503, _("Please try again"), _("A part of the platform does not answer right now. "
+                                                       "Please try again in a moment."))
+        return page(exc.status, _("That did not work"), exc.detail or exc.title)
+
+    @bp.errorhandler(RequestEntityTooLarge)
+    def _too_large(_exc: RequestEntityTooLarge) -> Any:
+        return page(413, _("File too large"), _("The upload is larger than this platform accepts. "
+                                                "Please split the file."))
+
+    @bp.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Any:
+        if exc.code == 400 and exc.description == "csrf":
+            return page(400, _("The form has expired"), _("For your safety, forms work only for a while and only "
+                                                          "from this site. Please go back, reload the page and "
+                                                          "send it again."))
+        if exc.code == 404:
+            return page(404, _("Not found"), _("This page does not exist, or it is not visible to you."))
+        if exc.code == 405:
+            return page(405, _("Not found"), _("This page does not exist, or it is not visible to you."))
+        return page(exc.code or 400, _("That did not work"), _("Please check what you entered."))
+
+    @bp.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        log.exception("unhandled error on page %s %s (request %s)", request.method, request.path,
+                      g.get("request_id"))
+        return page(500, _("Something went wrong"), _("Something went wrong on our side; it is logged. "
+                                                      "Please try again."))
+

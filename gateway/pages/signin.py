@@ -1,0 +1,103 @@
+"""Sign-in without passwords: signed, short-lived, single-use links by e-mail; coordinators sign in with a city key.
+
+A link carries (participant, city, link id) signed with the gateway's web secret and a timestamp; it works
+within TWINCITY_SIGNIN_MINUTES and only once (the link id is written to `sign_in_used` under a unique
+key when it is spent). The gateway finds the person through the ideas service and asks the notify service
+to write and send the e-mail: the pages never touch another service's store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from services.store import DuplicateKeyError, Index
+
+USED, REQUESTS, SECRETS = "sign_in_used", "sign_in_requests", "web_secrets"
+INDEXES = {
+    # Spent link ids are kept a day, well beyond any link's life; then MongoDB drops them.
+    USED: [Index(keys=[("at", 1)], name="sign_in_used_at", options={"expireAfterSeconds": 86_400})],
+    REQUESTS: [Index(keys=[("email", 1), ("at", -1)], name="sign_in_requests_email"),
+               Index(keys=[("at", 1)], name="sign_in_requests_at", options={"expireAfterSeconds": 86_400})],
+    SECRETS: [],
+}
+MAILS_PER_ADDRESS = 5  # sign-in e-mails one address may ask for within THROTTLE_WINDOW
+THROTTLE_WINDOW = timedelta(minutes=15)
+
+
+class LinkInvalid(Exception):
+    """The link is forged, mangled, expired or spent; `reason` says which (for the page)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Link:
+    participant_id: str
+    city: str
+    link_id: str
+
+
+def web_secret(db: Any, configured: str) -> str:
+    """TWINCITY_SECRET, or one random secret kept in the gateway's store (shared by all its processes)."""
+    if configured:
+        return configured
+    candidate = secrets.token_hex(32)
+    with contextlib.suppress(DuplicateKeyError):  # another process made it first: use theirs
+        db[SECRETS].insert_one({"_id": "web", "secret": candidate, "created_at": datetime.now(UTC)})
+    return db[SECRETS].find_one({"_id": "web"})["secret"]
+
+
+class SignInLinks:
+    def __init__(self, db: Any, secret: str, minutes: float) -> None:
+        self.used = db[USED]
+        self.requests = db[REQUESTS]
+        self.serializer = URLSafeTimedSerializer(secret, salt="twincity.sign-in")
+        self.max_age = int(minutes * 60)
+        self.minutes = int(minutes)
+
+    def make(self, participant_id: str, city: str) -> tuple[str, str]:
+        """(token, link id) for one participant."""
+        link_id = secrets.token_urlsafe(12)
+        return self.serializer.dumps({"p": participant_id, "c": city, "j": link_id}), link_id
+
+    def check(self, token: str) -> Link:
+        """The link's content if it is genuine and fresh (it is not spent by this)."""
+        try:
+            data = self.serializer.loads(token, max_age=self.max_age)
+        except SignatureExpired:
+            raise LinkInvalid("expired") from None
+        except BadSignature:
+            raise LinkInvalid("invalid") from None
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("p", "c", "j")):
+            raise LinkInvalid("invalid")
+        if self.used.count_documents({"_id": data["j"]}, limit=1):
+            raise LinkInvalid("used")
+        return Link(data["p"], data["c"], data["j"])
+
+    def spend(self, token: str) -> Link:
+        """Check the link and mark it used, atomically: of two tabs opening it, one signs in."""
+        link = self.check(token)
+        try:
+            self.used.insert_one({"_id": link.link_id, "participant_id": link.participant_id,
+                                  "at": datetime.now(UTC)})
+        except DuplicateKeyError:
+            raise LinkInvalid("used") from None
+        return link
+
+    def may_send(self, email: str) -> bool:
+        """Throttle: a few e-mails per address and quarter hour, so that the form cannot flood a mailbox."""
+        key = hashlib.sha256(email.strip().lower().encode()).hexdigest()
+        since = datetime.now(UTC) - THROTTLE_WINDOW
+        if self.requests.count_documents({"email": key, "at": {"$gte": since}}) >= MAILS_PER_ADDRESS:
+            return False
+        self.requests.insert_one({"email": key, "at": datetime.now(UTC)})
+        return True

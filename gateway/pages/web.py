@@ -1,0 +1,176 @@
+"""What every page shares: who is signed in, calls to the services in their name, CSRF, labels, errors."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from flask import abort, g, request, session
+from flask_babel import get_locale, lazy_gettext
+
+from gateway.clients import ServiceClient
+from gateway.keys import KeyStore
+from gateway.repository import Directory
+from gateway.themes import DEFAULT_THEMES
+from services.tenancy import HEADER as CALLER_HEADER
+from services.tenancy import Caller
+from services.web import REQUEST_ID_HEADER
+
+LOCALES = ("de", "ru", "en")
+PAGE = 100  # items per service call when a page needs them all (services cap `limit` at 100)
+MOST = 5000  # most items a page gathers (a round's ideas, a partnership's matches)
+
+IDEA_STATUS = {"open": lazy_gettext("open"), "matched": lazy_gettext("matched"),
+               "in_project": lazy_gettext("in a project"), "withdrawn": lazy_gettext("withdrawn")}
+MATCH_STATUS = {"proposed": lazy_gettext("proposed"), "accepted": lazy_gettext("accepted by one side"),
+                "confirmed": lazy_gettext("confirmed"), "declined": lazy_gettext("declined"),
+                "expired": lazy_gettext("expired")}
+
+
+class ServiceError(Exception):
+    """A service answered with an error; `detail` and `errors` come from its problem+json."""
+
+    def __init__(self, status: int, body: Mapping[str, Any]) -> None:
+        super().__init__(body.get("detail") or body.get("title") or status)
+        self.status = status
+        self.detail = str(body.get("detail") or body.get("title") or "")
+        self.errors: Any = body.get("errors") or {}
+        self.body = body
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """Who is signed in: a participant (by e-mail link) or a coordinator (by a city key)."""
+
+    kind: str  # "participant" or "coordinator"
+    city: str
+    participant_id: str | None = None
+    name: str = ""
+    key_id: str | None = None
+    scopes: tuple[str, ...] = ()
+
+    @property
+    def participant(self) -> bool:
+        return self.kind == "participant"
+
+    @property
+    def coordinator(self) -> bool:
+        return self.kind == "coordinator"
+
+
+class Backend:
+    """Calls the services as the gateway's API does: the same internal endpoints, the same caller header."""
+
+    def __init__(self, clients: Mapping[str, ServiceClient], directory: Directory, keys: KeyStore) -> None:
+        self.clients = clients
+        self.directory = directory
+        self.keys = keys
+
+    # --- who ----------------------------------------------------------------------------------------------
+
+    def caller_of(self, visitor: Visitor) -> Caller:
+        key_id = visitor.key_id or f"web:{visitor.participant_id}"
+        return self.directory.caller(city=visitor.city, scopes=visitor.scopes or ("read", "write"), key_id=key_id,
+                                     default_themes=list(DEFAULT_THEMES))
+
+    def gateway_caller(self) -> Caller:
+        """The gateway itself (finding a person by e-mail, asking for a sign-in e-mail)."""
+        return self.directory.caller(city=None, scopes=("admin", "read", "write"), key_id="web:gateway",
+                                     default_themes=list(DEFAULT_THEMES))
+
+    # --- calls --------------------------------------------------------------------------------------------
+
+    def call(self, caller: Caller, service: str, method: str, path: str, *,
+             query: Mapping[str, Any] | None = None, body: Any = None) -> Any:
+        headers = {REQUEST_ID_HEADER: g.get("request_id", ""), CALLER_HEADER: caller.encode(),
+                   "Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        wanted = {k: v for k, v in (query or {}).items() if v not in (None, "")}
+        if wanted:
+            path += "?" + urlencode(wanted)
+        reply = self.clients[service].request(method, path, body=data, headers=headers)
+        try:
+            parsed = json.loads(reply.body) if reply.body else {}
+        except ValueError:
+            parsed = {}
+        if reply.status >= 400:
+            raise ServiceError(reply.status, parsed if isinstance(parsed, dict) else {})
+        return parsed
+
+    def all_pages(self, caller: Caller, service: str, path: str, query: Mapping[str, Any] | None = None,
+                  most: int = MOST) -> Iterator[dict[str, Any]]:
+        """Every item of a paged list (newest first), following `next_cursor`, at most `most`."""
+        cursor, seen = None, 0
+        while True:
+            page = self.call(caller, service, "GET", path, query={**(query or {}), "limit": PAGE, "cursor": cursor})
+            for item in page.get("items", []):
+                yield item
+                seen += 1
+                if seen >= most:
+                    return
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+
+# --- CSRF: one random token per session, in every form ---------------------------------------------------
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(24)
+    return session["csrf"]
+
+
+def check_csrf() -> None:
+    sent = request.form.get("csrf_token", "")
+    if not sent or not secrets.compare_digest(sent, session.get("csrf", "")):
+        abort(400, description="csrf")
+
+
+# --- words -------------------------------------------------------------------------------------------------
+
+def locale() -> str:
+    return str(get_locale() or "en")
+
+
+def label(labels: Mapping[str, str] | None, fallback: str = "") -> str:
+    """A label in the interface language, else English, else any."""
+    if not labels:
+        return fallback
+    return labels.get(locale()) or labels.get("en") or next(iter(labels.values()), fallback)
+
+
+def language_name(code: str | None) -> str:
+    if not code:
+        return ""
+    name = get_locale().languages.get(code) if get_locale() else None
+    return name or code
+
+
+def when(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+def local_path(target: str | None, default: str = "/") -> str:
+    """Where to go back to after a form: only a path of this site (never another host)."""
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    return target
