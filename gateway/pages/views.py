@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
@@ -442,19 +443,30 @@ def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint
                 or any(s.get("author_id") == pid or s.get("participant_id") == pid for s in p.get("sides", []))]
         return render_template("pages/projects.html", projects=mine)
 
+    # Notifications name things by the API's paths (/ideas/<id>/matches, /matches/<id>, /projects/<id>); the
+    # same paths without /api/v1 open the page that shows them, so links in e-mails and the inbox work for people.
+
+    @bp.get("/ideas/<idea_id>/matches")
+    @participant_only
+    def idea_matches(idea_id: str) -> Any:
+        return redirect(url_for("pages.idea", idea_id=idea_id))
+
+    @bp.get("/matches/<match_id>")
+    @participant_only
+    def match(match_id: str) -> Any:
+        return redirect(url_for("pages.matches", _anchor=f"match-{match_id}"))
+
+    @bp.get("/projects/<project_id>")
+    @participant_only
+    def project(project_id: str) -> Any:
+        return redirect(url_for("pages.projects", _anchor=f"project-{project_id}"))
+
     def page_link(link: str | None) -> str | None:
-        """Notification links name API paths; the pages show the same things."""
+        """The page of a notification's link (older notifications carry the /api/v1 prefix)."""
         if not link:
             return None
-        path = link.split("/api/v1", 1)[-1]
-        found = re.match(r"^/ideas/([^/]+)/matches$", path)
-        if found:
-            return url_for("pages.idea", idea_id=found.group(1))
-        if path.startswith("/matches"):
-            return url_for("pages.matches")
-        if path.startswith("/projects"):
-            return url_for("pages.projects")
-        return None
+        path = urlsplit(link).path.removeprefix("/api/v1")
+        return path if re.match(r"^/(ideas/[^/]+/matches|matches/[^/]+|projects/[^/]+)$", path) else None
 
     @bp.get("/notifications")
     @participant_only

@@ -52,7 +52,8 @@ class Notifier:
         lang = domain.language_of(person)
         token = domain.unsubscribe_token(self.secret, person["_id"])
         unsubscribe_url = f"{self.settings.public_url}/unsubscribe/{token}"
-        link = f"{self.settings.public_url}/api/v1{message.link}" if message.link else ""
+        # The gateway's web pages answer the same paths as the API (without /api/v1): a person's e-mail opens a page.
+        link = f"{self.settings.public_url}{message.link}" if message.link else ""
         subject, text, html = render.render(message.template, lang, {
             **message.context, "recipient_name": person.get("name", ""), "link": link,
             "unsubscribe_url": unsubscribe_url})

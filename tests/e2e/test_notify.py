@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import mailbox
+import re
 import socket
 import subprocess
 import sys
@@ -163,6 +164,11 @@ def test_german_and_russian_authors_get_their_email_in_their_language(napi: Api,
     assert to_lena["Subject"] != to_anna["Subject"]
     html = to_lena.get_body(preferencelist=("html",)).get_content()
     assert "<li>" in html and "Gleiches Thema" in html
+    # The link opens the web page of the match (the same path as the API, without /api/v1).
+    link = re.search(r"http://lab\.example/ideas/[^/\s]+/matches", de_text)
+    assert link and "/api/v1" not in de_text, de_text
+    opened = napi.client.get(link.group(0).removeprefix("http://lab.example"))
+    assert opened.status_code == 302 and "/signin?next=" in opened.headers["Location"], "signs in, then shows it"
     unsubscribe = to_lena["List-Unsubscribe"].strip("<>")
     assert unsubscribe.startswith("http://lab.example/unsubscribe/") and unsubscribe in de_text
     # The unsubscribe link works through the gateway: GET shows a button, POST unsubscribes.

@@ -273,6 +273,27 @@ def test_both_sides_accept_and_see_the_project(lab):
     wait_for(lambda: "Projekt" in lena.text("/notifications"), 20, message="the project in Lena's inbox")
 
 
+def test_links_of_notifications_open_their_pages(lab):
+    api, demo = lab
+    stranger, dmitry = Browser(api.platform.gateway), Browser(api.platform.gateway, "ru")
+    dmitry.sign_in("dmitry.kuznetsov@example.org")
+    wait_for(lambda: 'class="button" href="/' in dmitry.text("/notifications"), 20, message="a notification")
+    opened = set(re.findall(r'class="button" href="(/(?:ideas|matches|projects)/[^"]+)"',
+                            dmitry.text("/notifications")))
+    assert opened, "the inbox links its notifications to pages"
+    for path in opened:
+        # The path a notification carries (e-mail or inbox): signed out it asks to sign in and comes back.
+        asked = stranger.get(path)
+        assert asked.status_code == 302 and asked.headers["Location"].startswith("/signin?next="), path
+        shown = dmitry.get(path)
+        assert shown.status_code == 302, path
+        target = shown.headers["Location"]
+        assert re.fullmatch(r"/ideas/[^/#]+|/matches#match-[^/]+|/projects#project-[^/]+", target), target
+        assert dmitry.get(target.split("#")[0]).status_code == 200
+        if "#" in target:
+            assert f'id="{target.split("#")[1]}"' in dmitry.text(target.split("#")[0]), target
+
+
 def test_preferences_change_language_channels_and_digest(lab):
     api, demo = lab
     miriam = Browser(api.platform.gateway, "en")
