@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, render_template, request, session
+from flask import Flask, g, make_response, render_template, request, session
 from flask_babel import Babel
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -24,7 +24,7 @@ from gateway.pages.web import LOCALES, Backend, ServiceError
 from gateway.repository import Directory
 from services.config import Settings
 from services.store import ensure_indexes
-from services.web import Problem
+from services.web import PROBLEM, Problem, problem_response
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -103,6 +103,28 @@ def _error_pages(bp: Any) -> None:
         if exc.code == 405:
             return page(405, _("Not found"), _("This page does not exist, or it is not visible to you."))
         return page(exc.code or 400, _("That did not work"), _("Please check what you entered."))
+
+    def wants_page() -> bool:
+        """A person with a browser (not a client of the API, which gets problem+json as everywhere on /api)."""
+        if request.path.startswith("/api/"):
+            return False
+        best = request.accept_mimetypes.best_match(("text/html", "application/json", PROBLEM), default="text/html")
+        return best == "text/html"
+
+    @bp.app_errorhandler(404)
+    @bp.app_errorhandler(405)
+    def _unknown_path(exc: HTTPException) -> Any:
+        """An unknown path, or a page asked with the wrong method (GET /signout): a page, not problem+json."""
+        allow = ", ".join(getattr(exc, "valid_methods", None) or ())
+        if wants_page():
+            response = make_response(page(exc.code or 404, _("Not found"),
+                                          _("This page does not exist, or it is not visible to you.")))
+            views.security_headers(response)
+        else:
+            response = problem_response(exc.code or 404, exc.name, exc.description)
+        if exc.code == 405 and allow:
+            response.headers["Allow"] = allow
+        return response
 
     @bp.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:

@@ -48,7 +48,9 @@ def register(bp: Blueprint, backend: Backend) -> None:
         session.clear()
         if lang:
             session["lang"] = lang
-        session["who"] = {"kind": "coordinator", "key": key.id, "city": key.city}
+        # The key's id and a fingerprint of its secret, never the secret itself: the cookie is signed, not secret.
+        current = backend.coordinator_key(key.id)
+        session["who"] = {"kind": "coordinator", "key": key.id, "city": key.city, "fp": current[1] if current else ""}
         session.permanent = True
         city = backend.directory.city(key.city)
         flash(_("You are signed in as coordinator of %(city)s.", city=city["name"] if city else key.city), "ok")

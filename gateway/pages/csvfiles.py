@@ -139,14 +139,18 @@ def _flat(messages: Iterable[Any]) -> list[str]:
 
 # --- out ---------------------------------------------------------------------------------------------------
 
+FORMULA_START = frozenset("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list | tuple):
         value = "; ".join(str(v) for v in value)
     text = str(value)
-    # A cell that starts like a formula is run by spreadsheets (CSV injection): make it plain text.
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    # A cell that starts like a formula is run by spreadsheets (CSV injection): make it plain text. Spreadsheets
+    # in East Asian locales also take the full-width signs (＝ ＋ － ＠) for formulas.
+    if text[:1] in FORMULA_START:
         text = "'" + text
     return text
 

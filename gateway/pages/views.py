@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    copy_current_request_context,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from marshmallow import ValidationError, fields
 
@@ -27,6 +40,7 @@ from gateway.pages.web import (
     language_name,
     local_path,
     locale,
+    seg,
     when,
 )
 from gateway.themes import DEFAULT_THEMES
@@ -34,14 +48,32 @@ from services.config import Settings
 
 log = logging.getLogger(__name__)
 
+CSP = ("default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; img-src 'self' data:; "
+       "style-src 'self'; form-action 'self'; frame-ancestors 'none'")
+EMAIL_MAX = 254  # the longest e-mail address SMTP carries (RFC 5321)
 IDEA_LANGUAGES = ("de", "ru", "en", "fr", "uk", "pl", "it", "es", "tr")
 _EMAIL = fields.Email()
 OPEN_MATCH = ("proposed", "accepted")
 
 
+def security_headers(response: Response) -> Response:
+    """The headers of every page (also of the error pages the app answers for unknown paths)."""
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    # No Referer at all: a sign-in link (/signin/<token>) must not travel to anyone, not even to our own logs.
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    # The pages run no script at all; no <base>, no plugins, no framing, forms post only here.
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    if g.get("visitor") is not None or request.path.startswith("/signin"):
+        response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
 def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint:
     bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                    static_url_path="/static/pages")
+    mailer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sign-in-mail")
+    bp.mailer = mailer  # type: ignore[attr-defined]
 
     # --- who is here ------------------------------------------------------------------------------------
 
@@ -51,10 +83,13 @@ def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint
             return None
         if who.get("kind") == "participant" and who.get("id") and who.get("city"):
             return Visitor("participant", who["city"], participant_id=who["id"], name=who.get("name", ""))
-        if who.get("kind") == "coordinator" and who.get("key"):
-            key = backend.keys.active(who["key"])  # a revoked key ends the session at once
-            if key is not None and key.city == who.get("city"):
-                return Visitor("coordinator", key.city, key_id=key.id, scopes=key.scopes)
+        if who.get("kind") == "coordinator" and isinstance(who.get("key"), str):
+            # A revoked key ends the session at once, and so does a rotated one (its fingerprint changes).
+            found = backend.coordinator_key(who["key"])
+            if found is not None:
+                key, fingerprint = found
+                if key.city == who.get("city") and hmac.compare_digest(str(who.get("fp", "")), fingerprint):
+                    return Visitor("coordinator", key.city, key_id=key.id, scopes=key.scopes)
         session.pop("who", None)
         return None
 
@@ -64,17 +99,7 @@ def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint
         if request.method == "POST":
             check_csrf()
 
-    @bp.after_request
-    def _headers(response: Response) -> Response:
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("Content-Security-Policy",
-                                    "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-                                    "form-action 'self'; frame-ancestors 'none'")
-        if g.get("visitor") is not None:
-            response.headers["Cache-Control"] = "private, no-store"
-        return response
+    bp.after_request(security_headers)
 
     @bp.app_context_processor
     def _context() -> dict[str, Any]:
@@ -158,30 +183,51 @@ def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint
             return render_template("pages/signin.html", email="", error=None, next=next_page)
         email = request.form.get("email", "").strip()
         try:
+            if len(email) > EMAIL_MAX:
+                raise ValidationError("too long")
             _EMAIL.deserialize(email)
         except ValidationError:
-            return render_template("pages/signin.html", email=email, next=next_page,
+            return render_template("pages/signin.html", email=email[:EMAIL_MAX], next=next_page,
                                    error=_("Please enter a valid e-mail address, like name@example.org.")), 422
-        dev_links = []
-        if links.may_send(email):
-            found = backend.call(backend.gateway_caller(), "ideas", "GET", "/internal/participants",
-                                 query={"email": email}).get("items", [])
-            for person in found:
-                token, link_id = links.make(person["id"], person["city"])
-                path = url_for("pages.signin_link", token=token, next=next_page or None)
-                backend.call(backend.gateway_caller(), "notify", "POST", "/sign-in-mails", body={
-                    "participant_id": person["id"], "city": person["city"], "to": person["email"],
-                    "name": person.get("name", ""), "language": person.get("language", "en"),
-                    "link": settings.public_url + path, "minutes": links.minutes, "token_id": link_id})
-                if settings.embedded:
-                    # `twincity dev` has no mail server: the link goes to the log and onto the next page.
-                    log.info("sign-in link for %s (%s): %s%s", person["id"], person["city"], settings.public_url,
-                             path)
-                    dev_links.append({"name": person.get("name", ""), "city": person["city"], "path": path})
-        else:
+        dev_links: list[dict[str, str]] = []
+        if not links.may_send(email):
             log.warning("sign-in e-mails for one address throttled")
+        elif settings.embedded:
+            # `twincity dev` has no mail server: the link goes to the log and onto the next page.
+            dev_links = send_links(email, next_page)
+        else:
+            # The answer must not tell (by its content or its time) whether the address belongs to someone:
+            # finding the person and asking notify for the e-mail happen after the answer, off the request.
+            request_id = g.get("request_id", "")
+
+            @copy_current_request_context
+            def later() -> None:
+                g.request_id = request_id
+                try:
+                    send_links(email, next_page)
+                except Exception:  # noqa: BLE001 - nobody waits for this answer: write it down and go on
+                    log.exception("a sign-in e-mail could not be sent (request %s)", request_id)
+
+            mailer.submit(later)
         session["signin_sent"] = {"email": email, "dev_links": dev_links}
         return redirect(url_for("pages.signin_sent"))
+
+    def send_links(email: str, next_page: str) -> list[dict[str, str]]:
+        """Find the people with this address and have notify send each a link; the links (for `twincity dev`)."""
+        sent = []
+        found = backend.call(backend.gateway_caller(), "ideas", "GET", "/internal/participants",
+                             query={"email": email}).get("items", [])
+        for person in found:
+            token, link_id = links.make(person["id"], person["city"])
+            path = url_for("pages.signin_link", token=token, next=next_page or None)
+            backend.call(backend.gateway_caller(), "notify", "POST", "/sign-in-mails", body={
+                "participant_id": person["id"], "city": person["city"], "to": person["email"],
+                "name": person.get("name", ""), "language": person.get("language", "en"),
+                "link": settings.public_url + path, "minutes": links.minutes, "token_id": link_id})
+            if settings.embedded:
+                log.info("sign-in link for %s (%s): %s%s", person["id"], person["city"], settings.public_url, path)
+            sent.append({"name": person.get("name", ""), "city": person["city"], "path": path})
+        return sent
 
     @bp.get("/signin/sent")
     def signin_sent() -> Any:
@@ -205,7 +251,7 @@ def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint
         caller = backend.directory.caller(city=link.city, scopes=("read",), key_id=f"web:{link.participant_id}",
                                           default_themes=list(DEFAULT_THEMES))
         try:
-            person = backend.call(caller, "ideas", "GET", f"/participants/{link.participant_id}")
+            person = backend.call(caller, "ideas", "GET", f"/participants/{seg(link.participant_id)}")
         except ServiceError as exc:
             if exc.status == 404:
                 return render_template("pages/signin_invalid.html", reason="gone"), 410
@@ -297,7 +343,7 @@ def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint
         return redirect(url_for("pages.idea", idea_id=idea["id"]))
 
     def own_idea(idea_id: str) -> dict[str, Any]:
-        idea = call("ideas", "GET", f"/ideas/{idea_id}")
+        idea = call("ideas", "GET", f"/ideas/{seg(idea_id)}")
         if idea.get("author_id") != me().participant_id:
             raise ServiceError(403, {"detail": "not yours"})
         return idea
@@ -305,15 +351,15 @@ def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint
     @bp.get("/ideas/<idea_id>")
     @participant_only
     def idea(idea_id: str) -> Any:
-        found = call("ideas", "GET", f"/ideas/{idea_id}")
+        found = call("ideas", "GET", f"/ideas/{seg(idea_id)}")
         author = None
         if found.get("author_id"):
             try:
-                author = call("ideas", "GET", f"/participants/{found['author_id']}")
+                author = call("ideas", "GET", f"/participants/{seg(found['author_id'])}")
             except ServiceError:
                 author = None
         mine = found.get("author_id") == me().participant_id
-        matches = call("matching", "GET", f"/ideas/{idea_id}/matches").get("items", []) if mine else []
+        matches = call("matching", "GET", f"/ideas/{seg(idea_id)}/matches").get("items", []) if mine else []
         return render_template("pages/idea.html", idea=found, author=author, mine=mine,
                                matches=[view_match(m) for m in matches])
 
@@ -334,7 +380,7 @@ def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint
         except ValueError:
             version = current["version"]
         try:
-            call("ideas", "PATCH", f"/ideas/{idea_id}", body={**data, "version": version})
+            call("ideas", "PATCH", f"/ideas/{seg(idea_id)}", body={**data, "version": version})
         except ServiceError as exc:
             if exc.status == 409:
                 fresh = own_idea(idea_id)
@@ -354,7 +400,7 @@ def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint
     def withdraw_idea(idea_id: str) -> Any:
         own_idea(idea_id)
         try:
-            call("ideas", "POST", f"/ideas/{idea_id}/withdraw")
+            call("ideas", "POST", f"/ideas/{seg(idea_id)}/withdraw")
             flash(_("Your idea is withdrawn."), "ok")
         except ServiceError as exc:
             if exc.status != 409:
@@ -379,7 +425,7 @@ def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint
                                      {"author_id": me().participant_id}, most=200))
         found: dict[str, dict[str, Any]] = {}
         for idea in own:
-            for match in call("matching", "GET", f"/ideas/{idea['id']}/matches").get("items", []):
+            for match in call("matching", "GET", f"/ideas/{seg(idea['id'])}/matches").get("items", []):
                 found[match["id"]] = match
         for match in backend.all_pages(backend.caller_of(me()), "matching", "/matches",
                                        {"kind": "interest", "city": me().city}, most=500):
@@ -402,11 +448,11 @@ def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint
 
     def answer(match_id: str, accept: bool) -> Any:
         back = local_path(request.form.get("next"), url_for("pages.matches"))
-        match = view_match(call("matching", "GET", f"/matches/{match_id}"))
+        match = view_match(call("matching", "GET", f"/matches/{seg(match_id)}"))
         if not match["mine"]:
             raise ServiceError(403, {"detail": "not your match"})
         try:
-            answered = call("matching", "POST", f"/matches/{match_id}/{'accept' if accept else 'decline'}",
+            answered = call("matching", "POST", f"/matches/{seg(match_id)}/{'accept' if accept else 'decline'}",
                             body={"participant_id": me().participant_id})
         except ServiceError as exc:
             if exc.status != 409:
@@ -473,7 +519,7 @@ def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint
     def notifications() -> Any:
         unread = request.args.get("unread") == "1"
         try:
-            page = call("notify", "GET", f"/participants/{me().participant_id}/notifications",
+            page = call("notify", "GET", f"/participants/{seg(me().participant_id)}/notifications",
                         query={"limit": 50, "unread": "true" if unread else None,
                                "cursor": request.args.get("cursor")})
         except ServiceError as exc:
@@ -488,13 +534,13 @@ def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint
     @bp.post("/notifications/<nid>/read")
     @participant_only
     def notification_read(nid: str) -> Any:
-        call("notify", "POST", f"/participants/{me().participant_id}/notifications/{nid}/read")
+        call("notify", "POST", f"/participants/{seg(me().participant_id)}/notifications/{seg(nid)}/read")
         return redirect(local_path(request.form.get("next"), url_for("pages.notifications")))
 
     @bp.route("/preferences", methods=["GET", "POST"])
     @participant_only
     def preferences() -> Any:
-        person = call("ideas", "GET", f"/participants/{me().participant_id}")
+        person = call("ideas", "GET", f"/participants/{seg(me().participant_id)}")
         if request.method == "GET":
             return render_template("pages/preferences.html", person=person, errors={})
         prefs = {"channels": [c for c in ("email", "inbox") if request.form.get(f"channel_{c}") == "on"],
@@ -502,7 +548,7 @@ def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint
         changes = {"language": request.form.get("language", ""), "interests": request.form.get("interests", ""),
                    "preferences": prefs}
         try:
-            updated = call("ideas", "PATCH", f"/participants/{me().participant_id}", body=changes)
+            updated = call("ideas", "PATCH", f"/participants/{seg(me().participant_id)}", body=changes)
         except ServiceError as exc:
             if exc.status not in (409, 422):
                 raise

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import re
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
-from flask import abort, g, request, session
+from flask import abort, current_app, g, request, session
 from flask_babel import get_locale, lazy_gettext
 
 from gateway.clients import ServiceClient
-from gateway.keys import KeyStore
+from gateway.keys import ApiKey, KeyStore
 from gateway.repository import Directory
 from gateway.themes import DEFAULT_THEMES
 from services.tenancy import HEADER as CALLER_HEADER
@@ -83,6 +86,19 @@ class Backend:
         return self.directory.caller(city=None, scopes=("admin", "read", "write"), key_id="web:gateway",
                                      default_themes=list(DEFAULT_THEMES))
 
+    def coordinator_key(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """The active key with this id and a fingerprint of its current secret (for a coordinator's session).
+
+        The session keeps the key's id and this fingerprint, never the secret: a revoked key ends the session, and
+        so does a rotated one (its fingerprint changes with its secret).
+        """
+        doc = self.keys.collection.find_one({"_id": key_id, "revoked": False}, {"hash": 1, "city": 1, "scopes": 1})
+        if doc is None or not doc.get("hash"):
+            return None
+        fingerprint = hmac.new(str(current_app.secret_key).encode(), str(doc["hash"]).encode(),
+                               hashlib.sha256).hexdigest()[:32]
+        return ApiKey(doc["_id"], doc.get("city"), tuple(doc.get("scopes", ()))), fingerprint
+
     # --- calls --------------------------------------------------------------------------------------------
 
     def call(self, caller: Caller, service: str, method: str, path: str, *,
@@ -131,7 +147,10 @@ def csrf_token() -> str:
 
 def check_csrf() -> None:
     sent = request.form.get("csrf_token", "")
-    if not sent or not secrets.compare_digest(sent, session.get("csrf", "")):
+    expected = session.get("csrf")
+    # Compared as bytes: a forged token with non-ASCII characters is refused, not a TypeError (a 500).
+    if not sent or not isinstance(expected, str) or not expected \
+            or not hmac.compare_digest(sent.encode("utf-8"), expected.encode("utf-8")):
         abort(400, description="csrf")
 
 
@@ -166,11 +185,21 @@ def when(value: Any) -> datetime | None:
     return None
 
 
+# Browsers drop tabs and line breaks from URLs ("/\t/evil" becomes "//evil") and read "\\" as "/"; a line break
+# in a Location header is also refused by Werkzeug (a 500). A target with any of them is not taken.
+_NOT_IN_PATHS = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
 def local_path(target: str | None, default: str = "/") -> str:
     """Where to go back to after a form: only a path of this site (never another host)."""
-    if not target:
+    if not target or _NOT_IN_PATHS.search(target):
         return default
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return default
     return target
+
+
+def seg(value: Any) -> str:
+    """One path segment of a service call: an id from a URL or a form can never add a path, query or fragment."""
+    return quote(str(value), safe="")
