@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Response, current_app, g, jsonify, render_template_string, request
 from marshmallow import ValidationError
@@ -262,7 +262,11 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
             headers["Content-Type"] = request.headers.get("Content-Type", "")
         # Re-encoded from the parsed arguments: plain ASCII on the wire, repeated parameters kept.
         query = urlencode(list(request.args.items(multi=True)))
-        path = f"/{rest}" + (f"?{query}" if query else "")
+        segments = rest.split("/")
+        if any(segment in (".", "..") for segment in segments):
+            raise Problem(404, "Not Found", f"no such resource: {PREFIX}/{rest}")
+        # Each segment stays one segment on the service's side: a decoded "?" or "#" in an id is not a query.
+        path = "/" + "/".join(quote(segment, safe="") for segment in segments) + (f"?{query}" if query else "")
         owner = _OWNED_BY_AN_IDEA.match(rest)
         if owner and "ideas" in services:
             # The ideas service says whether the idea exists and the caller may see it; matching alone cannot

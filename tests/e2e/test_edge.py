@@ -58,3 +58,17 @@ def test_admin_changes_are_in_the_audit_log_readable_by_admins_only():
         latest = api.ok("GET", "/audit?limit=1")["items"][0]
         assert (latest["key_id"], latest["action"], latest["target"]) == ("cli", "admin create-city", "lyon")
         assert ADMIN not in str(entries), "no secret in the log"
+
+
+def test_an_id_in_a_path_stays_one_segment_on_its_way_to_the_service():
+    with running_platform("memory://") as api:
+        keys = api.lab()
+        idea = api.ok("POST", "/ideas", keys["karlsruhe"], {
+            "title": "Radtour Karlsruhe–Krasnodar", "description": "Eine Radtour zwischen den Partnerstädten.",
+            "theme": "leisure-youth-social"})
+        assert api.call("GET", f"/ideas/{idea['id']}", keys["karlsruhe"]).status_code == 200
+        # (An encoded slash is a slash: WSGI decodes the path before any routing.)
+        for odd in (f"{idea['id']}%3Fx=1", f"{idea['id']}%23x", f"x%2F..%2F{idea['id']}", f"..%2Fideas%2F{idea['id']}"):
+            r = api.call("GET", f"/ideas/{odd}", keys["karlsruhe"])
+            assert r.status_code == 404 and r.mimetype == "application/problem+json", (odd, r.status_code)
+        assert api.call("GET", "/ideas/../matches", keys["karlsruhe"]).status_code == 404
