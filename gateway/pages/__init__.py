@@ -7,12 +7,13 @@ work without JavaScript (plain forms, POST-redirect-GET, a CSRF token in every f
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, make_response, render_template, request, session
+from flask import Flask, Response, g, make_response, render_template, request, session
 from flask_babel import Babel
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -29,6 +30,7 @@ from services.web import PROBLEM, Problem, problem_response
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 TRANSLATIONS = HERE / "translations"
+_ERASE = re.compile(r"/api/v1/participants/([^/]+)")
 
 
 def select_locale() -> str:
@@ -50,13 +52,24 @@ def install(app: Flask, *, settings: Settings, db: Any, directory: Directory, ke
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
-        PERMANENT_SESSION_LIFETIME=timedelta(days=14),
+        PERMANENT_SESSION_LIFETIME=timedelta(days=signin.SESSION_DAYS),
     )
     Babel(app, locale_selector=select_locale, default_translation_directories=str(TRANSLATIONS),
           default_domain="messages")
     backend = Backend(clients, directory, keys)
     links = signin.SignInLinks(db, secret, settings.signin_minutes)
-    bp = views.build(backend, links, settings)
+    sessions = signin.Sessions(db)
+    bp = views.build(backend, links, settings, sessions)
+
+    @app.after_request
+    def _end_sessions_of_the_erased(response: Response) -> Response:
+        # Erasure goes through the public API (DELETE /api/v1/participants/<id>): the person's pages end with it.
+        if request.method == "DELETE" and response.status_code == 204:
+            erased = _ERASE.fullmatch(request.path)
+            if erased:
+                sessions.close_all(erased.group(1))
+        return response
+
     coordinator.register(bp, backend)
     _error_pages(bp)
     app.register_blueprint(bp)

@@ -19,13 +19,18 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from services.store import DuplicateKeyError, Index
 
-USED, REQUESTS, SECRETS = "sign_in_used", "sign_in_requests", "web_secrets"
+USED, REQUESTS, SECRETS, SESSIONS = "sign_in_used", "sign_in_requests", "web_secrets", "web_sessions"
+SESSION_DAYS = 14  # a participant's web session; signing out or erasure ends it at once
 INDEXES = {
     # Spent link ids are kept a day, well beyond any link's life; then MongoDB drops them.
     USED: [Index(keys=[("at", 1)], name="sign_in_used_at", options={"expireAfterSeconds": 86_400})],
     REQUESTS: [Index(keys=[("email", 1), ("at", -1)], name="sign_in_requests_email"),
                Index(keys=[("at", 1)], name="sign_in_requests_at", options={"expireAfterSeconds": 86_400})],
     SECRETS: [],
+    # A participant's sessions, so that signing out (or being erased) ends them on the server, not only in the
+    # browser that signed out: a copied cookie names a session that no longer exists.
+    SESSIONS: [Index(keys=[("participant_id", 1)], name="web_sessions_participant"),
+               Index(keys=[("expires_at", 1)], name="web_sessions_expiry", options={"expireAfterSeconds": 0})],
 }
 MAILS_PER_ADDRESS = 5  # sign-in e-mails one address may ask for within THROTTLE_WINDOW
 THROTTLE_WINDOW = timedelta(minutes=15)
@@ -101,3 +106,38 @@ class SignInLinks:
             return False
         self.requests.insert_one({"email": key, "at": datetime.now(UTC)})
         return True
+
+
+class Sessions:
+    """Participants' web sessions on the server: the cookie carries only a random session id besides the person."""
+
+    def __init__(self, db: Any, days: float = SESSION_DAYS) -> None:
+        self.sessions = db[SESSIONS]
+        self.lifetime = timedelta(days=days)
+
+    def open(self, participant_id: str, city: str) -> str:
+        sid = secrets.token_urlsafe(24)
+        now = datetime.now(UTC)
+        self.sessions.insert_one({"_id": sid, "participant_id": participant_id, "city": city, "created_at": now,
+                                  "expires_at": now + self.lifetime})
+        return sid
+
+    def valid(self, sid: Any, participant_id: str) -> bool:
+        if not isinstance(sid, str) or not sid:
+            return False
+        doc = self.sessions.find_one({"_id": sid, "participant_id": participant_id})
+        # MongoDB drops expired sessions within a minute or so (TTL index); until then the date decides.
+        return doc is not None and _aware(doc["expires_at"]) > datetime.now(UTC)
+
+    def close(self, sid: Any) -> None:
+        if isinstance(sid, str) and sid:
+            self.sessions.delete_one({"_id": sid})
+
+    def close_all(self, participant_id: str) -> int:
+        """End every session of a person (erasure): returns how many there were."""
+        return self.sessions.delete_many({"participant_id": participant_id}).deleted_count
+
+
+def _aware(moment: datetime) -> datetime:
+    """MongoDB gives back naive UTC datetimes (unless the client is tz_aware)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -26,7 +26,7 @@ from flask import (
 from flask_babel import gettext as _
 from marshmallow import ValidationError, fields
 
-from gateway.pages.signin import LinkInvalid, SignInLinks
+from gateway.pages.signin import LinkInvalid, Sessions, SignInLinks
 from gateway.pages.web import (
     IDEA_STATUS,
     LOCALES,
@@ -69,7 +69,7 @@ def security_headers(response: Response) -> Response:
     return response
 
 
-def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint:
+def build(backend: Backend, links: SignInLinks, settings: Settings, sessions: Sessions) -> Blueprint:
     bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                    static_url_path="/static/pages")
     mailer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sign-in-mail")
@@ -81,7 +81,9 @@ def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint
         who = session.get("who")
         if not isinstance(who, dict):
             return None
-        if who.get("kind") == "participant" and who.get("id") and who.get("city"):
+        # A participant's session must still exist on the server: signing out or erasure ends it everywhere.
+        if (who.get("kind") == "participant" and isinstance(who.get("id"), str) and who.get("city")
+                and sessions.valid(who.get("sid"), who["id"])):
             return Visitor("participant", who["city"], participant_id=who["id"], name=who.get("name", ""))
         if who.get("kind") == "coordinator" and isinstance(who.get("key"), str):
             # A revoked key ends the session at once, and so does a rotated one (its fingerprint changes).
@@ -261,13 +263,16 @@ def build(backend: Backend, links: SignInLinks, settings: Settings) -> Blueprint
         if lang:
             session["lang"] = lang
         session["who"] = {"kind": "participant", "id": person["id"], "city": person["city"],
-                          "name": person.get("name", "")}
+                          "name": person.get("name", ""), "sid": sessions.open(person["id"], person["city"])}
         session.permanent = True
         flash(_("Welcome, %(name)s! You are signed in.", name=person.get("name", "")), "ok")
         return redirect(next_page)
 
     @bp.post("/signout")
     def signout() -> Any:
+        who = session.get("who")
+        if isinstance(who, dict):
+            sessions.close(who.get("sid"))  # a copy of the cookie stops working too
         lang = session.get("lang")
         session.clear()
         if lang:

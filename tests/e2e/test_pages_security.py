@@ -301,3 +301,26 @@ def test_the_answer_to_a_sign_in_request_takes_as_long_for_a_participant_as_for_
     wait_for(lambda: services.mails, 5, message="the e-mail to be sent after the answer")
     assert [m["to"] for m in services.mails] == [LENA]
     assert services.mails[0]["link"].startswith(settings.public_url + "/signin/")
+
+
+def test_signing_out_or_being_erased_ends_the_session_on_the_server_too(lab):
+    api, demo = lab
+    people = {name: api.ok("POST", "/participants", demo.city_keys["karlsruhe"], {
+        "name": name, "email": f"{name.lower().replace(' ', '.')}@example.org", "language": "de"})
+        for name in ("Mia Roth", "Paul Brandt")}
+    api.settle()
+    mia, copy = Browser(api.platform.gateway, "de"), Browser(api.platform.gateway, "de")
+    mia.sign_in("mia.roth@example.org")
+    copy.client.set_cookie("twincity_session", mia.client.get_cookie("twincity_session").value)
+    assert copy.get("/ideas").status_code == 200, "a copied cookie works while the session lives"
+    assert "sid" in session_of(mia)["who"] and "mia.roth@" not in json.dumps(session_of(mia))
+    mia.get("/ideas")
+    assert mia.post("/signout").status_code == 302
+    assert copy.get("/ideas").status_code == 302, "signing out ends the session for every copy of the cookie"
+
+    paul = Browser(api.platform.gateway, "de")
+    paul.sign_in("paul.brandt@example.org")
+    assert paul.get("/ideas").status_code == 200
+    erased = api.call("DELETE", f"/participants/{people['Paul Brandt']['id']}", demo.city_keys["karlsruhe"])
+    assert erased.status_code == 204
+    assert paul.get("/ideas").status_code == 302, "erasure ends the person's web sessions"
