@@ -19,6 +19,7 @@ import pymongo
 from mongomock.collection import Cursor as _MockCursor
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from services import memindex
 from services.config import Settings
 
 __all__ = [
@@ -69,6 +70,9 @@ class _Locked:
 
     def __repr__(self) -> str:
         return f"Locked({self._target!r})"
+
+
+memindex.install()  # mongomock answers indexed queries without scanning every document
 
 
 _id_lock = threading.Lock()

@@ -1,0 +1,268 @@
+"""Indexes for mongomock, so that the in-memory store (`mongomock://`) answers like a small MongoDB.
+
+mongomock checks every document against every query, and every document against the unique keys of each
+insert: each query and insert costs O(documents). The platform's services query by `_id`, by indexed
+keys (a unique `key` or `pair`, `recipient`, `city`...), by `synced_at` ranges and for pending outbox
+events, thousands of times a second under load, so in a long run the scans, not the work, dominate.
+
+This module keeps, for the first field of every index created on a mongomock collection (the top-level
+part of it: `sides.idea_id` indexes `sides`), a map of document -> value, kept in step with every write
+mongomock makes (insert, update in place, delete, drop). A query then checks only the candidate documents
+the index can not rule out, with mongomock's own matcher: the answer is the same as a scan's (the index
+only prunes documents that surely do not match), in the same order (documents keep their insertion rank).
+
+Installed once, when `services.store` is imported; collections without indexes are scanned as before.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import warnings
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import mongomock
+from mongomock.collection import Collection
+from mongomock.filtering import filter_applies
+from mongomock.store import CollectionStore
+
+_SCALARS = (str, int, float, datetime)
+_RANGE = {"$gt", "$gte", "$lt", "$lte"}
+
+
+def _scalar(value: Any) -> bool:
+    """Hashable values that equal only values of their own kind in MongoDB's eyes (no bool: True == 1)."""
+    return isinstance(value, _SCALARS) and not isinstance(value, bool)
+
+
+class FieldIndex:
+    """One top-level field: its value in each document that has it, and the documents of each scalar value."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        self.value_of: dict[Any, Any] = {}
+        self.ids_of: dict[Any, set[Any]] = {}
+        self.others: set[Any] = set()  # documents whose value is no scalar (a list matches by its elements)
+
+    def put(self, doc_id: Any, document: Mapping[str, Any]) -> None:
+        self.drop(doc_id)
+        if self.field not in document:
+            return
+        value = document[self.field]
+        self.value_of[doc_id] = value
+        if _scalar(value):
+            self.ids_of.setdefault(value, set()).add(doc_id)
+        else:
+            self.others.add(doc_id)
+
+    def drop(self, doc_id: Any) -> None:
+        if doc_id not in self.value_of:
+            return
+        value = self.value_of.pop(doc_id)
+        if _scalar(value):
+            bucket = self.ids_of.get(value)
+            if bucket is not None:
+                bucket.discard(doc_id)
+                if not bucket:
+                    del self.ids_of[value]
+        else:
+            self.others.discard(doc_id)
+
+    def candidates(self, key: str, condition: Any) -> set[Any] | None:
+        """Documents that may match `key: condition` (a superset), or None when this index cannot tell."""
+        if key != self.field:
+            if key.startswith(self.field + ".") and condition == {"$exists": True}:
+                # `field.sub` exists only where the field holds something (a pending outbox is a non-empty list)
+                return {i for i, v in self.value_of.items() if v is not None and v != [] and v != {}}
+            return None
+        if _scalar(condition):
+            return self.ids_of.get(condition, set()) | self.others
+        if not isinstance(condition, Mapping) or not condition:
+            return None
+        if set(condition) == {"$in"} and isinstance(condition["$in"], list | tuple) \
+                and all(_scalar(v) for v in condition["$in"]):
+            found = set(self.others)
+            for value in condition["$in"]:
+                found |= self.ids_of.get(value, set())
+            return found
+        if set(condition) <= _RANGE and all(_scalar(v) for v in condition.values()):
+            found = set(self.others)
+            for doc_id, value in self.value_of.items():
+                try:
+                    if all(_compare(op, value, bound) for op, bound in condition.items()):
+                        found.add(doc_id)
+                except TypeError:
+                    found.add(doc_id)  # not comparable here: let mongomock's matcher decide
+            return found
+        return None
+
+
+def _compare(op: str, value: Any, bound: Any) -> bool:
+    if op == "$gt":
+        return value > bound
+    if op == "$gte":
+        return value >= bound
+    if op == "$lt":
+        return value < bound
+    return value <= bound
+
+
+class StoreIndexes:
+    """The indexes of one mongomock collection, and the insertion rank of its documents."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, FieldIndex] = {}
+        self.rank: dict[Any, int] = {}
+        self._next = itertools.count()
+        self.touched: list[Mapping[str, Any]] | None = None  # documents an update in progress may change
+
+    def add(self, field: str, documents: Mapping[Any, Mapping[str, Any]]) -> None:
+        if field in self.fields or field == "_id":
+            return
+        index = FieldIndex(field)
+        for doc_id, document in documents.items():
+            index.put(doc_id, document)
+        self.fields[field] = index
+
+    def put(self, doc_id: Any, document: Mapping[str, Any]) -> None:
+        if doc_id not in self.rank:
+            self.rank[doc_id] = next(self._next)
+        for index in self.fields.values():
+            index.put(doc_id, document)
+
+    def drop(self, doc_id: Any) -> None:
+        self.rank.pop(doc_id, None)
+        for index in self.fields.values():
+            index.drop(doc_id)
+
+    def plan(self, query: Any) -> set[Any] | None:
+        """The smallest candidate set some index gives for the query's top-level conditions, or None."""
+        if not isinstance(query, Mapping) or not self.fields:
+            return None
+        best: set[Any] | None = None
+        for key, condition in query.items():
+            if key.startswith("$"):
+                continue
+            index = self.fields.get(key.split(".", 1)[0])
+            found = index.candidates(key, condition) if index is not None else None
+            if found is not None and (best is None or len(found) < len(best)):
+                best = found
+        return best
+
+
+_lock = threading.Lock()
+
+
+def _indexes(store: CollectionStore) -> StoreIndexes:
+    found = store.__dict__.get("_twincity_indexes")
+    if found is None:
+        with _lock:
+            found = store.__dict__.setdefault("_twincity_indexes", StoreIndexes())
+    return found
+
+
+# --- the hooks -------------------------------------------------------------------------------------------
+
+_store_setitem = CollectionStore.__setitem__
+_store_delitem = CollectionStore.__delitem__
+_store_drop = CollectionStore.drop
+_store_create_index = CollectionStore.create_index
+_collection_update = Collection._update
+_collection_scan = Collection._iter_documents
+
+
+def _setitem(self: CollectionStore, key: Any, value: Any) -> None:
+    _store_setitem(self, key, value)
+    _indexes(self).put(key, value)
+
+
+def _delitem(self: CollectionStore, key: Any) -> None:
+    _store_delitem(self, key)
+    _indexes(self).drop(key)
+
+
+def _drop(self: CollectionStore) -> None:
+    _store_drop(self)
+    self.__dict__["_twincity_indexes"] = StoreIndexes()
+
+
+def _create_index(self: CollectionStore, index_name: str, index_dict: Mapping[str, Any]) -> None:
+    _store_create_index(self, index_name, index_dict)
+    keys = list(index_dict.get("key") or ())
+    if keys:
+        _indexes(self).add(str(keys[0][0]).split(".", 1)[0], self._documents)
+
+
+def _update(self: Collection, *args: Any, **kwargs: Any) -> Any:
+    """mongomock changes the documents of an update in place: index them again afterwards."""
+    indexes = _indexes(self._store)
+    outer = indexes.touched
+    indexes.touched = [] if outer is None else outer
+    try:
+        return _collection_update(self, *args, **kwargs)
+    finally:
+        touched, indexes.touched = indexes.touched, outer
+        if outer is None:
+            for doc_id in {d["_id"] for d in touched if "_id" in d}:
+                if doc_id in self._store:  # the store's document: after a rollback, no longer the one changed
+                    indexes.put(doc_id, self._store[doc_id])
+
+
+def _iter_documents(self: Collection, query: Any) -> Iterator[Mapping[str, Any]]:
+    indexes = _indexes(self._store)
+    ids = _pinned_ids(query)
+    candidates = set(ids) if ids is not None else indexes.plan(query)
+    if candidates is None:
+        found: Iterator[Mapping[str, Any]] = _collection_scan(self, query)
+    else:
+        if self._store.is_empty:
+            filter_applies(query, {})  # a malformed query fails on an empty collection too, as with a scan
+        if indexes.touched:  # an update in progress may have moved these away from their indexed values
+            candidates = candidates | {d["_id"] for d in indexes.touched if "_id" in d}
+        rank = indexes.rank
+        ordered = sorted((i for i in candidates if i in self._store), key=lambda i: rank.get(i, -1))
+        found = iter([d for d in (self._store[i] for i in ordered) if filter_applies(query, d)])
+    if indexes.touched is None:
+        return found
+    return _recording(found, indexes.touched)
+
+
+def _recording(documents: Iterator[Mapping[str, Any]], into: list[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+    for document in documents:
+        into.append(document)
+        yield document
+
+
+def _pinned_ids(query: Any) -> list[Any] | None:
+    """The `_id` values a query is limited to (`{"_id": x}`, `{"_id": {"$eq": x}}`, `{"_id": {"$in": [...]}}`)."""
+    if not isinstance(query, Mapping) or "_id" not in query:
+        return None
+    value = query["_id"]
+    if isinstance(value, Mapping) and len(value) == 1:
+        if "$eq" in value:
+            value = value["$eq"]
+        elif "$in" in value and isinstance(value["$in"], list | tuple):
+            values = list(value["$in"])
+            return values if all(isinstance(v, str | int) and not isinstance(v, bool) for v in values) else None
+    return [value] if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
+def install() -> None:
+    """Patch mongomock (idempotent)."""
+    if getattr(mongomock, "_twincity_indexed", False):
+        return
+    hooks = [(CollectionStore, name) for name in ("__setitem__", "__delitem__", "drop", "create_index")]
+    hooks += [(Collection, name) for name in ("_update", "_iter_documents")]
+    missing = [f"{owner.__name__}.{name}" for owner, name in hooks if not hasattr(owner, name)]
+    if missing:  # another mongomock than the one these hooks were written for: scan, as mongomock does
+        warnings.warn(f"mongomock {mongomock.__version__} lacks {missing}: in-memory queries scan", stacklevel=2)
+        return
+    CollectionStore.__setitem__ = _setitem
+    CollectionStore.__delitem__ = _delitem
+    CollectionStore.drop = _drop
+    CollectionStore.create_index = _create_index
+    Collection._update = _update
+    Collection._iter_documents = _iter_documents
+    mongomock._twincity_indexed = True

@@ -1,0 +1,104 @@
+"""The in-memory store's indexes give the same answers as mongomock's scans, through every kind of write."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import mongomock
+import pytest
+from mongomock.filtering import filter_applies
+from pymongo.errors import DuplicateKeyError
+
+from services import store  # noqa: F401  # installs the indexes
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def scanned(collection, query):
+    """The reference answer: every document checked with mongomock's matcher, in insertion order."""
+    return [d for d in collection.find({}) if filter_applies(query, d)]
+
+
+@pytest.fixture
+def things():
+    collection = mongomock.MongoClient(tz_aware=True).db.things
+    collection.create_index([("key", 1)], unique=True, sparse=True)
+    collection.create_index([("city", 1), ("_id", -1)])
+    collection.create_index([("synced_at", 1)])
+    collection.create_index([("_outbox.id", 1)])
+    collection.create_index([("sides.idea_id", 1)])
+    return collection
+
+
+def queries(rng: random.Random) -> list[dict]:
+    city = rng.choice(["ka", "kr", "na", 3, None])
+    return [
+        {"city": city},
+        {"city": {"$in": ["ka", "na", 7]}},
+        {"city": "ka", "n": {"$gt": 5}},
+        {"synced_at": {"$gte": T0 + timedelta(seconds=rng.randint(0, 60))}},
+        {"synced_at": {"$gt": T0, "$lt": T0 + timedelta(seconds=30)}},
+        {"_outbox.id": {"$exists": True}},
+        {"_id": f"d{rng.randint(0, 40)}"},
+        {"_id": {"$in": [f"d{rng.randint(0, 40)}" for _ in range(5)]}, "city": "ka"},
+        {"key": f"k{rng.randint(0, 40)}"},
+        {"sides.idea_id": f"i{rng.randint(0, 5)}"},
+        {"tags": "x"},
+    ]
+
+
+def test_indexed_queries_answer_as_scans_through_random_writes(things):
+    rng = random.Random(5)
+    for step in range(600):
+        doc_id = f"d{rng.randint(0, 40)}"
+        action = rng.random()
+        try:
+            if action < 0.3:
+                things.insert_one({
+                    "_id": doc_id, "key": f"k{rng.randint(0, 40)}", "city": rng.choice(["ka", "kr", "na", 3, ["ka"]]),
+                    "n": rng.randint(0, 10), "synced_at": T0 + timedelta(seconds=rng.randint(0, 60)),
+                    "_outbox": [{"id": f"e{step}"}] if rng.random() < 0.5 else [],
+                    "sides": [{"idea_id": f"i{rng.randint(0, 5)}"}, {"idea_id": f"i{rng.randint(0, 5)}"}],
+                    "tags": rng.choice([["x", "y"], "x", []]),
+                })
+            elif action < 0.5:
+                things.update_one({"_id": doc_id}, {"$set": {"city": rng.choice(["ka", "kr", None]),
+                                                             "synced_at": T0 + timedelta(seconds=rng.randint(0, 60))}})
+            elif action < 0.6:
+                things.update_many({"city": "kr"}, {"$push": {"_outbox": {"id": f"p{step}"}}, "$inc": {"n": 1}})
+            elif action < 0.7:
+                things.update_many({"_outbox.id": {"$exists": True}}, {"$pull": {"_outbox": {"id": {"$exists": True}}}})
+            elif action < 0.78:
+                things.update_one({"_id": doc_id}, {"$set": {"key": f"k{rng.randint(0, 40)}"}})
+            elif action < 0.86:
+                things.update_one({"key": f"k{rng.randint(0, 40)}"}, {"$set": {"city": "na"}}, upsert=True)
+            elif action < 0.93:
+                things.replace_one({"_id": doc_id}, {"city": "kr", "n": 1, "synced_at": T0})
+            elif action < 0.97:
+                things.delete_many({"city": rng.choice(["ka", "na"]), "n": {"$lt": 3}})
+            else:
+                things.find_one_and_update({"city": "ka"}, {"$unset": {"city": ""}})
+        except DuplicateKeyError:
+            pass
+        for query in queries(rng):
+            assert list(things.find(query)) == scanned(things, query), (step, query)
+
+
+def test_a_unique_key_stays_unique_when_an_update_changes_it(things):
+    things.insert_one({"_id": "a", "key": "k1"})
+    things.insert_one({"_id": "b", "key": "k2"})
+    with pytest.raises(DuplicateKeyError):
+        things.update_one({"_id": "b"}, {"$set": {"key": "k1"}})
+    assert things.find_one({"key": "k2"})["_id"] == "b"  # rolled back, and the index with it
+    assert [d["_id"] for d in things.find({"key": "k1"})] == ["a"]
+    with pytest.raises(DuplicateKeyError):
+        things.insert_one({"_id": "c", "key": "k2"})
+
+
+def test_dropping_a_collection_forgets_its_documents(things):
+    things.insert_one({"_id": "a", "city": "ka"})
+    things.drop()
+    assert list(things.find({"city": "ka"})) == []
+    things.insert_one({"_id": "a", "city": "ka"})
+    assert [d["_id"] for d in things.find({"city": "ka"})] == ["a"]
