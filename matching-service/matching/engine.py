@@ -41,6 +41,7 @@ class Engine:
         self.ideas = Index()  # groups: (partnership, city)
         self.interests = Index()  # groups: (city,)
         self._synced: dict[str, datetime | None] = {"ideas": None, "participants": None}
+        self._indexed: dict[str, dict[str, Any]] = {"ideas": {}, "participants": {}}  # id -> version indexed
         self._sync_lock = threading.Lock()
 
     # --- vectors -------------------------------------------------------------------------------------------
@@ -63,14 +64,20 @@ class Engine:
     def sync(self) -> None:
         """Bring the in-memory index up to date with every read-model change in the store."""
         with self._sync_lock:
-            started = now()
-            for doc in self.repo.changed_since(self.repo.ideas, self._since("ideas")):
-                self._index_idea(doc)
-            self._synced["ideas"] = started
-            started = now()
-            for doc in self.repo.changed_since(self.repo.participants, self._since("participants")):
-                self._index_participant(doc)
-            self._synced["participants"] = started
+            self._catch_up("ideas", self.repo.ideas, self._index_idea)
+            self._catch_up("participants", self.repo.participants, self._index_participant)
+
+    def _catch_up(self, name: str, collection: Any, index: Any) -> None:
+        # The overlap re-reads the last seconds' changes on every sync: only their ids and versions, then
+        # the whole documents (with their vectors) of those not indexed at that version yet.
+        started = now()
+        indexed = self._indexed[name]
+        changed = [doc["_id"] for doc in self.repo.changed_since(collection, self._since(name), {"version": 1})
+                   if indexed.get(doc["_id"], -1) != doc.get("version")]
+        for doc in self.repo.by_ids(collection, changed):
+            index(doc)
+            indexed[doc["_id"]] = doc.get("version")
+        self._synced[name] = started
 
     def _since(self, name: str) -> datetime | None:
         last = self._synced[name]
@@ -213,12 +220,20 @@ class Engine:
     def complement_phrases(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> domain.Complement | None:
         """Which offer answers which need, phrase by phrase (only for the few proposals made)."""
         best: domain.Complement | None = None
-        for seeker, offerer in ((a, b), (b, a)):
-            seeks, offers = list(seeker.get("seeks") or ()), list(offerer.get("offers") or ())
+        phrases = {(side, part): list(idea.get(part) or ()) for side, idea in (("a", a), ("b", b))
+                   for part in ("seeks", "offers")}
+        everything = [phrase for found in phrases.values() for phrase in found]
+        if not everything:
+            return None
+        encoded = self.encoder.encode(everything)  # one call for both directions: the call has a cost of its own
+        vectors, at = {}, 0
+        for key, found in phrases.items():
+            vectors[key], at = encoded[at:at + len(found)], at + len(found)
+        for (seeker, offerer), (s, o) in zip(((a, b), (b, a)), (("a", "b"), ("b", "a")), strict=True):
+            seeks, offers = phrases[(s, "seeks")], phrases[(o, "offers")]
             if not seeks or not offers:
                 continue
-            vectors = self.encoder.encode(seeks + offers)
-            sims = vectors[: len(seeks)] @ vectors[len(seeks):].T
+            sims = vectors[(s, "seeks")] @ vectors[(o, "offers")].T
             i, j = np.unravel_index(int(np.argmax(sims)), sims.shape)
             if best is None or sims[i, j] > best.cosine:
                 best = domain.Complement(offer_city=self.repo.city_name(offerer["city"]),

@@ -98,9 +98,13 @@ class Repository:
         )
         return result.matched_count == 1
 
-    def changed_since(self, collection: Any, since: datetime | None) -> list[dict[str, Any]]:
+    def changed_since(self, collection: Any, since: datetime | None,
+                      projection: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         query = {} if since is None else {"synced_at": {"$gte": since}}
-        return list(collection.find(query))
+        return list(collection.find(query, projection))
+
+    def by_ids(self, collection: Any, ids: Sequence[str]) -> list[dict[str, Any]]:
+        return list(collection.find({"_id": {"$in": list(ids)}})) if ids else []
 
     def participant(self, pid: str) -> dict[str, Any] | None:
         return self.participants.find_one({"_id": pid})
