@@ -25,16 +25,20 @@ class Transport:
 
 
 class HttpTransport(Transport):
-    """One connection pool per service; keep-alive, no retries of non-idempotent calls."""
+    """One keep-alive connection pool per service (urllib3's pool itself: a PoolManager would parse the URL
+    and look the pool up again on every call); no retries of non-idempotent calls."""
 
     def __init__(self, base_url: str, *, timeout: float = 10.0, pool_size: int = 16) -> None:
         self.base_url = base_url.rstrip("/")
-        self.pool = urllib3.PoolManager(maxsize=pool_size, block=False, retries=False,
-                                        timeout=urllib3.Timeout(connect=2.0, read=timeout))
+        url = urllib3.util.parse_url(self.base_url)
+        self.prefix = (url.path or "").rstrip("/")
+        self.pool = urllib3.connectionpool.connection_from_url(
+            self.base_url, maxsize=pool_size, block=False, retries=False,
+            timeout=urllib3.Timeout(connect=2.0, read=timeout))
 
     def request(self, method: str, path: str, *, body: bytes | None, headers: Mapping[str, str]) -> Reply:
-        response = self.pool.request(method, self.base_url + path, body=body, headers=dict(headers),
-                                     redirect=False, preload_content=True)
+        response = self.pool.urlopen(method, self.prefix + path, body=body, headers=dict(headers),
+                                     redirect=False, preload_content=True, assert_same_host=False)
         return Reply(response.status, dict(response.headers), response.data)
 
 
