@@ -9,6 +9,8 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
+import time
 from typing import Any
 
 import click
@@ -149,17 +151,36 @@ class _Gunicorn:
     """gunicorn's application, built lazily so the app (and its connections) is created after fork."""
 
     @staticmethod
-    def run(service: str, options: dict[str, Any]) -> None:
+    def run(service: str, options: dict[str, Any], *, consumers: int = 0) -> None:
+        """Serve the app; with `consumers`, the (single) gunicorn worker also runs the service's worker."""
         from gunicorn.app.base import BaseApplication
+
+        stop = threading.Event()
+        running: dict[str, Any] = {}
+
+        def worker_exit(_server: Any, _worker: Any) -> None:
+            # After the web worker stopped taking requests: finish the message in hand, then the relay.
+            runtime = running.get("runtime")
+            if runtime is None:
+                return
+            stop.set()
+            deadline = time.monotonic() + 20
+            for thread in running["threads"]:
+                thread.join(timeout=max(0.1, deadline - time.monotonic()))
+            runtime.relay.stop(timeout=max(0.1, deadline - time.monotonic()))
 
         class Application(BaseApplication):  # type: ignore[misc]
             def load_config(self) -> None:
-                for key, value in options.items():
+                for key, value in {**options, **({"worker_exit": worker_exit} if consumers else {})}.items():
                     if value is not None:
                         self.cfg.set(key, value)
 
             def load(self) -> Any:
-                return _factory(service).create_app()
+                app = _factory(service).create_app()
+                if consumers:
+                    runtime = app.extensions["twincity.runtime"]
+                    running.update(runtime=runtime, threads=runtime.start_worker(stop, consumers))
+                return app
 
         Application().run()
 
@@ -182,14 +203,31 @@ def _service_group(service: str) -> click.Group:
                   help="gunicorn worker processes (default $WEB_WORKERS).")
     @click.option("--threads", type=click.IntRange(1, 256), default=None,
                   help="Threads per worker (default $WEB_THREADS).")
-    def web(bind: str | None, workers: int | None, threads: int | None) -> None:
+    @click.option("--with-worker", is_flag=True, hidden=service == "gateway",
+                  help="Also run the service's worker (consumers, outbox relay) in the one web process.")
+    @click.option("--concurrency", type=click.IntRange(1, 64), default=None, hidden=service == "gateway",
+                  help="With --with-worker: consumer threads (default $WORKER_CONCURRENCY).")
+    def web(bind: str | None, workers: int | None, threads: int | None, with_worker: bool,
+            concurrency: int | None) -> None:
         settings = _settings()
+        consumers = 0
+        if with_worker:
+            # Web and worker share one process, so one store client and one index: for a small deployment,
+            # and the only way to run a service apart from the others on MONGO_URL=mongomock:// (in memory).
+            if service == "gateway":
+                raise click.UsageError("the gateway has no worker")
+            if (workers or 1) > 1:
+                raise click.UsageError("--with-worker runs one web process; scale with more replicas")
+            workers, consumers = 1, concurrency or settings.worker_concurrency
         logs.setup(service, settings.log_level, settings.log_format)
         processes = workers or settings.web_workers
         if processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Before any metric exists: each worker writes its counts there, /metrics adds them up.
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"twincity-{service}-metrics-")
-        _Gunicorn.run(service, {
+        _Gunicorn.run(service, _web_options(settings, bind, processes, threads), consumers=consumers)
+
+    def _web_options(settings: Settings, bind: str | None, processes: int, threads: int | None) -> dict[str, Any]:
+        return {
             "bind": bind or f"0.0.0.0:{settings.port}",
             "workers": processes,
             "threads": threads or settings.web_threads,
@@ -207,7 +245,7 @@ def _service_group(service: str) -> click.Group:
                 },
             },
             "child_exit": _forget_worker_metrics,
-        })
+        }
 
     if service != "gateway":
         @group.command(help=f"Consume the {service} queue and relay its outbox until SIGTERM.")

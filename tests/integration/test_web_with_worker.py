@@ -1,0 +1,94 @@
+"""`twincity <service> web --with-worker`: the web app, the consumers and the relay in one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from services import bus
+from services.config import Settings
+from services.tenancy import HEADER, Caller
+from tests.conftest import Consumers, queue_depth, wait_for
+
+TWINCITY = str(Path(sys.executable).parent / "twincity")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answers(url: str, process: subprocess.Popen[bytes], log: Path) -> bool:
+    assert process.poll() is None, f"exited early with {process.returncode}:\n{log.read_text()}"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+@pytest.mark.rabbitmq
+def test_one_process_serves_consumes_and_relays_on_an_in_memory_store(
+    rabbit_settings: Settings, rabbit_consumers: Consumers, tmp_path: Path
+) -> None:
+    submitted = []
+    rabbit_consumers.start("observer", {"idea.submitted": [submitted.append]})
+    port = free_port()
+    log = tmp_path / "ideas.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINCITY_", "PROMETHEUS_"))}
+    env.update(AMQP_URL=rabbit_settings.amqp_url, MONGO_URL="mongomock://", TWINCITY_EXCHANGE=rabbit_settings.exchange,
+               TWINCITY_NAMESPACE=rabbit_settings.namespace, LOG_FORMAT="json", XDG_RUNTIME_DIR=str(tmp_path))
+    with log.open("wb") as out:
+        process = subprocess.Popen([TWINCITY, "ideas", "web", "--with-worker", "--bind", f"127.0.0.1:{port}"],
+                                   env=env, stdout=out, stderr=subprocess.STDOUT)
+    ideas = bus.Topology("ideas", rabbit_settings.exchange, (), rabbit_settings.retry_delays_ms,
+                         rabbit_settings.namespace)
+    try:
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/readyz", process, log), 20, interval=0.2,
+                 message="/readyz to answer 200")
+        who = Caller(city="karlsruhe", scopes=("read", "write"), visible_cities=("karlsruhe",),
+                     default_themes=("ecology-health",))
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/ideas", method="POST",
+            data=json.dumps({"title": "Radtour", "theme": "ecology-health", "language": "de"}).encode(),
+            headers={"Content-Type": "application/json", HEADER: who.encode()})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            idea = json.loads(response.read())
+        # The web request's outbox event is relayed by this process, and its consumer holds the service's queue.
+        wait_for(lambda: any(e.payload["idea_id"] == idea["id"] for e in submitted), 15,
+                 message="idea.submitted to be relayed")
+        def consumers() -> int:
+            with bus.connection(rabbit_settings) as conn:
+                return conn.channel().queue_declare(queue=ideas.queue, passive=True).consumer_count
+
+        wait_for(lambda: consumers() == 1, 15, interval=0.1, message="the worker to consume its queue")
+        assert queue_depth(rabbit_settings, ideas.dead) == 0
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        bus.delete_topology(rabbit_settings, [ideas])
+
+
+def test_with_worker_runs_one_web_process_and_the_gateway_has_none() -> None:
+    from click.testing import CliRunner
+
+    from twincity.cli import main
+
+    runner = CliRunner()
+    refused = runner.invoke(main, ["ideas", "web", "--with-worker", "--workers", "2"])
+    assert refused.exit_code == 2 and "one web process" in refused.output
+    refused = runner.invoke(main, ["gateway", "web", "--with-worker"])
+    assert refused.exit_code == 2 and "no worker" in refused.output
