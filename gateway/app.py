@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, service_apps: Mapping[str, Flas
         key_store.ensure(settings.admin_key, ["admin", "read", "write"], label="TWINCITY_ADMIN_KEY")
     audit_log = audit.AuditLog(runtime.db)
     app.extensions["twincity.audit"] = audit_log
-    _rate_limits(app, settings)
+    limiter = _rate_limits(app, settings)
     blueprint = api.build(directory, key_store, clients, audit_log)
     app.register_blueprint(blueprint, url_prefix=api.PREFIX)
 
@@ -85,6 +85,10 @@ def create_app(settings: Settings | None = None, service_apps: Mapping[str, Flas
 
     # The web pages for participants and coordinators (/, /ideas, /matches, /coordinator, ...).
     pages.install(app, settings=settings, db=runtime.db, directory=directory, keys=key_store, clients=clients)
+    # Sign-in forms ask for e-mails and check keys: a few tries a minute per address, whoever is asked for.
+    per_address = limiter.limit(settings.signin_rate_limit, key_func=get_remote_address, methods=["POST"])
+    for form in ("pages.signin", "pages.coordinator_signin"):
+        app.view_functions[form] = per_address(app.view_functions[form])  # Flask-Limiter checks in the wrapper
 
     @app.get("/docs")
     def docs() -> Response:

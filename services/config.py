@@ -113,6 +113,7 @@ VARIABLES: tuple[Var, ...] = (
     Var("MATCHING_URL", "", "Gateway: base URL of the matching web service; empty: inside this process."),
     Var("NOTIFY_URL", "", "Gateway: base URL of the notify web service; empty: inside this process."),
     Var("TWINCITY_RATE_LIMIT", "300/minute", "Calls one key (or one address without a key) may make to /api."),
+    Var("TWINCITY_SIGNIN_RATE_LIMIT", "10/minute", "Sign-in form posts (e-mail link, coordinator key) per address."),
     Var("TWINCITY_MAX_BODY", "262144", "Largest request body the gateway accepts, in bytes (413 beyond)."),
     Var("MATCHING_EXPIRY_SWEEP", "60", "Seconds between the matching worker's sweeps for expired proposals."),
     Var("SMTP_URL", "", "Notify: smtp://[user:pass@]host:port (smtps:// for TLS); empty sends no e-mail."),
@@ -155,6 +156,7 @@ class Settings:
     service_urls: tuple[tuple[str, str], ...] = ()
     max_body_bytes: int = 262_144
     rate_limit: str = "300/minute"
+    signin_rate_limit: str = "10/minute"
     expiry_sweep: float = 60.0
     smtp_url: str = ""
     smtp_from: str = "Twin City Lab <noreply@twincity.invalid>"
@@ -218,6 +220,7 @@ class Settings:
                 if get(f"{service.upper()}_URL")
             ),
             rate_limit=_rate("TWINCITY_RATE_LIMIT", get("TWINCITY_RATE_LIMIT")),
+            signin_rate_limit=_rate("TWINCITY_SIGNIN_RATE_LIMIT", get("TWINCITY_SIGNIN_RATE_LIMIT")),
             max_body_bytes=_int("TWINCITY_MAX_BODY", get("TWINCITY_MAX_BODY"), minimum=1024),
             expiry_sweep=_float("MATCHING_EXPIRY_SWEEP", get("MATCHING_EXPIRY_SWEEP"), minimum=0.05),
             smtp_url=_url("SMTP_URL", get("SMTP_URL"), ("smtp", "smtps")) if get("SMTP_URL") else "",

@@ -139,6 +139,16 @@ def _error_pages(bp: Any) -> None:
             response.headers["Allow"] = allow
         return response
 
+    @bp.app_errorhandler(429)
+    def _too_many(exc: HTTPException) -> Any:
+        """The sign-in forms' limit per address (the API's limit answers problem+json, with Retry-After)."""
+        if wants_page():
+            response = make_response(page(429, _("Too many attempts"),
+                                          _("Please wait a minute, then try again.")))
+            views.security_headers(response)
+            return response
+        return problem_response(429, "Too Many Requests", exc.description)
+
     @bp.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:
         log.exception("unhandled error on page %s %s (request %s)", request.method, request.path,

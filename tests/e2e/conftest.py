@@ -113,6 +113,7 @@ class Api:
 def running_platform(url: str, **overrides: Any) -> Iterator[Api]:
     # Tests poll the API every 10 ms while they wait: the rate limit stays out of the way unless a test sets it.
     overrides.setdefault("rate_limit", "1000000/minute")
+    overrides.setdefault("signin_rate_limit", "1000000/minute")
     settings = make_settings(url, admin_key=ADMIN, retry_delays_ms=(100, 200, 400, 800), expiry_sweep=0.2,
                              notify_send_interval=0.05, **overrides)
     platform = EmbeddedPlatform.build(settings).start()

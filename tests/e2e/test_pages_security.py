@@ -324,3 +324,21 @@ def test_signing_out_or_being_erased_ends_the_session_on_the_server_too(lab):
     erased = api.call("DELETE", f"/participants/{people['Paul Brandt']['id']}", demo.city_keys["karlsruhe"])
     assert erased.status_code == 204
     assert paul.get("/ideas").status_code == 302, "erasure ends the person's web sessions"
+
+
+def test_sign_in_forms_are_limited_per_address_with_a_page_in_the_visitor_s_language():
+    with running_platform("memory://", signin_rate_limit="3/minute") as api:
+        browser = Browser(api.platform.gateway, "de")
+        browser.get("/signin")
+        for _ in range(3):
+            assert browser.post("/signin", {"email": "someone@example.org"}).status_code == 302
+        limited = browser.post("/signin", {"email": "someone.else@example.org"})
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
+        assert "Zu viele Versuche" in limited.get_data(as_text=True) and limited.mimetype == "text/html"
+        assert limited.headers["Content-Security-Policy"]
+        # The coordinators' form counts for itself; reading the forms is never limited.
+        assert browser.get("/signin").status_code == 200
+        browser.get("/coordinator/signin")
+        assert browser.post("/coordinator/signin", {"key": "tcl_wrong"}).status_code != 429
+        # The API keeps its own limit and its problem+json.
+        assert api.call("GET", "/themes").status_code == 200
