@@ -235,13 +235,16 @@ class Repository:
             raise NotFound(participant_id)
         event = new_event("participant.erased", {"participant_id": participant_id, "city": current["city"]},
                           producer=PRODUCER, city=current["city"])
-        tombstone = {"_id": participant_id, "city": current["city"], "erased": True, "erased_at": _now(),
-                     "version": current["version"] + 1}
-        result = self.participants.replace_one(
-            {"_id": participant_id, "version": current["version"]},
-            # Events not yet relayed stay pending, followed by the erasure.
-            outbox.with_events(tombstone, [*current.get(outbox.FIELD, []), event]),
-        )
+        kept = {"_id", "city", outbox.FIELD, inbox.FIELD}
+        tombstone = {"erased": True, "erased_at": _now(), "version": current["version"] + 1}
+        forgotten = {name: "" for name in current if name not in kept and name not in tombstone}
+        # An update, not a replace: the relay may publish and pull the pending events between the read above and
+        # this write (it does not change the version); a replace would put them back, to be published twice.
+        update: dict[str, Any] = {"$set": tombstone}
+        if forgotten:
+            update["$unset"] = forgotten
+        result = self.participants.update_one({"_id": participant_id, "version": current["version"]},
+                                              outbox.push_events(update, [event]))
         if result.matched_count != 1:
             raise Conflict(f"participant {participant_id} changed while being erased; try again")
         self._on_events()
