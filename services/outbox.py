@@ -73,6 +73,7 @@ class Relay:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one pass at a time (kick and sweep share the publisher)
+        self.published_total = 0  # events confirmed by the broker since start (tests wait for their delivery)
 
     def kick(self) -> None:
         """Ask for a pass now (called after a write that stored events)."""
@@ -107,6 +108,7 @@ class Relay:
                     {"$pull": {FIELD: {"id": {"$in": [e["id"] for e in envelopes]}}}},
                 )
                 published += len(envelopes)
+            self.published_total += published
             metrics.OUTBOX_PUBLISHED.labels(self.service).inc(published)
             metrics.OUTBOX_BACKLOG.labels(self.service).set(max(backlog - published, 0))
             return published

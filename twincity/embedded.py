@@ -63,6 +63,12 @@ class EmbeddedPlatform:
         """No event waits in any outbox (what the tests wait for before counting)."""
         return all(rt.relay.backlog() == 0 for rt in self.runtimes.values()) and self.gateway_relay_idle()
 
+    def published(self) -> int:
+        """Events the relays of this process have published (each confirmed by the broker)."""
+        assert self.gateway is not None
+        relays = [rt.relay for rt in self.runtimes.values()] + [self.gateway.extensions["twincity.runtime"].relay]
+        return sum(relay.published_total for relay in relays)
+
     def gateway_relay_idle(self) -> bool:
         assert self.gateway is not None
         return self.gateway.extensions["twincity.runtime"].relay.backlog() == 0

@@ -81,6 +81,9 @@ class Api:
     def settle(self, timeout: float = 15.0) -> None:
         """Wait until every outbox is empty and the observer has taken everything from its queue."""
         wait_for(self.platform.settled, timeout, message="the outboxes to drain")
+        # The observer is bound to every event type: it has each published event at least once.
+        wait_for(lambda: len(self.observer.events) >= self.platform.published(), timeout,
+                 message="the observer to receive every published event")
         seen = -1
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
