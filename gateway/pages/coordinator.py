@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, Response, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
 from gateway.pages import csvfiles
@@ -16,6 +17,45 @@ from gateway.themes import DEFAULT_THEMES
 
 EXPORTS = ("ideas", "matches", "projects")
 LIVE = ("proposed", "accepted", "confirmed")  # what the matrix shows
+
+
+def _row_messages() -> list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]]:
+    """What the ideas service (marshmallow, its rules) and the CSV reader say of a row, in the visitor's words."""
+    rules: list[tuple[str, Callable[[re.Match[str]], str]]] = [
+        (r"Missing data for required field\.", lambda m: _("This column must not be empty.")),
+        (r"Length must be between (\d+) and (\d+)\.",
+         lambda m: _("Between %(min)s and %(max)s characters, please.", min=m[1], max=m[2])),
+        (r"Shorter than minimum length (\d+)\.", lambda m: _("At least %(min)s characters, please.", min=m[1])),
+        (r"Longer than maximum length (\d+)\.", lambda m: _("At most %(max)s characters, please.", max=m[1])),
+        (r"Must be one of: (.*)\.", lambda m: _("Must be one of: %(choices)s.", choices=m[1])),
+        (r"Not a valid email address\.", lambda m: _("This is not an e-mail address.")),
+        (r"Not a valid \w+\.", lambda m: _("This value cannot be read.")),
+        (r"Unknown field\.", lambda m: _("Unknown column.")),
+        (r"unknown theme '([^']*)'.*", lambda m: _("Unknown theme “%(theme)s”.", theme=m[1])),
+        (r"no participant with this e-mail address in (.+)",
+         lambda m: _("No participant with this e-mail address in %(city)s.", city=_city_name(m[1]))),
+        (r"names another participant than author_id", lambda m: _("Names another participant than the author.")),
+        (r"more cells than columns", lambda m: _("More cells than the header has columns.")),
+    ]
+    return [(re.compile(pattern), say) for pattern, say in rules]
+
+
+ROW_MESSAGES = _row_messages()
+
+
+def _city_name(key: str) -> str:
+    directory = current_app.extensions.get("twincity.directory")
+    doc = directory.city(key) if directory is not None else None
+    return doc["name"] if doc else key
+
+
+def in_words(message: str) -> str:
+    """A row's error in the visitor's language (a message nobody translated yet stays as it came)."""
+    for pattern, say in ROW_MESSAGES:
+        found = pattern.fullmatch(message.strip())
+        if found:
+            return say(found)
+    return message
 
 
 def register(bp: Blueprint, backend: Backend) -> None:
@@ -150,6 +190,10 @@ def register(bp: Blueprint, backend: Backend) -> None:
                     found[text.lower()] = key
         return found
 
+    def translate(rows: list[csvfiles.Row]) -> None:
+        for row in rows:
+            row.errors = {column: [in_words(m) for m in messages] for column, messages in row.errors.items()}
+
     def check(text: str, dry_run: bool) -> tuple[list[csvfiles.Row], str | None, dict[str, Any] | None]:
         """(rows with their errors, a problem with the file as a whole, the service's answer)."""
         try:
@@ -157,6 +201,7 @@ def register(bp: Blueprint, backend: Backend) -> None:
         except csvfiles.FileProblem as exc:
             return [], str(exc), None
         if any(r.errors for r in rows):
+            translate(rows)
             return rows, None, None
         try:
             answer = backend.call(caller(), "ideas", "POST", "/internal/ideas/import",
@@ -164,6 +209,7 @@ def register(bp: Blueprint, backend: Backend) -> None:
         except ServiceError as exc:
             if exc.status == 422 and exc.body.get("rows"):
                 csvfiles.attach_errors(rows, exc.body["rows"])
+                translate(rows)
                 return rows, None, None
             if exc.status == 403:
                 return rows, "forbidden", None

@@ -4,6 +4,7 @@ forms (POST-redirect-GET), error pages for bad input, coordinators' CSV import (
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 import time
@@ -391,6 +392,26 @@ def test_csv_import_previews_names_each_row_s_errors_and_imports_all_or_nothing(
         response = coordinator.post("/coordinator/import", {"file": (io.BytesIO(broken), "x.csv")},
                                     content_type="multipart/form-data")
         assert response.status_code == 422 and words in response.get_data(as_text=True), words
+
+
+def test_a_row_s_errors_are_in_the_coordinator_s_language(lab):
+    api, demo = lab
+    coordinator = Browser(api.platform.gateway, "de")
+    coordinator.coordinator(demo.city_keys["karlsruhe"])
+    bad = ("title,theme,language,author_email\n"
+           "Ab,ecology-health,,\n"
+           "Gut genug,no-such-theme,,\n"
+           "Noch eine,ecology-health,xx,\n"
+           "Und noch eine,ecology-health,,ghost@example.org\n")
+    preview = coordinator.post("/coordinator/import", {"file": (io.BytesIO(bad.encode()), "workshop.csv")},
+                               content_type="multipart/form-data")
+    page = html.unescape(preview.get_data(as_text=True))
+    assert preview.status_code == 422
+    assert "Bitte zwischen 3 und 200 Zeichen." in page, "marshmallow's length message, in German"
+    assert "Unbekanntes Thema „no-such-theme“." in page
+    assert "In Karlsruhe gibt es niemanden mit dieser E-Mail-Adresse." in page
+    assert "Erlaubt ist eines von:" in page
+    assert "Length must be" not in page and "unknown theme" not in page
 
 
 def test_exported_cells_cannot_run_as_formulas():
