@@ -322,6 +322,10 @@ def test_coordinator_overview_matrix_and_exports(lab):
     assert "Ökologie &amp; Gesundheit" in overview
     matrix = coordinator.text("/coordinator/matrix")
     assert 'class="matrix"' in matrix and "Karlsruhe ↔ Краснодар" in matrix
+    # Every cell links to its reasons, written out below the table (not only in a tooltip).
+    cells = re.findall(r'<a href="#why-([^"]+)"', matrix)
+    assert cells and all(f'<li id="why-{m}">' in matrix for m in cells)
+    assert "Warum sie zusammenpassen" in matrix
     assert (time.perf_counter() - started) < 5
     ideas_csv = coordinator.get("/coordinator/export/ideas.csv")
     assert ideas_csv.mimetype == "text/csv" and "attachment" in ideas_csv.headers["Content-Disposition"]
