@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 
 import kombu
 import pytest
@@ -163,3 +168,19 @@ def queue_messages(settings: Settings, queue: str, limit: int = 1000) -> list[ko
             message.ack()
             taken.append(message)
     return taken
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answers_ok(url: str, process: subprocess.Popen[bytes], log: Path) -> bool:
+    """Whether the process (still alive, else its log is the failure) answers 200 at `url`."""
+    assert process.poll() is None, f"exited early with {process.returncode}:\n{log.read_text()}"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False

@@ -15,13 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 TWINCITY = str(Path(sys.executable).parent / "twincity")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -24,17 +24,12 @@ from typing import Any
 import pytest
 
 from services import bus, outbox
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 from tests.e2e.conftest import Api, running_platform, transport_url
 from tests.e2e.test_matching import GARDEN_DE, GARDEN_RU
 
 SECRET = "receiver-shared-secret-0123456789"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SmtpServer:

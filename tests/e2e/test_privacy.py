@@ -13,10 +13,9 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from services import logs
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 from tests.e2e.conftest import running_platform, transport_url
 from tests.e2e.test_matching import GARDEN_DE, GARDEN_RU
-from tests.e2e.test_notify import free_port
 
 LENA = {"name": "Lena Hoffmann", "email": "lena.hoffmann@example.org", "language": "de"}
 ANNA = {"name": "Анна Смирнова", "email": "anna.smirnova@example.org", "language": "ru"}

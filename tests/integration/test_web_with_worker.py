@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -17,24 +16,11 @@ import pytest
 from services import bus
 from services.config import Settings
 from services.tenancy import HEADER, Caller
-from tests.conftest import Consumers, queue_depth, wait_for
+from tests.conftest import Consumers, answers_ok, free_port, queue_depth, wait_for
 
 TWINCITY = str(Path(sys.executable).parent / "twincity")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def answers(url: str, process: subprocess.Popen[bytes], log: Path) -> bool:
-    assert process.poll() is None, f"exited early with {process.returncode}:\n{log.read_text()}"
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
 
 
 @pytest.mark.rabbitmq
@@ -54,7 +40,7 @@ def test_one_process_serves_consumes_and_relays_on_an_in_memory_store(
     ideas = bus.Topology("ideas", rabbit_settings.exchange, (), rabbit_settings.retry_delays_ms,
                          rabbit_settings.namespace)
     try:
-        wait_for(lambda: answers(f"http://127.0.0.1:{port}/readyz", process, log), 20, interval=0.2,
+        wait_for(lambda: answers_ok(f"http://127.0.0.1:{port}/readyz", process, log), 20, interval=0.2,
                  message="/readyz to answer 200")
         who = Caller(city="karlsruhe", scopes=("read", "write"), visible_cities=("karlsruhe",),
                      default_themes=("ecology-health",))

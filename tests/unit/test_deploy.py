@@ -12,7 +12,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tomllib
@@ -27,7 +26,7 @@ import yaml
 
 from services import bus
 from services.config import VARIABLES, ConfigError, Settings
-from tests.conftest import wait_for
+from tests.conftest import answers_ok, free_port, wait_for
 from twincity import cli
 from twincity.cli import main
 
@@ -248,19 +247,6 @@ def compose_env(compose: dict[str, Any], service: str, amqp_url: str, tmp_path: 
     return env
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def ready(url: str, process: subprocess.Popen[bytes], log: Path) -> bool:
-    assert process.poll() is None, f"exited early with {process.returncode}:\n{log.read_text()}"
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
 
 
 def stop(process: subprocess.Popen[bytes], log: Path) -> int:
@@ -285,7 +271,7 @@ def test_a_web_process_serves_readiness_and_stops_on_sigterm(
         process = subprocess.Popen(argv, env=compose_env(compose, "ideas-web", rabbitmq, tmp_path),
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: ready(f"http://127.0.0.1:{port}/readyz", process, log), 20, interval=0.2,
+        wait_for(lambda: answers_ok(f"http://127.0.0.1:{port}/readyz", process, log), 20, interval=0.2,
                  message="/readyz to answer 200")
         for _ in range(10):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read()
