@@ -138,18 +138,48 @@ class StoreIndexes:
             index.drop(doc_id)
 
     def plan(self, query: Any) -> set[Any] | None:
-        """The smallest candidate set some index gives for the query's top-level conditions, or None."""
+        """The smallest candidate set some index gives for the query's top-level conditions, or None.
+
+        `$or` of branches that can each be planned gives the union of their candidates (a document that
+        matches the `$or` matches one branch, so it is a candidate of that branch); `$and` gives the smallest
+        of its planned branches, like the top-level conditions it stands for. A branch no index can narrow
+        leaves the `$or` to the other conditions (or a scan). notify's senders claim due deliveries with
+        `{"$or": [{"status": "pending", ...}, {"status": "sending", ...}]}` on every pass: without this,
+        each pass checked every notification ever stored.
+        """
         if not isinstance(query, Mapping) or not self.fields:
             return None
         best: set[Any] | None = None
         for key, condition in query.items():
-            if key.startswith("$"):
+            if key == "$or":
+                found = self._plan_or(condition)
+            elif key == "$and":
+                found = self._plan_and(condition)
+            elif key.startswith("$"):
                 continue
-            index = self.fields.get(key.split(".", 1)[0])
-            found = index.candidates(key, condition) if index is not None else None
+            else:
+                index = self.fields.get(key.split(".", 1)[0])
+                found = index.candidates(key, condition) if index is not None else None
             if found is not None and (best is None or len(found) < len(best)):
                 best = found
         return best
+
+    def _plan_or(self, branches: Any) -> set[Any] | None:
+        if not isinstance(branches, list | tuple) or not branches:
+            return None
+        union: set[Any] = set()
+        for branch in branches:
+            found = self.plan(branch)
+            if found is None:
+                return None
+            union |= found
+        return union
+
+    def _plan_and(self, branches: Any) -> set[Any] | None:
+        if not isinstance(branches, list | tuple) or not branches:
+            return None
+        planned = [found for found in (self.plan(branch) for branch in branches) if found is not None]
+        return min(planned, key=len) if planned else None
 
 
 _lock = threading.Lock()

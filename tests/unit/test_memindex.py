@@ -45,6 +45,14 @@ def queries(rng: random.Random) -> list[dict]:
         {"key": f"k{rng.randint(0, 40)}"},
         {"sides.idea_id": f"i{rng.randint(0, 5)}"},
         {"tags": "x"},
+        # $or of indexed branches (the union of their candidates), nested, and with a branch no index narrows
+        {"$or": [{"city": city}, {"key": f"k{rng.randint(0, 40)}"}]},
+        {"$or": [{"city": "ka", "n": {"$lt": 5}}, {"synced_at": {"$lt": T0 + timedelta(seconds=20)}}],
+         "n": {"$gte": 2}},
+        {"$or": [{"city": "kr"}, {"n": 3}]},
+        {"$or": [{"_outbox.id": {"$exists": True}}, {"city": None}]},
+        {"$and": [{"city": {"$in": ["ka", "kr"]}}, {"$or": [{"key": "k1"}, {"sides.idea_id": "i2"}]}]},
+        {"$or": [{"$and": [{"city": "na"}, {"n": {"$gt": 2}}]}, {"_id": "d3"}, {"key": "k4"}]},
     ]
 
 
@@ -75,6 +83,9 @@ def test_indexed_queries_answer_as_scans_through_random_writes(things):
                 things.update_one({"key": f"k{rng.randint(0, 40)}"}, {"$set": {"city": "na"}}, upsert=True)
             elif action < 0.93:
                 things.replace_one({"_id": doc_id}, {"city": "kr", "n": 1, "synced_at": T0})
+            elif action < 0.95:
+                things.update_many({"$or": [{"city": "na"}, {"key": f"k{rng.randint(0, 40)}"}]},
+                                   {"$set": {"city": rng.choice(["ka", "kr"])}, "$inc": {"n": 1}})
             elif action < 0.97:
                 things.delete_many({"city": rng.choice(["ka", "na"]), "n": {"$lt": 3}})
             else:
@@ -102,3 +113,17 @@ def test_dropping_a_collection_forgets_its_documents(things):
     assert list(things.find({"city": "ka"})) == []
     things.insert_one({"_id": "a", "city": "ka"})
     assert [d["_id"] for d in things.find({"city": "ka"})] == ["a"]
+
+
+def test_an_or_of_indexed_branches_is_answered_from_the_index():
+    from services import memindex
+
+    due = mongomock.MongoClient(tz_aware=True).db.due
+    due.create_index([("status", 1), ("next_attempt_at", 1)])
+    due.insert_many([{"_id": f"n{i}", "status": "delivered", "channel": "inbox"} for i in range(200)])
+    due.insert_one({"_id": "p", "status": "pending", "channel": "email", "next_attempt_at": T0})
+    due.insert_one({"_id": "s", "status": "sending", "channel": "email", "lease_until": T0})
+    query = {"$or": [{"status": "pending", "next_attempt_at": {"$lte": T0}},
+                     {"status": "sending", "lease_until": {"$lt": T0 + timedelta(seconds=1)}}], "channel": "email"}
+    assert memindex._indexes(due._store).plan(query) == {"p", "s"}  # not the 200 delivered ones
+    assert [d["_id"] for d in due.find(query)] == ["p", "s"] == [d["_id"] for d in scanned(due, query)]
