@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from flask import Flask
@@ -45,6 +46,17 @@ def _digests(runtime: Runtime) -> int:
     return sum(_sender(runtime).send_digests(day) for day in sorted(days))
 
 
+def _periodic(runtime: Runtime) -> list[tuple[float, Callable[[], object]]]:
+    sender = _sender(runtime)
+    return [
+        # pass_once is looked up on every run (not a bound method taken once), so that a test can take the
+        # sender "down" by replacing it: with the claim answered from the status index (services/memindex.py),
+        # a pass that was meant to be down sent the mails before the test saw them pending.
+        (runtime.settings.notify_send_interval, lambda: sender.pass_once()),
+        (300.0, lambda: _digests(runtime)),
+    ]
+
+
 SPEC = ServiceSpec(
     name="notify",
     indexes=repository.INDEXES,
@@ -52,10 +64,7 @@ SPEC = ServiceSpec(
     handlers=lambda runtime: handlers.build(handlers.Notifier(_repo(runtime), runtime.settings, _secret(runtime))),
     blueprints=lambda runtime: [api.build(_repo(runtime), runtime.settings, _secret(runtime))],
     docs=api.DOCS,
-    periodic=lambda runtime: [
-        (runtime.settings.notify_send_interval, _sender(runtime).pass_once),
-        (300.0, lambda: _digests(runtime)),
-    ],
+    periodic=lambda runtime: _periodic(runtime),
 )
 
 
