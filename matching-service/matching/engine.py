@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,12 +18,13 @@ import numpy as np
 
 from matching import domain
 from matching.repository import Conflict, Repository, now
-from matching.vectors import Encoder, Index, dequantize, quantize
+from matching.vectors import DIM, Encoder, Index, dequantize, quantize
 
 log = logging.getLogger(__name__)
 
 SYNC_OVERLAP = timedelta(seconds=5)  # re-read this much before the last sync: writes land a little late
 CANDIDATES = 50  # nearest ideas by text that are scored in full
+PHRASES_KEPT = 4096  # single phrases whose vectors are remembered for proposals' wording (2 KiB each)
 
 
 class NotReady(Exception):
@@ -43,6 +45,8 @@ class Engine:
         self._synced: dict[str, datetime | None] = {"ideas": None, "participants": None}
         self._indexed: dict[str, dict[str, Any]] = {"ideas": {}, "participants": {}}  # id -> version indexed
         self._sync_lock = threading.Lock()
+        self._phrases: OrderedDict[str, np.ndarray] = OrderedDict()  # phrase -> vector, least recently used first
+        self._phrases_lock = threading.Lock()
 
     # --- vectors -------------------------------------------------------------------------------------------
 
@@ -53,7 +57,28 @@ class Engine:
         for name, vector in zip(("vec", "seeks_vec", "offers_vec"), vectors, strict=True):
             code, scale = quantize(vector)
             fields[name], fields[f"{name}_scale"] = code, scale
+        # Its single phrases too, for the wording of the proposals it may get (complement_phrases): in a call of
+        # their own, so the vectors above stay exactly what they were. Encoding costs mostly per token, and
+        # the phrases of both sides were encoded anew for every proposal (~3 ms on the way to the inbox);
+        # now each phrase once, when its idea arrives, and the idea it is matched with later has its own ready.
+        self.phrase_vectors([*(idea.get("seeks") or ()), *(idea.get("offers") or ())])
         return fields
+
+    def phrase_vectors(self, phrases: Sequence[str]) -> dict[str, np.ndarray]:
+        """The vectors of single seek/offer phrases: remembered ones, the others encoded in one call."""
+        with self._phrases_lock:
+            found = {p: self._phrases[p] for p in phrases if p in self._phrases}
+            for phrase in found:
+                self._phrases.move_to_end(phrase)
+        missing = list(dict.fromkeys(p for p in phrases if p not in found))
+        if missing:
+            encoded = self.encoder.encode(missing)
+            with self._phrases_lock:
+                for phrase, vector in zip(missing, encoded, strict=True):
+                    found[phrase] = self._phrases[phrase] = vector
+                while len(self._phrases) > PHRASES_KEPT:
+                    self._phrases.popitem(last=False)
+        return found
 
     def interest_vector(self, interests: str) -> dict[str, Any]:
         code, scale = quantize(self.encoder.encode([interests])[0])
@@ -113,6 +138,9 @@ class Engine:
         """The partner city's ideas that fit, scored in full, best first (at most top_k, above threshold)."""
         query = dequantize(bytes(idea["vec"]), idea["vec_scale"])
         hits = self.ideas.search((pid, city), query, CANDIDATES, exclude=[idea["_id"]])
+        # Only ideas that could reach the threshold are read and scored: most of the 50 nearest are far
+        # below it, and reading one (a copy of the document with its vectors) cost more than scoring it.
+        hits = [(other_id, cosine) for other_id, cosine in hits if may_reach(cosine, settings)]
         if not hits:
             return []
         docs = self.repo.ideas_by_id([h for h, _ in hits])
@@ -225,10 +253,9 @@ class Engine:
         everything = [phrase for found in phrases.values() for phrase in found]
         if not everything:
             return None
-        encoded = self.encoder.encode(everything)  # one call for both directions: the call has a cost of its own
-        vectors, at = {}, 0
-        for key, found in phrases.items():
-            vectors[key], at = encoded[at:at + len(found)], at + len(found)
+        known = self.phrase_vectors(everything)  # usually all known: encoded when their ideas arrived
+        vectors = {key: np.array([known[p] for p in found], dtype=np.float32).reshape(len(found), DIM)
+                   for key, found in phrases.items()}
         for (seeker, offerer), (s, o) in zip(((a, b), (b, a)), (("a", "b"), ("b", "a")), strict=True):
             seeks, offers = phrases[(s, "seeks")], phrases[(o, "offers")]
             if not seeks or not offers:
@@ -240,6 +267,19 @@ class Engine:
                                          seek_city=self.repo.city_name(seeker["city"]),
                                          offer=offers[j], seek=seeks[i], cosine=float(sims[i, j]))
         return best
+
+
+def may_reach(cosine: float, settings: domain.Settings) -> bool:
+    """Whether an idea this similar by text could score at least the threshold: its score with theme, tags and
+    complement all full. False only when even that is below the threshold (with a margin for the score's
+    rounding), so skipping those ideas proposes exactly what scoring them all would."""
+    weights = (settings.semantic, settings.theme, settings.tags, settings.complement)
+    total = sum(weights)
+    if total <= 0 or min(weights) < 0:
+        return True  # scores that are not a weighted mean of parts in 0..1: no bound, score them all
+    best = (settings.semantic * domain.similarity_part(cosine) + settings.theme + settings.tags
+            + settings.complement) / total
+    return best >= settings.threshold - 1e-3
 
 
 def best_complement_cosine(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
