@@ -16,7 +16,9 @@ Installed once, when `services.store` is imported; collections without indexes a
 
 from __future__ import annotations
 
+import bisect
 import itertools
+import math
 import threading
 import warnings
 from collections.abc import Iterator, Mapping
@@ -37,6 +39,25 @@ def _scalar(value: Any) -> bool:
     return isinstance(value, _SCALARS) and not isinstance(value, bool)
 
 
+def _bracket(value: Any) -> str | None:
+    """The kind of scalar a value is ordered among, or None when it has no place in an order (NaN).
+
+    Values of one bracket compare with each other in Python; values of two brackets do not (a TypeError:
+    a string and a number, a naive and an aware datetime), so each bracket keeps a sorted list of its own.
+    """
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, datetime):
+        return "aware" if value.utcoffset() is not None else "naive"
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return "number"
+
+
+def _first(entry: tuple[Any, int, Any]) -> Any:
+    return entry[0]
+
+
 class FieldIndex:
     """One top-level field: its value in each document that has it, and the documents of each scalar value."""
 
@@ -44,7 +65,12 @@ class FieldIndex:
         self.field = field
         self.value_of: dict[Any, Any] = {}
         self.ids_of: dict[Any, set[Any]] = {}
-        self.others: set[Any] = set()  # documents whose value is no scalar (a list matches by its elements)
+        self.others: set[Any] = set()  # no scalar (a list matches by its elements) or NaN: candidates of a range
+        # per bracket, (value, slot, document) sorted: the slot (unique, from put) orders equal values and
+        # finds a document's entry again; range conditions bisect these instead of checking every document
+        self.ordered: dict[str, list[tuple[Any, int, Any]]] = {}
+        self.slot_of: dict[Any, int] = {}
+        self._slots = itertools.count()
 
     def put(self, doc_id: Any, document: Mapping[str, Any]) -> None:
         self.drop(doc_id)
@@ -54,6 +80,12 @@ class FieldIndex:
         self.value_of[doc_id] = value
         if _scalar(value):
             self.ids_of.setdefault(value, set()).add(doc_id)
+            bracket = _bracket(value)
+            if bracket is None:
+                self.others.add(doc_id)  # NaN: no place in an order, always a candidate of a range
+            else:
+                slot = self.slot_of[doc_id] = next(self._slots)
+                bisect.insort(self.ordered.setdefault(bracket, []), (value, slot, doc_id))
         else:
             self.others.add(doc_id)
 
@@ -67,6 +99,16 @@ class FieldIndex:
                 bucket.discard(doc_id)
                 if not bucket:
                     del self.ids_of[value]
+            slot = self.slot_of.pop(doc_id, None)
+            if slot is None:
+                self.others.discard(doc_id)
+            else:
+                entries = self.ordered[_bracket(value)]  # type: ignore[index]
+                at = bisect.bisect_left(entries, (value, slot))
+                if at < len(entries) and entries[at][1] == slot:
+                    del entries[at]
+                else:  # not where its value sorts (cannot happen for well-ordered values): find it anyway
+                    entries[:] = [e for e in entries if e[1] != slot]
         else:
             self.others.discard(doc_id)
 
@@ -88,25 +130,38 @@ class FieldIndex:
                 found |= self.ids_of.get(value, set())
             return found
         if set(condition) <= _RANGE and all(_scalar(v) for v in condition.values()):
-            found = set(self.others)
-            for doc_id, value in self.value_of.items():
-                try:
-                    if all(_compare(op, value, bound) for op, bound in condition.items()):
-                        found.add(doc_id)
-                except TypeError:
-                    found.add(doc_id)  # not comparable here: let mongomock's matcher decide
-            return found
+            return self._in_range(condition)
         return None
 
+    def _in_range(self, condition: Mapping[str, Any]) -> set[Any] | None:
+        """The documents whose value Python finds within the bounds, or cannot compare with them.
 
-def _compare(op: str, value: Any, bound: Any) -> bool:
-    if op == "$gt":
-        return value > bound
-    if op == "$gte":
-        return value >= bound
-    if op == "$lt":
-        return value < bound
-    return value <= bound
+        The set a check of every document gives (`value > bound` and so on, a TypeError making a candidate;
+        only NaN, which compares false with everything, is now a candidate too): within the bounds' bracket
+        by bisecting its sorted values; every document of another bracket (not comparable), and those in
+        `others` (no scalar, or NaN), are candidates. mongomock's matcher then decides, as before.
+        """
+        brackets = {_bracket(bound) for bound in condition.values()}
+        if len(brackets) != 1 or None in brackets:
+            return None  # bounds of two kinds, or NaN: let the other conditions (or a scan) decide
+        (bracket,) = brackets
+        entries = self.ordered.get(bracket, [])
+        low, high = 0, len(entries)
+        for op, bound in condition.items():
+            if op == "$gt":
+                low = max(low, bisect.bisect_right(entries, bound, key=_first))
+            elif op == "$gte":
+                low = max(low, bisect.bisect_left(entries, bound, key=_first))
+            elif op == "$lt":
+                high = min(high, bisect.bisect_left(entries, bound, key=_first))
+            else:
+                high = min(high, bisect.bisect_right(entries, bound, key=_first))
+        found = set(self.others)
+        found.update(entry[2] for entry in entries[low:high])
+        for other, more in self.ordered.items():
+            if other != bracket:
+                found.update(entry[2] for entry in more)
+        return found
 
 
 class StoreIndexes:

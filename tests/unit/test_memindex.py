@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import mongomock
 import pytest
+from mongomock import helpers
 from mongomock.filtering import filter_applies
 from pymongo.errors import DuplicateKeyError
 
@@ -127,3 +128,94 @@ def test_an_or_of_indexed_branches_is_answered_from_the_index():
                      {"status": "sending", "lease_until": {"$lt": T0 + timedelta(seconds=1)}}], "channel": "email"}
     assert memindex._indexes(due._store).plan(query) == {"p", "s"}  # not the 200 delivered ones
     assert [d["_id"] for d in due.find(query)] == ["p", "s"] == [d["_id"] for d in scanned(due, query)]
+
+
+def some_value(rng: random.Random):
+    """A value of any kind a range condition may meet: dates, numbers, strings, and those no order holds."""
+    return rng.choice([
+        lambda: T0 + timedelta(seconds=rng.randint(0, 60)),
+        lambda: T0 + timedelta(seconds=rng.randint(0, 60)),
+        lambda: rng.randint(-5, 10),
+        lambda: rng.randint(-5, 10) + 0.5,
+        lambda: float(rng.randint(-5, 10)),  # equals an int
+        lambda: rng.choice(["a", "b", "bb", "c", ""]),
+        lambda: rng.choice([None, True, False, float("nan"), [3, "b"], [], {"x": 1}]),
+    ])()
+
+
+def arrays(collection) -> list:
+    return [d["_id"] for d in collection.find({}) if isinstance(d.get("v"), list)]
+
+
+def range_queries(rng: random.Random) -> list[dict]:
+    def bound():
+        return rng.choice([
+            T0 + timedelta(seconds=rng.randint(-5, 65)), rng.randint(-7, 12), rng.randint(-7, 12) + 0.5,
+            rng.choice(["", "a", "b", "bz", "d"]),
+        ])
+
+    low, high = bound(), bound()
+    return [
+        {"v": {"$gte": low}},
+        {"v": {"$gt": low}},
+        {"v": {"$lt": high}},
+        {"v": {"$lte": high}},
+        {"v": {"$gt": low, "$lte": high}},
+        {"v": {"$gte": T0 + timedelta(seconds=rng.randint(0, 60)), "$lt": T0 + timedelta(seconds=rng.randint(0, 60))}},
+        {"v": {"$gte": rng.randint(-5, 10), "$lte": rng.randint(-5, 10) + 0.5}},
+        {"v": {"$gt": 3, "$lt": "c"}},  # bounds of two kinds
+        {"v": {"$gte": float("nan")}},
+        {"v": {"$lt": T0 + timedelta(seconds=30)}, "city": rng.choice(["ka", "kr"])},
+        {"$or": [{"v": {"$lte": rng.randint(-5, 10)}}, {"v": {"$gt": T0 + timedelta(seconds=rng.randint(0, 60))}}]},
+    ]
+
+
+def test_range_conditions_answer_as_scans_through_moving_values():
+    from services import memindex
+
+    rng = random.Random(11)
+    collection = mongomock.MongoClient(tz_aware=True).db.ranged
+    collection.create_index([("v", 1)])
+    for step in range(800):
+        doc_id = f"d{rng.randint(0, 60)}"
+        action = rng.random()
+        if action < 0.35:
+            collection.replace_one({"_id": doc_id}, {"v": some_value(rng), "city": rng.choice(["ka", "kr"])},
+                                   upsert=True)
+        elif action < 0.6:
+            collection.update_one({"_id": doc_id}, {"$set": {"v": some_value(rng)}})
+        elif action < 0.7:  # numbers move by an increment, dates by a new value: their place in the order changes
+            collection.update_many({"v": {"$gte": 0, "$lt": 5, "$type": "number"}, "_id": {"$nin": arrays(collection)}},
+                                   {"$inc": {"v": rng.choice([3, -4, 0.5])}})
+        elif action < 0.78:
+            collection.update_many({"v": {"$lt": T0 + timedelta(seconds=20)}},
+                                   {"$set": {"v": T0 + timedelta(seconds=rng.randint(20, 60))}})
+        elif action < 0.86:
+            collection.update_one({"_id": doc_id}, {"$unset": {"v": ""}})
+        elif action < 0.94:
+            collection.delete_one({"_id": doc_id})
+        else:
+            collection.delete_many({"v": {"$gt": rng.choice([T0 + timedelta(seconds=55), 8, "bb"])}})
+        for query in range_queries(rng) + [{"v": some_value(rng)}]:
+            assert list(collection.find(query)) == scanned(collection, query), (step, query)
+        index = memindex._indexes(collection._store).fields["v"]
+        ordered = [entry for entries in index.ordered.values() for entry in entries]
+        assert all(entries == sorted(entries) for entries in index.ordered.values())
+        assert {entry[2] for entry in ordered} | index.others == set(index.value_of) == {
+            d["_id"] for d in collection.find({}) if "v" in d}
+        assert len(ordered) + len(index.others) == len(index.value_of)
+
+
+def test_a_range_on_an_indexed_field_checks_only_the_documents_in_range():
+    from services import memindex
+
+    synced = mongomock.MongoClient(tz_aware=True).db.synced
+    synced.create_index([("synced_at", 1)])
+    synced.insert_many([{"_id": i, "synced_at": T0 + timedelta(seconds=i)} for i in range(1000)])
+    synced.insert_one({"_id": "n", "synced_at": 5})  # another kind: not comparable, so a candidate
+    synced.insert_one({"_id": "l", "synced_at": [T0]})  # no scalar: a candidate
+    query = {"synced_at": {"$gte": T0 + timedelta(seconds=995)}}
+    as_stored = helpers.patch_datetime_awareness_in_document(query)  # what find() plans with: naive UTC
+    assert memindex._indexes(synced._store).plan(as_stored) == {995, 996, 997, 998, 999, "n", "l"}
+    assert [d["_id"] for d in synced.find(query)] == [995, 996, 997, 998, 999] == [
+        d["_id"] for d in scanned(synced, query)]
