@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -34,10 +36,23 @@ class Unknown(Exception):
 class Directory:
     """Cities and partnerships: who exists, and who is twinned with whom."""
 
+    # Who a key may see is asked on every API call and changes rarely: it is kept for a moment. A write through
+    # any Directory of this process forgets it at once; other processes (gateway replicas, `twincity admin`)
+    # see a new city or partnership within SCOPE_SECONDS.
+    SCOPE_SECONDS = 2.0
+    _generation = 0
+    _generation_lock = threading.Lock()
+
     def __init__(self, db: Any, on_events: Callable[[], None] = lambda: None) -> None:
         self.cities = db[CITIES]
         self.partnerships = db[PARTNERSHIPS]
         self._on_events = on_events
+        self._scopes: dict[str | None, tuple[int, float, tuple[str, ...], tuple[PartnershipRef, ...]]] = {}
+
+    @classmethod
+    def _changed(cls) -> None:
+        with cls._generation_lock:
+            cls._generation += 1
 
     def add_city(self, key: str, name: str, country: str, language: str) -> dict[str, Any]:
         doc = {"_id": key, "name": name, "country": country, "language": language,
@@ -48,6 +63,7 @@ class Directory:
             self.cities.insert_one(outbox.with_events(doc, [event]))
         except DuplicateKeyError:
             raise Exists(f"a city with key {key!r} exists already") from None
+        self._changed()
         self._on_events()
         return doc
 
@@ -78,6 +94,7 @@ class Directory:
             self.partnerships.insert_one(outbox.with_events(doc, [event]))
         except DuplicateKeyError:
             raise Exists(f"{a} and {b} are twinned already, or the id {pid!r} is taken") from None
+        self._changed()
         self._on_events()
         return doc
 
@@ -92,18 +109,28 @@ class Directory:
                default_themes: Sequence[str]) -> Caller:
         """What a key may see: its city and the partner cities, or everything for an admin key."""
         admin = "admin" in scopes
-        partnerships = self.list_partnerships(None if admin else city)
-        if admin:
-            visible = [c["_id"] for c in self.cities.find({}, {"_id": 1})]
-        else:
-            visible = sorted({city, *[c for p in partnerships for c in p["cities"]]} - {None})
+        visible, refs = self._scope(None if admin else city)
         return Caller(
             city=city,
             scopes=tuple(scopes),
-            visible_cities=tuple(visible),
-            partnerships=tuple(PartnershipRef(p["_id"], tuple(p["cities"]),
-                                              tuple(t["key"] for t in p.get("themes", [])))
-                               for p in partnerships),
+            visible_cities=visible,
+            partnerships=refs,
             default_themes=tuple(default_themes),
             key_id=key_id,
         )
+
+    def _scope(self, city: str | None) -> tuple[tuple[str, ...], tuple[PartnershipRef, ...]]:
+        """(visible cities, partnerships) of a city's keys, or of admin keys for None."""
+        generation, now = Directory._generation, time.monotonic()
+        kept = self._scopes.get(city)
+        if kept is not None and kept[0] == generation and now - kept[1] < self.SCOPE_SECONDS:
+            return kept[2], kept[3]
+        partnerships = self.list_partnerships(city)
+        if city is None:
+            visible = tuple(c["_id"] for c in self.cities.find({}, {"_id": 1}))
+        else:
+            visible = tuple(sorted({city, *[c for p in partnerships for c in p["cities"]]}))
+        refs = tuple(PartnershipRef(p["_id"], tuple(p["cities"]), tuple(t["key"] for t in p.get("themes", [])))
+                     for p in partnerships)
+        self._scopes[city] = (generation, now, visible, refs)
+        return visible, refs
