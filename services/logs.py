@@ -46,13 +46,14 @@ class JsonFormatter(logging.Formatter):
             "service": getattr(record, "service", None),
             "correlation_id": getattr(record, "correlation_id", None),
             "event_id": getattr(record, "event_id", None),
-            "msg": redact(record.getMessage()),
+            "msg": record.getMessage(),
         }
         for key, value in vars(record).items():
             if key not in _RESERVED and key not in line and not key.startswith("_"):
-                line[key] = redact(value) if isinstance(value, str) else value
+                line[key] = value
         if record.exc_info:
-            line["exc"] = redact(self.formatException(record.exc_info))
+            line["exc"] = self.formatException(record.exc_info)
+        # Once over the whole line: the message, the extras and the traceback alike.
         return redact(json.dumps(line, default=str, ensure_ascii=False))
 
 

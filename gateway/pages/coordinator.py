@@ -8,7 +8,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, Response, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
 from gateway.pages import csvfiles
@@ -19,23 +19,23 @@ EXPORTS = ("ideas", "matches", "projects")
 LIVE = ("proposed", "accepted", "confirmed")  # what the matrix shows
 
 
-def _row_messages() -> list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]]:
+def _row_messages() -> list[tuple[re.Pattern[str], Callable[[re.Match[str], Callable[[str], str]], str]]]:
     """What the ideas service (marshmallow, its rules) and the CSV reader say of a row, in the visitor's words."""
-    rules: list[tuple[str, Callable[[re.Match[str]], str]]] = [
-        (r"Missing data for required field\.", lambda m: _("This column must not be empty.")),
+    rules: list[tuple[str, Callable[[re.Match[str], Callable[[str], str]], str]]] = [
+        (r"Missing data for required field\.", lambda m, name: _("This column must not be empty.")),
         (r"Length must be between (\d+) and (\d+)\.",
-         lambda m: _("Between %(min)s and %(max)s characters, please.", min=m[1], max=m[2])),
-        (r"Shorter than minimum length (\d+)\.", lambda m: _("At least %(min)s characters, please.", min=m[1])),
-        (r"Longer than maximum length (\d+)\.", lambda m: _("At most %(max)s characters, please.", max=m[1])),
-        (r"Must be one of: (.*)\.", lambda m: _("Must be one of: %(choices)s.", choices=m[1])),
-        (r"Not a valid email address\.", lambda m: _("This is not an e-mail address.")),
-        (r"Not a valid \w+\.", lambda m: _("This value cannot be read.")),
-        (r"Unknown field\.", lambda m: _("Unknown column.")),
-        (r"unknown theme '([^']*)'.*", lambda m: _("Unknown theme “%(theme)s”.", theme=m[1])),
+         lambda m, name: _("Between %(min)s and %(max)s characters, please.", min=m[1], max=m[2])),
+        (r"Shorter than minimum length (\d+)\.", lambda m, name: _("At least %(min)s characters, please.", min=m[1])),
+        (r"Longer than maximum length (\d+)\.", lambda m, name: _("At most %(max)s characters, please.", max=m[1])),
+        (r"Must be one of: (.*)\.", lambda m, name: _("Must be one of: %(choices)s.", choices=m[1])),
+        (r"Not a valid email address\.", lambda m, name: _("This is not an e-mail address.")),
+        (r"Not a valid \w+\.", lambda m, name: _("This value cannot be read.")),
+        (r"Unknown field\.", lambda m, name: _("Unknown column.")),
+        (r"unknown theme '([^']*)'.*", lambda m, name: _("Unknown theme “%(theme)s”.", theme=m[1])),
         (r"no participant with this e-mail address in (.+)",
-         lambda m: _("No participant with this e-mail address in %(city)s.", city=_city_name(m[1]))),
-        (r"names another participant than author_id", lambda m: _("Names another participant than the author.")),
-        (r"more cells than columns", lambda m: _("More cells than the header has columns.")),
+         lambda m, name: _("No participant with this e-mail address in %(city)s.", city=name(m[1]))),
+        (r"names another participant than author_id", lambda m, name: _("Names another participant than the author.")),
+        (r"more cells than columns", lambda m, name: _("More cells than the header has columns.")),
     ]
     return [(re.compile(pattern), say) for pattern, say in rules]
 
@@ -43,18 +43,12 @@ def _row_messages() -> list[tuple[re.Pattern[str], Callable[[re.Match[str]], str
 ROW_MESSAGES = _row_messages()
 
 
-def _city_name(key: str) -> str:
-    directory = current_app.extensions.get("twincity.directory")
-    doc = directory.city(key) if directory is not None else None
-    return doc["name"] if doc else key
-
-
-def in_words(message: str) -> str:
+def in_words(message: str, city_name: Callable[[str], str]) -> str:
     """A row's error in the visitor's language (a message nobody translated yet stays as it came)."""
     for pattern, say in ROW_MESSAGES:
         found = pattern.fullmatch(message.strip())
         if found:
-            return say(found)
+            return say(found, city_name)
     return message
 
 
@@ -192,7 +186,8 @@ def register(bp: Blueprint, backend: Backend) -> None:
 
     def translate(rows: list[csvfiles.Row]) -> None:
         for row in rows:
-            row.errors = {column: [in_words(m) for m in messages] for column, messages in row.errors.items()}
+            row.errors = {column: [in_words(m, backend.city_name) for m in messages]
+                          for column, messages in row.errors.items()}
 
     def check(text: str, dry_run: bool) -> tuple[list[csvfiles.Row], str | None, dict[str, Any] | None]:
         """(rows with their errors, a problem with the file as a whole, the service's answer)."""

@@ -143,14 +143,7 @@ def build(backend: Backend, links: SignInLinks, settings: Settings, sessions: Se
             cache["themes"] = themes_of(visitor.city if visitor else None)
         return label(cache["themes"].get(key), key)
 
-    def city_name(key: str | None) -> str:
-        if not key:
-            return ""
-        cache = g.setdefault("city_cache", {})
-        if key not in cache:
-            doc = backend.directory.city(key)
-            cache[key] = doc["name"] if doc else key
-        return cache[key]
+    city_name = backend.city_name
 
     def reason_text(reason: dict[str, Any]) -> str:
         text = reason.get("text") or {}

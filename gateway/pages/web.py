@@ -74,6 +74,16 @@ class Backend:
         self.directory = directory
         self.keys = keys
 
+    def city_name(self, key: str | None) -> str:
+        """A city's name (its key when unknown), looked up once per request."""
+        if not key:
+            return ""
+        cache = g.setdefault("city_cache", {})
+        if key not in cache:
+            doc = self.directory.city(key)
+            cache[key] = doc["name"] if doc else key
+        return cache[key]
+
     # --- who ----------------------------------------------------------------------------------------------
 
     def caller_of(self, visitor: Visitor) -> Caller:

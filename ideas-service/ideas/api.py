@@ -78,17 +78,7 @@ def build(repo: Repository) -> Blueprint:
     @bp.post("/ideas")
     def submit_idea() -> tuple[Response, int, dict[str, str]]:
         who = caller()
-        data = json_body(IdeaIn())
-        city = _acting_city(who, data.pop("city", None))
-        _check_theme(who, city, data["theme"])
-        if data.get("author_id") and not repo.participant_exists(data["author_id"], city):
-            raise ValidationError({"author_id": [f"no participant with this id in {city}"]})
-        detected = data.get("language") is None
-        if detected:
-            data["language"] = domain.detect_language(f"{data['title']}. {data.get('description', '')}")
-        data.update(city=city, partnerships=[p.id for p in who.partnerships_of(city)],
-                    language_detected=detected)
-        idea = repo.add_idea(data)
+        idea = repo.add_idea(_new_idea(who, json_body(IdeaIn())))
         return jsonify(_shown(who, idea)), 201, {"Location": f"/ideas/{idea['_id']}"}
 
     @bp.get("/ideas")
@@ -153,7 +143,7 @@ def build(repo: Repository) -> Blueprint:
         rows, errors = [], {}
         for number, raw in enumerate(data["ideas"]):
             try:
-                rows.append(_import_row(who, raw))
+                rows.append(_new_idea(who, IdeaRow().load(raw)))
             except ValidationError as exc:
                 errors[str(number)] = exc.messages
         if errors:
@@ -165,25 +155,25 @@ def build(repo: Repository) -> Blueprint:
         shown["items"] = [_only_visible_partnerships(who, item) for item in shown["items"]]
         return jsonify(shown), 200 if data["dry_run"] else 201
 
-    def _import_row(who: Caller, raw: dict[str, Any]) -> dict[str, Any]:
-        row = IdeaRow().load(raw)
-        email = row.pop("author_email", None)
-        city = _acting_city(who, row.pop("city", None))
-        _check_theme(who, city, row["theme"])
+    def _new_idea(who: Caller, data: dict[str, Any]) -> dict[str, Any]:
+        """A submitted idea (POST /ideas, or a row of an import) checked and completed for storing."""
+        email = data.pop("author_email", None)
+        city = _acting_city(who, data.pop("city", None))
+        _check_theme(who, city, data["theme"])
         if email:
             found = repo.participants_by_email(email, [city])
             if not found:
                 raise ValidationError({"author_email": [f"no participant with this e-mail address in {city}"]})
-            if row.get("author_id") and row["author_id"] != found[0]["_id"]:
+            if data.get("author_id") and data["author_id"] != found[0]["_id"]:
                 raise ValidationError({"author_email": ["names another participant than author_id"]})
-            row["author_id"] = found[0]["_id"]
-        elif row.get("author_id") and not repo.participant_exists(row["author_id"], city):
+            data["author_id"] = found[0]["_id"]
+        elif data.get("author_id") and not repo.participant_exists(data["author_id"], city):
             raise ValidationError({"author_id": [f"no participant with this id in {city}"]})
-        detected = row.get("language") is None
+        detected = data.get("language") is None
         if detected:
-            row["language"] = domain.detect_language(f"{row['title']}. {row.get('description', '')}")
-        row.update(city=city, partnerships=[p.id for p in who.partnerships_of(city)], language_detected=detected)
-        return row
+            data["language"] = domain.detect_language(f"{data['title']}. {data.get('description', '')}")
+        data.update(city=city, partnerships=[p.id for p in who.partnerships_of(city)], language_detected=detected)
+        return data
 
     # --- participants ----------------------------------------------------------------------------------
 
