@@ -16,8 +16,9 @@ then as fast as --clients callers can, each phase for --seconds, and drained bef
 Per idea, from the moment the client sent it (one clock: every process runs on this machine):
   201        the gateway answered 201 Created
   handled    matching finished handling idea.submitted (its log line "idea <id>: N new proposal(s)"; ms resolution)
-  matched    the match was stored (the match's created_at, read through the API after the run)
-  notified   the author's inbox notification was stored (its created_at, read through the API after the run)
+  matched    the match was stored (the match's created_at, read through the API after the run); counted for
+             the idea of the pair sent last, whose arrival made the pair matchable
+  notified   that author's first inbox notification about the idea after the match (its created_at, likewise)
 The stamps are what the services record anyway (log lines at the default INFO level, creation times), read
 afterwards: observing adds no work to the path measured.
 
@@ -204,6 +205,22 @@ class Stack:
             found[name] = int(pids[0]) if pids else proc.pid
         return found
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time used so far (user + system, every thread) by each process, the broker and this client."""
+        pids = {name: pid for name, pid in self.worker_pids().items()}
+        broker = subprocess.run(["pgrep", "-o", "beam.smp"], capture_output=True, text=True).stdout.split()
+        if broker:
+            pids["rabbitmq"] = int(broker[0])
+        found = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for name, pid in pids.items():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                found[name] = (int(fields[11]) + int(fields[12])) / tick
+        mine = os.times()
+        found["bench client"] = mine.user + mine.system
+        return found
+
     def queue_depths(self) -> dict[str, int]:
         depths = {}
         with bus.connection(self.settings) as conn:
@@ -274,7 +291,8 @@ def vocabulary() -> dict[str, list[str]]:
 
 
 class Ideas:
-    """Pairs of ideas: one of Karlsruhe, then its partner of Krasnodar (the same plan, words reordered).
+    """Pairs of ideas: one of Karlsruhe, then its partner of Krasnodar (the same plan, words reordered; in the
+    seek and offer phrases too, rotated: no text of the partner idea is one the encoder has seen).
 
     A plan is 30 words drawn from the labelled set's de/ru/fr/en vocabulary: two plans are about as similar
     as two unrelated ideas (cosine ~0.4), the two ideas of a pair ~0.97, so with the threshold the lab sets
@@ -294,7 +312,9 @@ class Ideas:
         self.count += 1
         if self.pending is not None:
             first, self.pending = self.pending, None
-            reworded = {**first, "words": self.rng.sample(first["words"], len(first["words"]))}
+            reworded = {**first, "words": self.rng.sample(first["words"], len(first["words"])),
+                        **{part: [" ".join(p.split()[1:] + p.split()[:1]) for p in first[part]]
+                           for part in ("seeks", "offers")}}
             return "krasnodar", self._body(reworded, authors["krasnodar"])
         plan = {"words": self._text(30), "theme": self.rng.choice(THEMES), "tag": f"plan{self.count}",
                 "seeks": [" ".join(self._text(3)) for _ in range(2)],
@@ -439,16 +459,20 @@ def pages(client: Http, path: str) -> list[dict[str, Any]]:
 
 def stamps(lab: Lab, offer: Offer, handled: HandledLog) -> dict[str, dict[str, float]]:
     client = Http(lab.stack.ports["gateway"], lab.keys["karlsruhe"])
+    # A match is counted for the idea of its pair sent last: the one whose arrival made the pair matchable.
     matched: dict[str, float] = {}
     for match in pages(client, "/api/v1/matches?kind=idea"):
-        first = match["sides"][0]["idea_id"]
-        matched[first] = min(matched.get(first, float("inf")), ts(match["created_at"]))
+        sides = [s["idea_id"] for s in match["sides"] if s["idea_id"] in offer.sent]
+        if len(sides) == 2:
+            last = max(sides, key=lambda i: offer.sent[i]["sent"])
+            matched[last] = min(matched.get(last, float("inf")), ts(match["created_at"]))
+    # Its author's first notification about it (the link names the idea) stored after that match.
     notified: dict[str, float] = {}
     for city, author in lab.authors.items():
         reader = Http(lab.stack.ports["gateway"], lab.keys[city])
         for note in pages(reader, f"/api/v1/participants/{author}/notifications"):
             found = re.search(r"/ideas/([^/]+)/matches", note.get("link") or "")
-            if found:
+            if found and found.group(1) in matched and ts(note["created_at"]) >= matched[found.group(1)]:
                 idea = found.group(1)
                 notified[idea] = min(notified.get(idea, float("inf")), ts(note["created_at"]))
         reader.close()
@@ -461,14 +485,18 @@ def stamps(lab: Lab, offer: Offer, handled: HandledLog) -> dict[str, dict[str, f
             row["handled"] = handled.at[idea]
         if idea in matched:
             row["matched"] = matched[idea]
-            if idea in notified and notified[idea] >= matched[idea]:
+            if idea in notified:
                 row["notified"] = notified[idea]
         result[idea] = row
     return result
 
 
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: after[name] - before[name] for name in after if name in before}
+
+
 def phase_figures(name: str, offered: float | None, elapsed: float, ideas: dict[str, dict[str, Any]],
-                  rows: dict[str, dict[str, float]]) -> dict[str, Any]:
+                  rows: dict[str, dict[str, float]], cpu: dict[str, float]) -> dict[str, Any]:
     mine = [i for i, s in ideas.items() if s["phase"] == name]
     stages: dict[str, list[float]] = {"201": [], "handled": [], "matched": [], "notified": []}
     finished = []
@@ -486,6 +514,8 @@ def phase_figures(name: str, offered: float | None, elapsed: float, ideas: dict[
         "submitted_per_s": round(len(mine) / elapsed, 1) if elapsed else None,
         "end_to_end_per_s": round(len(mine) / span, 1) if mine and span > 0 else None,
         "send_late_p99_ms": round(pct(late, 99), 2) if late else None,
+        # CPU each process spent per idea over the phase and its drain (2 cores: the sum bounds ideas/s)
+        "cpu_ms_per_idea": {k: round(1000 * v / len(mine), 2) for k, v in cpu.items()} if mine else {},
         **{stage: summary(values) for stage, values in stages.items()},
     }
 
@@ -733,27 +763,29 @@ def main() -> None:
         if not drain(stack, handled, offer, 60):
             raise RuntimeError("the warm-up ideas were not handled within 60 s")
 
-        runs: list[tuple[str, float | None, float]] = []
+        runs: list[tuple[str, float | None, float, dict[str, float]]] = []
         profiles: list[tuple[str, subprocess.Popen[bytes], Path]] = []
         for rate in rates:
             name = f"{rate:g}/s"
+            cpu = stack.cpu_seconds()
             elapsed = offer.fixed_rate(name, rate, args.seconds)
             drained = drain(stack, handled, offer, args.drain_timeout)
-            runs.append((name, rate, elapsed))
+            runs.append((name, rate, elapsed, cpu_used(cpu, stack.cpu_seconds())))
             print(f"  offered {name:>8} for {elapsed:.1f} s{'' if drained else '  (NOT drained in time)'}")
         if args.clients:
             if args.profile:
                 profiles = start_profiles(stack, args.seconds + 5, RESULTS)
+            cpu = stack.cpu_seconds()
             elapsed = offer.flat_out("max", args.clients, args.seconds)
             drained = drain(stack, handled, offer, args.drain_timeout)
-            runs.append(("max", None, elapsed))
+            runs.append(("max", None, elapsed, cpu_used(cpu, stack.cpu_seconds())))
             print(f"  flat out ({args.clients} clients) for {elapsed:.1f} s{'' if drained else '  (NOT drained)'}")
             for _name, proc, _out in profiles:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=30)
 
         rows = stamps(lab, offer, handled)
-        phases = [phase_figures(name, rate, elapsed, offer.sent, rows) for name, rate, elapsed in runs]
+        phases = [phase_figures(name, rate, elapsed, offer.sent, rows, cpu) for name, rate, elapsed, cpu in runs]
         results["phases"] = phases
         results["ideas"] = [  # per idea: ms from sending it to each stage
             {"id": idea, "phase": offer.sent[idea]["phase"], "city": offer.sent[idea]["city"], "sent": row["sent"],
@@ -837,6 +869,13 @@ def report(results: dict[str, Any]) -> None:
               f"p99 = {p99 / p50:.1f}x p50")
     best = max((p["end_to_end_per_s"] or 0 for p in results["phases"]), default=0)
     print(f"  sustained end to end: {best} ideas/s (best phase)")
+    print("\n  CPU per idea (ms, user + system, the phase and its drain)")
+    names = list(dict.fromkeys(k for p in results["phases"] for k in p["cpu_ms_per_idea"]))
+    print(f"  {'':>8}" + "".join(f"{n:>14}" for n in names) + f"{'sum':>10}")
+    for phase in results["phases"]:
+        cpu = phase["cpu_ms_per_idea"]
+        print(f"  {phase['phase']:>8}" + "".join(f"{cpu.get(n, 0):>14.2f}" for n in names)
+              + f"{sum(cpu.values()):>10.2f}")
     c = results["completeness"]
     print(f"  complete: {c['handled']}/{c['ideas_sent']} handled, {c['matched']} matched, {c['notified']} notified; "
           f"{c['messages_left_in_queues']} messages left, {c['parked']} parked, outbox backlog "
