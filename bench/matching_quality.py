@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "matching-service"))
 
 from matching import domain  # noqa: E402
-from matching.engine import best_complement_cosine  # noqa: E402
-from matching.vectors import Encoder, dequantize, quantize  # noqa: E402
+from matching.engine import Engine, best_complement_cosine  # noqa: E402
+from matching.vectors import Encoder, dequantize  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "matching_eval.json"
 RESULTS = Path(__file__).parent / "results"
@@ -44,16 +44,9 @@ def load() -> dict[str, Any]:
 
 def encode(ideas: list[dict[str, Any]], encoder: Encoder) -> None:
     """Attach int8 vectors to each idea the way the matching service stores them."""
-    from matching.engine import idea_text
-
-    texts = []
-    for idea in ideas:
-        texts += [idea_text(idea), "; ".join(idea.get("seeks") or ()), "; ".join(idea.get("offers") or ())]
-    vectors = encoder.encode(texts)
-    for i, idea in enumerate(ideas):
-        for j, name in enumerate(("vec", "seeks_vec", "offers_vec")):
-            code, scale = quantize(vectors[3 * i + j])
-            idea[name], idea[f"{name}_scale"] = code, scale
+    engine = Engine(repo=None, encoder=encoder)  # type: ignore[arg-type]  # ideas_vectors reads no store
+    for idea, vectors in zip(ideas, engine.ideas_vectors(ideas), strict=True):
+        idea.update(vectors)
 
 
 def partner_ideas(idea: dict[str, Any], ideas: list[dict[str, Any]], partnerships: list[dict[str, Any]]) -> list:

@@ -41,6 +41,27 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], None]
 
+
+def batched(many: Callable[[Sequence[Event]], None]) -> Handler:
+    """A handler that can also take several waiting events at once (in the order they arrived).
+
+    `many(events)` must do for each event what handling it alone does (handling one event is `many([event])`),
+    and run each event's own work inside `in_context(event)`, so the events it publishes carry that event's
+    correlation. When it raises, the consumer handles the events one at a time, each with its own retries:
+    effects already made are made again, which every handler allows. Worth it where one call for several
+    events is cheaper than several calls (matching encodes the texts of all waiting ideas in one go).
+    """
+    def one(event: Event) -> None:
+        many([event])
+
+    one.many = many  # type: ignore[attr-defined]
+    return one
+
+
+def in_context(event: Event) -> contextlib.AbstractContextManager[None]:
+    """The correlation of one event, for the part of a batch that is that event's."""
+    return context.correlated(event.correlation_id, causation=event.causation_id, event=event.id)
+
 ATTEMPT_HEADER = "x-twincity-attempt"
 PARK_HEADERS = ("x-twincity-park-reason", "x-twincity-error", "x-twincity-parked-at", "x-twincity-attempts")
 
@@ -295,6 +316,10 @@ class Consumer:
     A handler that raises sends the message through the retry delays, then to the parking queue;
     the messages behind it go on. The ack comes only after every handler returned (their effects are
     stored by then). The consumer reconnects after a lost connection or a broker restart.
+
+    It takes every message that is waiting (up to the prefetch count) before handling them in order; runs of
+    events whose handler is `batched` go to that handler together. With an empty queue that is one message at
+    a time, as before; under load it is what lets a handler share work between events.
     """
 
     settings: Settings
@@ -316,6 +341,7 @@ class Consumer:
         self._timers: set[threading.Timer] = set()
         self.connection: kombu.Connection | None = None  # the live one (failure tests cut it)
         self.connections_made = 0
+        self._waiting: list[kombu.Message] = []  # delivered, not handled yet
 
     # The loop ---------------------------------------------------------------------------------------
 
@@ -350,6 +376,10 @@ class Consumer:
                     while not stop.is_set():
                         with contextlib.suppress(TimeoutError):
                             conn.drain_events(timeout=0.25)  # how soon a stop is noticed
+                        with contextlib.suppress(TimeoutError):  # and whatever else has arrived, not waiting
+                            while self._waiting and len(self._waiting) < self.settings.prefetch:
+                                conn.drain_events(timeout=0)
+                        self._handle_waiting()
                         if not self.settings.embedded:
                             conn.heartbeat_check()
                             publish_conn.heartbeat_check()
@@ -361,6 +391,7 @@ class Consumer:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
+                self._waiting.clear()  # unacked: the broker delivers them again
                 self._producer = None
                 self.connection = None
                 for used in (conn, publish_conn):
@@ -372,23 +403,51 @@ class Consumer:
 
     # One message ---------------------------------------------------------------------------------
 
+    def _handle_waiting(self) -> None:
+        waiting = list(self._waiting)
+        self._waiting.clear()
+        events = [found for found in map(self._decode, waiting) if found is not None]
+        i = 0
+        while i < len(events):
+            handlers = self.handlers.get(events[i][2].type, ())
+            many = getattr(handlers[0], "many", None) if len(handlers) == 1 else None
+            j = i + 1
+            if many is not None:
+                while j < len(events) and self._same(self.handlers.get(events[j][2].type, ()), handlers[0]):
+                    j += 1
+            if j - i > 1:
+                self._handle_many(events[i:j], many)  # type: ignore[arg-type]
+            else:
+                self._handle(*events[i])
+            i = j
+
+    @staticmethod
+    def _same(handlers: Sequence[Handler], handler: Handler) -> bool:
+        return len(handlers) == 1 and handlers[0] is handler
+
     def _on_message(self, message: kombu.Message) -> None:
+        self._waiting.append(message)  # handled by the loop once nothing more is waiting
+
+    def _decode(self, message: kombu.Message) -> tuple[kombu.Message, bytes, Event] | None:
+        """The event in a message; a message that holds none is parked (None)."""
         body = message.body if isinstance(message.body, bytes) else str(message.body).encode("utf-8")
         try:
             raw = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             self._park(message, body, "undecodable", repr(exc))
-            return
+            return None
         try:
-            event = parse_event(raw)
+            return message, body, parse_event(raw)
         except ContractError as exc:
             self._park(message, body, exc.reason, str(exc))
-            return
+            return None
+
+    def _handle(self, message: kombu.Message, body: bytes, event: Event) -> None:
         handlers = self.handlers.get(event.type, ())
         if not handlers:
             message.ack()  # a stale binding; nothing here wants this type
             return
-        with context.correlated(event.correlation_id, causation=event.causation_id, event=event.id):
+        with in_context(event):
             started = time.perf_counter()
             try:
                 for handler in handlers:
@@ -398,6 +457,22 @@ class Consumer:
                 self._retry_or_park(message, body, event, exc)
                 return
             metrics.HANDLER_SECONDS.labels(self.service, event.type).observe(time.perf_counter() - started)
+            metrics.EVENTS_HANDLED.labels(self.service, event.type).inc()
+            message.ack()
+
+    def _handle_many(self, batch: Sequence[tuple[kombu.Message, bytes, Event]],
+                     many: Callable[[Sequence[Event]], None]) -> None:
+        started = time.perf_counter()
+        try:
+            many([event for _, _, event in batch])
+        except Exception as exc:
+            log.info("a batch of %d events failed (%r); handling them one at a time", len(batch), exc)
+            for item in batch:
+                self._handle(*item)
+            return
+        each = (time.perf_counter() - started) / len(batch)
+        for message, _, event in batch:
+            metrics.HANDLER_SECONDS.labels(self.service, event.type).observe(each)
             metrics.EVENTS_HANDLED.labels(self.service, event.type).inc()
             message.ack()
 

@@ -51,34 +51,55 @@ class Engine:
     # --- vectors -------------------------------------------------------------------------------------------
 
     def idea_vectors(self, idea: Mapping[str, Any]) -> dict[str, Any]:
-        texts = [idea_text(idea), "; ".join(idea.get("seeks") or ()), "; ".join(idea.get("offers") or ())]
-        vectors = self.encoder.encode(texts)
-        fields: dict[str, Any] = {}
-        for name, vector in zip(("vec", "seeks_vec", "offers_vec"), vectors, strict=True):
-            code, scale = quantize(vector)
-            fields[name], fields[f"{name}_scale"] = code, scale
-        # Its single phrases too, for the wording of the proposals it may get (complement_phrases): in a call of
-        # their own, so the vectors above stay exactly what they were. Encoding costs mostly per token, and
-        # the phrases of both sides were encoded anew for every proposal (~3 ms on the way to the inbox);
-        # now each phrase once, when its idea arrives, and the idea it is matched with later has its own ready.
-        self.phrase_vectors([*(idea.get("seeks") or ()), *(idea.get("offers") or ())])
-        return fields
+        return self.ideas_vectors([idea])[0]
 
-    def phrase_vectors(self, phrases: Sequence[str]) -> dict[str, np.ndarray]:
-        """The vectors of single seek/offer phrases: remembered ones, the others encoded in one call."""
+    def ideas_vectors(self, ideas: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Each idea's text vector, and the mean of its seek phrases' and of its offer phrases' vectors.
+
+        One encoder call for the ideas' texts and the phrases not remembered yet: the encoder streams its
+        weights once a call, so several ideas at once cost less each (a text's vector is the same alone or in
+        company). The phrases are kept for the wording of the proposals an idea may get (complement_phrases);
+        their mean stands for "what it seeks" and "what it offers" as the joined phrases did, with the same
+        matching quality (bench/matching_quality.py: recall, right and wrong proposals unchanged) and a
+        quarter fewer tokens to encode.
+        """
+        parts = [(list(idea.get("seeks") or ()), list(idea.get("offers") or ())) for idea in ideas]
         with self._phrases_lock:
-            found = {p: self._phrases[p] for p in phrases if p in self._phrases}
+            missing = list(dict.fromkeys(p for seeks, offers in parts for p in seeks + offers
+                                         if p not in self._phrases))
+        vectors = self.encoder.encode([*(idea_text(idea) for idea in ideas), *missing])
+        fresh = self._remember_phrases(missing, vectors[len(ideas):])
+        found = []
+        for vector, (seeks, offers) in zip(vectors[: len(ideas)], parts, strict=True):
+            known = self.phrase_vectors(seeks + offers, fresh)
+            fields: dict[str, Any] = {}
+            for name, value in (("vec", vector), ("seeks_vec", _mean([known[p] for p in seeks])),
+                                ("offers_vec", _mean([known[p] for p in offers]))):
+                code, scale = quantize(value)
+                fields[name], fields[f"{name}_scale"] = code, scale
+            found.append(fields)
+        return found
+
+    def phrase_vectors(self, phrases: Sequence[str],
+                       fresh: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """The vectors of single seek/offer phrases: given, remembered, the others encoded in one call."""
+        with self._phrases_lock:
+            found = dict(fresh or {})
+            found.update((p, self._phrases[p]) for p in phrases if p not in found and p in self._phrases)
             for phrase in found:
                 self._phrases.move_to_end(phrase)
         missing = list(dict.fromkeys(p for p in phrases if p not in found))
         if missing:
-            encoded = self.encoder.encode(missing)
-            with self._phrases_lock:
-                for phrase, vector in zip(missing, encoded, strict=True):
-                    found[phrase] = self._phrases[phrase] = vector
-                while len(self._phrases) > PHRASES_KEPT:
-                    self._phrases.popitem(last=False)
+            found.update(self._remember_phrases(missing, self.encoder.encode(missing)))
         return found
+
+    def _remember_phrases(self, phrases: Sequence[str], vectors: np.ndarray) -> dict[str, np.ndarray]:
+        with self._phrases_lock:
+            for phrase, vector in zip(phrases, vectors, strict=True):
+                self._phrases[phrase] = vector
+            while len(self._phrases) > PHRASES_KEPT:
+                self._phrases.popitem(last=False)
+        return dict(zip(phrases, vectors, strict=True))
 
     def interest_vector(self, interests: str) -> dict[str, Any]:
         code, scale = quantize(self.encoder.encode([interests])[0])
@@ -159,11 +180,15 @@ class Engine:
         scored.sort(key=lambda c: -c["score"])
         return scored[: settings.top_k]
 
-    def match_idea(self, idea: Mapping[str, Any]) -> int:
-        """Propose the best partners of an idea (ideas and interested people); returns proposals made."""
+    def match_idea(self, idea: Mapping[str, Any], *, synced: bool = False) -> int:
+        """Propose the best partners of an idea (ideas and interested people); returns proposals made.
+
+        synced: the index was brought up to date after this idea was stored (see the module's docstring).
+        """
         if idea.get("status") not in domain.MATCHABLE:
             return 0
-        self.sync()
+        if not synced:
+            self.sync()
         made = 0
         for pid, city in self.partners_of(idea):
             settings = self.repo.settings(pid)
@@ -280,6 +305,15 @@ def may_reach(cosine: float, settings: domain.Settings) -> bool:
     best = (settings.semantic * domain.similarity_part(cosine) + settings.theme + settings.tags
             + settings.complement) / total
     return best >= settings.threshold - 1e-3
+
+
+def _mean(vectors: Sequence[np.ndarray]) -> np.ndarray:
+    """The unit vector along the sum of unit vectors (zero when there are none)."""
+    if not vectors:
+        return np.zeros(DIM, dtype=np.float32)
+    total = np.sum(vectors, axis=0, dtype=np.float32)
+    norm = float(np.linalg.norm(total))
+    return total / norm if norm else total
 
 
 def best_complement_cosine(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:

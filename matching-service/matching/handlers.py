@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from matching import domain
 from matching.engine import Engine, close_matches_of
 from matching.repository import Repository
+from services.bus import batched, in_context
 from services.contract import Event
 
 log = logging.getLogger(__name__)
@@ -25,27 +26,39 @@ def partnership_changed(repo: Repository, engine: Engine, event: Event) -> None:
     repo.put_partnership(p["partnership_id"], p["name"], p["cities"], p["themes"])
 
 
-def idea_changed(repo: Repository, engine: Engine, event: Event) -> None:
-    """Store the idea (with its vectors) first, then search: see engine.py for why that order."""
-    p = event.payload
-    fields = {k: p[k] for k in ("city", "partnerships", "title", "description", "theme", "tags", "seeks",
-                                "offers", "language", "author_id", "status")}
-    changed = p.get("changed") if event.type == "idea.updated" else list(TEXT_FIELDS)
-    needs_vectors = event.type == "idea.submitted" or any(f in TEXT_FIELDS for f in changed)
-    stored = repo.idea(p["idea_id"])
-    if needs_vectors or stored is None or not stored.get("vec"):
-        fields.update(engine.idea_vectors(fields))
-    if not repo.put_versioned(repo.ideas, p["idea_id"], p["version"], fields):
-        log.info("idea %s v%s is stale here; nothing to do", p["idea_id"], p["version"])
-        return
-    if fields["status"] not in domain.MATCHABLE:
-        engine.sync()
-        return
-    if needs_vectors:  # a new or reworded idea is matched (again); a status change alone is not
-        idea = repo.idea(p["idea_id"])
-        assert idea is not None
-        made = engine.match_idea(idea)
-        log.info("idea %s: %d new proposal(s)", p["idea_id"], made)
+def ideas_changed(repo: Repository, engine: Engine, events: Sequence[Event]) -> None:
+    """Store each idea (with its vectors) first, then search: see engine.py for why that order.
+
+    Several waiting events at once (bus.batched): the texts of all of them are encoded in one call and the
+    index is brought up to date once, after all are stored; then each idea is matched.
+    """
+    todo = []
+    for event in events:
+        p = event.payload
+        fields = {k: p[k] for k in ("city", "partnerships", "title", "description", "theme", "tags", "seeks",
+                                    "offers", "language", "author_id", "status")}
+        changed = p.get("changed") if event.type == "idea.updated" else list(TEXT_FIELDS)
+        needs_vectors = event.type == "idea.submitted" or any(f in TEXT_FIELDS for f in changed)
+        stored = repo.idea(p["idea_id"])
+        todo.append((event, fields, needs_vectors or stored is None or not stored.get("vec"), needs_vectors))
+    encode = [fields for _, fields, encode, _ in todo if encode]
+    for fields, vectors in zip(encode, engine.ideas_vectors(encode) if encode else [], strict=True):
+        fields.update(vectors)
+    to_match = []
+    for event, fields, _, needs_vectors in todo:
+        p = event.payload
+        if not repo.put_versioned(repo.ideas, p["idea_id"], p["version"], fields):
+            with in_context(event):
+                log.info("idea %s v%s is stale here; nothing to do", p["idea_id"], p["version"])
+        elif fields["status"] in domain.MATCHABLE and needs_vectors:
+            to_match.append(event)  # a new or reworded idea is matched (again); a status change alone is not
+    engine.sync()
+    for event in to_match:
+        with in_context(event):
+            idea = repo.idea(event.payload["idea_id"])
+            assert idea is not None
+            made = engine.match_idea(idea, synced=True)
+            log.info("idea %s: %d new proposal(s)", event.payload["idea_id"], made)
 
 
 def idea_withdrawn(repo: Repository, engine: Engine, event: Event) -> None:
@@ -85,12 +98,13 @@ def build(repo: Repository, engine: Engine) -> Mapping[str, Sequence[Callable[[E
     def bind(handler: Callable[[Repository, Engine, Event], None]) -> Callable[[Event], None]:
         return lambda event: handler(repo, engine, event)
 
+    ideas = batched(lambda events: ideas_changed(repo, engine, events))  # one handler: both types batch together
     return {
         "city.registered": [bind(city_registered)],
         "partnership.formed": [bind(partnership_changed)],
         "partnership.updated": [bind(partnership_changed)],
-        "idea.submitted": [bind(idea_changed)],
-        "idea.updated": [bind(idea_changed)],
+        "idea.submitted": [ideas],
+        "idea.updated": [ideas],
         "idea.withdrawn": [bind(idea_withdrawn)],
         "participant.registered": [bind(participant_changed)],
         "participant.updated": [bind(participant_changed)],

