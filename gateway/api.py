@@ -137,7 +137,7 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
     @bp.post("/cities")
     def add_city() -> tuple[Response, int]:
         need("admin")
-        data = json_body(schemas.CityIn())
+        data = json_body(schemas.CityIn)
         return jsonify(city_out.dump(directory.add_city(**data))), 201
 
     @bp.get("/cities")
@@ -149,7 +149,7 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
     @bp.post("/partnerships")
     def add_partnership() -> tuple[Response, int]:
         need("admin")
-        data = json_body(schemas.PartnershipIn())
+        data = json_body(schemas.PartnershipIn)
         clash = [t["key"] for t in data["themes"] if t["key"] in DEFAULT_THEMES]
         if clash:
             raise ValidationError({"themes": [f"{', '.join(clash)} is a common theme already"]})
@@ -165,7 +165,7 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
     @bp.post("/api-keys")
     def add_key() -> tuple[Response, int]:
         need("admin")
-        data = json_body(schemas.ApiKeyIn())
+        data = json_body(schemas.ApiKeyIn)
         if data["city"] is not None and directory.city(data["city"]) is None:
             raise ValidationError({"city": [f"unknown city {data['city']!r}"]})
         try:

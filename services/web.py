@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -50,7 +51,7 @@ def problem_response(status: int, title: str, detail: str | None = None, **extra
     return response
 
 
-def json_body(schema: Schema | None = None, *, partial: bool = False) -> Any:
+def json_body(schema: type[Schema] | None = None, *, partial: bool = False) -> Any:
     """The request's JSON object, loaded through `schema` when given; clear 4xx problems otherwise."""
     if not request.is_json:
         raise Problem(415, "Unsupported Media Type", "send a JSON body with Content-Type: application/json")
@@ -61,7 +62,13 @@ def json_body(schema: Schema | None = None, *, partial: bool = False) -> Any:
         raise Problem(400, "Bad Request", "the request body must be a JSON object")
     if schema is None:
         return data
-    return schema.load(data, partial=partial)
+    return _loader(schema).load(data, partial=partial)
+
+
+@functools.cache
+def _loader(schema: type[Schema]) -> Schema:
+    """One instance per schema class (building one copies all its fields; loading keeps no state)."""
+    return schema()
 
 
 def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None = None) -> Flask:

@@ -78,7 +78,7 @@ def build(repo: Repository) -> Blueprint:
     @bp.post("/ideas")
     def submit_idea() -> tuple[Response, int, dict[str, str]]:
         who = caller()
-        idea = repo.add_idea(_new_idea(who, json_body(IdeaIn())))
+        idea = repo.add_idea(_new_idea(who, json_body(IdeaIn)))
         return jsonify(_shown(who, idea)), 201, {"Location": f"/ideas/{idea['_id']}"}
 
     @bp.get("/ideas")
@@ -103,7 +103,7 @@ def build(repo: Repository) -> Blueprint:
     def change_idea(idea_id: str) -> Response:
         who = caller()
         current = _own_idea(who, idea_id)
-        changes = json_body(IdeaPatch(), partial=True)
+        changes = json_body(IdeaPatch, partial=True)
         expected = changes.pop("version", None)
         if "theme" in changes:
             _check_theme(who, current["city"], changes["theme"])
@@ -139,7 +139,7 @@ def build(repo: Repository) -> Blueprint:
         Body `{ideas: [IdeaRow...], dry_run}`; an invalid row gives 422 with `rows` (errors by position).
         """
         who = caller()
-        data = json_body(ImportIn())
+        data = json_body(ImportIn)
         rows, errors = [], {}
         for number, raw in enumerate(data["ideas"]):
             try:
@@ -189,7 +189,7 @@ def build(repo: Repository) -> Blueprint:
     @bp.post("/participants")
     def register() -> tuple[Response, int, dict[str, str]]:
         who = caller()
-        data = json_body(ParticipantIn())
+        data = json_body(ParticipantIn)
         data["city"] = _acting_city(who, data.pop("city", None))
         person = repo.add_participant(data)
         return jsonify(participant_out.dump(person)), 201, {"Location": f"/participants/{person['_id']}"}
@@ -209,7 +209,7 @@ def build(repo: Repository) -> Blueprint:
     def change_participant(participant_id: str) -> Response:
         who = caller()
         person = _own(who, repo.get_participant(participant_id), participant_id)
-        changes = json_body(ParticipantPatch(), partial=True)
+        changes = json_body(ParticipantPatch, partial=True)
         expected = changes.pop("version", None)
         return jsonify(participant_out.dump(
             repo.update_participant(person["_id"], changes, expected_version=expected)

@@ -101,7 +101,7 @@ def build(repo: Repository) -> Blueprint:
 
     def answer(match_id: str, accept: bool) -> Response:
         who = caller()
-        body = json_body(AnswerIn()) if request.get_data() else {"participant_id": None}
+        body = json_body(AnswerIn) if request.get_data() else {"participant_id": None}
         match = visible_match(who, match_id)
         if who.city is None:
             raise Problem(403, "Forbidden", "a match is answered by a key of one of its cities, not an admin key")
@@ -155,7 +155,7 @@ def build(repo: Repository) -> Blueprint:
         if not who.admin:
             raise Problem(403, "Forbidden", "only an admin key changes how a partnership matches")
         visible_partnership(who, pid)
-        changes = json_body(MatchingSettings())
+        changes = json_body(MatchingSettings)
         settings = replace(repo.settings(pid), **changes)
         if settings.semantic + settings.theme + settings.tags + settings.complement <= 0:
             raise Problem(422, "Unprocessable Content", "at least one weight must be above 0")

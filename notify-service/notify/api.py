@@ -79,7 +79,7 @@ def build(repo: Repository, settings: Settings, secret: str) -> Blueprint:
     @bp.post("/webhooks")
     def subscribe() -> tuple[Response, int]:
         who = caller()
-        data = json_body(WebhookIn())
+        data = json_body(WebhookIn)
         asked = data.pop("city")
         if who.admin:
             if not asked or asked not in who.visible_cities:
@@ -162,7 +162,7 @@ def build(repo: Repository, settings: Settings, secret: str) -> Blueprint:
         who = caller()
         if not who.admin:
             raise Problem(403, "Forbidden", "only the gateway itself asks for sign-in e-mails")
-        data = json_body(SignInMailIn())
+        data = json_body(SignInMailIn)
         lang = domain.language_of({"language": data["language"]})
         token = domain.unsubscribe_token(secret, data["participant_id"])
         unsubscribe_url = f"{settings.public_url}/unsubscribe/{token}"

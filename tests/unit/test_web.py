@@ -22,7 +22,7 @@ def client():
 
     @app.post("/things")
     def create():
-        data = json_body(Thing())
+        data = json_body(Thing)
         seen["correlation"] = context.correlation_id.get()
         return {"name": data["name"]}, 201
 
