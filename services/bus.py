@@ -101,13 +101,18 @@ class Topology:
         return [self.retry_queue(i) for i in range(1, len(self.retry_delays_ms) + 1)]
 
 
-def connection(settings: Settings, *, confirm: bool = False) -> kombu.Connection:
-    """A new connection (one per thread: connections and channels are never shared across threads)."""
+def connection(settings: Settings, *, confirm: bool = False, heartbeat: bool = True) -> kombu.Connection:
+    """A new connection (one per thread: connections and channels are never shared across threads).
+
+    heartbeat=False for a connection that is only written to now and then: py-amqp counts a heartbeat as
+    received only when something reads the socket, so checking one nobody reads fails after two intervals.
+    """
     if settings.embedded:
         return kombu.Connection(settings.amqp_url, transport_options={"polling_interval": 0.01})
     options: dict[str, Any] = {"confirm_publish": True} if confirm else {}
     return kombu.Connection(
-        settings.amqp_url, heartbeat=settings.heartbeat, connect_timeout=5, transport_options=options
+        settings.amqp_url, heartbeat=settings.heartbeat if heartbeat else 0, connect_timeout=5,
+        transport_options=options,
     )
 
 
@@ -351,9 +356,12 @@ class Consumer:
             conn = connection(self.settings)
             # Retries and parking publish on a connection of their own: waiting for their confirms on
             # the consuming connection would dispatch the next deliveries re-entrantly (py-amqp drains
-            # every frame while it waits), handling messages nested and out of order.
-            publish_conn = connection(self.settings, confirm=True)
+            # every frame while it waits), handling messages nested and out of order. Nothing reads it
+            # between those publishes, so it goes without heartbeats (a dead one fails the publish, and the
+            # message is delivered again on the new connection).
+            publish_conn = connection(self.settings, confirm=True, heartbeat=False)
             self.connection = conn
+            self._waiting = []  # what the last connection delivered, even while it closed, is delivered again
             try:
                 conn.ensure_connection(max_retries=1)
                 publish_conn.ensure_connection(max_retries=1)
@@ -382,7 +390,6 @@ class Consumer:
                         self._handle_waiting()
                         if not self.settings.embedded:
                             conn.heartbeat_check()
-                            publish_conn.heartbeat_check()
             except Exception as exc:  # lost connection, broker restart, channel error: start over
                 self.ready.clear()
                 if stop.is_set():
@@ -391,7 +398,6 @@ class Consumer:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
-                self._waiting.clear()  # unacked: the broker delivers them again
                 self._producer = None
                 self.connection = None
                 for used in (conn, publish_conn):

@@ -213,6 +213,26 @@ def test_connection_lost_after_effect_before_ack_redelivers_and_effect_exists_on
     wait_for(consumer.ready.is_set, message="the consumer to reconnect")
 
 
+def test_a_consumer_keeps_its_connection_for_many_heartbeat_intervals(rabbit_consumers: Consumers):
+    """Heartbeats every second, events now and then for five seconds: one connection, each event handled once.
+    (The consumer's publishing connection is read only when it publishes; checking its heartbeats made the
+    consumer reconnect every two intervals, and deliveries of the closing connection were handled again.)"""
+    settings = rabbit_consumers.settings.replace(heartbeat=1)
+    handled: Counter[str] = Counter()
+    [consumer] = rabbit_consumers.start(unique_service(), {"idea.withdrawn": [lambda e: handled.update([e.id])]},
+                                        settings=settings)
+    db = store.database(settings, "writer")
+    relay = relay_for(settings, db)
+    events = [withdrawn(i) for i in range(10)]
+    for i, event in enumerate(events):
+        write_with_events(db, f"doc-{i}", [event])
+        relay.relay_once()
+        time.sleep(0.5)
+    wait_for(lambda: len(handled) == 10, message="every event")
+    assert consumer.connections_made == 1, "no reconnects"
+    assert set(handled.values()) == {1}, "each event handled once"
+
+
 def test_events_left_by_a_crash_before_publishing_are_published_on_restart(
     settings: Settings, consumers: Consumers
 ):
