@@ -116,6 +116,8 @@ VARIABLES: tuple[Var, ...] = (
     Var("TWINCITY_SIGNIN_RATE_LIMIT", "10/minute", "Sign-in form posts (e-mail link, coordinator key) per address."),
     Var("TWINCITY_MAX_BODY", "262144", "Largest request body the gateway accepts, in bytes (413 beyond)."),
     Var("MATCHING_EXPIRY_SWEEP", "60", "Seconds between the matching worker's sweeps for expired proposals."),
+    Var("MATCHING_SYNC_OVERLAP", "1", "Seconds of read-model changes a matching worker reads again on each sync, "
+        "for writes of other workers that land late; raise it if a store write can take longer."),
     Var("SMTP_URL", "", "Notify: smtp://[user:pass@]host:port (smtps:// for TLS); empty sends no e-mail."),
     Var("SMTP_FROM", "Twin City Lab <noreply@twincity.invalid>", "Notify: the sender of e-mails."),
     Var("TWINCITY_PUBLIC_URL", "http://127.0.0.1:8080", "Where people reach the gateway (links in e-mails)."),
@@ -158,6 +160,7 @@ class Settings:
     rate_limit: str = "300/minute"
     signin_rate_limit: str = "10/minute"
     expiry_sweep: float = 60.0
+    sync_overlap: float = 1.0
     smtp_url: str = ""
     smtp_from: str = "Twin City Lab <noreply@twincity.invalid>"
     public_url: str = "http://127.0.0.1:8080"
@@ -223,6 +226,7 @@ class Settings:
             signin_rate_limit=_rate("TWINCITY_SIGNIN_RATE_LIMIT", get("TWINCITY_SIGNIN_RATE_LIMIT")),
             max_body_bytes=_int("TWINCITY_MAX_BODY", get("TWINCITY_MAX_BODY"), minimum=1024),
             expiry_sweep=_float("MATCHING_EXPIRY_SWEEP", get("MATCHING_EXPIRY_SWEEP"), minimum=0.05),
+            sync_overlap=_float("MATCHING_SYNC_OVERLAP", get("MATCHING_SYNC_OVERLAP"), minimum=0.0),
             smtp_url=_url("SMTP_URL", get("SMTP_URL"), ("smtp", "smtps")) if get("SMTP_URL") else "",
             smtp_from=get("SMTP_FROM"),
             public_url=_url("TWINCITY_PUBLIC_URL", get("TWINCITY_PUBLIC_URL"), ("http", "https")).rstrip("/"),

@@ -18,7 +18,7 @@ def _repo(runtime: Runtime) -> repository.Repository:
 def _engine(runtime: Runtime) -> Engine:
     """One engine (and so one index and one loaded model) for all consumer threads of the process."""
     if "engine" not in runtime.extras:
-        runtime.extras["engine"] = Engine(_repo(runtime), Encoder(threads=1))
+        runtime.extras["engine"] = Engine(_repo(runtime), Encoder(threads=1), runtime.settings.sync_overlap)
     return runtime.extras["engine"]
 
 

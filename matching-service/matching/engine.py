@@ -2,7 +2,9 @@
 
 Correct when scaled out: a worker stores the idea first, then brings its index up to date from the
 store, then searches. Of two workers handling two fitting ideas at the same moment, the later to sync
-sees the other's idea; if both see each other, the unique pair key lets only one proposal in.
+sees the other's idea; if both see each other, the unique pair key lets only one proposal in. A sync
+reads the changes since the last one, and again those of the MATCHING_SYNC_OVERLAP seconds before it
+(a write is stamped before it lands): that holds while a store write lands within that time.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from matching.vectors import DIM, Encoder, Index, dequantize, quantize
 
 log = logging.getLogger(__name__)
 
-SYNC_OVERLAP = timedelta(seconds=5)  # re-read this much before the last sync: writes land a little late
 CANDIDATES = 50  # nearest ideas by text that are scored in full
 PHRASES_KEPT = 4096  # single phrases whose vectors are remembered for proposals' wording (2 KiB each)
 
@@ -37,9 +38,12 @@ def idea_text(idea: Mapping[str, Any]) -> str:
 
 
 class Engine:
-    def __init__(self, repo: Repository, encoder: Encoder) -> None:
+    def __init__(self, repo: Repository, encoder: Encoder, sync_overlap: float = 1.0) -> None:
         self.repo = repo
         self.encoder = encoder
+        # Each sync reads again the changes of this many seconds before the last one: a write stamped before
+        # it may have become visible only after it. Its cost grows with the rate of changes times this.
+        self.sync_overlap = timedelta(seconds=sync_overlap)
         self.ideas = Index()  # groups: (partnership, city)
         self.interests = Index()  # groups: (city,)
         self._synced: dict[str, datetime | None] = {"ideas": None, "participants": None}
@@ -127,7 +131,7 @@ class Engine:
 
     def _since(self, name: str) -> datetime | None:
         last = self._synced[name]
-        return None if last is None else last - SYNC_OVERLAP
+        return None if last is None else last - self.sync_overlap
 
     def _index_idea(self, doc: Mapping[str, Any]) -> None:
         if doc.get("status") not in domain.MATCHABLE or not doc.get("vec") or not doc.get("vec_scale"):
