@@ -102,7 +102,7 @@ VARIABLES: tuple[Var, ...] = (
     Var("TWINCITY_EXCHANGE", "twincity.events", "Name of the durable topic exchange all events go through."),
     Var("TWINCITY_NAMESPACE", "", "Prefix of every queue name, for several deployments on one broker vhost."),
     Var("TWINCITY_ADMIN_KEY", "", "First admin API key; when empty, `twincity dev` makes one and prints it."),
-    Var("BUS_PREFETCH", "32", "Messages a consumer may hold unacknowledged (per consumer, not global)."),
+    Var("BUS_PREFETCH", "32", "Messages a consumer may hold unacknowledged (per consumer, not global); the most it handles at once."),
     Var("BUS_RETRY_DELAYS_MS", "1000,10000,60000",
         "Growing delays before each retry of a failed message; after the last the message is parked."),
     Var("BUS_CONFIRM_TIMEOUT", "10", "Seconds to wait for the broker to confirm a publish before failing."),
