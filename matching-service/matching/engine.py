@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 CANDIDATES = 50  # nearest ideas by text that are scored in full
 PHRASES_KEPT = 4096  # single phrases whose vectors are remembered for proposals' wording (2 KiB each)
+SCORED = ("theme", "tags", "seeks_vec", "seeks_vec_scale", "offers_vec", "offers_vec_scale")  # what a score reads
 
 
 class NotReady(Exception):
@@ -45,6 +46,7 @@ class Engine:
         # it may have become visible only after it. Its cost grows with the rate of changes times this.
         self.sync_overlap = timedelta(seconds=sync_overlap)
         self.ideas = Index()  # groups: (partnership, city)
+        self._scored: dict[str, dict[str, Any]] = {}  # idea id -> its SCORED fields, for the indexed ideas
         self.interests = Index()  # groups: (city,)
         self._synced: dict[str, datetime | None] = {"ideas": None, "participants": None}
         self._indexed: dict[str, dict[str, Any]] = {"ideas": {}, "participants": {}}  # id -> version indexed
@@ -136,8 +138,11 @@ class Engine:
     def _index_idea(self, doc: Mapping[str, Any]) -> None:
         if doc.get("status") not in domain.MATCHABLE or not doc.get("vec") or not doc.get("vec_scale"):
             self.ideas.remove(doc["_id"])
+            self._scored.pop(doc["_id"], None)
             return
         groups = [(p, doc["city"]) for p in doc.get("partnerships", [])]
+        self._scored[doc["_id"]] = {k: bytes(doc[k]) if k.endswith("_vec") else doc[k]
+                                    for k in SCORED if doc.get(k) is not None}
         self.ideas.put(doc["_id"], groups, bytes(doc["vec"]), doc["vec_scale"])
 
     def _index_participant(self, doc: Mapping[str, Any]) -> None:
@@ -163,21 +168,25 @@ class Engine:
         """The partner city's ideas that fit, scored in full, best first (at most top_k, above threshold)."""
         query = dequantize(bytes(idea["vec"]), idea["vec_scale"])
         hits = self.ideas.search((pid, city), query, CANDIDATES, exclude=[idea["_id"]])
-        # Only ideas that could reach the threshold are read and scored: most of the 50 nearest are far
-        # below it, and reading one (a copy of the document with its vectors) cost more than scoring it.
-        hits = [(other_id, cosine) for other_id, cosine in hits if may_reach(cosine, settings)]
-        if not hits:
-            return []
-        docs = self.repo.ideas_by_id([h for h, _ in hits])
-        scored = []
+        # Scored first from what the index keeps of each idea (SCORED); only those that reach the threshold
+        # are read from the store and scored again from their documents. Reading a document (a copy, with its
+        # vectors) costs more than scoring it, and with many similar ideas most of the 50 nearest could reach
+        # the threshold by their text alone (may_reach) but do not in full.
+        fits = []
         for other_id, cosine in hits:
+            known = self._scored.get(other_id)
+            if known is not None and may_reach(cosine, settings) \
+                    and score_of(idea, known, cosine, settings)[1] >= settings.threshold:
+                fits.append((other_id, cosine))
+        if not fits:
+            return []
+        docs = self.repo.ideas_by_id([h for h, _ in fits])
+        scored = []
+        for other_id, cosine in fits:
             other = docs.get(other_id)
             if other is None or other.get("status") not in domain.MATCHABLE or other["city"] == idea["city"]:
                 continue
-            complement = best_complement_cosine(idea, other)
-            parts = domain.parts_of(cosine, idea["theme"] == other["theme"], idea.get("tags", []),
-                                    other.get("tags", []), complement)
-            score = parts.score(settings)
+            parts, score, complement = score_of(idea, other, cosine, settings)
             if score >= settings.threshold:
                 scored.append({"other": other, "cosine": cosine, "parts": parts, "score": score,
                                "complement": complement})
@@ -318,6 +327,15 @@ def _mean(vectors: Sequence[np.ndarray]) -> np.ndarray:
     total = np.sum(vectors, axis=0, dtype=np.float32)
     norm = float(np.linalg.norm(total))
     return total / norm if norm else total
+
+
+def score_of(idea: Mapping[str, Any], other: Mapping[str, Any], cosine: float,
+             settings: domain.Settings) -> tuple[domain.Parts, float, float]:
+    """The parts, the score and the complement cosine of a pair whose texts have this cosine."""
+    complement = best_complement_cosine(idea, other)
+    parts = domain.parts_of(cosine, idea.get("theme") == other.get("theme"), idea.get("tags", []),
+                            other.get("tags", []), complement)
+    return parts, parts.score(settings), complement
 
 
 def best_complement_cosine(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
