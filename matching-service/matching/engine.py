@@ -83,6 +83,11 @@ class Engine:
                                 ("offers_vec", _mean([known[p] for p in offers]))):
                 code, scale = quantize(value)
                 fields[name], fields[f"{name}_scale"] = code, scale
+            # Each phrase's vector too, in the order of the phrases: the wording of a proposal made later
+            # (complement_phrases) reads them from the document instead of encoding them again.
+            for part, phrases in (("seeks", seeks), ("offers", offers)):
+                codes = [quantize(known[p]) for p in phrases]
+                fields[f"{part}_codes"], fields[f"{part}_scales"] = [c for c, _ in codes], [x for _, x in codes]
             found.append(fields)
         return found
 
@@ -288,12 +293,18 @@ class Engine:
         best: domain.Complement | None = None
         phrases = {(side, part): list(idea.get(part) or ()) for side, idea in (("a", a), ("b", b))
                    for part in ("seeks", "offers")}
-        everything = [phrase for found in phrases.values() for phrase in found]
-        if not everything:
+        if not any(phrases.values()):
             return None
-        known = self.phrase_vectors(everything)  # usually all known: encoded when their ideas arrived
-        vectors = {key: np.array([known[p] for p in found], dtype=np.float32).reshape(len(found), DIM)
-                   for key, found in phrases.items()}
+        vectors = {}
+        for (side, part), found in phrases.items():
+            idea = a if side == "a" else b
+            codes, scales = idea.get(f"{part}_codes"), idea.get(f"{part}_scales")
+            if codes is not None and scales is not None and len(codes) == len(found) == len(scales):
+                vectors[(side, part)] = np.array([dequantize(bytes(c), x) for c, x in zip(codes, scales, strict=True)],
+                                                 dtype=np.float32).reshape(len(found), DIM)
+            else:  # stored before the phrases' vectors were: encoded (or remembered) now
+                known = self.phrase_vectors(found)
+                vectors[(side, part)] = np.array([known[p] for p in found], dtype=np.float32).reshape(len(found), DIM)
         for (seeker, offerer), (s, o) in zip(((a, b), (b, a)), (("a", "b"), ("b", "a")), strict=True):
             seeks, offers = phrases[(s, "seeks")], phrases[(o, "offers")]
             if not seeks or not offers:

@@ -49,4 +49,8 @@ def test_seeks_and_offers_vectors_are_the_mean_of_their_phrases(encoder: Encoder
     seeks = np.frombuffer(fields["seeks_vec"], dtype=np.int8) * fields["seeks_vec_scale"]
     assert float(seeks @ mean) > 0.999
     assert fields["offers_vec_scale"] == 0, "no offers: no vector"
+    assert len(fields["seeks_codes"]) == len(fields["seeks_scales"]) == 2 and fields["offers_codes"] == [], \
+        "each phrase's vector is kept with the idea, in the order of its phrases"
+    first = np.frombuffer(fields["seeks_codes"][0], dtype=np.int8) * fields["seeks_scales"][0]
+    assert float(first @ phrases[0]) > 0.999
     assert set(engine.phrase_vectors(["Saatgut", "Gärtner"])) == {"Saatgut", "Gärtner"}, "phrases remembered"
