@@ -177,11 +177,14 @@ class Engine:
         # are read from the store and scored again from their documents. Reading a document (a copy, with its
         # vectors) costs more than scoring it, and with many similar ideas most of the 50 nearest could reach
         # the threshold by their text alone (may_reach) but do not in full.
+        known = [(other_id, cosine, self._scored[other_id]) for other_id, cosine in hits
+                 if other_id in self._scored and may_reach(cosine, settings)]
         fits = []
-        for other_id, cosine in hits:
-            known = self._scored.get(other_id)
-            if known is not None and may_reach(cosine, settings) \
-                    and score_of(idea, known, cosine, settings)[1] >= settings.threshold:
+        for (other_id, cosine, other), complement in zip(
+                known, complement_cosines(idea, [k for _, _, k in known]), strict=True):
+            parts = domain.parts_of(cosine, idea.get("theme") == other.get("theme"), idea.get("tags", []),
+                                    other.get("tags", []), float(complement))
+            if parts.score(settings) >= settings.threshold:
                 fits.append((other_id, cosine))
         if not fits:
             return []
@@ -347,6 +350,23 @@ def score_of(idea: Mapping[str, Any], other: Mapping[str, Any], cosine: float,
     parts = domain.parts_of(cosine, idea.get("theme") == other.get("theme"), idea.get("tags", []),
                             other.get("tags", []), complement)
     return parts, parts.score(settings), complement
+
+
+def complement_cosines(idea: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """best_complement_cosine of an idea with each of several others, in two matrix products."""
+    best = np.zeros(len(others), dtype=np.float32)
+    for mine, theirs in (("seeks", "offers"), ("offers", "seeks")):
+        if not idea.get(f"{mine}_vec_scale"):
+            continue
+        rows = [i for i, other in enumerate(others) if other.get(f"{theirs}_vec_scale")]
+        if not rows:
+            continue
+        vector = dequantize(bytes(idea[f"{mine}_vec"]), idea[f"{mine}_vec_scale"])
+        codes = np.frombuffer(b"".join(bytes(others[i][f"{theirs}_vec"]) for i in rows), dtype=np.int8)
+        scales = np.array([others[i][f"{theirs}_vec_scale"] for i in rows], dtype=np.float32)
+        cosines = (codes.reshape(len(rows), DIM).astype(np.float32) @ vector) * scales
+        best[rows] = np.maximum(best[rows], cosines)
+    return best
 
 
 def best_complement_cosine(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:

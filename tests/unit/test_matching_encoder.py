@@ -54,3 +54,25 @@ def test_seeks_and_offers_vectors_are_the_mean_of_their_phrases(encoder: Encoder
     first = np.frombuffer(fields["seeks_codes"][0], dtype=np.int8) * fields["seeks_scales"][0]
     assert float(first @ phrases[0]) > 0.999
     assert set(engine.phrase_vectors(["Saatgut", "Gärtner"])) == {"Saatgut", "Gärtner"}, "phrases remembered"
+
+
+def test_complements_of_many_ideas_at_once_are_those_of_each_alone():
+    from matching.engine import best_complement_cosine, complement_cosines
+    from matching.vectors import quantize
+
+    rng = np.random.default_rng(3)
+
+    def idea(seeks: bool = True, offers: bool = True) -> dict:
+        out = {}
+        for name, present in (("seeks_vec", seeks), ("offers_vec", offers)):
+            vector = rng.standard_normal(512).astype(np.float32)
+            unit = vector / np.linalg.norm(vector)
+            out[name], out[f"{name}_scale"] = quantize(unit) if present else (bytes(512), 0.0)
+        return out
+
+    others = [idea(i % 3 != 0, i % 4 != 0) for i in range(40)]
+    for new in (idea(), idea(seeks=False), idea(offers=False), idea(False, False)):
+        together = complement_cosines(new, others)
+        alone = [best_complement_cosine(new, other) for other in others]
+        assert np.allclose(together, alone, atol=1e-6)
+    assert complement_cosines(idea(), []).shape == (0,)
