@@ -177,8 +177,8 @@ class Engine:
         # are read from the store and scored again from their documents. Reading a document (a copy, with its
         # vectors) costs more than scoring it, and with many similar ideas most of the 50 nearest could reach
         # the threshold by their text alone (may_reach) but do not in full.
-        known = [(other_id, cosine, self._scored[other_id]) for other_id, cosine in hits
-                 if other_id in self._scored and may_reach(cosine, settings)]
+        known = [(other_id, cosine, scored) for other_id, cosine in hits
+                 if may_reach(cosine, settings) and (scored := self._scored.get(other_id)) is not None]
         fits = []
         for (other_id, cosine, other), complement in zip(
                 known, complement_cosines(idea, [k for _, _, k in known]), strict=True):
