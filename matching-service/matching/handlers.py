@@ -41,8 +41,8 @@ def ideas_changed(repo: Repository, engine: Engine, events: Sequence[Event]) -> 
         needs_vectors = event.type == "idea.submitted" or any(f in TEXT_FIELDS for f in changed)
         stored = repo.idea(p["idea_id"])
         todo.append((event, fields, needs_vectors or stored is None or not stored.get("vec"), needs_vectors))
-    encode = [fields for _, fields, encode, _ in todo if encode]
-    for fields, vectors in zip(encode, engine.ideas_vectors(encode) if encode else [], strict=True):
+    to_encode = [fields for _, fields, wants_vectors, _ in todo if wants_vectors]
+    for fields, vectors in zip(to_encode, engine.ideas_vectors(to_encode) if to_encode else [], strict=True):
         fields.update(vectors)
     to_match = []
     for event, fields, _, needs_vectors in todo:
