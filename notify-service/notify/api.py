@@ -23,7 +23,7 @@ from notify.schemas import (
 )
 from notify.sender import resolve
 from services.config import Settings
-from services.contract import now_iso
+from services.contract import now_iso, schema_instance
 from services.inbox import derived_id
 from services.openapi import ApiDocs
 from services.store import new_id
@@ -134,7 +134,7 @@ def build(repo: Repository, settings: Settings, secret: str) -> Blueprint:
     @bp.get("/webhooks/<sid>/deliveries")
     def deliveries(sid: str) -> Response:
         own_subscription(caller(), sid)
-        query = PageQuery().load(request.args.to_dict())
+        query = schema_instance(PageQuery).load(request.args.to_dict())
         items, next_cursor = repo.deliveries_of(sid, query["limit"], query.get("cursor"))
         return jsonify(DeliveryPage().dump({"items": items, "next_cursor": next_cursor}))
 
@@ -147,7 +147,7 @@ def build(repo: Repository, settings: Settings, secret: str) -> Blueprint:
     @bp.get("/participants/<pid>/notifications")
     def inbox(pid: str) -> Response:
         own_person(caller(), pid)
-        query = InboxQuery().load(request.args.to_dict())
+        query = schema_instance(InboxQuery).load(request.args.to_dict())
         items, next_cursor = repo.inbox_of(pid, query["limit"], query.get("cursor"), query["unread"])
         return jsonify(NotificationPage().dump({"items": items, "next_cursor": next_cursor}))
 
