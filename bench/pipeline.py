@@ -3,6 +3,7 @@
     .venv/bin/python bench/pipeline.py                     # 20, 50, 100, 150 ideas/s, then as fast as it can
     .venv/bin/python bench/pipeline.py --rates 20 --seconds 30
     .venv/bin/python bench/pipeline.py --profile           # also py-spy profiles of every process (flat-out phase)
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/pipeline.py   # see "BLAS" below
 
 It starts the stack as separate processes, with the real RabbitMQ (AMQP_URL) between them, on an exchange and
 queue namespace of its own (removed at the end): `twincity gateway web` (one gunicorn worker) and
@@ -26,12 +27,17 @@ Denominators, measured in the same run while the stack is idle, one at a time:
   broker     raw round trip: pika publishes one persistent message with confirm and gets it back
   http       GET /healthz of a service through gunicorn on a keep-alive connection
   insert     insert_one of an idea with its outbox event into a mongomock collection of the run's size
-  encode     one idea's three texts (text, seeks, offers) with the real encoder, as matching does
+  encode     one idea's texts with the real encoder, as matching does: its text and each seek and offer phrase
   search     the 50 nearest in an int8 segment of the run's size (one partner city's ideas)
 201 -> notified crosses 2 HTTP hops (client -> gateway -> ideas), 2 broker hops (idea.submitted, match.proposed),
 4 store writes (the idea, matching's copy, the match, the notification), 1 encode and 1 search: their sum is the
 floor the end-to-end p50 is compared with. The gateway's own cost is GET /api/v1/ideas/<id> through the
 gateway minus the same GET sent straight to the ideas service.
+
+BLAS: the encoder's speed depends on the OpenBLAS kernel, which the first line of output names. Some machines
+pin an older one with OPENBLAS_CORETYPE (on this AVX-512 machine, Haswell's kernel encodes ~1.6x slower than the
+SkylakeX kernel OpenBLAS picks by itself); a deployment sets no such variable. Unset both variables for a run
+that measures what a deployment gets, and compare runs only with the same kernel.
 
 Prints a table, writes bench/results/pipeline.json (--json) and a PNG of latency against offered load (--png;
 needs matplotlib, `pip install -e .[bench]`). Figures, not pass/fail: rerun to compare.
@@ -596,6 +602,16 @@ def store_insert(size: int, n: int) -> dict[str, float]:
     return timed(lambda: db[repository.IDEAS].insert_one(next(it)), n)
 
 
+def blas_in_use() -> str:
+    """The BLAS kernel the services' encoder uses (they inherit this environment), and what pinned it."""
+    sys.path.insert(0, str(ROOT / "matching-service"))
+    from matching.vectors import blas
+
+    pinned = os.environ.get("OPENBLAS_CORETYPE")
+    return blas() + (f" (pinned by OPENBLAS_CORETYPE={pinned}; `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` "
+                     "lets OpenBLAS choose by the processor, as a deployment does)" if pinned else "")
+
+
 def encode_one(n: int) -> dict[str, float]:
     sys.path.insert(0, str(ROOT / "matching-service"))
     from matching.engine import idea_text
@@ -608,7 +624,7 @@ def encode_one(n: int) -> dict[str, float]:
 
     def encode() -> None:
         body = next(it)
-        encoder.encode([idea_text(body), "; ".join(body["seeks"]), "; ".join(body["offers"])])
+        encoder.encode([idea_text(body), *body["seeks"], *body["offers"]])
 
     return timed(encode, n)
 
@@ -747,9 +763,10 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="twincity-pipeline-"))
     stack = Stack(args.url, workdir, "tcl_bench-admin-" + uuid.uuid4().hex)
     results: dict[str, Any] = {"url": args.url.split("@")[-1], "rates": rates, "seconds": args.seconds,
-                               "clients": args.clients, "cores": os.cpu_count()}
+                               "clients": args.clients, "cores": os.cpu_count(), "blas": blas_in_use()}
     print(f"pipeline benchmark against {results['url']}: phases {', '.join(f'{r:g}/s' for r in rates)}"
           f"{f', flat out with {args.clients} clients' if args.clients else ''}, {args.seconds:g} s each")
+    print(f"  the encoder multiplies with {results['blas']}")
     started = time.monotonic()
     try:
         stack.start()
@@ -855,7 +872,7 @@ def report(results: dict[str, Any]) -> None:
     for key, label in (("broker_round_trip", "broker round trip (confirm, get)"),
                        ("http_hop", "HTTP hop through gunicorn"),
                        ("store_insert", f"store insert ({den['sizes']['ideas_stored']} stored)"),
-                       ("encode", "encode one idea (3 texts)"),
+                       ("encode", "encode one idea (5 texts)"),
                        ("search", f"search 50 of {den['sizes']['partner_city_ideas']}")):
         print(f"  {label:<42}{den[key]['p50_ms']:>7.2f}  {den[key]['p99_ms']:>7.2f}   x{den['crossed'][key]}")
     print(f"  {'sum of the hops crossed':<42}{floor:>7.2f}")
