@@ -347,6 +347,7 @@ class Consumer:
         self.connection: kombu.Connection | None = None  # the live one (failure tests cut it)
         self.connections_made = 0
         self._waiting: list[kombu.Message] = []  # delivered, not handled yet
+        self._done: list[kombu.Message] = []  # handled, to be acked together once the waiting ones are
 
     # The loop ---------------------------------------------------------------------------------------
 
@@ -361,7 +362,8 @@ class Consumer:
             # message is delivered again on the new connection).
             publish_conn = connection(self.settings, confirm=True, heartbeat=False)
             self.connection = conn
-            self._waiting = []  # what the last connection delivered, even while it closed, is delivered again
+            # What the last connection delivered, even while it closed, is delivered again.
+            self._waiting, self._done = [], []
             try:
                 conn.ensure_connection(max_retries=1)
                 publish_conn.ensure_connection(max_retries=1)
@@ -412,20 +414,40 @@ class Consumer:
     def _handle_waiting(self) -> None:
         waiting = list(self._waiting)
         self._waiting.clear()
-        events = [found for found in map(self._decode, waiting) if found is not None]
-        i = 0
-        while i < len(events):
-            handlers = self.handlers.get(events[i][2].type, ())
-            many = getattr(handlers[0], "many", None) if len(handlers) == 1 else None
-            j = i + 1
-            if many is not None:
-                while j < len(events) and self._same(self.handlers.get(events[j][2].type, ()), handlers[0]):
-                    j += 1
-            if j - i > 1:
-                self._handle_many(events[i:j], many)  # type: ignore[arg-type]
-            else:
-                self._handle(*events[i])
-            i = j
+        try:
+            events = [found for found in map(self._decode, waiting) if found is not None]
+            i = 0
+            while i < len(events):
+                handlers = self.handlers.get(events[i][2].type, ())
+                many = getattr(handlers[0], "many", None) if len(handlers) == 1 else None
+                j = i + 1
+                if many is not None:
+                    while j < len(events) and self._same(self.handlers.get(events[j][2].type, ()), handlers[0]):
+                        j += 1
+                if j - i > 1:
+                    self._handle_many(events[i:j], many)  # type: ignore[arg-type]
+                else:
+                    self._handle(*events[i])
+                i = j
+        finally:
+            self._ack_done()
+
+    def _ack_done(self) -> None:
+        """Ack the handled messages: on RabbitMQ with one frame, acking every delivery up to the last of them.
+
+        Each waiting message is either among them or was acked on its own already (retried, parked, unwanted),
+        and nothing is delivered while they are handled (the loop drains only between batches), so a multiple
+        ack names exactly these. Its tag is one not acked yet: the broker closes the channel on a tag acked twice.
+        kombu's in-memory transport acks one message a call, whatever `multiple` says.
+        """
+        done, self._done = self._done, []
+        if not done:
+            return
+        if self.settings.embedded:
+            for message in done:
+                message.ack()
+            return
+        done[-1].ack(multiple=True)  # delivered last of them: the highest tag
 
     @staticmethod
     def _same(handlers: Sequence[Handler], handler: Handler) -> bool:
@@ -464,7 +486,7 @@ class Consumer:
                 return
             metrics.HANDLER_SECONDS.labels(self.service, event.type).observe(time.perf_counter() - started)
             metrics.EVENTS_HANDLED.labels(self.service, event.type).inc()
-            message.ack()
+            self._done.append(message)
 
     def _handle_many(self, batch: Sequence[tuple[kombu.Message, bytes, Event]],
                      many: Callable[[Sequence[Event]], None]) -> None:
@@ -480,7 +502,7 @@ class Consumer:
         for message, _, event in batch:
             metrics.HANDLER_SECONDS.labels(self.service, event.type).observe(each)
             metrics.EVENTS_HANDLED.labels(self.service, event.type).inc()
-            message.ack()
+            self._done.append(message)
 
     def _attempt(self, message: kombu.Message) -> int:
         headers = message.headers or {}

@@ -166,6 +166,53 @@ def test_a_failing_batch_is_handled_one_event_at_a_time(transport: str, consumer
     wait_for(lambda: queue_depth(settings, consumer.topology.queue) == 0, message="the rest acked")
 
 
+def test_handled_messages_are_acked_together_and_none_is_left_unacked(transport: str, consumers: Consumers,
+                                                                      monkeypatch: pytest.MonkeyPatch):
+    """Waiting messages are acked with one multiple ack on RabbitMQ, around those retried or parked on their own.
+
+    The last waiting message fails (acked alone, before the others): the multiple ack must name the last of the
+    handled ones, not a tag acked already, or the broker would close the channel.
+    """
+    settings = make_settings(transport, retry_delays_ms=())
+    consumers.settings = settings
+    acks: list[bool] = []
+    original = kombu.Message.ack
+
+    def counted(self: kombu.Message, multiple: bool = False) -> None:
+        acks.append(multiple)
+        original(self, multiple=multiple)
+
+    monkeypatch.setattr(kombu.Message, "ack", counted)
+    handled: list[str] = []
+
+    def handler(event: Event) -> None:
+        if event.payload["idea_id"].startswith("poison"):
+            raise RuntimeError("this one breaks")
+        handled.append(event.payload["idea_id"])
+
+    service = unique_service()
+    [first] = consumers.start(service, {"idea.withdrawn": [handler]}, settings=settings)
+    consumers.stop(first)
+    db = store.database(settings, "writer")
+    sent = [*[withdrawn(i) for i in range(10)], withdrawn("poison-1"), *[withdrawn(i) for i in range(10, 20)],
+            withdrawn("poison-2")]
+    write_with_events(db, "doc", sent)
+    relay_for(settings, db).relay_once()
+    wait_for(lambda: queue_depth(settings, first.topology.queue) == len(sent), message="the events waiting")
+
+    [consumer] = consumers.start(service, {"idea.withdrawn": [handler]}, settings=settings)
+    wait_for(lambda: len(handled) == 20 and queue_depth(settings, consumer.topology.dead) == 2,
+             message="every event handled or parked")
+    consumers.stop(consumer)  # closing the channel gives back whatever was not acked
+    assert queue_depth(settings, consumer.topology.queue) == 0, "every message was acked"
+    assert consumer.connections_made == 1, "no channel error from acking a tag twice"
+    assert sorted(handled, key=int) == [str(i) for i in range(20)]
+    if not settings.embedded:
+        assert True in acks and len(acks) < len(sent), f"handled messages acked together: {acks}"
+    else:
+        assert len(acks) == len(sent), "memory:// acks one message a call"
+
+
 def test_duplicate_delivery_has_one_effect(settings: Settings, consumers: Consumers):
     effects = Effects(settings)
     consumers.start(unique_service(), {"idea.withdrawn": [effects]})
