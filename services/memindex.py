@@ -54,6 +54,10 @@ def _bracket(value: Any) -> str | None:
     return "number"
 
 
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, list | dict) and not value)
+
+
 def _first(entry: tuple[Any, int, Any]) -> Any:
     return entry[0]
 
@@ -66,6 +70,9 @@ class FieldIndex:
         self.value_of: dict[Any, Any] = {}
         self.ids_of: dict[Any, set[Any]] = {}
         self.others: set[Any] = set()  # no scalar (a list matches by its elements) or NaN: candidates of a range
+        # documents whose value holds something (not None, [] or {}): those where `field.sub` may exist. A
+        # relay asks for its pending outbox events this way several times a second; a few are pending of many
+        self.filled: set[Any] = set()
         # per bracket, (value, slot, document) sorted: the slot (unique, from put) orders equal values and
         # finds a document's entry again; range conditions bisect these instead of checking every document
         self.ordered: dict[str, list[tuple[Any, int, Any]]] = {}
@@ -78,6 +85,8 @@ class FieldIndex:
             return
         value = document[self.field]
         self.value_of[doc_id] = value
+        if not _empty(value):
+            self.filled.add(doc_id)
         if _scalar(value):
             self.ids_of.setdefault(value, set()).add(doc_id)
             bracket = _bracket(value)
@@ -93,6 +102,7 @@ class FieldIndex:
         if doc_id not in self.value_of:
             return
         value = self.value_of.pop(doc_id)
+        self.filled.discard(doc_id)
         if _scalar(value):
             bucket = self.ids_of.get(value)
             if bucket is not None:
@@ -117,7 +127,7 @@ class FieldIndex:
         if key != self.field:
             if key.startswith(self.field + ".") and condition == {"$exists": True}:
                 # `field.sub` exists only where the field holds something (a pending outbox is a non-empty list)
-                return {i for i, v in self.value_of.items() if v is not None and v != [] and v != {}}
+                return set(self.filled)
             return None
         if _scalar(condition):
             return self.ids_of.get(condition, set()) | self.others
