@@ -9,7 +9,7 @@ from flask import Flask, Response, g, jsonify, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from gateway import api, audit, keys, pages, repository
+from gateway import api, audit, keys, pages, ratelimit, repository
 from gateway.clients import HttpTransport, ServiceClient, WsgiTransport
 from services.config import ConfigError, Settings
 from services.runtime import Runtime, ServiceSpec
@@ -47,7 +47,8 @@ def _rate_key() -> str:
 
 def _rate_limits(app: Flask, settings: Settings) -> Limiter:
     # Shared through MongoDB when there is one (every gunicorn worker and replica counts together).
-    storage = settings.mongo_url if settings.mongo_url.startswith("mongodb") else "memory://"
+    storage = settings.mongo_url if settings.mongo_url.startswith("mongodb") else \
+        f"{ratelimit.SweptMemoryStorage.STORAGE_SCHEME[0]}://"
     return Limiter(
         _rate_key, app=app, default_limits=[settings.rate_limit], storage_uri=storage, headers_enabled=True,
         default_limits_exempt_when=lambda: not request.path.startswith("/api/"),
