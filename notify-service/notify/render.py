@@ -14,15 +14,15 @@ _text = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefine
 _html = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
 
 
-def render(name: str, lang: str, context: dict[str, Any]) -> tuple[str, str, str]:
-    """(subject, plain text, HTML) of one message."""
+def render(name: str, lang: str, context: dict[str, Any], *, html: bool = True) -> tuple[str, str, str]:
+    """(subject, plain text, HTML) of one message; the HTML is "" when not asked for (nothing will send it)."""
     rendered = _text.get_template(f"{lang}/{name}.txt").render(**context)
     first, _, body = rendered.partition("\n")
     if not first.startswith("Subject:"):
         raise ValueError(f"template {lang}/{name}.txt must start with 'Subject: '")
     subject = first[len("Subject:"):].strip()
     text = body.lstrip("\n").rstrip() + "\n"
-    return subject, text, _to_html(subject, text, lang)
+    return subject, text, _to_html(subject, text, lang) if html else ""
 
 
 def _to_html(subject: str, text: str, lang: str) -> str:
