@@ -107,13 +107,18 @@ def test_two_workers_propose_each_fitting_pair_exactly_once(rabbitmq: str, overl
         relay.relay_once()
         wait_for(lambda: db["partnerships"].count_documents({}) == ROUNDS, 30, message="the partnerships")
 
-        # Each round: both ideas in one confirmed batch, so they reach the two workers at the same moment.
+        # Each round: both ideas in one confirmed batch, so they reach the two workers at the same moment. A
+        # round starts once the last one is handled: with prefetch 1, the broker then deals the two ideas to
+        # the two idle workers. (Sent back to back, the rounds queued up and the workers fell into step: a
+        # worker often took both ideas of a pair one after the other, and the race was rarely run.)
         for i in range(ROUNDS):
             pid = f"ka{i}-kr{i}"
             pair = [idea_event(f"de-{i}", f"ka{i}", pid, GARDEN_DE, "de"),
                     idea_event(f"ru-{i}", f"kr{i}", pid, GARDEN_RU, "ru")]
             writer.events.insert_one(outbox.with_events({"_id": f"round-{i}"}, pair))
             relay.relay_once()
+            wait_for(lambda i=i: {f"de-{i}", f"ru-{i}"} <= handled_by.keys(), 30, interval=0.002,
+                     message=f"round {i} handled")
 
         def all_proposed() -> bool:
             return db["matches"].count_documents({"kind": "idea"}) >= ROUNDS and len(handled_by) == 2 * ROUNDS
