@@ -29,6 +29,9 @@ PHRASES_KEPT = 4096  # single phrases whose vectors are remembered for proposals
 SCORED = ("theme", "tags", "seeks_vec", "seeks_vec_scale", "offers_vec", "offers_vec_scale")  # what a score reads
 
 
+Hits = list[tuple[str, float]]  # (idea id, cosine), nearest first
+
+
 class NotReady(Exception):
     """An event refers to something this service has not heard of yet (retried later by the bus)."""
 
@@ -168,11 +171,40 @@ class Engine:
             found += [(pid, city) for city in partnership["cities"] if city != idea["city"]]
         return found
 
-    def candidates(self, idea: Mapping[str, Any], pid: str, city: str,
-                   settings: domain.Settings) -> list[dict[str, Any]]:
-        """The partner city's ideas that fit, scored in full, best first (at most top_k, above threshold)."""
-        query = dequantize(bytes(idea["vec"]), idea["vec_scale"])
-        hits = self.ideas.search((pid, city), query, CANDIDATES, exclude=[idea["_id"]])
+    def nearest_many(self, ideas: Sequence[Mapping[str, Any]]) -> dict[str, dict[tuple[str, str], Hits]]:
+        """The nearest ideas of each partner city of several ideas (what `candidates` starts from), searching
+        each city's segment once for all of them: idea id -> (partnership, city) -> hits.
+
+        For ideas stored and synced together (a batch): the index then holds each of them already. An idea
+        whose partnership is not known yet is left out; matching it says so (NotReady), as alone.
+        """
+        wanted: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+        for idea in ideas:
+            if idea.get("status") not in domain.MATCHABLE or not idea.get("vec"):
+                continue
+            try:
+                groups = self.partners_of(idea)
+            except NotReady:
+                continue
+            for group in groups:
+                wanted.setdefault(group, []).append(idea)
+        found: dict[str, dict[tuple[str, str], Hits]] = {}
+        for group, members in wanted.items():
+            queries = np.stack([dequantize(bytes(m["vec"]), m["vec_scale"]) for m in members])
+            excludes = [[m["_id"]] for m in members]
+            for idea, hits in zip(members, self.ideas.search_many(group, queries, CANDIDATES, excludes), strict=True):
+                found.setdefault(idea["_id"], {})[group] = hits
+        return found
+
+    def candidates(self, idea: Mapping[str, Any], pid: str, city: str, settings: domain.Settings,
+                   hits: Hits | None = None) -> list[dict[str, Any]]:
+        """The partner city's ideas that fit, scored in full, best first (at most top_k, above threshold).
+
+        hits: the nearest ideas of that city, if searched already (nearest_many); else searched here.
+        """
+        if hits is None:
+            query = dequantize(bytes(idea["vec"]), idea["vec_scale"])
+            hits = self.ideas.search((pid, city), query, CANDIDATES, exclude=[idea["_id"]])
         # Scored first from what the index keeps of each idea (SCORED); only those that reach the threshold
         # are read from the store and scored again from their documents. Reading a document (a copy, with its
         # vectors) costs more than scoring it, and with many similar ideas most of the 50 nearest could reach
@@ -201,10 +233,12 @@ class Engine:
         scored.sort(key=lambda c: -c["score"])
         return scored[: settings.top_k]
 
-    def match_idea(self, idea: Mapping[str, Any], *, synced: bool = False) -> int:
+    def match_idea(self, idea: Mapping[str, Any], *, synced: bool = False,
+                   nearest: Mapping[tuple[str, str], Hits] | None = None) -> int:
         """Propose the best partners of an idea (ideas and interested people); returns proposals made.
 
         synced: the index was brought up to date after this idea was stored (see the module's docstring).
+        nearest: its nearest ideas per partner city, searched after that (nearest_many).
         """
         if idea.get("status") not in domain.MATCHABLE:
             return 0
@@ -213,7 +247,8 @@ class Engine:
         made = 0
         for pid, city in self.partners_of(idea):
             settings = self.repo.settings(pid)
-            for candidate in self.candidates(idea, pid, city, settings):
+            hits = nearest.get((pid, city)) if nearest is not None else None
+            for candidate in self.candidates(idea, pid, city, settings, hits):
                 made += self.repo.propose(self._idea_match(idea, candidate, pid, settings))
             made += self._propose_interested(idea, pid, city, settings)
         return made

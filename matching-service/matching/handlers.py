@@ -54,11 +54,13 @@ def ideas_changed(repo: Repository, engine: Engine, events: Sequence[Event]) -> 
         elif fields["status"] in domain.MATCHABLE and needs_vectors:
             to_match.append(event)  # a new or reworded idea is matched (again); a status change alone is not
     engine.sync()
-    for event in to_match:
+    ideas = [repo.idea(event.payload["idea_id"]) for event in to_match]
+    # Several ideas: each partner city's index is searched once for all of them.
+    nearest = engine.nearest_many([i for i in ideas if i is not None]) if len(ideas) > 1 else {}
+    for event, idea in zip(to_match, ideas, strict=True):
         with in_context(event):
-            idea = repo.idea(event.payload["idea_id"])
             assert idea is not None
-            made = engine.match_idea(idea, synced=True)
+            made = engine.match_idea(idea, synced=True, nearest=nearest.get(idea["_id"]))
             log.info("idea %s: %d new proposal(s)", event.payload["idea_id"], made)
 
 

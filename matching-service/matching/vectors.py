@@ -141,22 +141,35 @@ class Segment:
 
     def search(self, query: np.ndarray, k: int, exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
         """The k most similar ids with their cosine similarity, best first."""
+        return self.search_many(np.asarray(query)[None, :], k, [exclude])[0]
+
+    def search_many(self, queries: np.ndarray, k: int,
+                    excludes: Sequence[Iterable[str]]) -> list[list[tuple[str, float]]]:
+        """`search` for each row of `queries` (each with its own exclusions), in one pass over the codes.
+
+        Turning the int8 codes into float32 costs more than multiplying them (0.38 of a search's 0.46 ms at
+        5,000 ideas): several queries at once convert each chunk once. The nearest are those each search
+        alone finds; a cosine may differ from it in float32 rounding.
+        """
+        queries = np.asarray(queries, dtype=np.float32).reshape(-1, DIM)
         if self.size == 0 or k <= 0:
-            return []
-        query = query.astype(np.float32)
-        sims = np.empty(self.size, dtype=np.float32)
+            return [[] for _ in queries]
+        sims = np.empty((len(queries), self.size), dtype=np.float32)
         for start in range(0, self.size, _CHUNK):
             stop = min(start + _CHUNK, self.size)
-            sims[start:stop] = self.codes[start:stop].astype(np.float32) @ query
+            sims[:, start:stop] = queries @ self.codes[start:stop].astype(np.float32).T
         sims *= self.scales[: self.size]
-        for key in exclude:
-            row = self.rows.get(key)
-            if row is not None:
-                sims[row] = -np.inf
         k = min(k, self.size)
-        best = np.argpartition(-sims, k - 1)[:k]
-        best = best[np.argsort(-sims[best])]
-        return [(self.ids[i], float(sims[i])) for i in best if np.isfinite(sims[i])]
+        found = []
+        for row, exclude in zip(sims, excludes, strict=True):
+            for key in exclude:
+                at = self.rows.get(key)
+                if at is not None:
+                    row[at] = -np.inf
+            best = np.argpartition(-row, k - 1)[:k]
+            best = best[np.argsort(-row[best])]
+            found.append([(self.ids[i], float(row[i])) for i in best if np.isfinite(row[i])])
+        return found
 
     def nbytes(self) -> int:
         return int(self.codes[: self.size].nbytes + self.scales[: self.size].nbytes)
@@ -186,9 +199,13 @@ class Index:
 
     def search(self, group: tuple[str, ...], query: np.ndarray, k: int,
                exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
+        return self.search_many(group, np.asarray(query)[None, :], k, [exclude])[0]
+
+    def search_many(self, group: tuple[str, ...], queries: np.ndarray, k: int,
+                    excludes: Sequence[Iterable[str]]) -> list[list[tuple[str, float]]]:
         with self.lock:
             segment = self.segments.get(group)
-            return segment.search(query, k, exclude) if segment else []
+            return segment.search_many(queries, k, excludes) if segment else [[] for _ in excludes]
 
     def __len__(self) -> int:
         return len(self.memberships)

@@ -1,4 +1,5 @@
-"""Ideas that wait in matching's queue are handled together: one encoder call, one index sync, same proposals."""
+"""Ideas that wait in matching's queue are handled together: one encoder call, one index sync, one search of
+each city's index, the same proposals."""
 
 from __future__ import annotations
 
@@ -32,8 +33,16 @@ def test_waiting_ideas_are_encoded_together_and_each_pair_is_proposed_once(rabbi
         proposed_in[match["pair"]] = context.correlation_id.get()
         return original_propose(match)
 
+    searched_together: list[int] = []  # ideas per nearest_many call
+    original_nearest = engine.nearest_many
+
+    def counting_nearest(ideas: Any) -> Any:
+        searched_together.append(len(ideas))
+        return original_nearest(ideas)
+
     engine.encoder.encode = counting_encode
     engine.repo.propose = recording_propose
+    engine.nearest_many = counting_nearest
 
     writer = store.database(settings, "batch_writer")
     relay = outbox.Relay("batch", writer, ["events"], lambda: bus.make_publisher(settings))
@@ -85,6 +94,7 @@ def test_waiting_ideas_are_encoded_together_and_each_pair_is_proposed_once(rabbi
     assert sorted(pairs) == sorted(f"idea:de-{i}|ru-{i}" for i in range(ROUNDS)), "each pair proposed once"
     print(f"texts per encoder call: {encoded}")
     assert len(encoded) < 2 * ROUNDS and max(encoded) > 2, f"ideas were encoded together: {encoded}"
+    assert searched_together and max(searched_together) > 1, "their nearest ideas were searched together"
     for i in range(ROUNDS):
         assert proposed_in[f"idea:de-{i}|ru-{i}"] == f"round-{i}", "a proposal carries its own idea's correlation"
     for doc in db["ideas"].find():

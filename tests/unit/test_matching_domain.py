@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from matching import domain
+from matching.engine import CANDIDATES, Engine
 from matching.vectors import DIM, Index, Segment, dequantize, quantize
 
 
@@ -108,6 +109,24 @@ def test_segment_search_agrees_with_brute_force_after_removals():
         k for k in sorted(kept, key=lambda k: -float(kept[k] @ query))[5:6]]
 
 
+def test_several_queries_at_once_find_what_each_finds_alone():
+    rng = np.random.default_rng(5)
+    vectors = unit(rng, 500)
+    segment = Segment()
+    for i, v in enumerate(vectors):
+        segment.put(f"i{i}", *quantize(v))
+    queries = np.stack([vectors[0], vectors[7], unit(rng, 1)[0], vectors[7]])
+    excludes = [["i0"], [], ["i7", "i3"], ["missing"]]
+    together = segment.search_many(queries, 20, excludes)
+    for query, exclude, found in zip(queries, excludes, together, strict=True):
+        alone = segment.search(query, 20, exclude)
+        assert [k for k, _ in found] == [k for k, _ in alone]
+        assert np.allclose([c for _, c in found], [c for _, c in alone], atol=1e-5)
+        assert not set(exclude) & {k for k, _ in found}
+    assert Segment().search_many(queries, 5, excludes) == [[], [], [], []]
+    assert Index().search_many(("p", "ka"), queries, 5, excludes) == [[], [], [], []]
+
+
 def test_index_moves_an_idea_between_groups():
     rng = np.random.default_rng(3)
     v = unit(rng, 1)[0]
@@ -118,3 +137,31 @@ def test_index_moves_an_idea_between_groups():
     assert index.search(("p2", "ka"), v, 1) == [] and len(index) == 1
     index.remove("idea")
     assert index.search(("p1", "ka"), v, 1) == [] and len(index) == 0
+
+
+def test_nearest_of_several_ideas_at_once_are_each_ideas_own():
+    class Partnerships:
+        def partnership(self, pid: str) -> dict | None:
+            return {"cities": ["ka", "kr"]} if pid == "p" else None
+
+    engine = Engine(repo=Partnerships(), encoder=None)  # type: ignore[arg-type]
+    rng = np.random.default_rng(9)
+
+    def idea(i: int, city: str, partnerships: list[str], status: str = "open") -> dict:
+        vector = rng.standard_normal(512).astype(np.float32)
+        code, scale = quantize(vector / np.linalg.norm(vector))
+        return {"_id": f"{city}-{i}", "city": city, "partnerships": partnerships, "status": status,
+                "vec": code, "vec_scale": scale}
+
+    stored = [idea(i, city, ["p"]) for i in range(60) for city in ("ka", "kr")]
+    for doc in stored:
+        engine.ideas.put(doc["_id"], [("p", doc["city"])], doc["vec"], doc["vec_scale"])
+    batch = stored[:7] + [idea(99, "ka", ["unknown"]), idea(98, "kr", ["p"], status="withdrawn")]
+    nearest = engine.nearest_many(batch)
+    assert set(nearest) == {doc["_id"] for doc in stored[:7]}, "unknown partnership and unmatchable left out"
+    for doc in stored[:7]:
+        partner = "kr" if doc["city"] == "ka" else "ka"
+        alone = engine.ideas.search(("p", partner), dequantize(bytes(doc["vec"]), doc["vec_scale"]), CANDIDATES,
+                                    exclude=[doc["_id"]])
+        assert list(nearest[doc["_id"]]) == [("p", partner)]
+        assert [k for k, _ in nearest[doc["_id"]][("p", partner)]] == [k for k, _ in alone]
