@@ -233,6 +233,7 @@ def _service_group(service: str) -> click.Group:
             "threads": threads or settings.web_threads,
             "graceful_timeout": 25,  # within compose's 30 s stop_grace_period
             "accesslog": None,
+            "logger_class": "twincity.weblog.Logger",
             # Several web commands on one host must not fight over one control socket in $HOME.
             "control_socket_disable": True,
             # gunicorn's own lines go through our handler, so LOG_FORMAT=json gives only JSON lines.
@@ -240,7 +241,7 @@ def _service_group(service: str) -> click.Group:
                 "version": 1, "disable_existing_loggers": False, "root": {},
                 "loggers": {
                     "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
-                    # One line per request would drown the rest; latency and status are in /metrics.
+                    # No line per request (twincity.weblog.Logger); latency and status are in /metrics.
                     "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
                 },
             },

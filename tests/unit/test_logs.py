@@ -29,3 +29,21 @@ def test_email_addresses_never_reach_a_log_line(capsys):
     logs.setup("notify", "info", "text")
     log.info("mail to a.b@example.org")
     assert capsys.readouterr().err.rstrip().endswith(f"mail to {logs.REDACTED_EMAIL}")
+
+
+def test_gunicorn_builds_no_access_line_per_request(monkeypatch):
+    """The web commands give gunicorn a logging config (for its own lines), which alone makes it build every
+    request's access-log fields; their logger class skips that."""
+    from datetime import timedelta
+
+    import pytest
+    from gunicorn import glogging
+    from gunicorn.config import Config
+
+    cfg = Config()
+    cfg.set("logger_class", "twincity.weblog.Logger")
+    cfg.set("logconfig_dict", {"version": 1, "disable_existing_loggers": False, "root": {}})
+    logger = cfg.logger_class(cfg)
+    monkeypatch.setattr(glogging.Logger, "atoms", lambda *_: pytest.fail("access-log fields built"))
+    logger.access(object(), object(), {}, timedelta(milliseconds=3))
+    assert isinstance(logger, glogging.Logger)
