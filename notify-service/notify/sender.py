@@ -88,7 +88,8 @@ class Sender:
         message["List-Unsubscribe"] = f"<{doc['unsubscribe_url']}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(doc["text"])
-        message.add_alternative(doc["html"], subtype="html")
+        if doc.get("html"):  # stored for the e-mails sent on their own (see Notifier._store)
+            message.add_alternative(doc["html"], subtype="html")
         return message
 
     def send_email(self, doc: dict[str, Any]) -> None:
