@@ -229,6 +229,24 @@ class StoreIndexes:
                 best = found
         return best
 
+    def exact(self, query: Any) -> bool:
+        """Whether `plan(query)` gives exactly the matching documents, so that none needs checking again.
+
+        So far one case, the query by which matching catches up with the changes since its last sync, many
+        times a second: one range condition on an indexed field whose values are all of the bounds' kind
+        (the candidates are then those Python orders within the bounds, as mongomock's matcher does).
+        """
+        if not isinstance(query, Mapping) or len(query) != 1:
+            return False
+        ((key, condition),) = query.items()
+        index = self.fields.get(key)
+        if index is None or not isinstance(condition, Mapping) or not condition or not set(condition) <= _RANGE \
+                or not all(_scalar(v) for v in condition.values()):
+            return False
+        brackets = {_bracket(v) for v in condition.values()}
+        return (len(brackets) == 1 and None not in brackets and not index.others
+                and all(not entries for bracket, entries in index.ordered.items() if bracket not in brackets))
+
     def _plan_or(self, branches: Any) -> set[Any] | None:
         if not isinstance(branches, list | tuple) or not branches:
             return None
@@ -314,11 +332,17 @@ def _iter_documents(self: Collection, query: Any) -> Iterator[Mapping[str, Any]]
     else:
         if self._store.is_empty:
             filter_applies(query, {})  # a malformed query fails on an empty collection too, as with a scan
+        exact = not indexes.touched and ids is None and indexes.exact(query)
         if indexes.touched:  # an update in progress may have moved these away from their indexed values
             candidates = candidates | {d["_id"] for d in indexes.touched if "_id" in d}
         rank = indexes.rank
-        ordered = sorted((i for i in candidates if i in self._store), key=lambda i: rank.get(i, -1))
-        found = iter([d for d in (self._store[i] for i in ordered) if filter_applies(query, d)])
+        store = self._store
+        store._remove_expired_documents()  # what its __contains__ and __getitem__ do first, done once
+        with store._rwlock.reader():  # and their lock, taken once for all the candidates
+            documents = store._documents
+            picked = [documents[i] for i in sorted((i for i in candidates if i in documents),
+                                                   key=lambda i: rank.get(i, -1))]
+        found = iter(picked if exact else [d for d in picked if filter_applies(query, d)])
     if indexes.touched is None:
         return found
     return _recording(found, indexes.touched)

@@ -219,3 +219,53 @@ def test_a_range_on_an_indexed_field_checks_only_the_documents_in_range():
     assert memindex._indexes(synced._store).plan(as_stored) == {995, 996, 997, 998, 999, "n", "l"}
     assert [d["_id"] for d in synced.find(query)] == [995, 996, 997, 998, 999] == [
         d["_id"] for d in scanned(synced, query)]
+
+
+@pytest.mark.parametrize("kind", ["aware", "naive", "number", "string"])
+def test_a_range_answered_by_the_index_alone_is_what_a_scan_finds(kind: str):
+    """Values all of the bounds' kind: the index's candidates are the answer, with no document checked again."""
+    from services import memindex
+
+    rng = random.Random(17)
+    naive = datetime(2026, 1, 1)
+
+    def value():
+        if kind == "aware":
+            return T0 + timedelta(microseconds=rng.randint(0, 5_000_000))  # stored to the millisecond
+        if kind == "naive":
+            return naive + timedelta(microseconds=rng.randint(0, 5_000_000))
+        if kind == "number":
+            return rng.choice([rng.randint(-50, 50), rng.randint(-50, 50) + 0.5, float(rng.randint(-50, 50))])
+        return "".join(rng.choice("abcÄä") for _ in range(rng.randint(0, 3)))
+
+    client = mongomock.MongoClient(tz_aware=kind == "aware")
+    collection, twin = client.db[f"exact_{kind}"], client.db[f"scanned_{kind}"]  # the twin has no index
+    collection.create_index([("v", 1)])
+    indexes = memindex._indexes(collection._store)
+    checked: list[dict] = []
+    original = memindex.filter_applies
+
+    for step in range(300):
+        doc_id = rng.randint(0, 80)
+        written, replace = value(), rng.random() < 0.7
+        for target in (collection, twin):
+            if replace:
+                target.replace_one({"_id": doc_id}, {"v": written}, upsert=True)
+            else:
+                target.delete_one({"_id": doc_id})
+        low, high = sorted([value(), value()])
+        for condition in ({"$gte": low}, {"$gt": low}, {"$lt": high}, {"$lte": high}, {"$gte": low, "$lt": high},
+                          {"$gt": low, "$lte": high}):
+            query = {"v": condition}
+            as_stored = helpers.patch_datetime_awareness_in_document(query)  # what find() plans with: naive UTC
+            assert indexes.exact(as_stored), (step, query)
+            memindex.filter_applies = lambda q, d: (d and checked.append(q)) or original(q, d)  # {}: validation
+            try:
+                found = list(collection.find(query))
+            finally:
+                memindex.filter_applies = original
+            # mongomock's own answer, by its scan (which stores and compares datetimes to the millisecond)
+            assert found == list(twin.find(query)), (step, query)
+    assert not checked, "the documents in range were taken as they are"
+    collection.insert_one({"_id": "other", "v": None})  # a value of no kind in an order: a candidate of every range
+    assert not indexes.exact({"v": {"$gte": value()}})
