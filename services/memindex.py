@@ -10,6 +10,8 @@ part of it: `sides.idea_id` indexes `sides`), a map of document -> value, kept i
 mongomock makes (insert, update in place, delete, drop). A query then checks only the candidate documents
 the index can not rule out, with mongomock's own matcher: the answer is the same as a scan's (the index
 only prunes documents that surely do not match), in the same order (documents keep their insertion rank).
+A range on a field whose values are all of the bounds' kind is answered by the index itself, each document
+checked again by a plain comparison instead of the matcher (`StoreIndexes.exact`).
 
 Installed once, when `services.store` is imported; collections without indexes are scanned as before.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import operator
 import threading
 import warnings
 from collections.abc import Iterator, Mapping
@@ -58,6 +61,16 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, list | dict) and not value)
 
 
+_COMPARE = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
+
+
+def _within(value: Any, condition: Mapping[str, Any], bracket: str) -> bool | None:
+    """Whether a value of the bounds' kind lies within them; None for a value of another kind (the matcher's)."""
+    if not _scalar(value) or _bracket(value) != bracket:
+        return None
+    return all(_COMPARE[op](value, bound) for op, bound in condition.items())
+
+
 def _first(entry: tuple[Any, int, Any]) -> Any:
     return entry[0]
 
@@ -71,7 +84,7 @@ class FieldIndex:
         self.ids_of: dict[Any, set[Any]] = {}
         self.others: set[Any] = set()  # no scalar (a list matches by its elements) or NaN: candidates of a range
         # documents whose value holds something (not None, [] or {}): those where `field.sub` may exist. A
-        # relay asks for its pending outbox events this way several times a second; a few are pending of many
+        # relay asks for its pending outbox events this way several times a second: few pending among many
         self.filled: set[Any] = set()
         # per bracket, (value, slot, document) sorted: the slot (unique, from put) orders equal values and
         # finds a document's entry again; range conditions bisect these instead of checking every document
@@ -229,23 +242,25 @@ class StoreIndexes:
                 best = found
         return best
 
-    def exact(self, query: Any) -> bool:
-        """Whether `plan(query)` gives exactly the matching documents, so that none needs checking again.
+    def exact(self, query: Any) -> tuple[str, Mapping[str, Any], str] | None:
+        """(field, range, kind of its bounds) when `plan(query)` gives exactly the matching documents, else None.
 
         So far one case, the query by which matching catches up with the changes since its last sync, many
-        times a second: one range condition on an indexed field whose values are all of the bounds' kind
-        (the candidates are then those Python orders within the bounds, as mongomock's matcher does).
+        times a second: one range condition on an indexed field whose values are all of the bounds' kind.
+        The candidates are then those Python orders within the bounds, as mongomock's matcher does.
         """
         if not isinstance(query, Mapping) or len(query) != 1:
-            return False
+            return None
         ((key, condition),) = query.items()
         index = self.fields.get(key)
         if index is None or not isinstance(condition, Mapping) or not condition or not set(condition) <= _RANGE \
                 or not all(_scalar(v) for v in condition.values()):
-            return False
+            return None
         brackets = {_bracket(v) for v in condition.values()}
-        return (len(brackets) == 1 and None not in brackets and not index.others
-                and all(not entries for bracket, entries in index.ordered.items() if bracket not in brackets))
+        if len(brackets) != 1 or None in brackets or index.others \
+                or any(entries for bracket, entries in index.ordered.items() if bracket not in brackets):
+            return None
+        return key, condition, brackets.pop()  # type: ignore[return-value]
 
     def _plan_or(self, branches: Any) -> set[Any] | None:
         if not isinstance(branches, list | tuple) or not branches:
@@ -332,9 +347,10 @@ def _iter_documents(self: Collection, query: Any) -> Iterator[Mapping[str, Any]]
     else:
         if self._store.is_empty:
             filter_applies(query, {})  # a malformed query fails on an empty collection too, as with a scan
-        exact = not indexes.touched and ids is None and indexes.exact(query)
-        if indexes.touched:  # an update in progress may have moved these away from their indexed values
-            candidates = candidates | {d["_id"] for d in indexes.touched if "_id" in d}
+        touched = indexes.touched
+        exact = indexes.exact(query) if ids is None and not touched else None
+        if touched:  # an update in progress may have moved these away from their indexed values
+            candidates = candidates | {d["_id"] for d in touched if "_id" in d}
         rank = indexes.rank
         store = self._store
         store._remove_expired_documents()  # what its __contains__ and __getitem__ do first, done once
@@ -342,7 +358,12 @@ def _iter_documents(self: Collection, query: Any) -> Iterator[Mapping[str, Any]]
             documents = store._documents
             picked = [documents[i] for i in sorted((i for i in candidates if i in documents),
                                                    key=lambda i: rank.get(i, -1))]
-        found = iter(picked if exact else [d for d in picked if filter_applies(query, d)])
+        if exact is None:
+            found = iter([d for d in picked if filter_applies(query, d)])
+        else:  # in range by the index; checked again by a comparison (another thread may have changed it since)
+            field, condition, bracket = exact
+            found = iter([d for d in picked if (inside := _within(d.get(field), condition, bracket))
+                          or (inside is None and filter_applies(query, d))])
     if indexes.touched is None:
         return found
     return _recording(found, indexes.touched)
@@ -374,7 +395,10 @@ def install() -> None:
         return
     hooks = [(CollectionStore, name) for name in ("__setitem__", "__delitem__", "drop", "create_index")]
     hooks += [(Collection, name) for name in ("_update", "_iter_documents")]
-    missing = [f"{owner.__name__}.{name}" for owner, name in hooks if not hasattr(owner, name)]
+    # and what _iter_documents reads of a store, once per query instead of per document
+    hooks += [(CollectionStore("probe"), name) for name in ("_documents", "_rwlock", "_remove_expired_documents")]
+    missing = [f"{type(owner).__name__ if not isinstance(owner, type) else owner.__name__}.{name}"
+               for owner, name in hooks if not hasattr(owner, name)]
     if missing:  # another mongomock than the one these hooks were written for: scan, as mongomock does
         warnings.warn(f"mongomock {mongomock.__version__} lacks {missing}: in-memory queries scan", stacklevel=2)
         return

@@ -247,10 +247,14 @@ def test_a_range_answered_by_the_index_alone_is_what_a_scan_finds(kind: str):
 
     for step in range(300):
         doc_id = rng.randint(0, 80)
-        written, replace = value(), rng.random() < 0.7
+        written, action = value(), rng.random()
         for target in (collection, twin):
-            if replace:
+            if action < 0.5:
                 target.replace_one({"_id": doc_id}, {"v": written}, upsert=True)
+            elif action < 0.75:  # in place
+                target.update_one({"_id": doc_id}, {"$set": {"v": written}})
+            elif action < 0.85:  # the field gone: in no range
+                target.update_one({"_id": doc_id}, {"$unset": {"v": ""}})
             else:
                 target.delete_one({"_id": doc_id})
         low, high = sorted([value(), value()])
@@ -269,3 +273,24 @@ def test_a_range_answered_by_the_index_alone_is_what_a_scan_finds(kind: str):
     assert not checked, "the documents in range were taken as they are"
     collection.insert_one({"_id": "other", "v": None})  # a value of no kind in an order: a candidate of every range
     assert not indexes.exact({"v": {"$gte": value()}})
+
+
+def test_a_document_changed_while_a_range_is_answered_is_checked_again(monkeypatch: pytest.MonkeyPatch):
+    """Another thread may change a candidate between the index's answer and the read: not taken as it is."""
+    from services import memindex
+
+    collection = mongomock.MongoClient(tz_aware=True).db.racing
+    collection.create_index([("v", 1)])
+    collection.insert_many([{"_id": i, "v": i} for i in range(1, 11)])
+    original = memindex.StoreIndexes.exact
+
+    def racing(self, query):
+        answer = original(self, query)
+        monkeypatch.setattr(memindex.StoreIndexes, "exact", original)  # once
+        collection.update_one({"_id": 3}, {"$set": {"v": -5}})  # out of range, same kind
+        collection.replace_one({"_id": 4}, {"v": "four"})  # another kind
+        collection.update_one({"_id": 5}, {"$unset": {"v": ""}})  # gone
+        return answer
+
+    monkeypatch.setattr(memindex.StoreIndexes, "exact", racing)
+    assert [d["_id"] for d in collection.find({"v": {"$gt": 0}})] == [1, 2, 6, 7, 8, 9, 10]
