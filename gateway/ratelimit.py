@@ -1,12 +1,15 @@
-"""The rate limiter's in-memory storage, for a gateway without MongoDB (the embedded mode, one worker)."""
+"""The rate limiter's in-memory storage, for a gateway without MongoDB (each worker process counts alone)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
 
 from limits.storage import MemoryStorage
+
+log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 1.0
 
@@ -23,6 +26,8 @@ class SweptMemoryStorage(MemoryStorage):
     STORAGE_SCHEME = ["twincity-memory"]
 
     def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: str) -> None:
+        if not callable(getattr(MemoryStorage, "_MemoryStorage__expire_events", None)):
+            raise RuntimeError("limits' MemoryStorage has no __expire_events here: see gateway/ratelimit.py")
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
         self.timer.cancel()
         sweeper = threading.Thread(target=_sweep, args=(weakref.ref(self),), name="rate-limit-sweeper", daemon=True)
@@ -39,5 +44,8 @@ def _sweep(ref: weakref.ref[SweptMemoryStorage]) -> None:
         storage = ref()
         if storage is None:  # the limiter is gone: so is its storage, and this thread
             return
-        storage.sweep()
+        try:
+            storage.sweep()
+        except Exception:  # a sweep only frees memory: the next one tries again (ending would bring back timers)
+            log.exception("rate-limit sweep failed")
         del storage

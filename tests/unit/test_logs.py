@@ -43,7 +43,13 @@ def test_gunicorn_builds_no_access_line_per_request(monkeypatch):
     cfg = Config()
     cfg.set("logger_class", "twincity.weblog.Logger")
     cfg.set("logconfig_dict", {"version": 1, "disable_existing_loggers": False, "root": {}})
-    logger = cfg.logger_class(cfg)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        logger = cfg.logger_class(cfg)  # applies the logging config: the root logger is put back below
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
     monkeypatch.setattr(glogging.Logger, "atoms", lambda *_: pytest.fail("access-log fields built"))
     logger.access(object(), object(), {}, timedelta(milliseconds=3))
     assert isinstance(logger, glogging.Logger)

@@ -47,8 +47,21 @@ def test_the_encoder_runs_blas_on_the_threads_it_was_given(encoder: Encoder, mon
         return original(self, texts)
 
     monkeypatch.setattr(type(backend), "_encode", spy)
-    encoder.encode(["ein Satz"])
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):  # as numpy starts on two cores
+        encoder.encode(["ein Satz"])
+        outside = {info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
     assert seen and set(seen) == {1}
+    assert outside == {2}, "the limit holds for the encoder's calls only"
+
+
+def test_the_matching_service_holds_all_its_blas_to_one_thread():
+    import threadpoolctl
+
+    from matching.vectors import hold_blas_to_one_thread
+
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):  # restores what it found, on leaving
+        hold_blas_to_one_thread()
+        assert {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"} == {1}
 
 
 def test_a_text_has_the_same_vector_alone_or_in_company(encoder: Encoder):

@@ -18,3 +18,16 @@ def test_the_sync_overlap_setting_reaches_the_engine():
         assert runtime.extras["engine"].sync_overlap == timedelta(seconds=3.5)
     finally:
         store.forget(settings.mongo_url)
+
+
+def test_the_matching_worker_runs_blas_on_one_thread():
+    import threadpoolctl
+
+    settings = make_settings("memory://")
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        runtime = Runtime(matching.app.SPEC, settings)
+        try:
+            assert runtime.handlers  # building the handlers makes the worker's engine
+            assert {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"} == {1}
+        finally:
+            store.forget(settings.mongo_url)

@@ -157,3 +157,17 @@ def test_digest_lists_each_item_under_its_subject_between_lines_of_dashes(lang):
         section = "\n".join(lines[at + 3:dashes[dashes.index(at) + 1]])
         assert section.strip() == item["text"].strip()
     assert sum(line.startswith(DASHES) for line in render(lang, "digest", items=[]).split("\n")) == 1
+
+
+def test_an_email_is_sent_with_its_html_and_one_stored_without_as_plain_text():
+    from notify.sender import Sender
+    from tests.conftest import make_settings
+
+    sender = Sender(repo=None, settings=make_settings("memory://"), secret="s")  # type: ignore[arg-type]
+    doc = {"_id": "ntf-1", "to": "lena@example.org", "subject": "Ein Vorschlag", "text": "Hallo Lena\n",
+           "unsubscribe_url": "http://lab.example/unsubscribe/t"}
+    plain = sender.build_email(doc)
+    assert plain.get_content_type() == "text/plain" and plain.get_content() == "Hallo Lena\n"
+    both = sender.build_email({**doc, "html": "<p>Hallo Lena</p>"})
+    assert both.get_content_type() == "multipart/alternative"
+    assert both.get_body(preferencelist=("html",)).get_content().strip() == "<p>Hallo Lena</p>"
