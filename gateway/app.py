@@ -6,8 +6,6 @@ import hashlib
 from collections.abc import Mapping
 
 from flask import Flask, Response, g, jsonify, request
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 
 from gateway import api, audit, keys, pages, ratelimit, repository
 from gateway.clients import HttpTransport, ServiceClient, WsgiTransport
@@ -37,23 +35,23 @@ def service_clients(settings: Settings, apps: Mapping[str, Flask] | None = None)
     return clients
 
 
+def _remote_address() -> str:
+    return request.remote_addr or "127.0.0.1"
+
+
 def _rate_key() -> str:
     """Per API key (a hash of it: secrets never reach the limiter's store), else per address."""
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer ") and header[7:].strip():
         return "key:" + hashlib.sha256(header[7:].strip().encode()).hexdigest()[:32]
-    return "ip:" + get_remote_address()
+    return "ip:" + _remote_address()
 
 
-def _rate_limits(app: Flask, settings: Settings) -> Limiter:
+def _rate_limits(settings: Settings) -> ratelimit.RateLimits:
     # Shared through MongoDB when there is one (every gunicorn worker and replica counts together).
     storage = settings.mongo_url if settings.mongo_url.startswith("mongodb") else \
         f"{ratelimit.SweptMemoryStorage.STORAGE_SCHEME[0]}://"
-    return Limiter(
-        _rate_key, app=app, default_limits=[settings.rate_limit], storage_uri=storage, headers_enabled=True,
-        default_limits_exempt_when=lambda: not request.path.startswith("/api/"),
-        strategy="moving-window",
-    )
+    return ratelimit.RateLimits(storage, settings.rate_limit, _rate_key)
 
 
 def create_app(settings: Settings | None = None, service_apps: Mapping[str, Flask] | None = None) -> Flask:
@@ -70,7 +68,8 @@ def create_app(settings: Settings | None = None, service_apps: Mapping[str, Flas
         key_store.ensure(settings.admin_key, ["admin", "read", "write"], label="TWINCITY_ADMIN_KEY")
     audit_log = audit.AuditLog(runtime.db)
     app.extensions["twincity.audit"] = audit_log
-    limiter = _rate_limits(app, settings)
+    limiter = _rate_limits(settings)
+    limiter.install(app)
     blueprint = api.build(directory, key_store, clients, audit_log)
     app.register_blueprint(blueprint, url_prefix=api.PREFIX)
 
@@ -87,9 +86,9 @@ def create_app(settings: Settings | None = None, service_apps: Mapping[str, Flas
     # The web pages for participants and coordinators (/, /ideas, /matches, /coordinator, ...).
     pages.install(app, settings=settings, db=runtime.db, directory=directory, keys=key_store, clients=clients)
     # Sign-in forms ask for e-mails and check keys: a few tries a minute per address, whoever is asked for.
-    per_address = limiter.limit(settings.signin_rate_limit, key_func=get_remote_address, methods=["POST"])
+    per_address = limiter.per(settings.signin_rate_limit, _remote_address, methods=("POST",))
     for form in ("pages.signin", "pages.coordinator_signin"):
-        app.view_functions[form] = per_address(app.view_functions[form])  # Flask-Limiter checks in the wrapper
+        app.view_functions[form] = per_address(app.view_functions[form])
 
     @app.get("/docs")
     def docs() -> Response:

@@ -113,7 +113,9 @@ VARIABLES: tuple[Var, ...] = (
     Var("IDEAS_URL", "", "Gateway: base URL of the ideas web service; empty calls it inside this process."),
     Var("MATCHING_URL", "", "Gateway: base URL of the matching web service; empty: inside this process."),
     Var("NOTIFY_URL", "", "Gateway: base URL of the notify web service; empty: inside this process."),
-    Var("TWINCITY_RATE_LIMIT", "300/minute", "Calls one key (or one address without a key) may make to /api."),
+    Var("TWINCITY_RATE_LIMIT", "300/minute",
+        "Calls one key (or one address without a key) may make to each /api endpoint (all calls passed on to a "
+        "service count as one endpoint); answers carry X-RateLimit-Limit/-Remaining/-Reset, a 429 Retry-After."),
     Var("TWINCITY_SIGNIN_RATE_LIMIT", "10/minute", "Sign-in form posts (e-mail link, coordinator key) per address."),
     Var("TWINCITY_MAX_BODY", "262144", "Largest request body the gateway accepts, in bytes (413 beyond)."),
     Var("MATCHING_EXPIRY_SWEEP", "60", "Seconds between the matching worker's sweeps for expired proposals."),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from click.testing import CliRunner
 
 from tests.e2e.conftest import ADMIN, running_platform
@@ -11,8 +13,13 @@ from twincity.cli import main
 def test_rate_limit_per_key_answers_429_with_retry_after():
     with running_platform("memory://", rate_limit="5/minute") as api:
         keys = api.lab()  # admin calls count against the admin key only
+        remaining = []
         for _ in range(5):
-            assert api.call("GET", "/ideas", keys["karlsruhe"]).status_code == 200
+            r = api.call("GET", "/ideas", keys["karlsruhe"])
+            assert r.status_code == 200 and r.headers["X-RateLimit-Limit"] == "5" and "Retry-After" not in r.headers
+            remaining.append(int(r.headers["X-RateLimit-Remaining"]))
+            assert int(r.headers["X-RateLimit-Reset"]) > time.time()
+        assert remaining == [4, 3, 2, 1, 0]
         r = api.call("GET", "/ideas", keys["karlsruhe"])
         assert r.status_code == 429 and r.mimetype == "application/problem+json"
         assert int(r.headers["Retry-After"]) > 0 and r.headers["X-RateLimit-Limit"] == "5"
