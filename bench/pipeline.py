@@ -617,9 +617,7 @@ def blas_in_use() -> str:
     sys.path.insert(0, str(ROOT / "matching-service"))
     from matching.vectors import blas
 
-    pinned = os.environ.get("OPENBLAS_CORETYPE")
-    return blas() + (f" (pinned by OPENBLAS_CORETYPE={pinned}; `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` "
-                     "lets OpenBLAS choose by the processor, as a deployment does)" if pinned else "")
+    return blas()
 
 
 def encode_one(n: int) -> dict[str, float]:

@@ -397,7 +397,7 @@ def install() -> None:
     hooks += [(Collection, name) for name in ("_update", "_iter_documents")]
     # and what _iter_documents reads of a store, once per query instead of per document
     hooks += [(CollectionStore("probe"), name) for name in ("_documents", "_rwlock", "_remove_expired_documents")]
-    missing = [f"{type(owner).__name__ if not isinstance(owner, type) else owner.__name__}.{name}"
+    missing = [f"{getattr(owner, '__name__', type(owner).__name__)}.{name}"
                for owner, name in hooks if not hasattr(owner, name)]
     if missing:  # another mongomock than the one these hooks were written for: scan, as mongomock does
         warnings.warn(f"mongomock {mongomock.__version__} lacks {missing}: in-memory queries scan", stacklevel=2)

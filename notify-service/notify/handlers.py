@@ -6,7 +6,6 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
 
 from notify import domain, render
 from notify.repository import Repository
@@ -56,17 +55,17 @@ class Notifier:
         # The gateway's web pages answer the same paths as the API (without /api/v1): a person's e-mail opens a page.
         link = f"{self.settings.public_url}{message.link}" if message.link else ""
         channels = person.get("channels") or ["email", "inbox"]
-        email: tuple[str, dict[str, Any]] | None = None  # its status, and what it adds
+        status, extra = None, {}  # of the e-mail, if one is stored
         if "email" in channels:
             if not person.get("email") or person.get("unsubscribed") or not self.settings.smtp_url:
                 why = ("no e-mail address" if not person.get("email") else
                        "unsubscribed" if person.get("unsubscribed") else "no SMTP_URL configured")
-                email = "skipped", {"skipped_because": why}
+                status, extra = "skipped", {"skipped_because": why}
             else:
-                email = ("digest" if person.get("digest") == "daily" else "pending"), {}
+                status = "digest" if person.get("digest") == "daily" else "pending"
         # HTML only for an e-mail sent on its own: the inbox shows the text, a digest is rendered when it is sent,
         # and a skipped e-mail is never sent. Rendering and storing it was a third of the work of a notification.
-        sent_alone = email is not None and email[0] == "pending"
+        sent_alone = status == "pending"
         subject, text, html = render.render(message.template, lang, {
             **message.context, "recipient_name": person.get("name", ""), "link": link,
             "unsubscribe_url": unsubscribe_url}, html=sent_alone)
@@ -80,8 +79,7 @@ class Notifier:
         if "inbox" in channels:
             self.repo.add_notification({**base, "key": derived_id(event.id, person["_id"], "inbox"),
                                         "channel": "inbox", "status": "delivered", "read_at": None})
-        if email is not None:
-            status, extra = email
+        if status is not None:
             self.repo.add_notification({**base, **extra, **({"html": html} if sent_alone else {}),
                                         "key": derived_id(event.id, person["_id"], "email"),
                                         "channel": "email", "status": status, "to": person.get("email")})

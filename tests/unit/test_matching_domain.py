@@ -89,12 +89,17 @@ def test_int8_vectors_keep_similarities_within_a_hundredth():
     assert quantize(np.zeros(DIM, dtype=np.float32))[1] == 0.0
 
 
-def test_segment_search_agrees_with_brute_force_after_removals():
-    rng = np.random.default_rng(2)
-    vectors = unit(rng, 300)
+def segment_of(vectors: np.ndarray) -> Segment:
     segment = Segment()
     for i, v in enumerate(vectors):
         segment.put(f"i{i}", *quantize(v))
+    return segment
+
+
+def test_segment_search_agrees_with_brute_force_after_removals():
+    rng = np.random.default_rng(2)
+    vectors = unit(rng, 300)
+    segment = segment_of(vectors)
     for i in range(0, 300, 3):
         segment.remove(f"i{i}")
     segment.put("i1", *quantize(vectors[0]))  # an update in place
@@ -112,9 +117,7 @@ def test_segment_search_agrees_with_brute_force_after_removals():
 def test_several_queries_at_once_find_what_each_finds_alone():
     rng = np.random.default_rng(5)
     vectors = unit(rng, 500)
-    segment = Segment()
-    for i, v in enumerate(vectors):
-        segment.put(f"i{i}", *quantize(v))
+    segment = segment_of(vectors)
     queries = np.stack([vectors[0], vectors[7], unit(rng, 1)[0], vectors[7]])
     excludes = [["i0"], [], ["i7", "i3"], ["missing"]]
     together = segment.search_many(queries, 20, excludes)
@@ -148,8 +151,7 @@ def test_nearest_of_several_ideas_at_once_are_each_ideas_own():
     rng = np.random.default_rng(9)
 
     def idea(i: int, city: str, partnerships: list[str], status: str = "open") -> dict:
-        vector = rng.standard_normal(512).astype(np.float32)
-        code, scale = quantize(vector / np.linalg.norm(vector))
+        code, scale = quantize(unit(rng, 1)[0])
         return {"_id": f"{city}-{i}", "city": city, "partnerships": partnerships, "status": status,
                 "vec": code, "vec_scale": scale}
 

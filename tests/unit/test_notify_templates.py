@@ -171,3 +171,36 @@ def test_an_email_is_sent_with_its_html_and_one_stored_without_as_plain_text():
     both = sender.build_email({**doc, "html": "<p>Hallo Lena</p>"})
     assert both.get_content_type() == "multipart/alternative"
     assert both.get_body(preferencelist=("html",)).get_content().strip() == "<p>Hallo Lena</p>"
+
+
+@pytest.mark.parametrize(("person", "email_status", "email_html"), [
+    ({"email": "lena@example.org"}, "pending", True),
+    ({"email": "lena@example.org", "digest": "daily"}, "digest", False),
+    ({"email": None}, "skipped", False),
+    ({"email": "lena@example.org", "unsubscribed": True}, "skipped", False),
+])
+def test_only_an_email_sent_on_its_own_is_stored_with_html(person: dict, email_status: str, email_html: bool):
+    from notify import domain
+    from notify.handlers import Notifier
+    from services.contract import Event
+    from tests.conftest import make_settings
+
+    class Stored:
+        def __init__(self) -> None:
+            self.docs: list[dict] = []
+
+        def add_notification(self, doc: dict) -> bool:
+            self.docs.append(doc)
+            return True
+
+    repo = Stored()
+    settings = make_settings("memory://", smtp_url="smtp://127.0.0.1:2525")
+    notifier = Notifier(repo, settings, secret="s")  # type: ignore[arg-type]
+    event = Event(id="ev-1", type="match.proposed", version=1, occurred_at="2026-11-26T00:00:00+00:00",
+                  correlation_id="c", producer="matching", payload={})
+    message = domain.Message("p-1", "match_proposed", context("match_proposed"), link="/ideas/i-1/matches")
+    notifier._store(event, message, {"_id": "p-1", "city": "karlsruhe", "name": "Lena", "language": "de", **person})
+    inbox, email = repo.docs
+    assert inbox["channel"] == "inbox" and "html" not in inbox and inbox["text"]
+    assert email["channel"] == "email" and email["status"] == email_status
+    assert ("<" in email.get("html", "")) is email_html
