@@ -19,7 +19,8 @@ def _engine(runtime: Runtime) -> Engine:
     """One engine (and so one index and one loaded model) for all consumer threads of the process."""
     if "engine" not in runtime.extras:
         hold_blas_to_one_thread()
-        runtime.extras["engine"] = Engine(_repo(runtime), Encoder(threads=1), runtime.settings.sync_overlap)
+        encoder = Encoder(threads=1, token_cache=runtime.settings.token_cache)
+        runtime.extras["engine"] = Engine(_repo(runtime), encoder, runtime.settings.sync_overlap)
     return runtime.extras["engine"]
 
 
