@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from flask import Flask, Response, g, jsonify, request
 
 from gateway import api, audit, keys, pages, ratelimit, repository
-from gateway.clients import HttpTransport, ServiceClient, WsgiTransport
+from gateway.clients import ServiceClient, WsgiTransport, transport_for
 from services.config import ConfigError, Settings
 from services.runtime import Runtime, ServiceSpec
 
@@ -27,7 +27,7 @@ def service_clients(settings: Settings, apps: Mapping[str, Flask] | None = None)
     for name in SERVICES:
         url = settings.service_url(name)
         if url:
-            clients[name] = ServiceClient(name, HttpTransport(url))
+            clients[name] = ServiceClient(name, transport_for(url))
         elif apps and name in apps:
             clients[name] = ServiceClient(name, WsgiTransport(apps[name]))
         else:
