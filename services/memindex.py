@@ -369,6 +369,43 @@ def _iter_documents(self: Collection, query: Any) -> Iterator[Mapping[str, Any]]
     return _recording(found, indexes.touched)
 
 
+_project = Collection._copy_only_fields
+_copy_field = getattr(mongomock.collection, "_copy_field", None)
+_KEPT = (str, int, float, bool, bytes, type(None), datetime)  # values mongomock's copy returns unchanged or equal
+
+
+def _copy_only_fields(self: Collection, doc: Mapping[str, Any], fields: Any, container: Any) -> Any:
+    """What mongomock's projection makes of a document, quicker for a plain inclusion of top-level fields.
+
+    `{"version": 1}` and the like (the matching index's catch-up reads ids and versions of the last second's
+    changes, ~100 documents each time): mongomock parses the projection and builds a spec for every document;
+    this copies the named fields in the document's order and puts `_id` last, as mongomock does. Anything
+    else (exclusions, dotted paths, operators, `_id` alone) goes to mongomock.
+    """
+    if type(fields) is not dict or len(fields) > 8:
+        return _project(self, doc, fields, container)
+    keep_id = True
+    included = set()
+    for name, value in fields.items():
+        if type(value) not in (int, bool) or (value != 1 and not (name == "_id" and value == 0)):
+            return _project(self, doc, fields, container)
+        if name == "_id":
+            keep_id = value == 1
+        elif type(name) is not str or "." in name or name.startswith("$"):
+            return _project(self, doc, fields, container)
+        else:
+            included.add(name)
+    if not included:
+        return _project(self, doc, fields, container)
+    out = container()
+    for name, value in doc.items():
+        if name in included and name != "_id":
+            out[name] = value if type(value) in _KEPT else _copy_field(value, container)
+    if keep_id and "_id" in doc:
+        out["_id"] = doc["_id"]
+    return out
+
+
 def _recording(documents: Iterator[Mapping[str, Any]], into: list[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
     for document in documents:
         into.append(document)
@@ -394,9 +431,10 @@ def install() -> None:
     if getattr(mongomock, "_twincity_indexed", False):
         return
     hooks = [(CollectionStore, name) for name in ("__setitem__", "__delitem__", "drop", "create_index")]
-    hooks += [(Collection, name) for name in ("_update", "_iter_documents")]
+    hooks += [(Collection, name) for name in ("_update", "_iter_documents", "_copy_only_fields")]
     # and what _iter_documents reads of a store, once per query instead of per document
     hooks += [(CollectionStore("probe"), name) for name in ("_documents", "_rwlock", "_remove_expired_documents")]
+    hooks.append((mongomock.collection, "_copy_field"))
     missing = [f"{getattr(owner, '__name__', type(owner).__name__)}.{name}"
                for owner, name in hooks if not hasattr(owner, name)]
     if missing:  # another mongomock than the one these hooks were written for: scan, as mongomock does
@@ -408,4 +446,5 @@ def install() -> None:
     CollectionStore.create_index = _create_index
     Collection._update = _update
     Collection._iter_documents = _iter_documents
+    Collection._copy_only_fields = _copy_only_fields
     mongomock._twincity_indexed = True

@@ -294,3 +294,47 @@ def test_a_document_changed_while_a_range_is_answered_is_checked_again(monkeypat
 
     monkeypatch.setattr(memindex.StoreIndexes, "exact", racing)
     assert [d["_id"] for d in collection.find({"v": {"$gt": 0}})] == [1, 2, 6, 7, 8, 9, 10]
+
+
+def test_plain_projections_give_what_mongomocks_own_gives():
+    """Inclusions of top-level fields are copied by memindex; the result equals mongomock's, in its key order."""
+    from collections import OrderedDict
+
+    from bson import ObjectId
+
+    from services import memindex
+
+    collection = mongomock.MongoClient(tz_aware=True).db.projected
+    rng = random.Random(5)
+    names = ["version", "city", "vec", "tags", "sides", "synced_at", "n"]
+    values = [1, 2.5, "Краснодар", b"\x01\x02", None, True, ["a", {"b": [1, 2]}], {"x": {"y": 1}}, ObjectId(),
+              datetime(2026, 11, 26, 4, 5, 6, 789000)]
+    specs = [{"version": 1}, {"version": True, "city": 1}, {"_id": 0, "tags": 1}, {"_id": 1, "sides": 1, "n": 1},
+             {"missing": 1}, {"_id": 0, "version": 1, "vec": 1, "sides": 1},
+             # mongomock's own path: exclusions, dotted, operators, _id alone, empty
+             {"version": 0}, {"sides.b": 1}, {"tags": {"$slice": 1}}, {"_id": 1}, {}, {"_id": 0}]
+    def outcome(project, *args):
+        try:
+            result = project(*args)
+        except Exception as exc:  # noqa: BLE001 - compared
+            return type(exc)
+        return type(result), list(result.items())
+
+    for i in range(300):
+        doc = {name: rng.choice(values) for name in rng.sample(names, rng.randint(0, len(names)))}
+        if i % 7:
+            doc = {"_id": i, **doc} if i % 2 else {**doc, "_id": i}  # _id first or last in the document
+        for spec in specs:
+            for container in (dict, OrderedDict):
+                ours, theirs = (outcome(project, collection, doc, dict(spec), container)
+                                for project in (memindex._copy_only_fields, memindex._project))
+                assert ours == theirs, (doc, spec)
+    stored = {"_id": 1, "tags": ["a"], "sides": [{"b": 1}]}
+    copied = memindex._copy_only_fields(collection, stored, {"tags": 1, "sides": 1}, dict)
+    copied["tags"].append("b")
+    copied["sides"][0]["b"] = 2
+    assert stored == {"_id": 1, "tags": ["a"], "sides": [{"b": 1}]}, "a projection shares nothing with the store"
+    collection.insert_one({"_id": "x", "a": 1, "b": 2})
+    assert collection.find_one({}, {"a": 1}) == {"a": 1, "_id": "x"}
+    with pytest.raises(ValueError):
+        collection.find_one({}, {"a": 1, "b": 0})  # mixed: mongomock's own error
