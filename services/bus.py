@@ -76,9 +76,10 @@ class Topology:
 
     service: str
     exchange: str
-    event_types: tuple[str, ...]
+    event_types: tuple[str, ...]  # always bound to the queue
     retry_delays_ms: tuple[int, ...]
     namespace: str = ""
+    optional_types: tuple[str, ...] = ()  # bound only while wanted (see bind_wanted)
 
     @property
     def _base(self) -> str:
@@ -116,8 +117,49 @@ def connection(settings: Settings, *, confirm: bool = False, heartbeat: bool = T
     )
 
 
+def topology_for(settings: Settings, service: str, handled: Iterable[str],
+                 optional: Iterable[str] = ()) -> Topology:
+    """The queues of a service handling `handled` event types, of which `optional` are bound only when wanted."""
+    handled, optional = set(handled), set(optional)
+    return Topology(
+        service=service,
+        exchange=settings.exchange,
+        event_types=tuple(sorted(handled - optional)),
+        retry_delays_ms=settings.retry_delays_ms,
+        namespace=settings.namespace,
+        optional_types=tuple(sorted(handled & optional)),
+    )
+
+
 def declare_exchange(channel: Any, exchange: str) -> None:
     channel.exchange_declare(exchange=exchange, type="topic", durable=True, auto_delete=False)
+
+
+def bind_wanted(channel: Any, topology: Topology, wanted: Callable[[], Iterable[str]]) -> set[str]:
+    """Bind the optional types that `wanted()` names to the service's queue and unbind the others.
+
+    For types a service handles only for someone who asked (notify's webhook-only events while a subscription
+    names them): what no one wants is not delivered at all. Several processes may do this at once, one of them
+    just after storing a new wish (then binding), another just after reading the old wishes (then unbinding):
+    so after unbinding, the wishes are read again and what is wanted now is bound again. A wish stored before
+    that second read is seen by it; one stored after it is bound by its own process after this unbinding. Returns
+    the optional types bound.
+    """
+    optional = topology.optional_types
+    bound = set(wanted()) & set(optional)
+    for event_type in optional:
+        if event_type in bound:
+            channel.queue_bind(queue=topology.queue, exchange=topology.exchange, routing_key=event_type)
+    dropped = [t for t in optional if t not in bound]
+    for event_type in dropped:
+        channel.queue_unbind(queue=topology.queue, exchange=topology.exchange, routing_key=event_type)
+    if dropped:
+        again = set(wanted())
+        for event_type in dropped:
+            if event_type in again:
+                channel.queue_bind(queue=topology.queue, exchange=topology.exchange, routing_key=event_type)
+                bound.add(event_type)
+    return bound
 
 
 def declare(channel: Any, topology: Topology, *, broker_retries: bool = True) -> None:
@@ -332,15 +374,12 @@ class Consumer:
     handlers: Mapping[str, Sequence[Handler]]
     name: str = ""
     ready: threading.Event = field(default_factory=threading.Event)
+    # Handled types bound only while `wanted()` names them (bind_wanted, on every connect).
+    optional: frozenset[str] = frozenset()
+    wanted: Callable[[], Iterable[str]] = lambda: ()
 
     def __post_init__(self) -> None:
-        self.topology = Topology(
-            service=self.service,
-            exchange=self.settings.exchange,
-            event_types=tuple(sorted(self.handlers)),
-            retry_delays_ms=self.settings.retry_delays_ms,
-            namespace=self.settings.namespace,
-        )
+        self.topology = topology_for(self.settings, self.service, self.handlers, self.optional)
         self.name = self.name or f"{self.service}-consumer"
         self._producer: Producer | None = None
         self._timers: set[threading.Timer] = set()
@@ -369,6 +408,8 @@ class Consumer:
                 publish_conn.ensure_connection(max_retries=1)
                 channel = conn.channel()
                 declare(channel, self.topology, broker_retries=not self.settings.embedded)
+                if self.topology.optional_types:
+                    bind_wanted(channel, self.topology, self.wanted)
                 self._producer = Producer(publish_conn.channel())
                 queue = kombu.Queue(self.topology.queue, no_declare=True)
                 with kombu.Consumer(

@@ -11,7 +11,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,8 @@ from services.openapi import ApiDocs
 from services.store import Index
 
 log = logging.getLogger(__name__)
+
+BINDINGS_SYNC = 30.0  # seconds between a worker's checks of its optional bindings (Runtime.sync_bindings)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,10 @@ class ServiceSpec:
     docs: ApiDocs | None = None  # its routes' OpenAPI operations; the gateway merges them
     # Work the worker repeats: (seconds between runs, what to run). E.g. expiring old proposals.
     periodic: Callable[[Runtime], Sequence[tuple[float, Callable[[], object]]]] = lambda _rt: ()
+    # Handled event types the broker delivers only while `wanted_events` names them (notify's webhook-only
+    # types, while a subscription asks for them); see Runtime.sync_bindings.
+    optional_events: Sequence[str] = ()
+    wanted_events: Callable[[Runtime], Iterable[str]] = lambda _rt: ()
 
 
 class Runtime:
@@ -111,9 +117,28 @@ class Runtime:
 
     def consumers(self, count: int = 1) -> list[Consumer]:
         return [
-            Consumer(self.settings, self.name, self.handlers, name=f"{self.name}-consumer-{i}")
+            Consumer(self.settings, self.name, self.handlers, name=f"{self.name}-consumer-{i}",
+                     optional=frozenset(self.spec.optional_events), wanted=self._wanted_events)
             for i in range(1, count + 1)
         ]
+
+    def _wanted_events(self) -> Iterable[str]:
+        return self.spec.wanted_events(self)
+
+    def sync_bindings(self) -> set[str]:
+        """Bind the optional event types wanted now to the service's queue, unbind the others (bus.bind_wanted).
+
+        The web app calls it right after a change of what is wanted (a new subscription: bound before the
+        caller hears 201), consumers on every connect, and the worker every BINDINGS_SYNC seconds, in case a
+        process stopped between its change and its call. Raises when the broker can not be reached.
+        """
+        topology = bus.topology_for(self.settings, self.name, self.handlers, self.spec.optional_events)
+        if not topology.optional_types:
+            return set()
+        with bus.connection(self.settings) as conn:
+            channel = conn.channel()
+            bus.declare(channel, topology, broker_retries=not self.settings.embedded)
+            return bus.bind_wanted(channel, topology, self._wanted_events)
 
     def start_worker(self, stop: threading.Event, concurrency: int = 1) -> list[threading.Thread]:
         """Start the relay and `concurrency` consumer threads (each with its own connection)."""
@@ -126,7 +151,10 @@ class Runtime:
                 thread.start()
                 threads.append(thread)
                 self.running.append(consumer)
-        for interval, task in self.spec.periodic(self):
+        periodic = list(self.spec.periodic(self))
+        if self.spec.optional_events:
+            periodic.append((BINDINGS_SYNC, self.sync_bindings))
+        for interval, task in periodic:
             thread = threading.Thread(target=self._repeat, args=(stop, interval, task), daemon=True,
                                       name=f"{self.name}-periodic")
             thread.start()

@@ -146,13 +146,8 @@ def event_types(service: str, settings: Settings) -> tuple[str, ...]:
 
 
 def topology(settings: Settings, service: str) -> Topology:
-    return Topology(
-        service=service,
-        exchange=settings.exchange,
-        event_types=event_types(service, settings),
-        retry_delays_ms=settings.retry_delays_ms,
-        namespace=settings.namespace,
-    )
+    """As the worker binds: its optional types (notify's webhook-only ones) only while wanted, by the service."""
+    return bus.topology_for(settings, service, event_types(service, settings), _spec(service).optional_events)
 
 
 def topologies(settings: Settings) -> list[Topology]:
@@ -187,8 +182,9 @@ def check_topology(settings: Settings) -> list[Check]:
             for kind, name in queues:
                 found, _ = _exists(conn, lambda ch, name=name: ch.queue_declare(queue=name, passive=True))
                 checks.append(Check(topo.service, kind, name, "ok" if found else "missing"))
+            optional = (f"; bound while wanted: {', '.join(topo.optional_types)}" if topo.optional_types else "")
             checks.append(Check(topo.service, "bindings", f"{len(topo.event_types)} event types", "not checked",
-                                ", ".join(topo.event_types)))
+                                ", ".join(topo.event_types) + optional))
     return checks
 
 

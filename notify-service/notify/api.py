@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +31,8 @@ from services.openapi import ApiDocs
 from services.store import new_id
 from services.tenancy import Caller, caller
 from services.web import Problem, json_body, problem_response
+
+log = logging.getLogger(__name__)
 
 DOCS = ApiDocs("notify")
 DOCS.operation("/webhooks", "post", "Subscribe a URL to events of your city", tag="Webhooks", scope="write",
@@ -63,7 +67,9 @@ UNSUBSCRIBE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Tw
 webhook_out, notification_out = WebhookOut(), NotificationOut()
 
 
-def build(repo: Repository, settings: Settings, secret: str) -> Blueprint:
+def build(repo: Repository, settings: Settings, secret: str,
+          bindings: Callable[[], object] = lambda: None) -> Blueprint:
+    """`bindings` brings the worker queue's bindings in line with the subscriptions (Runtime.sync_bindings)."""
     bp = Blueprint("notify", __name__)
 
     @bp.errorhandler(NotFound)
@@ -99,6 +105,13 @@ def build(repo: Repository, settings: Settings, secret: str) -> Blueprint:
             raise ValidationError({"url": [str(exc)]}) from None
         events = list(domain.WEBHOOK_EVENTS) if data["events"] == ["*"] else data["events"]
         doc = repo.add_subscription(city, data["url"], events, data["secret"])
+        try:  # stored first, then bound: see services.bus.bind_wanted
+            bindings()
+        except Exception as exc:
+            repo.delete_subscription(doc["_id"])
+            log.warning("webhook %s not kept: its events could not be bound (%r)", doc["_id"], exc)
+            raise Problem(503, "Service Unavailable", "the message broker does not answer right now, so this "
+                          "webhook would miss events; nothing was kept: try again shortly") from None
         return jsonify(webhook_out.dump(doc)), 201
 
     @bp.get("/webhooks")
@@ -113,6 +126,10 @@ def build(repo: Repository, settings: Settings, secret: str) -> Blueprint:
     @bp.delete("/webhooks/<sid>")
     def unsubscribe_webhook(sid: str) -> tuple[str, int]:
         repo.delete_subscription(own_subscription(caller(), sid)["_id"])
+        try:
+            bindings()
+        except Exception as exc:  # a binding left over only delivers events no one listens to
+            log.warning("webhook %s removed; its events stay bound until the worker's next check (%r)", sid, exc)
         return "", 204
 
     @bp.post("/webhooks/<sid>/ping")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from flask import Flask
 
-from notify import api, handlers, repository
+from notify import api, domain, handlers, repository
 from notify.sender import Sender
 from services.config import Settings
 from services.runtime import Runtime, ServiceSpec
@@ -62,9 +62,13 @@ SPEC = ServiceSpec(
     indexes=repository.INDEXES,
     outbox_collections=(repository.NOTIFICATIONS, repository.DELIVERIES),
     handlers=lambda runtime: handlers.build(handlers.Notifier(_repo(runtime), runtime.settings, _secret(runtime))),
-    blueprints=lambda runtime: [api.build(_repo(runtime), runtime.settings, _secret(runtime))],
+    blueprints=lambda runtime: [api.build(_repo(runtime), runtime.settings, _secret(runtime),
+                                          bindings=lambda: runtime.sync_bindings())],
     docs=api.DOCS,
     periodic=lambda runtime: _periodic(runtime),
+    # Every idea event would reach notify for webhooks alone; the broker delivers them only while asked for.
+    optional_events=domain.WEBHOOK_ONLY_EVENTS,
+    wanted_events=lambda runtime: _repo(runtime).subscribed_events(),
 )
 
 

@@ -17,6 +17,10 @@ WEBHOOK_EVENTS = (
     "match.proposed", "match.accepted", "match.declined", "match.confirmed", "match.expired",
     "project.formed",
 )
+# What people hear about (notify_people); the other webhook events matter only while a subscription names them,
+# and the worker's queue is bound to them only then (Runtime.sync_bindings).
+PEOPLE_EVENTS = ("match.proposed", "match.accepted", "match.declined", "project.formed")
+WEBHOOK_ONLY_EVENTS = tuple(t for t in WEBHOOK_EVENTS if t not in PEOPLE_EVENTS)
 
 
 def language_of(person: Mapping[str, Any] | None) -> str:

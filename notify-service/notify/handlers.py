@@ -103,7 +103,7 @@ def build(notifier: Notifier) -> Mapping[str, Sequence[Callable[[Event], None]]]
         "participant.erased": [notifier.person_erased],
         "city.registered": [notifier.city_registered],
     }
-    for event_type in ("match.proposed", "match.accepted", "match.declined", "project.formed"):
+    for event_type in domain.PEOPLE_EVENTS:
         handlers.setdefault(event_type, []).append(notifier.notify_people)
     for event_type in domain.WEBHOOK_EVENTS:
         handlers.setdefault(event_type, []).append(notifier.notify_webhooks)

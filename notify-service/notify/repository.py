@@ -175,6 +175,10 @@ class Repository:
     def subscriptions_of(self, city: str | None) -> list[dict[str, Any]]:
         return list(self.subscriptions.find({} if city is None else {"city": city}).sort("_id", 1))
 
+    def subscribed_events(self) -> set[str]:
+        """Every event type some subscription (active or paused) names."""
+        return set(self.subscriptions.distinct("events"))
+
     def listeners(self, cities: Sequence[str], event_type: str) -> list[dict[str, Any]]:
         return list(self.subscriptions.find({"city": {"$in": list(cities)}, "events": event_type,
                                              "status": "active"}))

@@ -361,3 +361,50 @@ def test_a_sender_restarted_mid_send_sends_each_mail_once(napi: Api, smtp: SmtpS
         assert len(smtp.mails()) == 2
     ids = {m["Message-ID"] for m in smtp.mails()}
     assert len(ids) == 2 and any(claimed["_id"] in i for i in ids)
+
+
+def test_idea_events_reach_notify_only_while_a_webhook_asks_for_them(napi: Api, receiver: Receiver):
+    """Webhook-only events (every idea.*) are bound to notify's queue while a subscription names them: without
+    one the broker does not deliver them to notify at all; with one, its receiver gets them from its 201 on."""
+    from services import metrics
+
+    handled = metrics.EVENTS_HANDLED.labels("notify", "idea.submitted")
+    keys = napi.lab()
+    napi.settle()
+    before = handled._value.get()
+    napi.ok("POST", "/ideas", keys["karlsruhe"], {**GARDEN_DE, "title": "Before any webhook"})
+    napi.settle()
+    assert handled._value.get() == before, "no subscription: notify is not sent idea.submitted"
+
+    hook = napi.ok("POST", "/webhooks", keys["karlsruhe"],
+                   {"url": receiver.url, "events": ["idea.submitted"], "secret": SECRET})
+    idea = napi.ok("POST", "/ideas", keys["karlsruhe"], {**GARDEN_DE, "title": "After the webhook"})
+    wait_for(lambda: any(c["headers"].get("X-Twincity-Event") == "idea.submitted" for c in receiver.calls), 30,
+             message="the idea.submitted webhook call")
+    napi.settle()
+    calls = [json.loads(c["body"]) for c in receiver.calls if c["headers"]["X-Twincity-Event"] == "idea.submitted"]
+    assert [c["payload"]["idea_id"] for c in calls] == [idea["id"]], "only the idea after the subscription"
+
+    assert napi.call("DELETE", f"/webhooks/{hook['id']}", keys["karlsruhe"]).status_code == 204
+    napi.settle()
+    after_delete = handled._value.get()
+    napi.ok("POST", "/ideas", keys["karlsruhe"], {**GARDEN_DE, "title": "After the webhook is gone"})
+    napi.settle()
+    assert handled._value.get() == after_delete, "the last subscription gone: unbound again"
+
+
+def test_a_webhook_is_not_kept_when_its_events_can_not_be_bound(napi: Api, receiver: Receiver):
+    keys = napi.lab()
+    runtime = napi.platform.runtime("notify")
+
+    def broker_down() -> set[str]:
+        raise ConnectionRefusedError("broker down")
+
+    runtime.sync_bindings = broker_down
+    try:
+        r = napi.call("POST", "/webhooks", keys["karlsruhe"],
+                      {"url": receiver.url, "events": ["idea.submitted"], "secret": SECRET})
+        assert r.status_code == 503 and "nothing was kept" in r.json_body["detail"]
+        assert napi.ok("GET", "/webhooks", keys["karlsruhe"])["items"] == []
+    finally:
+        del runtime.sync_bindings

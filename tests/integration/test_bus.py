@@ -411,3 +411,53 @@ def test_a_stopping_consumer_finishes_and_acks_the_message_in_hand(rabbit_settin
     consumers.join(consumer)
     assert len(done) == 1
     assert queue_depth(settings, consumer.topology.queue) == 0, "acked: nothing left to redeliver"
+
+
+def test_optional_types_are_bound_only_while_wanted(settings):
+    """bind_wanted: what is wanted is delivered, what is not is not; a wish stored while another process is
+    unbinding (seen only by its second read) ends bound."""
+    got: list[str] = []
+    wanted: list[set[str]] = [set()]
+    a, b, c = "city.registered", "participant.erased", "idea.withdrawn"
+    payloads = {a: {"city": "x", "name": "X", "country": "DE", "language": "de"},
+                b: {"participant_id": "p1", "city": "x"}, c: {"idea_id": "i1", "city": "x", "version": 2}}
+    consumer = bus.Consumer(settings, unique_service(), {t: [lambda e: got.append(e.type)] for t in payloads},
+                            optional=frozenset({b, c}), wanted=lambda: wanted[0])
+    assert consumer.topology.event_types == (a,) and set(consumer.topology.optional_types) == {b, c}
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    publisher = bus.make_publisher(settings)
+    try:
+        wait_for(consumer.ready.is_set, 15, message="the consumer")
+
+        def publish_all() -> None:
+            publisher.publish([new_event(t, payload, producer="test") for t, payload in payloads.items()])
+
+        def rebind(*wishes: set[str]) -> set[str]:
+            """bind_wanted, its reads of what is wanted answered by `wishes` in turn (the last one again)."""
+            reads = list(wishes)
+
+            def read() -> set[str]:
+                return reads.pop(0) if len(reads) > 1 else reads[0]
+
+            with bus.connection(settings) as conn:
+                return bus.bind_wanted(conn.channel(), consumer.topology, read)
+
+        publish_all()
+        wait_for(lambda: got == [a], 15, message="the always-bound type only")
+        assert rebind({b}) == {b}
+        publish_all()
+        wait_for(lambda: sorted(got) == sorted([a, a, b]), 15, message="the wanted type too")
+        # Unbinding b and c, while another process stores a wish for c: the second read sees it.
+        assert rebind(set(), {c}) == {c}
+        got.clear()
+        publish_all()
+        wait_for(lambda: sorted(got) == sorted([a, c]), 15, message="c bound again, b not")
+        time.sleep(0.3)
+        assert sorted(got) == sorted([a, c])
+    finally:
+        stop.set()
+        thread.join(10)
+        publisher.close()
+        bus.delete_topology(settings, [consumer.topology], exchange=True)
