@@ -77,6 +77,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from gateway.clients import HttpTransport  # noqa: E402
 from services import bus, outbox, store  # noqa: E402
 from services.config import Settings  # noqa: E402
 from services.contract import new_event  # noqa: E402
@@ -115,44 +116,33 @@ def ts(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-class NoDelayConnection(http.client.HTTPConnection):
-    """http.client writes a request's headers and its body apart and leaves Nagle's algorithm on, so the body
-    may wait for the server to acknowledge the headers: time of the client's, not the server's. urllib3 (and
-    so requests) turns Nagle off, as the gateway's client does; so does this."""
-
-    def connect(self) -> None:
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 class Http:
-    """One keep-alive connection (http.client: the cheapest client, so the figures are the server's)."""
+    """One keep-alive connection through the gateway's own client (gateway.clients.HttpTransport: the request in
+    one send with Nagle off, the reply read without http.client's e-mail parser), so that the figures are the
+    server's: the bench runs on the cores it measures, and http.client took ~5x its CPU a call."""
 
     def __init__(self, port: int, key: str | None = None) -> None:
         self.port = port
         self.key = key
-        self.conn = NoDelayConnection("127.0.0.1", port, timeout=30)
+        self.transport = HttpTransport(f"http://127.0.0.1:{port}", timeout=30, pool_size=1)
+
+    def raw(self, method: str, path: str, body: bytes | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        all_headers = dict(headers or {})
+        if self.key:
+            all_headers["Authorization"] = f"Bearer {self.key}"
+        reply = self.transport.request(method, path, body=body, headers=all_headers)
+        return reply.status, reply.body
 
     def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
              ) -> tuple[int, Any]:
         all_headers = dict(headers or {})
-        if self.key:
-            all_headers["Authorization"] = f"Bearer {self.key}"
         data = None
         if body is not None:
             data = json.dumps(body).encode()
             all_headers["Content-Type"] = "application/json"
-        for attempt in (1, 2):
-            try:
-                self.conn.request(method, path, body=data, headers=all_headers)
-                response = self.conn.getresponse()
-                raw = response.read()
-                break
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self.conn.close()  # the server closed an idle keep-alive connection; once more on a new one
-                if attempt == 2:
-                    raise
-        return response.status, (json.loads(raw) if raw else None)
+        status, raw = self.raw(method, path, data, all_headers)
+        return status, (json.loads(raw) if raw else None)
 
     def ok(self, method: str, path: str, body: Any = None) -> Any:
         status, answer = self.call(method, path, body)
@@ -161,7 +151,7 @@ class Http:
         return answer
 
     def close(self) -> None:
-        self.conn.close()
+        self.transport.close()
 
 
 # --- the stack -------------------------------------------------------------------------------------------
@@ -749,9 +739,7 @@ def plot(phases: list[dict[str, Any]], path: Path) -> bool:
 
 def metric(port: int, name: str) -> float:
     client = Http(port)
-    conn = client.conn
-    conn.request("GET", "/metrics")
-    text = conn.getresponse().read().decode()
+    text = client.raw("GET", "/metrics")[1].decode()
     client.close()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 

@@ -178,6 +178,13 @@ class HttpTransport(Transport):
                 return
         self._close(sock, reader)
 
+    def close(self) -> None:
+        """Close the pooled sockets (a call after this opens a new one)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for _since, sock, reader in idle:
+            self._close(sock, reader)
+
     @staticmethod
     def _close(sock: socket.socket, reader: Any) -> None:
         with contextlib.suppress(OSError):

@@ -141,6 +141,9 @@ def test_many_threads_share_the_pool(service: str):
         t.join(60)
     assert not errors
     assert len(transport._idle) <= 4
+    transport.close()
+    assert not transport._idle
+    assert transport.request("GET", "/echo", body=None, headers={}).status == 200, "usable after close"
 
 
 def test_a_slow_or_absent_service_reads_as_503(service: str):
