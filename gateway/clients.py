@@ -62,8 +62,13 @@ class HttpTransport(Transport):
         while True:
             reused, (sock, reader) = self._connection()
             try:
-                sock.sendall(head + body if body else head)
+                try:
+                    sock.sendall(head + body if body else head)
+                except OSError as exc:  # the service had closed it: the call did not reach it
+                    raise _NoAnswer(f"the connection was closed before the call was sent ({exc!r})") from exc
                 status, reply_headers, keep = self._read_head(reader)
+                while 100 <= status < 200 and status != 101:  # interim replies (100 Continue): the real one follows
+                    status, reply_headers, keep = self._read_head(reader)
                 if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
                     data = b""
                 elif "chunked" in reply_headers.get("transfer-encoding", "").lower():
@@ -107,7 +112,10 @@ class HttpTransport(Transport):
         return line
 
     def _read_head(self, reader: Any) -> tuple[int, _Headers, bool]:
-        line = self._read_line(reader)
+        try:
+            line = self._read_line(reader)
+        except ConnectionResetError as exc:
+            raise _NoAnswer("the service reset the connection without answering") from exc
         if not line:
             raise _NoAnswer("the service closed the connection without answering")
         parts = line.split(None, 2)

