@@ -272,7 +272,8 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
         if owner and "ideas" in services:
             # The ideas service says whether the idea exists and the caller may see it; matching alone cannot
             # tell an idea it has not heard of yet from one that does not exist (a key could probe ids).
-            seen = services["ideas"].request("GET", f"/ideas/{owner.group(1)}", body=None, headers=headers)
+            seen = services["ideas"].request("GET", f"/ideas/{quote(owner.group(1), safe='')}", body=None,
+                                             headers=headers)
             if seen.status != 200:
                 return Response(seen.body, status=seen.status,
                                 content_type=seen.headers.get("Content-Type", "application/problem+json"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import select
 import socket
 import threading
@@ -36,10 +37,10 @@ class HttpTransport(Transport):
     The gateway passes every API call on, so this is on the path of each one. urllib3 took 220 µs of CPU a
     call here, most of it in http.client's header parsing (the e-mail parser); this takes ~40 µs: it writes
     the request in one send and reads the status line, the headers and a Content-Length or chunked body
-    itself. No retries of a call that may have reached the service: a pooled socket is dropped when the
-    service has closed it, or when it has been idle long enough that the service may be closing it (gunicorn
-    closes idle ones after 2 s), and only an idempotent call that gets no answer at all on a reused socket is
-    sent again, once, on a new one. https URLs go through urllib3 (UrllibTransport).
+    itself. A pooled socket is dropped when the service has closed it, or when it has been idle long enough that
+    the service may be closing it (gunicorn closes idle ones after 2 s). The one call sent twice: an idempotent
+    one that got no byte of answer on a reused socket (the service closed or reset it as the call went out)
+    goes out once more, on a new socket; a POST or PATCH never. https URLs go through urllib3 (UrllibTransport).
     """
 
     IDLE = 1.0  # seconds a pooled socket may idle before it is dropped instead of reused (gunicorn: 2 s)
@@ -59,8 +60,9 @@ class HttpTransport(Transport):
 
     def request(self, method: str, path: str, *, body: bytes | None, headers: Mapping[str, str]) -> Reply:
         head = self._head(method, path, body, headers)
+        retried = False
         while True:
-            reused, (sock, reader) = self._connection()
+            reused, (sock, reader) = self._connection(fresh=retried)
             try:
                 try:
                     sock.sendall(head + body if body else head)
@@ -71,6 +73,8 @@ class HttpTransport(Transport):
                     status, reply_headers, keep = self._read_head(reader)
                 if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
                     data = b""
+                    # a length or chunks announced where no body may be: not trusted to be in step afterwards
+                    keep = keep and status != 101 and not ({"content-length", "transfer-encoding"} & set(reply_headers))
                 elif "chunked" in reply_headers.get("transfer-encoding", "").lower():
                     data = self._read_chunked(reader)
                 elif "content-length" in reply_headers:
@@ -79,8 +83,9 @@ class HttpTransport(Transport):
                     data, keep = reader.read(), False
             except _NoAnswer:
                 self._close(sock, reader)
-                if reused and method in self.IDEMPOTENT:
-                    continue  # the service closed the pooled socket as the call went out: once more, afresh
+                if reused and not retried and method in self.IDEMPOTENT:
+                    retried = True  # the service closed the pooled socket as the call went out: once more, afresh
+                    continue
                 raise
             except BaseException:
                 self._close(sock, reader)
@@ -94,7 +99,11 @@ class HttpTransport(Transport):
     # -- the wire ------------------------------------------------------------------------------------------
 
     def _head(self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]) -> bytes:
-        lines = [f"{method} {self.prefix}{path} HTTP/1.1".encode("ascii"), b"Host: " + self.host]
+        # A space, a control character or a non-ASCII one in the target is sent percent-encoded (UTF-8), as
+        # urllib3 does: the request line stays one line of three parts.
+        target = _UNSAFE_IN_TARGET.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")),
+                                       f"{self.prefix}{path}")
+        lines = [f"{method} {target} HTTP/1.1".encode("ascii"), b"Host: " + self.host]
         for name, value in headers.items():
             if name.lower() in ("host", "content-length", "connection", "transfer-encoding"):
                 continue
@@ -122,14 +131,16 @@ class HttpTransport(Transport):
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
             raise _BadReply(f"not an HTTP/1.x status line: {line[:80]!r}")
         headers = _Headers()
+        lines = 0
         while True:
             line = self._read_line(reader)
             if line in (b"\r\n", b"\n"):
                 break
             if not line:
                 raise _BadReply("the reply ended inside its headers")
-            if len(headers.originals) > 200:
-                raise _BadReply("too many headers in the reply")
+            lines += 1
+            if lines > 200:
+                raise _BadReply("too many header lines in the reply")
             name, colon, value = line.decode("latin-1").partition(":")
             if not colon:
                 raise _BadReply(f"not a header line: {line[:80]!r}")
@@ -163,10 +174,10 @@ class HttpTransport(Transport):
 
     # -- the pool ------------------------------------------------------------------------------------------
 
-    def _connection(self) -> tuple[bool, tuple[socket.socket, Any]]:
-        """(reused, (socket, reader)): the latest pooled socket still open, else a new one."""
+    def _connection(self, *, fresh: bool = False) -> tuple[bool, tuple[socket.socket, Any]]:
+        """(reused, (socket, reader)): the latest pooled socket still open, else (or when `fresh`) a new one."""
         now = time.monotonic()
-        while True:
+        while not fresh:
             with self._lock:
                 if not self._idle:
                     break
@@ -228,12 +239,15 @@ class _Headers(dict):
         self.originals[name] = value
 
 
+_UNSAFE_IN_TARGET = re.compile(r"[^\x21-\x7e]+")
+
+
 class UnsendableHeader(ValueError):
     """A header value the request line format can not carry (a line break or NUL in it)."""
 
 
 def _length(value: str) -> int:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:
         raise _BadReply(f"not a Content-Length: {value[:40]!r}")
     return int(value)
 

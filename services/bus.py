@@ -33,9 +33,10 @@ import amqp
 import kombu
 from kombu import Producer
 
-from services import context, metrics
+from services import context, lease, metrics
 from services.config import Settings
 from services.contract import ContractError, Event, parse_event
+from services.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,10 @@ def topology_for(settings: Settings, service: str, handled: Iterable[str],
 
 def declare_exchange(channel: Any, exchange: str) -> None:
     channel.exchange_declare(exchange=exchange, type="topic", durable=True, auto_delete=False)
+
+
+class _WishesUnknown(Exception):
+    """What is wanted could not be read (see Consumer._bind_wanted)."""
 
 
 def bind_wanted(channel: Any, topology: Topology, wanted: Callable[[], Iterable[str]]) -> set[str]:
@@ -377,6 +382,7 @@ class Consumer:
     # Handled types bound only while `wanted()` names them (bind_wanted, on every connect).
     optional: frozenset[str] = frozenset()
     wanted: Callable[[], Iterable[str]] = lambda: ()
+    bindings_lock: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
 
     def __post_init__(self) -> None:
         self.topology = topology_for(self.settings, self.service, self.handlers, self.optional)
@@ -409,7 +415,7 @@ class Consumer:
                 channel = conn.channel()
                 declare(channel, self.topology, broker_retries=not self.settings.embedded)
                 if self.topology.optional_types:
-                    bind_wanted(channel, self.topology, self.wanted)
+                    self._bind_wanted(channel)
                 self._producer = Producer(publish_conn.channel())
                 queue = kombu.Queue(self.topology.queue, no_declare=True)
                 with kombu.Consumer(
@@ -449,6 +455,24 @@ class Consumer:
         self.ready.clear()
         for timer in list(self._timers):
             timer.cancel()
+
+    def _bind_wanted(self, channel: Any) -> None:
+        """bind_wanted on connect, under the service's bindings lock. When the lock or what is wanted can not be
+        read (the store is down), the bindings stay as they are (the periodic check tries again) and consuming
+        goes on; a broker error reconnects, as any."""
+        def read() -> Iterable[str]:
+            try:
+                return self.wanted()
+            except Exception as exc:
+                raise _WishesUnknown from exc
+
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(self.bindings_lock())
+                bind_wanted(channel, self.topology, read)
+            except (_WishesUnknown, lease.LockBusy, StoreError) as exc:
+                log.warning("consumer %s could not read which optional event types are wanted (%r); their "
+                            "bindings stay as they are until the next check", self.name, exc.__cause__ or exc)
 
     # One message ---------------------------------------------------------------------------------
 

@@ -7,17 +7,18 @@ and both at once inside `twincity dev`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, Flask, jsonify
 
-from services import bus, inbox, logs, outbox, store
+from services import bus, inbox, lease, logs, outbox, store
 from services.bus import Consumer, Handler
 from services.config import Settings
 from services.openapi import ApiDocs
@@ -118,20 +119,37 @@ class Runtime:
     def consumers(self, count: int = 1) -> list[Consumer]:
         return [
             Consumer(self.settings, self.name, self.handlers, name=f"{self.name}-consumer-{i}",
-                     optional=frozenset(self.spec.optional_events), wanted=self._wanted_events)
+                     optional=frozenset(self.spec.optional_events), wanted=self._wanted_events,
+                     bindings_lock=self._bindings_lock)
             for i in range(1, count + 1)
         ]
 
     def _wanted_events(self) -> Iterable[str]:
         return self.spec.wanted_events(self)
 
+    def _bindings_lock(self) -> contextlib.AbstractContextManager[None]:
+        return lease.held(self.db, f"{self.name}-bindings")
+
     def sync_bindings(self) -> set[str]:
         """Bind the optional event types wanted now to the service's queue, unbind the others (bus.bind_wanted).
 
-        The web app calls it right after a change of what is wanted (a new subscription: bound before the
-        caller hears 201), consumers on every connect, and the worker every BINDINGS_SYNC seconds, in case a
-        process stopped between its change and its call. Raises when the broker can not be reached.
+        Consumers do it on every connect and the worker every BINDINGS_SYNC seconds (in case a process stopped
+        between a change and its binding). Raises when the broker or the store can not be reached.
         """
+        with self._bindings_lock():
+            return self._sync_bindings_locked()
+
+    @contextlib.contextmanager
+    def changing_bindings(self) -> Iterator[None]:
+        """Around a change of what is wanted (a webhook stored or removed): the change and the new bindings in
+        one hold of the service's bindings lock, which every sync takes too. So no process reads the wishes
+        before the change and unbinds after it: a new subscription is bound, without a gap, before its 201.
+        Raises (after the change) when the bindings can not be brought in line."""
+        with self._bindings_lock():
+            yield
+            self._sync_bindings_locked()
+
+    def _sync_bindings_locked(self) -> set[str]:
         topology = bus.topology_for(self.settings, self.name, self.handlers, self.spec.optional_events)
         if not topology.optional_types:
             return set()

@@ -162,7 +162,9 @@ class TokenCache:
         than the cache holds."""
         self._calls += 1
         distinct = np.unique(flat)
-        if len(distinct) > self.capacity:
+        if len(distinct) > self.capacity:  # computed without the cache: every token a miss
+            self.lookups += len(flat)
+            self._counted[1].inc(len(flat))
             return None
         slots = self._slot_of[distinct]
         hits = int(np.count_nonzero(self._slot_of[flat] >= 0))

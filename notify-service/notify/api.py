@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +26,7 @@ from notify.schemas import (
     WebhookOut,
 )
 from notify.sender import resolve
+from services import lease
 from services.config import Settings
 from services.contract import now_iso, schema_instance
 from services.inbox import derived_id
@@ -68,8 +71,9 @@ webhook_out, notification_out = WebhookOut(), NotificationOut()
 
 
 def build(repo: Repository, settings: Settings, secret: str,
-          bindings: Callable[[], object] = lambda: None) -> Blueprint:
-    """`bindings` brings the worker queue's bindings in line with the subscriptions (Runtime.sync_bindings)."""
+          bindings: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext) -> Blueprint:
+    """`bindings()` is held around a change of the subscriptions: the worker queue's bindings follow it before
+    the request is answered (Runtime.changing_bindings)."""
     bp = Blueprint("notify", __name__)
 
     @bp.errorhandler(NotFound)
@@ -104,10 +108,16 @@ def build(repo: Repository, settings: Settings, secret: str,
         except domain.UnsafeTarget as exc:
             raise ValidationError({"url": [str(exc)]}) from None
         events = list(domain.WEBHOOK_EVENTS) if data["events"] == ["*"] else data["events"]
-        doc = repo.add_subscription(city, data["url"], events, data["secret"])
-        try:  # stored first, then bound: see services.bus.bind_wanted
-            bindings()
+        doc = None
+        try:
+            with bindings():  # stored, then bound, before any other process may unbind (services/runtime.py)
+                doc = repo.add_subscription(city, data["url"], events, data["secret"])
+        except lease.LockBusy:
+            raise Problem(503, "Service Unavailable", "webhooks are being changed by another request; nothing "
+                          "was kept: try again shortly") from None
         except Exception as exc:
+            if doc is None:
+                raise
             repo.delete_subscription(doc["_id"])
             log.warning("webhook %s not kept: its events could not be bound (%r)", doc["_id"], exc)
             raise Problem(503, "Service Unavailable", "the message broker does not answer right now, so this "
@@ -125,10 +135,19 @@ def build(repo: Repository, settings: Settings, secret: str,
 
     @bp.delete("/webhooks/<sid>")
     def unsubscribe_webhook(sid: str) -> tuple[str, int]:
-        repo.delete_subscription(own_subscription(caller(), sid)["_id"])
+        doc = own_subscription(caller(), sid)
+        deleted = False
         try:
-            bindings()
-        except Exception as exc:  # a binding left over only delivers events no one listens to
+            with bindings():
+                repo.delete_subscription(doc["_id"])
+                deleted = True
+        except lease.LockBusy:
+            raise Problem(503, "Service Unavailable", "webhooks are being changed by another request; the webhook "
+                          "is still there: try again shortly") from None
+        except Exception as exc:
+            if not deleted:
+                raise
+            # a binding left over only delivers events no one listens to, until the worker's next check
             log.warning("webhook %s removed; its events stay bound until the worker's next check (%r)", sid, exc)
         return "", 204
 

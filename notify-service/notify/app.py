@@ -63,7 +63,7 @@ SPEC = ServiceSpec(
     outbox_collections=(repository.NOTIFICATIONS, repository.DELIVERIES),
     handlers=lambda runtime: handlers.build(handlers.Notifier(_repo(runtime), runtime.settings, _secret(runtime))),
     blueprints=lambda runtime: [api.build(_repo(runtime), runtime.settings, _secret(runtime),
-                                          bindings=lambda: runtime.sync_bindings())],
+                                          bindings=lambda: runtime.changing_bindings())],
     docs=api.DOCS,
     periodic=lambda runtime: _periodic(runtime),
     # Every idea event would reach notify for webhooks alone; the broker delivers them only while asked for.

@@ -107,4 +107,9 @@ def build(notifier: Notifier) -> Mapping[str, Sequence[Callable[[Event], None]]]
         handlers.setdefault(event_type, []).append(notifier.notify_people)
     for event_type in domain.WEBHOOK_EVENTS:
         handlers.setdefault(event_type, []).append(notifier.notify_webhooks)
+    # Those are bound only while a webhook asks for them (app.SPEC.optional_events): no other handler may need them.
+    for event_type in domain.WEBHOOK_ONLY_EVENTS:
+        if handlers[event_type] != [notifier.notify_webhooks]:
+            raise RuntimeError(f"{event_type} is delivered only while a webhook wants it, but another handler "
+                               "needs it: take it out of domain.WEBHOOK_ONLY_EVENTS")
     return handlers

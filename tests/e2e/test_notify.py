@@ -400,11 +400,11 @@ def test_a_webhook_is_not_kept_when_its_events_can_not_be_bound(napi: Api, recei
     def broker_down() -> set[str]:
         raise ConnectionRefusedError("broker down")
 
-    runtime.sync_bindings = broker_down
+    runtime._sync_bindings_locked = broker_down
     try:
         r = napi.call("POST", "/webhooks", keys["karlsruhe"],
                       {"url": receiver.url, "events": ["idea.submitted"], "secret": SECRET})
         assert r.status_code == 503 and "nothing was kept" in r.json_body["detail"]
         assert napi.ok("GET", "/webhooks", keys["karlsruhe"])["items"] == []
     finally:
-        del runtime.sync_bindings
+        del runtime._sync_bindings_locked

@@ -461,3 +461,76 @@ def test_optional_types_are_bound_only_while_wanted(settings):
         thread.join(10)
         publisher.close()
         bus.delete_topology(settings, [consumer.topology], exchange=True)
+
+
+def test_a_consumer_consumes_when_what_is_wanted_can_not_be_read(settings):
+    """The store behind `wanted` is down: the optional bindings stay as they are, the rest is consumed."""
+    got: list[str] = []
+
+    def store_down() -> set[str]:
+        raise ConnectionRefusedError("store down")
+
+    consumer = bus.Consumer(settings, unique_service(), {"city.registered": [lambda e: got.append(e.type)],
+                                                          "idea.withdrawn": [lambda e: got.append(e.type)]},
+                            optional=frozenset({"idea.withdrawn"}), wanted=store_down)
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    publisher = bus.make_publisher(settings)
+    try:
+        wait_for(consumer.ready.is_set, 15, message="the consumer, although wanted() fails")
+        publisher.publish([new_event("city.registered", {"city": "x", "name": "X", "country": "DE",
+                                                         "language": "de"}, producer="test")])
+        wait_for(lambda: got == ["city.registered"], 15, message="the always-bound event")
+        assert consumer.connections_made == 1, "no reconnect loop"
+    finally:
+        stop.set()
+        thread.join(10)
+        publisher.close()
+        bus.delete_topology(settings, [consumer.topology], exchange=True)
+
+
+def test_a_change_of_wishes_waits_for_a_sync_in_progress_and_is_bound_when_it_returns(settings):
+    """The gap the lock closes: a sync that read the old wishes and is about to unbind holds the lock, so a
+    subscription stored meanwhile (changing_bindings) is stored and bound only after it, never unbound after."""
+    import notify.app
+    from services.runtime import Runtime
+
+    runtime = Runtime(notify.app.SPEC, settings.replace(notify_secret="x"))
+    wishes: set[str] = set()
+    runtime._wanted_events = lambda: set(wishes)
+    order: list[str] = []
+    try:
+        with runtime._bindings_lock():  # a sync in progress elsewhere
+            def subscribe() -> None:
+                with runtime.changing_bindings():
+                    order.append("stored")
+                    wishes.add("idea.submitted")
+                order.append("answered")
+
+            thread = threading.Thread(target=subscribe)
+            thread.start()
+            time.sleep(0.2)
+            assert order == [], "the change waits for the sync to finish"
+            order.append("sync done")
+        thread.join(15)
+        assert order == ["sync done", "stored", "answered"]
+        topology = bus.topology_for(settings, "notify", runtime.handlers, notify.app.SPEC.optional_events)
+        publisher = bus.make_publisher(settings)
+        try:
+            publisher.publish([new_event("idea.withdrawn", {"idea_id": "i1", "city": "x", "version": 2},
+                                         producer="test"),
+                               new_event("idea.submitted", {"idea_id": "i2", "city": "x", "partnerships": ["p"],
+                                                            "language": "de", "author_id": None, "status": "open",
+                                                            "version": 1, "title": "T", "description": "D",
+                                                            "theme": "ecology-health", "tags": [], "seeks": [],
+                                                            "offers": []}, producer="test")])
+        finally:
+            publisher.close()
+        wait_for(lambda: queue_depth(settings, topology.queue) == 1, 15, message="idea.submitted only, bound")
+        [message] = queue_messages(settings, topology.queue)
+        assert json.loads(message.body)["type"] == "idea.submitted"
+    finally:
+        bus.delete_topology(settings, [bus.topology_for(settings, "notify", runtime.handlers,
+                                                        notify.app.SPEC.optional_events)], exchange=True)
+        store.forget(settings.mongo_url)

@@ -30,6 +30,10 @@ def echo():
     return jsonify(method=request.method, body=request.get_data(as_text=True), port=request.environ["REMOTE_PORT"],
                    headers={k: v for k, v in request.headers.items() if k.startswith("X-")}, args=request.args)
 
+@app.get("/p/<rest>")
+def segment(rest):
+    return jsonify(rest=rest, raw=request.environ.get("RAW_URI"))
+
 @app.get("/stream")
 def stream():
     return Response((f"part {i};" for i in range(50)), mimetype="text/plain")  # no length: chunked
@@ -284,3 +288,39 @@ def test_an_interim_reply_is_skipped_and_a_reset_reused_socket_retried_for_get(s
     transport = HttpTransport(scripted(script))
     assert transport.request("GET", "/x", body=None, headers={}).body == b"ok", "the 100 is not the reply"
     assert transport.request("GET", "/x", body=None, headers={}).body == b"ok", "reset unanswered: once more"
+
+
+def test_spaces_line_breaks_and_non_ascii_in_a_path_are_sent_percent_encoded(service: str):
+    transport = HttpTransport(service)
+    for rest in ("é-Краснодар", "a b", "a\r\nX-Admin: yes"):
+        reply = transport.request("GET", f"/p/{rest}", body=None, headers={})
+        assert reply.status == 200 and json.loads(reply.body)["rest"] == rest, rest
+        assert " " not in json.loads(reply.body)["raw"] and "\r" not in json.loads(reply.body)["raw"]
+
+
+def test_a_get_goes_out_at_most_twice_however_many_sockets_are_pooled(scripted: Callable[[Script], str]):
+    received = []
+    drop = threading.Event()
+
+    def script(conn: socket.socket, n: int) -> bool:
+        received.append(n)
+        if drop.is_set():
+            return False  # read, never answered
+        time.sleep(0.05)  # the priming calls overlap, so each gets a socket of its own
+        conn.sendall(OK)
+        return True
+
+    transport = HttpTransport(scripted(script), pool_size=8)
+    threads = [threading.Thread(target=transport.request, args=("GET", "/x"), kwargs={"body": None, "headers": {}})
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(transport._idle) == 4
+    drop.set()
+    received.clear()
+    with pytest.raises(Problem) as caught:
+        ServiceClient("ideas", transport).request("GET", "/x")
+    assert caught.value.status == 503
+    assert len(received) == 2, "once on a pooled socket, once on a new one; not on each pooled one"

@@ -150,6 +150,9 @@ def test_a_text_with_more_distinct_tokens_than_the_cache_holds_is_encoded_as_use
     cached = Encoder(token_cache=8)
     texts = [LONG, "Kompostkurse im Quartier"]
     assert np.abs(cached.encode(texts) - encoder.encode(texts)).max() < 1e-5
+    cached.encode([LONG])
+    hits, lookups = cached.cache_counts()
+    assert lookups > 400, "a text encoded without the cache counts its tokens as misses"
 
 
 def test_the_token_cache_runs_blas_on_the_threads_it_was_given(monkeypatch: pytest.MonkeyPatch):

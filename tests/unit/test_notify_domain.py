@@ -85,3 +85,11 @@ def test_backoff_doubles_up_to_a_cap():
 def test_webhooks_hear_of_the_cities_an_event_touches():
     envelope = {"city": None, "payload": {"sides": SIDES}}
     assert domain.webhook_cities(envelope) == {"karlsruhe", "krasnodar"}
+
+
+def test_webhook_only_events_have_no_other_handler():
+    """They reach notify only while a webhook asks (notify.app.SPEC.optional_events)."""
+    from notify import app, domain
+
+    assert set(app.SPEC.optional_events) == set(domain.WEBHOOK_ONLY_EVENTS)
+    assert "idea.submitted" in domain.WEBHOOK_ONLY_EVENTS and "match.proposed" not in domain.WEBHOOK_ONLY_EVENTS
