@@ -122,7 +122,7 @@ VARIABLES: tuple[Var, ...] = (
     Var("MATCHING_SYNC_OVERLAP", "1", "Seconds of read-model changes a matching worker reads again on each sync, "
         "for writes of other workers that land late; raise it if a store write can take longer."),
     Var("MATCHING_TOKEN_CACHE", "4096", "Tokens whose share of the encoder's work a matching process keeps (13 KB "
-        "each: 4096 take 52 MiB); a text whose tokens are kept encodes ~40% faster. 0: none."),
+        "each: 4096 take 52 MiB); a text whose tokens are all kept encodes in 50-65% of the time. 0: none."),
     Var("SMTP_URL", "", "Notify: smtp://[user:pass@]host:port (smtps:// for TLS); empty sends no e-mail."),
     Var("SMTP_FROM", "Twin City Lab <noreply@twincity.invalid>", "Notify: the sender of e-mails."),
     Var("TWINCITY_PUBLIC_URL", "http://127.0.0.1:8080", "Where people reach the gateway (links in e-mails)."),
