@@ -182,9 +182,10 @@ def check_topology(settings: Settings) -> list[Check]:
             for kind, name in queues:
                 found, _ = _exists(conn, lambda ch, name=name: ch.queue_declare(queue=name, passive=True))
                 checks.append(Check(topo.service, kind, name, "ok" if found else "missing"))
-            optional = (f"; bound while wanted: {', '.join(topo.optional_types)}" if topo.optional_types else "")
-            checks.append(Check(topo.service, "bindings", f"{len(topo.event_types)} event types", "not checked",
-                                ", ".join(topo.event_types) + optional))
+            optional = f" (+{len(topo.optional_types)} while wanted)" if topo.optional_types else ""
+            checks.append(Check(topo.service, "bindings", f"{len(topo.event_types)} event types{optional}",
+                                "not checked", ", ".join(topo.event_types) + (
+                                    f"; bound while wanted: {', '.join(topo.optional_types)}" if optional else "")))
     return checks
 
 
