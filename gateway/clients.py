@@ -150,10 +150,15 @@ class HttpTransport(Transport):
         return int(parts[1]), headers, keep
 
     def _read_exactly(self, reader: Any, length: int) -> bytes:
-        data = reader.read(length)
-        if len(data) != length:
-            raise _BadReply(f"the reply ended after {len(data)} of {length} bytes")
-        return data
+        """`length` bytes, read a MiB at a time: a length the service announces is not allocated before it comes."""
+        parts, remaining = [], length
+        while remaining:
+            part = reader.read(min(remaining, 1 << 20))
+            if not part:
+                raise _BadReply(f"the reply ended after {length - remaining} of {length} bytes")
+            parts.append(part)
+            remaining -= len(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _read_chunked(self, reader: Any) -> bytes:
         chunks = []

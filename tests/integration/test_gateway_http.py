@@ -324,3 +324,15 @@ def test_a_get_goes_out_at_most_twice_however_many_sockets_are_pooled(scripted: 
         ServiceClient("ideas", transport).request("GET", "/x")
     assert caught.value.status == 503
     assert len(received) == 2, "once on a pooled socket, once on a new one; not on each pooled one"
+
+
+def test_a_large_body_arrives_whole_and_a_huge_announced_one_is_not_allocated(scripted: Callable[[Script], str]):
+    body = bytes(range(256)) * 12_000  # ~3 MiB: several reads
+    url = scripted(lambda conn, n: conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                   or True)
+    assert HttpTransport(url).request("GET", "/x", body=None, headers={}).body == body
+    huge = scripted(lambda conn, n: conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 999999999999\r\n\r\nabc")
+                    and False)
+    with pytest.raises(Problem) as caught:
+        ServiceClient("ideas", HttpTransport(huge)).request("GET", "/x")
+    assert caught.value.status == 503
