@@ -374,32 +374,51 @@ _copy_field = getattr(mongomock.collection, "_copy_field", None)
 _KEPT = (str, int, float, bool, bytes, type(None), datetime)  # values mongomock's copy returns unchanged or equal
 
 
+def _inclusion(fields: Mapping[Any, Any]) -> tuple[bool, frozenset[str]] | None:
+    """(keep `_id`, the fields) when a projection is a plain inclusion of top-level fields, else None."""
+    keep_id = True
+    included = set()
+    for name, value in fields.items():
+        if type(value) not in (int, bool) or (value != 1 and not (name == "_id" and value == 0)):
+            return None
+        if name == "_id":
+            keep_id = value == 1
+        elif type(name) is not str or "." in name or name.startswith("$"):
+            return None
+        else:
+            included.add(name)
+    return (keep_id, frozenset(included)) if included else None
+
+
+_INCLUSIONS: dict[tuple[Any, ...], tuple[bool, frozenset[str]] | None] = {}  # projection items -> _inclusion
+
+
 def _copy_only_fields(self: Collection, doc: Mapping[str, Any], fields: Any, container: Any) -> Any:
     """What mongomock's projection makes of a document, quicker for a plain inclusion of top-level fields.
 
     `{"version": 1}` and the like (the matching index's catch-up reads ids and versions of the last second's
     changes, ~100 documents each time): mongomock parses the projection and builds a spec for every document;
-    this copies the named fields in the document's order and puts `_id` last, as mongomock does. Anything
-    else (exclusions, dotted paths, operators, `_id` alone) goes to mongomock.
+    this reads a projection once (the services use a handful) and copies the named fields in the document's
+    order, `_id` last, as mongomock does. Anything else (exclusions, dotted paths, operators, `_id` alone) goes
+    to mongomock.
     """
-    if type(fields) is not dict or len(fields) > 8:
+    plan = None
+    if type(fields) is dict and len(fields) <= 8:
+        try:
+            key = tuple(fields.items())
+            plan = _INCLUSIONS.get(key, ())  # () : not read yet
+            if plan == ():
+                if len(_INCLUSIONS) > 1024:  # the services use a handful; bounded all the same
+                    _INCLUSIONS.clear()
+                plan = _INCLUSIONS[key] = _inclusion(fields)
+        except TypeError:  # an operator's spec (a dict) as a value: not one
+            plan = None
+    if plan is None:
         return _project(self, doc, fields, container)
-    keep_id = True
-    included = set()
-    for name, value in fields.items():
-        if type(value) not in (int, bool) or (value != 1 and not (name == "_id" and value == 0)):
-            return _project(self, doc, fields, container)
-        if name == "_id":
-            keep_id = value == 1
-        elif type(name) is not str or "." in name or name.startswith("$"):
-            return _project(self, doc, fields, container)
-        else:
-            included.add(name)
-    if not included:
-        return _project(self, doc, fields, container)
+    keep_id, included = plan
     out = container()
     for name, value in doc.items():
-        if name in included and name != "_id":
+        if name in included:
             out[name] = value if type(value) in _KEPT else _copy_field(value, container)
     if keep_id and "_id" in doc:
         out["_id"] = doc["_id"]

@@ -12,6 +12,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import kombu
 import pytest
@@ -89,10 +90,11 @@ class Consumers:
         self.started: list[tuple[Consumer, threading.Event, threading.Thread]] = []
 
     def start(self, service: str, handlers: Mapping[str, Sequence[Handler]], count: int = 1,
-              settings: Settings | None = None) -> list[Consumer]:
+              settings: Settings | None = None, **options: Any) -> list[Consumer]:
+        """`options`: more of Consumer's fields (optional, wanted, ...)."""
         consumers = []
         for i in range(count):
-            consumer = Consumer(settings or self.settings, service, handlers, name=f"{service}-{i}")
+            consumer = Consumer(settings or self.settings, service, handlers, name=f"{service}-{i}", **options)
             stop = threading.Event()
             thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True, name=consumer.name)
             thread.start()

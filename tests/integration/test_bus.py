@@ -413,24 +413,18 @@ def test_a_stopping_consumer_finishes_and_acks_the_message_in_hand(rabbit_settin
     assert queue_depth(settings, consumer.topology.queue) == 0, "acked: nothing left to redeliver"
 
 
-def test_optional_types_are_bound_only_while_wanted(settings):
+def test_optional_types_are_bound_only_while_wanted(settings, consumers: Consumers):
     """bind_wanted: what is wanted is delivered, what is not is not; a wish stored while another process is
     unbinding (seen only by its second read) ends bound."""
     got: list[str] = []
-    wanted: list[set[str]] = [set()]
     a, b, c = "city.registered", "participant.erased", "idea.withdrawn"
     payloads = {a: {"city": "x", "name": "X", "country": "DE", "language": "de"},
                 b: {"participant_id": "p1", "city": "x"}, c: {"idea_id": "i1", "city": "x", "version": 2}}
-    consumer = bus.Consumer(settings, unique_service(), {t: [lambda e: got.append(e.type)] for t in payloads},
-                            optional=frozenset({b, c}), wanted=lambda: wanted[0])
+    [consumer] = consumers.start(unique_service(), {t: [lambda e: got.append(e.type)] for t in payloads},
+                                 optional=frozenset({b, c}), wanted=set)
     assert consumer.topology.event_types == (a,) and set(consumer.topology.optional_types) == {b, c}
-    stop = threading.Event()
-    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
-    thread.start()
     publisher = bus.make_publisher(settings)
     try:
-        wait_for(consumer.ready.is_set, 15, message="the consumer")
-
         def publish_all() -> None:
             publisher.publish([new_event(t, payload, producer="test") for t, payload in payloads.items()])
 
@@ -457,37 +451,27 @@ def test_optional_types_are_bound_only_while_wanted(settings):
         time.sleep(0.3)
         assert sorted(got) == sorted([a, c])
     finally:
-        stop.set()
-        thread.join(10)
         publisher.close()
-        bus.delete_topology(settings, [consumer.topology], exchange=True)
 
 
-def test_a_consumer_consumes_when_what_is_wanted_can_not_be_read(settings):
+def test_a_consumer_consumes_when_what_is_wanted_can_not_be_read(settings, consumers: Consumers):
     """The store behind `wanted` is down: the optional bindings stay as they are, the rest is consumed."""
     got: list[str] = []
 
     def store_down() -> set[str]:
         raise ConnectionRefusedError("store down")
 
-    consumer = bus.Consumer(settings, unique_service(), {"city.registered": [lambda e: got.append(e.type)],
-                                                          "idea.withdrawn": [lambda e: got.append(e.type)]},
-                            optional=frozenset({"idea.withdrawn"}), wanted=store_down)
-    stop = threading.Event()
-    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
-    thread.start()
+    [consumer] = consumers.start(unique_service(), {"city.registered": [lambda e: got.append(e.type)],
+                                                    "idea.withdrawn": [lambda e: got.append(e.type)]},
+                                 optional=frozenset({"idea.withdrawn"}), wanted=store_down)
     publisher = bus.make_publisher(settings)
     try:
-        wait_for(consumer.ready.is_set, 15, message="the consumer, although wanted() fails")
         publisher.publish([new_event("city.registered", {"city": "x", "name": "X", "country": "DE",
                                                          "language": "de"}, producer="test")])
         wait_for(lambda: got == ["city.registered"], 15, message="the always-bound event")
         assert consumer.connections_made == 1, "no reconnect loop"
     finally:
-        stop.set()
-        thread.join(10)
         publisher.close()
-        bus.delete_topology(settings, [consumer.topology], exchange=True)
 
 
 def test_a_change_of_wishes_waits_for_a_sync_in_progress_and_is_bound_when_it_returns(settings):
@@ -499,6 +483,7 @@ def test_a_change_of_wishes_waits_for_a_sync_in_progress_and_is_bound_when_it_re
     runtime = Runtime(notify.app.SPEC, settings.replace(notify_secret="x"))
     wishes: set[str] = set()
     runtime._wanted_events = lambda: set(wishes)
+    topology = bus.topology_for(settings, "notify", runtime.handlers, notify.app.SPEC.optional_events)
     order: list[str] = []
     try:
         with runtime._bindings_lock():  # a sync in progress elsewhere
@@ -515,7 +500,6 @@ def test_a_change_of_wishes_waits_for_a_sync_in_progress_and_is_bound_when_it_re
             order.append("sync done")
         thread.join(15)
         assert order == ["sync done", "stored", "answered"]
-        topology = bus.topology_for(settings, "notify", runtime.handlers, notify.app.SPEC.optional_events)
         publisher = bus.make_publisher(settings)
         try:
             publisher.publish([new_event("idea.withdrawn", {"idea_id": "i1", "city": "x", "version": 2},
@@ -531,6 +515,5 @@ def test_a_change_of_wishes_waits_for_a_sync_in_progress_and_is_bound_when_it_re
         [message] = queue_messages(settings, topology.queue)
         assert json.loads(message.body)["type"] == "idea.submitted"
     finally:
-        bus.delete_topology(settings, [bus.topology_for(settings, "notify", runtime.handlers,
-                                                        notify.app.SPEC.optional_events)], exchange=True)
+        bus.delete_topology(settings, [topology], exchange=True)
         store.forget(settings.mongo_url)
