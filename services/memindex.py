@@ -425,6 +425,28 @@ def _copy_only_fields(self: Collection, doc: Mapping[str, Any], fields: Any, con
     return out
 
 
+_patch_datetimes = getattr(mongomock.helpers, "patch_datetime_awareness_in_document", None)
+_LEAVES = frozenset({str, int, float, bool, bytes, type(None)})  # values the walk returns as they are
+
+
+def _patched_datetimes(value: Any) -> Any:
+    """mongomock's walk over every document it stores and every query it gets, quicker for plain values.
+
+    mongomock rebuilds each dict and list of the value (its copy of a stored document is this rebuild) and turns
+    datetimes into naive UTC milliseconds; it calls itself for every leaf. Here plain dicts and lists are
+    rebuilt with their plain leaves copied inline; everything else (datetimes, ordered and other dicts, other
+    types) goes to mongomock's walk, so the result is the same, type for type. Three times quicker on an idea.
+    """
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _LEAVES else _patched_datetimes(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [v if type(v) in _LEAVES else _patched_datetimes(v) for v in value]
+    if kind in _LEAVES:
+        return value
+    return _patch_datetimes(value)
+
+
 def _recording(documents: Iterator[Mapping[str, Any]], into: list[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
     for document in documents:
         into.append(document)
@@ -454,6 +476,7 @@ def install() -> None:
     # and what _iter_documents reads of a store, once per query instead of per document
     hooks += [(CollectionStore("probe"), name) for name in ("_documents", "_rwlock", "_remove_expired_documents")]
     hooks.append((mongomock.collection, "_copy_field"))
+    hooks.append((mongomock.helpers, "patch_datetime_awareness_in_document"))
     missing = [f"{getattr(owner, '__name__', type(owner).__name__)}.{name}"
                for owner, name in hooks if not hasattr(owner, name)]
     if missing:  # another mongomock than the one these hooks were written for: scan, as mongomock does
@@ -466,4 +489,5 @@ def install() -> None:
     Collection._update = _update
     Collection._iter_documents = _iter_documents
     Collection._copy_only_fields = _copy_only_fields
+    mongomock.helpers.patch_datetime_awareness_in_document = _patched_datetimes
     mongomock._twincity_indexed = True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import mongomock
 import pytest
@@ -338,3 +338,42 @@ def test_plain_projections_give_what_mongomocks_own_gives():
     assert collection.find_one({}, {"a": 1}) == {"a": 1, "_id": "x"}
     with pytest.raises(ValueError):
         collection.find_one({}, {"a": 1, "b": 0})  # mixed: mongomock's own error
+
+
+def test_the_quicker_datetime_walk_gives_what_mongomocks_own_gives():
+    """memindex's walk over stored documents and queries equals mongomock's, type for type, and copies."""
+    from collections import OrderedDict
+
+    from bson import SON, ObjectId, Timestamp
+
+    from services import memindex
+
+    def typed(value):  # the value with the type of every part spelled out: dict == OrderedDict is not enough
+        if isinstance(value, dict):
+            return type(value), [(k, typed(v)) for k, v in value.items()]
+        if isinstance(value, list | tuple):
+            return type(value), [typed(v) for v in value]
+        return type(value), value
+
+    rng = random.Random(11)
+    leaves = [1, 0, -7, 2.5, float("inf"), True, False, None, "", "Краснодар", b"\x00\x01", ObjectId(),
+              datetime(2026, 11, 26, 4, 5, 6, 789123), datetime(2026, 11, 26, 4, 5, 6, 789123, tzinfo=UTC),
+              datetime(2026, 11, 26, 7, 5, 6, 999999, tzinfo=timezone(timedelta(hours=3))), Timestamp(5, 1)]
+
+    def value(depth: int):
+        kind = rng.randrange(7 if depth < 4 else 1)
+        if kind == 0 or depth >= 4:
+            return rng.choice(leaves)
+        items = [(f"k{i}", value(depth + 1)) for i in range(rng.randint(0, 4))]
+        return [dict, OrderedDict, SON, dict, list, tuple][kind - 1](items) if kind < 4 else (
+            [v for _, v in items] if kind in (4, 6) else tuple(v for _, v in items))
+
+    for _ in range(2000):
+        doc = value(0)
+        assert typed(memindex._patched_datetimes(doc)) == typed(memindex._patch_datetimes(doc)), doc
+    stored = {"tags": ["a"], "sides": [{"b": 1}]}
+    walked = memindex._patched_datetimes(stored)
+    walked["tags"].append("b")
+    walked["sides"][0]["b"] = 2
+    assert stored == {"tags": ["a"], "sides": [{"b": 1}]}, "the walk's result shares nothing with its input"
+    assert helpers.patch_datetime_awareness_in_document is memindex._patched_datetimes  # installed
