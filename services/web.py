@@ -14,7 +14,7 @@ from marshmallow import Schema, ValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from werkzeug.exceptions import HTTPException
 
-from services import context, metrics
+from services import context, fastload, metrics
 from services.contract import schema_instance
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,9 @@ def json_body(schema: type[Schema] | None = None, *, partial: bool = False) -> A
         raise Problem(400, "Bad Request", "the request body must be a JSON object")
     if schema is None:
         return data
-    return schema_instance(schema).load(data, partial=partial)
+    if partial:
+        return schema_instance(schema).load(data, partial=partial)
+    return fastload.load(schema_instance(schema), data)
 
 
 def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None = None) -> Flask:
