@@ -447,6 +447,23 @@ def _patched_datetimes(value: Any) -> Any:
     return _patch_datetimes(value)
 
 
+
+_aware_datetimes = getattr(mongomock.helpers, "make_datetime_timezone_aware_in_document", None)
+
+
+def _made_aware(value: Any) -> Any:
+    """mongomock's walk over every document a query returns (clients with tz_aware=True, as the services'),
+    which rebuilds it with datetimes made UTC-aware; quicker for plain values in the same way as
+    `_patched_datetimes`, the rest left to mongomock's walk."""
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _LEAVES else _made_aware(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [v if type(v) in _LEAVES else _made_aware(v) for v in value]
+    if kind in _LEAVES:
+        return value
+    return _aware_datetimes(value)
+
 def _recording(documents: Iterator[Mapping[str, Any]], into: list[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
     for document in documents:
         into.append(document)
@@ -476,7 +493,8 @@ def install() -> None:
     # and what _iter_documents reads of a store, once per query instead of per document
     hooks += [(CollectionStore("probe"), name) for name in ("_documents", "_rwlock", "_remove_expired_documents")]
     hooks.append((mongomock.collection, "_copy_field"))
-    hooks.append((mongomock.helpers, "patch_datetime_awareness_in_document"))
+    hooks += [(mongomock.helpers, name) for name in ("patch_datetime_awareness_in_document",
+                                                     "make_datetime_timezone_aware_in_document")]
     missing = [f"{getattr(owner, '__name__', type(owner).__name__)}.{name}"
                for owner, name in hooks if not hasattr(owner, name)]
     if missing:  # another mongomock than the one these hooks were written for: scan, as mongomock does
@@ -490,4 +508,5 @@ def install() -> None:
     Collection._iter_documents = _iter_documents
     Collection._copy_only_fields = _copy_only_fields
     mongomock.helpers.patch_datetime_awareness_in_document = _patched_datetimes
+    mongomock.helpers.make_datetime_timezone_aware_in_document = _made_aware
     mongomock._twincity_indexed = True

@@ -340,8 +340,8 @@ def test_plain_projections_give_what_mongomocks_own_gives():
         collection.find_one({}, {"a": 1, "b": 0})  # mixed: mongomock's own error
 
 
-def test_the_quicker_datetime_walk_gives_what_mongomocks_own_gives():
-    """memindex's walk over stored documents and queries equals mongomock's, type for type, and copies."""
+def test_the_quicker_datetime_walks_give_what_mongomocks_own_give():
+    """memindex's walks over stored documents, queries and results equal mongomock's, type for type, and copies."""
     from collections import OrderedDict
 
     from bson import SON, ObjectId, Timestamp
@@ -371,9 +371,12 @@ def test_the_quicker_datetime_walk_gives_what_mongomocks_own_gives():
     for _ in range(2000):
         doc = value(0)
         assert typed(memindex._patched_datetimes(doc)) == typed(memindex._patch_datetimes(doc)), doc
+        assert typed(memindex._made_aware(doc)) == typed(memindex._aware_datetimes(doc)), doc
     stored = {"tags": ["a"], "sides": [{"b": 1}]}
     walked = memindex._patched_datetimes(stored)
     walked["tags"].append("b")
     walked["sides"][0]["b"] = 2
     assert stored == {"tags": ["a"], "sides": [{"b": 1}]}, "the walk's result shares nothing with its input"
+    assert memindex._made_aware(stored) == stored and memindex._made_aware(stored)["sides"] is not stored["sides"]
     assert helpers.patch_datetime_awareness_in_document is memindex._patched_datetimes  # installed
+    assert helpers.make_datetime_timezone_aware_in_document is memindex._made_aware
