@@ -19,6 +19,7 @@ Installed once, when `services.store` is imported; collections without indexes a
 from __future__ import annotations
 
 import bisect
+import copy
 import itertools
 import math
 import operator
@@ -464,6 +465,27 @@ def _made_aware(value: Any) -> Any:
         return value
     return _aware_datetimes(value)
 
+
+def _deepcopy(value: Any, memo: Any = None) -> Any:
+    """`copy.deepcopy` for mongomock's module: plain dicts, lists and tuples of stored documents copied with
+    their plain leaves inline (an update snapshots the whole document first); everything else by deepcopy.
+    Stored documents share no part (the insert walk rebuilt them), so deepcopy's memo has nothing to keep."""
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _LEAVES else _deepcopy(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _LEAVES else _deepcopy(v) for v in value]
+    if kind in _LEAVES:
+        return value
+    return copy.deepcopy(value, memo)
+
+
+class _Copying:
+    """What mongomock.collection reads of the copy module, with the quicker deepcopy."""
+
+    copy = staticmethod(copy.copy)
+    deepcopy = staticmethod(_deepcopy)
+
 def _recording(documents: Iterator[Mapping[str, Any]], into: list[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
     for document in documents:
         into.append(document)
@@ -492,7 +514,7 @@ def install() -> None:
     hooks += [(Collection, name) for name in ("_update", "_iter_documents", "_copy_only_fields")]
     # and what _iter_documents reads of a store, once per query instead of per document
     hooks += [(CollectionStore("probe"), name) for name in ("_documents", "_rwlock", "_remove_expired_documents")]
-    hooks.append((mongomock.collection, "_copy_field"))
+    hooks += [(mongomock.collection, "_copy_field"), (mongomock.collection, "copy")]
     hooks += [(mongomock.helpers, name) for name in ("patch_datetime_awareness_in_document",
                                                      "make_datetime_timezone_aware_in_document")]
     missing = [f"{getattr(owner, '__name__', type(owner).__name__)}.{name}"
@@ -509,4 +531,5 @@ def install() -> None:
     Collection._copy_only_fields = _copy_only_fields
     mongomock.helpers.patch_datetime_awareness_in_document = _patched_datetimes
     mongomock.helpers.make_datetime_timezone_aware_in_document = _made_aware
+    mongomock.collection.copy = _Copying
     mongomock._twincity_indexed = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -341,7 +342,8 @@ def test_plain_projections_give_what_mongomocks_own_gives():
 
 
 def test_the_quicker_datetime_walks_give_what_mongomocks_own_give():
-    """memindex's walks over stored documents, queries and results equal mongomock's, type for type, and copies."""
+    """memindex's walks over stored documents, queries and results, and its deep copy, equal mongomock's,
+    type for type; the results share nothing with their input."""
     from collections import OrderedDict
 
     from bson import SON, ObjectId, Timestamp
@@ -372,6 +374,7 @@ def test_the_quicker_datetime_walks_give_what_mongomocks_own_give():
         doc = value(0)
         assert typed(memindex._patched_datetimes(doc)) == typed(memindex._patch_datetimes(doc)), doc
         assert typed(memindex._made_aware(doc)) == typed(memindex._aware_datetimes(doc)), doc
+        assert typed(memindex._deepcopy(doc)) == typed(copy.deepcopy(doc)), doc
     stored = {"tags": ["a"], "sides": [{"b": 1}]}
     walked = memindex._patched_datetimes(stored)
     walked["tags"].append("b")
@@ -379,4 +382,8 @@ def test_the_quicker_datetime_walks_give_what_mongomocks_own_give():
     assert stored == {"tags": ["a"], "sides": [{"b": 1}]}, "the walk's result shares nothing with its input"
     assert memindex._made_aware(stored) == stored and memindex._made_aware(stored)["sides"] is not stored["sides"]
     assert helpers.patch_datetime_awareness_in_document is memindex._patched_datetimes  # installed
+    copied = memindex._deepcopy(stored)
+    copied["sides"][0]["b"] = 3
+    assert stored == {"tags": ["a"], "sides": [{"b": 1}]}, "the deep copy shares nothing with its original"
     assert helpers.make_datetime_timezone_aware_in_document is memindex._made_aware
+    assert mongomock.collection.copy.deepcopy is memindex._deepcopy
