@@ -19,10 +19,9 @@ from gateway.clients import ServiceClient
 from gateway.keys import ApiKey, KeyStore
 from gateway.repository import Directory, Exists, Unknown
 from gateway.themes import DEFAULT_THEMES
-from services.contract import schema_instance
 from services.openapi import ApiDocs, build_spec
 from services.tenancy import HEADER as CALLER_HEADER
-from services.web import REQUEST_ID_HEADER, Problem, json_body, problem_response
+from services.web import REQUEST_ID_HEADER, Problem, json_body, problem_response, query_args
 
 PREFIX = "/api/v1"
 
@@ -201,14 +200,14 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
     @bp.get("/audit")
     def read_audit() -> Response:
         need("admin")
-        query = schema_instance(schemas.PageQuery).load(request.args.to_dict())
+        query = query_args(schemas.PageQuery)
         items, next_cursor = audit.page(query["limit"], query.get("cursor"))
         return jsonify(schemas.AuditPage().dump({"items": items, "next_cursor": next_cursor}))
 
     @bp.get("/themes")
     def themes() -> Response:
         who = caller_of(need("read"))
-        query = schema_instance(schemas.ThemeQuery).load(request.args.to_dict())
+        query = query_args(schemas.ThemeQuery)
         wanted = query.get("partnership")
         if wanted and wanted not in {p.id for p in who.partnerships}:
             raise Problem(404, "Not Found", f"no partnership {wanted} visible to this key")

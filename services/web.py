@@ -51,6 +51,18 @@ def problem_response(status: int, title: str, detail: str | None = None, **extra
     return response
 
 
+def query_args(schema: type[Schema]) -> Any:
+    """The request's query string loaded through `schema`: one value a parameter. A repeated parameter is a 400
+    naming it, never a silent pick of one of its values."""
+    data: dict[str, Any] = {}
+    for key in request.args:
+        values = request.args.getlist(key)
+        if len(values) > 1:
+            raise ValidationError({key: ["give this parameter once"]})
+        data[key] = values[0]
+    return fastload.load(schema_instance(schema), data)
+
+
 def json_body(schema: type[Schema] | None = None, *, partial: bool = False) -> Any:
     """The request's JSON object, loaded through `schema` when given; clear 4xx problems otherwise."""
     if not request.is_json:

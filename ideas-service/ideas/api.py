@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from marshmallow import ValidationError
 
 from ideas import domain
@@ -23,12 +23,11 @@ from ideas.schemas import (
     ParticipantOut,
     ParticipantPatch,
     ParticipantQuery,
-    load_query,
 )
 from services.contract import schema_instance
 from services.openapi import ApiDocs
 from services.tenancy import Caller, caller
-from services.web import Problem, json_body, problem_response
+from services.web import Problem, json_body, problem_response, query_args
 
 DOCS = ApiDocs("ideas")
 DOCS.operation("/ideas", "post", "Submit an idea", tag="Ideas", scope="write", body=IdeaIn,
@@ -85,7 +84,7 @@ def build(repo: Repository) -> Blueprint:
     @bp.get("/ideas")
     def list_ideas() -> Response:
         who = caller()
-        query = load_query(IdeaQuery(), request.args)
+        query = query_args(IdeaQuery)
         limit, cursor, q = query.pop("limit"), query.pop("cursor", None), query.pop("q", None)
         items, next_cursor = repo.list_ideas(
             cities=None if who.admin else list(who.visible_cities), filters=query, q=q, limit=limit,
@@ -182,7 +181,7 @@ def build(repo: Repository) -> Blueprint:
     def find_participants() -> Response:
         """By e-mail address; a city's key finds only its own city's people (addresses stay in the city)."""
         who = caller()
-        query = load_query(ParticipantQuery(), request.args)
+        query = query_args(ParticipantQuery)
         cities = list(who.visible_cities) if who.admin else [who.city] if who.city else []
         found = repo.participants_by_email(query["email"], cities)
         return jsonify(ParticipantList().dump({"items": found}))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
+from marshmallow import RAISE, Schema, fields, post_load, pre_load, validate
 
 from ideas.domain import LANGUAGES, STATUSES
 
@@ -168,14 +168,3 @@ class ParticipantOut(Schema):
 
 class ParticipantList(Schema):
     items = fields.List(fields.Nested(ParticipantOut))
-
-
-def load_query(schema: Schema, args: Any) -> dict[str, Any]:
-    """Query strings: one value a parameter; a repeated parameter is an error, not a silent pick."""
-    data: dict[str, Any] = {}
-    for key in args:
-        values = args.getlist(key)
-        if len(values) > 1:
-            raise ValidationError({key: ["give this parameter once"]})
-        data[key] = values[0]
-    return schema.load(data)

@@ -20,10 +20,9 @@ from matching.schemas import (
     ProjectOut,
     ProjectPage,
 )
-from services.contract import schema_instance
 from services.openapi import ApiDocs
 from services.tenancy import Caller, caller
-from services.web import Problem, json_body, problem_response
+from services.web import Problem, json_body, problem_response, query_args
 
 DOCS = ApiDocs("matching")
 DOCS.operation("/ideas/{idea_id}/matches", "get", "The matches of an idea, best first, with reasons",
@@ -75,7 +74,7 @@ def build(repo: Repository) -> Blueprint:
     @bp.get("/ideas/<idea_id>/matches")
     def idea_matches(idea_id: str) -> Response:
         who = caller()
-        query = schema_instance(IdeaMatchesQuery).load(request.args.to_dict())
+        query = query_args(IdeaMatchesQuery)
         idea = repo.idea(idea_id)
         if idea is None:
             # Not heard of here yet (matching follows the ideas service a moment later): no matches yet.
@@ -90,7 +89,7 @@ def build(repo: Repository) -> Blueprint:
     @bp.get("/matches")
     def list_matches() -> Response:
         who = caller()
-        query = schema_instance(MatchQuery).load(request.args.to_dict())
+        query = query_args(MatchQuery)
         limit, cursor = query.pop("limit"), query.pop("cursor", None)
         items, next_cursor = repo.list_matches(partnerships=_visible_partnerships(who), filters=query,
                                                limit=limit, cursor=cursor)
@@ -126,7 +125,7 @@ def build(repo: Repository) -> Blueprint:
     @bp.get("/projects")
     def list_projects() -> Response:
         who = caller()
-        query = schema_instance(PageQuery).load(request.args.to_dict())
+        query = query_args(PageQuery)
         items, next_cursor = repo.list_projects(partnerships=_visible_partnerships(who), limit=query["limit"],
                                                 cursor=query.get("cursor"))
         return jsonify(project_page.dump({"items": items, "next_cursor": next_cursor}))

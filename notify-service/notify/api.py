@@ -28,12 +28,12 @@ from notify.schemas import (
 from notify.sender import resolve
 from services import lease
 from services.config import Settings
-from services.contract import now_iso, schema_instance
+from services.contract import now_iso
 from services.inbox import derived_id
 from services.openapi import ApiDocs
 from services.store import new_id
 from services.tenancy import Caller, caller
-from services.web import Problem, json_body, problem_response
+from services.web import Problem, json_body, problem_response, query_args
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def build(repo: Repository, settings: Settings, secret: str,
     @bp.get("/webhooks/<sid>/deliveries")
     def deliveries(sid: str) -> Response:
         own_subscription(caller(), sid)
-        query = schema_instance(PageQuery).load(request.args.to_dict())
+        query = query_args(PageQuery)
         items, next_cursor = repo.deliveries_of(sid, query["limit"], query.get("cursor"))
         return jsonify(DeliveryPage().dump({"items": items, "next_cursor": next_cursor}))
 
@@ -183,7 +183,7 @@ def build(repo: Repository, settings: Settings, secret: str,
     @bp.get("/participants/<pid>/notifications")
     def inbox(pid: str) -> Response:
         own_person(caller(), pid)
-        query = schema_instance(InboxQuery).load(request.args.to_dict())
+        query = query_args(InboxQuery)
         items, next_cursor = repo.inbox_of(pid, query["limit"], query.get("cursor"), query["unread"])
         return jsonify(NotificationPage().dump({"items": items, "next_cursor": next_cursor}))
 

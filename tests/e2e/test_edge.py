@@ -79,3 +79,27 @@ def test_an_id_in_a_path_stays_one_segment_on_its_way_to_the_service():
             r = api.call("GET", f"/ideas/{odd}", keys["karlsruhe"])
             assert r.status_code == 404 and r.mimetype == "application/problem+json", (odd, r.status_code)
         assert api.call("GET", "/ideas/../matches", keys["karlsruhe"]).status_code == 404
+
+
+def test_a_repeated_query_parameter_is_a_clear_422_on_every_service():
+    """Every service reads a query parameter once: given twice, the answer names it instead of picking one."""
+    with running_platform("memory://") as api:
+        keys = api.lab()
+        person = api.ok("POST", "/participants", keys["karlsruhe"], {"name": "Anna", "language": "de"})
+        idea = api.ok("POST", "/ideas", keys["karlsruhe"], {
+            "title": "Radtour", "description": "Eine Radtour zwischen den Partnerstädten.",
+            "theme": "leisure-youth-social"})
+        ka = keys["karlsruhe"]
+        for path, key, name, value in (
+                ("/themes", ka, "partnership", "karlsruhe-krasnodar"),  # the gateway's own
+                ("/audit", None, "limit", "5"),  # the gateway's, admin
+                ("/ideas", ka, "limit", "5"),  # ideas
+                (f"/ideas/{idea['id']}/matches", ka, "status", "proposed"),  # matching
+                ("/matches", ka, "limit", "5"),
+                ("/projects", ka, "limit", "5"),
+                (f"/participants/{person['id']}/notifications", ka, "limit", "5")):  # notify
+            once = api.call("GET", f"{path}?{name}={value}", *([key] if key else []))
+            assert once.status_code == 200, (path, once.status_code, once.json_body)
+            twice = api.call("GET", f"{path}?{name}={value}&{name}={value}", *([key] if key else []))
+            assert twice.status_code == 422 and twice.mimetype == "application/problem+json", (path, twice.status_code)
+            assert twice.json_body["errors"] == {name: ["give this parameter once"]}, (path, twice.json_body)
