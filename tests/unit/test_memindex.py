@@ -387,3 +387,42 @@ def test_the_quicker_datetime_walks_give_what_mongomocks_own_give():
     assert stored == {"tags": ["a"], "sides": [{"b": 1}]}, "the deep copy shares nothing with its original"
     assert helpers.make_datetime_timezone_aware_in_document is memindex._made_aware
     assert mongomock.collection.copy.deepcopy is memindex._deepcopy
+
+
+def test_the_quicker_in_finds_what_mongomocks_own_finds():
+    """`$in` with its list read once per query equals mongomock's, for any document value and list, and notices
+    a list changed in place between two queries."""
+    import re
+
+    from bson import ObjectId
+    from mongomock import filtering
+
+    from services import memindex
+
+    rng = random.Random(3)
+    oid = ObjectId()
+    pool = [1, 1.0, True, 0, False, 2, "a", "b", "A", None, oid, ObjectId(oid), T0, T0.replace(tzinfo=None),
+            float("nan"), b"a", ["a"], {"a": 1}, ("a",), re.compile("^a")]
+
+    def value():
+        roll = rng.random()
+        if roll < 0.2:
+            return [rng.choice(pool) for _ in range(rng.randint(0, 3))]
+        if roll < 0.25:
+            return filtering.NOTHING
+        return rng.choice(pool)
+
+    for _ in range(3000):
+        search = [rng.choice(pool) for _ in range(rng.randint(0, 6))]
+        for _ in range(3):
+            doc = value()
+            assert memindex._quick_in(doc, search) == memindex._in_op(doc, search), (doc, search)
+        if search and rng.random() < 0.5:
+            search[rng.randrange(len(search))] = rng.choice(pool)  # changed in place: read again
+            doc = value()
+            assert memindex._quick_in(doc, search) == memindex._in_op(doc, search), (doc, search)
+    collection = mongomock.MongoClient(tz_aware=True).db.inq
+    collection.insert_many([{"_id": i, "tags": [f"t{i % 3}"]} for i in range(10)])
+    assert [d["_id"] for d in collection.find({"_id": {"$in": [2, 3, 99]}})] == [2, 3]
+    assert [d["_id"] for d in collection.find({"tags": {"$in": ["t1"]}, "_id": {"$nin": [1]}})] == [4, 7]
+    assert filtering._filterer_inst._operator_map["$in"] is memindex._quick_in  # installed
