@@ -419,9 +419,14 @@ def _copy_only_fields(self: Collection, doc: Mapping[str, Any], fields: Any, con
         return _project(self, doc, fields, container)
     keep_id, included = plan
     out = container()
-    for name, value in doc.items():
-        if name in included:
-            out[name] = value if type(value) in _KEPT else _copy_field(value, container)
+    present = [name for name in included if name in doc]
+    if len(present) > 1:  # in the document's order: a walk over its fields
+        for name, value in doc.items():
+            if name in included:
+                out[name] = value if type(value) in _KEPT else _copy_field(value, container)
+    elif present:  # one field (`{"version": 1}`): no walk over the others
+        value = doc[present[0]]
+        out[present[0]] = value if type(value) in _KEPT else _copy_field(value, container)
     if keep_id and "_id" in doc:
         out["_id"] = doc["_id"]
     return out
