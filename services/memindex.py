@@ -436,40 +436,33 @@ _patch_datetimes = getattr(mongomock.helpers, "patch_datetime_awareness_in_docum
 _LEAVES = frozenset({str, int, float, bool, bytes, type(None)})  # values the walk returns as they are
 
 
-def _patched_datetimes(value: Any) -> Any:
-    """mongomock's walk over every document it stores and every query it gets, quicker for plain values.
+def _quicker_walk(walk: Any) -> Any:
+    """One of mongomock's walks over a whole value, quicker for plain values.
 
-    mongomock rebuilds each dict and list of the value (its copy of a stored document is this rebuild) and turns
-    datetimes into naive UTC milliseconds; it calls itself for every leaf. Here plain dicts and lists are
-    rebuilt with their plain leaves copied inline; everything else (datetimes, ordered and other dicts, other
-    types) goes to mongomock's walk, so the result is the same, type for type. Three times quicker on an idea.
+    mongomock rebuilds each dict and list of the value (turning tuples into lists) and fixes its datetimes,
+    calling itself for every leaf. Here plain dicts, lists and tuples are rebuilt the same way with their plain
+    leaves copied inline; everything else (datetimes, ordered and other dicts, other types) goes to mongomock's
+    walk, so the result is the same, type for type. Three times quicker on an idea document.
     """
-    kind = type(value)
-    if kind is dict:
-        return {k: v if type(v) in _LEAVES else _patched_datetimes(v) for k, v in value.items()}
-    if kind is list or kind is tuple:
-        return [v if type(v) in _LEAVES else _patched_datetimes(v) for v in value]
-    if kind in _LEAVES:
-        return value
-    return _patch_datetimes(value)
+
+    def quicker(value: Any) -> Any:
+        kind = type(value)
+        if kind is dict:
+            return {k: v if type(v) in _LEAVES else quicker(v) for k, v in value.items()}
+        if kind is list or kind is tuple:
+            return [v if type(v) in _LEAVES else quicker(v) for v in value]
+        if kind in _LEAVES:
+            return value
+        return walk(value)
+
+    return quicker
 
 
-
+# Over every document stored and every query (datetimes to naive UTC milliseconds) ...
+_patched_datetimes = _quicker_walk(_patch_datetimes)
+# ... and over every document a query returns, for clients with tz_aware=True as the services' (made UTC-aware).
 _aware_datetimes = getattr(mongomock.helpers, "make_datetime_timezone_aware_in_document", None)
-
-
-def _made_aware(value: Any) -> Any:
-    """mongomock's walk over every document a query returns (clients with tz_aware=True, as the services'),
-    which rebuilds it with datetimes made UTC-aware; quicker for plain values in the same way as
-    `_patched_datetimes`, the rest left to mongomock's walk."""
-    kind = type(value)
-    if kind is dict:
-        return {k: v if type(v) in _LEAVES else _made_aware(v) for k, v in value.items()}
-    if kind is list or kind is tuple:
-        return [v if type(v) in _LEAVES else _made_aware(v) for v in value]
-    if kind in _LEAVES:
-        return value
-    return _aware_datetimes(value)
+_made_aware = _quicker_walk(_aware_datetimes)
 
 
 def _deepcopy(value: Any, memo: Any = None) -> Any:
