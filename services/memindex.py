@@ -436,20 +436,21 @@ _patch_datetimes = getattr(mongomock.helpers, "patch_datetime_awareness_in_docum
 _LEAVES = frozenset({str, int, float, bool, bytes, type(None)})  # values the walk returns as they are
 
 
-def _quicker_walk(walk: Any) -> Any:
+def _quicker_walk(walk: Any, rebuilt: tuple[type, ...] = (list, tuple)) -> Any:
     """One of mongomock's walks over a whole value, quicker for plain values.
 
-    mongomock rebuilds each dict and list of the value (turning tuples into lists) and fixes its datetimes,
-    calling itself for every leaf. Here plain dicts, lists and tuples are rebuilt the same way with their plain
-    leaves copied inline; everything else (datetimes, ordered and other dicts, other types) goes to mongomock's
-    walk, so the result is the same, type for type. Three times quicker on an idea document.
+    mongomock's walks rebuild each dict and each sequence of `rebuilt` kinds as a list (its datetime walks turn
+    tuples into lists; deepcopy keeps them), and call themselves for every leaf. Here plain dicts and those
+    sequences are rebuilt the same way with their plain leaves copied inline; everything else (datetimes,
+    ordered and other dicts, other types) goes to mongomock's walk, so the result is the same, type for type.
+    Three times quicker on an idea document.
     """
 
     def quicker(value: Any) -> Any:
         kind = type(value)
         if kind is dict:
             return {k: v if type(v) in _LEAVES else quicker(v) for k, v in value.items()}
-        if kind is list or kind is tuple:
+        if kind in rebuilt:
             return [v if type(v) in _LEAVES else quicker(v) for v in value]
         if kind in _LEAVES:
             return value
@@ -463,20 +464,9 @@ _patched_datetimes = _quicker_walk(_patch_datetimes)
 # ... and over every document a query returns, for clients with tz_aware=True as the services' (made UTC-aware).
 _aware_datetimes = getattr(mongomock.helpers, "make_datetime_timezone_aware_in_document", None)
 _made_aware = _quicker_walk(_aware_datetimes)
-
-
-def _deepcopy(value: Any, memo: Any = None) -> Any:
-    """`copy.deepcopy` for mongomock's module: plain dicts, lists and tuples of stored documents copied with
-    their plain leaves inline (an update snapshots the whole document first); everything else by deepcopy.
-    Stored documents share no part (the insert walk rebuilt them), so deepcopy's memo has nothing to keep."""
-    kind = type(value)
-    if kind is dict:
-        return {k: v if type(v) in _LEAVES else _deepcopy(v) for k, v in value.items()}
-    if kind is list:
-        return [v if type(v) in _LEAVES else _deepcopy(v) for v in value]
-    if kind in _LEAVES:
-        return value
-    return copy.deepcopy(value, memo)
+# mongomock's deep copies (an update snapshots the whole document first). Stored documents share no part (the
+# insert walk rebuilt them), so deepcopy's memo has nothing to keep.
+_deepcopy = _quicker_walk(copy.deepcopy, (list,))
 
 
 class _Copying:
@@ -521,6 +511,7 @@ def _quick_in(doc_val: Any, search_val: Any) -> bool:
             if value in search_val:
                 return True
     return False
+
 
 def _recording(documents: Iterator[Mapping[str, Any]], into: list[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
     for document in documents:

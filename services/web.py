@@ -52,8 +52,8 @@ def problem_response(status: int, title: str, detail: str | None = None, **extra
 
 
 def query_args(schema: type[Schema]) -> Any:
-    """The request's query string loaded through `schema`: one value a parameter. A repeated parameter is a 400
-    naming it, never a silent pick of one of its values."""
+    """The request's query string loaded through `schema`: one value a parameter. A repeated parameter is a
+    validation error (422) naming it, never a silent pick of one of its values."""
     data: dict[str, Any] = {}
     for key in request.args:
         values = request.args.getlist(key)
