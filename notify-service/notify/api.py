@@ -54,7 +54,9 @@ DOCS.operation("/webhooks/{webhook_id}/resume", "post", "Resume a paused subscri
 DOCS.operation("/webhooks/{webhook_id}/deliveries", "get", "Deliveries and every attempt", tag="Webhooks",
                query=PageQuery, responses={200: DeliveryPage})
 DOCS.operation("/participants/{participant_id}/notifications", "get", "A participant's in-app inbox",
-               tag="Notifications", query=InboxQuery, responses={200: NotificationPage})
+               tag="Notifications", query=InboxQuery, responses={200: NotificationPage},
+               description="404 until the notify service has heard of the participant (participant.registered), "
+                           "a moment after registering; read with a key of the participant's own city or an admin key.")
 DOCS.operation("/participants/{participant_id}/notifications/{notification_id}/read", "post",
                "Mark a notification read", tag="Notifications", scope="write", responses={200: NotificationOut})
 

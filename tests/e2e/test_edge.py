@@ -6,6 +6,7 @@ import time
 
 from click.testing import CliRunner
 
+from tests.conftest import wait_for
 from tests.e2e.conftest import ADMIN, running_platform
 from twincity.cli import main
 
@@ -90,6 +91,9 @@ def test_a_repeated_query_parameter_is_a_clear_422_on_every_service():
             "title": "Radtour", "description": "Eine Radtour zwischen den Partnerstädten.",
             "theme": "leisure-youth-social"})
         ka = keys["karlsruhe"]
+        inbox = f"/participants/{person['id']}/notifications"
+        # 404 until notify has heard of the person (participant.registered, a moment after the 201).
+        wait_for(lambda: api.call("GET", inbox, ka).status_code == 200, 30, message="notify to know the person")
         for path, key, name, value in (
                 ("/themes", ka, "partnership", "karlsruhe-krasnodar"),  # the gateway's own
                 ("/audit", None, "limit", "5"),  # the gateway's, admin
@@ -97,7 +101,7 @@ def test_a_repeated_query_parameter_is_a_clear_422_on_every_service():
                 (f"/ideas/{idea['id']}/matches", ka, "status", "proposed"),  # matching
                 ("/matches", ka, "limit", "5"),
                 ("/projects", ka, "limit", "5"),
-                (f"/participants/{person['id']}/notifications", ka, "limit", "5")):  # notify
+                (inbox, ka, "limit", "5")):  # notify
             once = api.call("GET", f"{path}?{name}={value}", *([key] if key else []))
             assert once.status_code == 200, (path, once.status_code, once.json_body)
             twice = api.call("GET", f"{path}?{name}={value}&{name}={value}", *([key] if key else []))
