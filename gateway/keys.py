@@ -63,6 +63,8 @@ class KeyStore:
             raise ValueError(f"scopes must be some of {', '.join(SCOPES)}; got {', '.join(scopes) or 'none'}")
         if city is None and "admin" not in scopes:
             raise ValueError("a key without a city must be an admin key")
+        if city is not None and "admin" in scopes:
+            raise ValueError("an admin key belongs to no city: leave out the city, or the admin scope")
         secret = secret or new_secret()
         key_id = "key_" + secrets.token_hex(8)
         self.collection.insert_one({
@@ -102,7 +104,7 @@ class KeyStore:
     def active(self, key_id: str) -> ApiKey | None:
         """The key with this id while it is not revoked (a coordinator's web session checks it every time)."""
         doc = self.collection.find_one({"_id": key_id, "revoked": False}, {"hash": 0})
-        return None if doc is None else ApiKey(doc["_id"], doc.get("city"), tuple(doc.get("scopes", ())))
+        return None if doc is None else _key_of(doc)
 
     def authenticate(self, secret: str) -> ApiKey | None:
         if not secret:
@@ -116,4 +118,12 @@ class KeyStore:
         if last is None or (now - _aware(last)).total_seconds() > LAST_USED_EVERY:
             # At most one write a minute per key: "last used" is for people, not for accounting.
             self.collection.update_one({"_id": doc["_id"]}, {"$set": {"last_used_at": now}})
-        return ApiKey(doc["_id"], doc.get("city"), tuple(doc.get("scopes", ())), bool(doc.get("revoked")))
+        return _key_of(doc)
+
+
+def _key_of(doc: dict[str, Any]) -> ApiKey:
+    """The key a stored document grants. A city key never acts as an admin (keys made before that was refused
+    may still carry the scope): admin keys belong to no city."""
+    city = doc.get("city")
+    scopes = tuple(s for s in doc.get("scopes", ()) if city is None or s != "admin")
+    return ApiKey(doc["_id"], city, scopes, bool(doc.get("revoked")))

@@ -184,6 +184,9 @@ def test_keys_and_scopes(api: Api):
     assert r.status_code == 403 and "write" in r.json_body["detail"]
     escalate = api.call("POST", "/api-keys", keys["karlsruhe"], {"city": "karlsruhe", "scopes": ["admin"]})
     assert escalate.status_code == 403
+    city_admin = api.call("POST", "/api-keys", body={"city": "karlsruhe", "scopes": ["read", "admin"]})
+    assert city_admin.status_code == 422
+    assert "admin key belongs to no city" in city_admin.json_body["errors"]["scopes"][0]
     key_id = next(k["id"] for k in api.ok("GET", "/api-keys")["items"] if k["scopes"] == ["read"])
     assert api.call("DELETE", f"/api-keys/{key_id}").status_code == 204
     assert api.call("GET", "/ideas", keys["karlsruhe-read"]).status_code == 401, "revoked"

@@ -31,7 +31,17 @@ def test_admin_key_from_the_environment_is_idempotent(keys):
     assert a == b and a.admin and a.allows("write") and keys.collection.count_documents({}) == 1
 
 
-@pytest.mark.parametrize(("scopes", "city"), [([], "k"), (["root"], "k"), (["read"], None)])
+@pytest.mark.parametrize(("scopes", "city"), [([], "k"), (["root"], "k"), (["read"], None), (["admin"], "k"),
+                                             (["read", "admin"], "k")])
 def test_bad_scopes_are_refused(keys, scopes, city):
     with pytest.raises(ValueError):
         keys.create(scopes, city=city)
+
+
+def test_a_city_key_stored_with_the_admin_scope_is_no_admin(keys):
+    """Keys made before a city + admin key was refused: the city's scopes only, never every city's."""
+    key, secret = keys.create(["read", "write"], city="karlsruhe")
+    keys.collection.update_one({"_id": key.id}, {"$set": {"scopes": ["admin", "read"]}})
+    found = keys.authenticate(secret)
+    assert found.scopes == ("read",) and not found.admin and not found.allows("admin") and not found.allows("write")
+    assert keys.active(key.id) == found
