@@ -116,11 +116,12 @@ class Repository:
             {"$set": {"erased": True, "interests": "", "vec": None, "synced_at": now(), "version": 1 << 30}},
             upsert=True,
         )
-        for match in self.matches.find({"$or": [{"sides.participant_id": pid}, {"sides.author_id": pid}]}):
-            sides = [{**s, "participant_id": None if s.get("participant_id") == pid else s.get("participant_id"),
-                      "author_id": None if s.get("author_id") == pid else s.get("author_id")}
-                     for s in match["sides"]]
-            self.matches.update_one({"_id": match["_id"]}, {"$set": {"sides": sides}})
+        named = {"$or": [{"sides.participant_id": pid}, {"sides.author_id": pid}]}
+        for collection in (self.matches, self.projects):  # a project keeps its match's sides
+            for doc in collection.find(named, {"sides": 1}):
+                sides = [{**s, **{k: None for k in ("participant_id", "author_id") if s.get(k) == pid}}
+                         for s in doc["sides"]]
+                collection.update_one({"_id": doc["_id"]}, {"$set": {"sides": sides}})
         self.projects.update_many({"members.participant_id": pid},
                                   {"$pull": {"members": {"participant_id": pid}}})
 

@@ -5,6 +5,7 @@ Each test runs on memory:// and with the real RabbitMQ between the services (see
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.conftest import wait_for
@@ -34,8 +35,8 @@ def matches_of(api: Api, idea_id: str, key: str, **filters: str) -> list[dict[st
     return api.ok("GET", f"/ideas/{idea_id}/matches" + (f"?{query}" if query else ""), key)["items"]
 
 
-def proposed_pair(api: Api, keys: dict[str, str]) -> tuple[dict, dict, dict]:
-    de = api.ok("POST", "/ideas", keys["karlsruhe"], GARDEN_DE)
+def proposed_pair(api: Api, keys: dict[str, str], author: str | None = None) -> tuple[dict, dict, dict]:
+    de = api.ok("POST", "/ideas", keys["karlsruhe"], {**GARDEN_DE, **({"author_id": author} if author else {})})
     ru = api.ok("POST", "/ideas", keys["krasnodar"], GARDEN_RU)
 
     def pair() -> list[dict[str, Any]]:
@@ -104,6 +105,26 @@ def test_both_sides_accept_and_exactly_one_project_forms(api: Api):
     assert len(api.observer.of("project.formed")) == 1 and len(api.observer.of("match.confirmed")) == 1
     assert api.call("POST", f"/matches/{match['id']}/decline", keys["krasnodar"]).status_code == 409
     assert api.call("GET", f"/projects/{project['id']}", keys["dijon"]).status_code == 404
+
+
+def test_an_erased_author_leaves_no_trace_on_their_match_and_project(api: Api):
+    keys = api.lab()
+    anna = api.ok("POST", "/participants", keys["karlsruhe"], {"name": "Anna", "language": "de"})
+    _de, _ru, match = proposed_pair(api, keys, author=anna["id"])
+    api.ok("POST", f"/matches/{match['id']}/accept", keys["karlsruhe"])
+    api.ok("POST", f"/matches/{match['id']}/accept", keys["krasnodar"])
+    wait_for(lambda: api.ok("GET", "/projects", keys["karlsruhe"])["items"], timeout=30, message="the project")
+    [project] = api.ok("GET", "/projects", keys["karlsruhe"])["items"]
+    assert anna["id"] in json.dumps(project), "the project names its author before the erasure"
+    assert api.call("DELETE", f"/participants/{anna['id']}", keys["karlsruhe"]).status_code == 204
+
+    def traces() -> list[str]:
+        return [path for path in (f"/projects/{project['id']}", f"/matches/{match['id']}")
+                if anna["id"] in json.dumps(api.ok("GET", path, keys["karlsruhe"]))]
+
+    wait_for(lambda: not traces(), timeout=30, message="the erasure to reach matching")
+    project = api.ok("GET", f"/projects/{project['id']}", keys["karlsruhe"])
+    assert [m["city"] for m in project["members"]] == [] and len(project["sides"]) == 2
 
 
 def test_decline_closes_the_match(api: Api):
