@@ -157,7 +157,7 @@ def build(repo: Repository, settings: Settings, secret: str,
     def ping(sid: str) -> tuple[Response, int]:
         doc = own_subscription(caller(), sid)
         event_id = new_id("ping")
-        envelope = {"id": event_id, "type": "webhook.ping", "version": 1, "occurred_at": now_iso(),
+        envelope = {"id": event_id, "type": domain.PING, "version": 1, "occurred_at": now_iso(),
                     "city": doc["city"], "producer": "notify", "payload": {"webhook_id": sid}}
         repo.add_delivery({"key": event_id, "subscription_id": sid, "city": doc["city"], "event": envelope,
                            "event_id": event_id})
@@ -166,7 +166,7 @@ def build(repo: Repository, settings: Settings, secret: str,
     @bp.post("/webhooks/<sid>/resume")
     def resume(sid: str) -> Response:
         doc = own_subscription(caller(), sid)
-        repo.set_subscription(doc["_id"], status="active", consecutive_failures=0)
+        repo.resume_subscription(doc["_id"])
         return jsonify(webhook_out.dump(repo.subscription(sid)))
 
     @bp.get("/webhooks/<sid>/deliveries")

@@ -106,6 +106,7 @@ def webhook_cities(envelope: Mapping[str, Any]) -> set[str]:
 
 # --- signing ---------------------------------------------------------------------------------------------
 
+PING = "webhook.ping"  # a test delivery (POST /webhooks/{id}/ping): sent even while its subscription is paused
 SIGNATURE_HEADER = "X-Twincity-Signature"
 
 

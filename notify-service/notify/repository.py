@@ -185,7 +185,7 @@ class Repository:
 
     def delete_subscription(self, sid: str) -> None:
         self.subscriptions.delete_one({"_id": sid})
-        self.deliveries.update_many({"subscription_id": sid, "status": {"$in": ["pending", "sending"]}},
+        self.deliveries.update_many({"subscription_id": sid, "status": {"$in": ["pending", "sending", "held"]}},
                                     {"$set": {"status": "cancelled"}})
 
     def set_subscription(self, sid: str, **fields: Any) -> None:
@@ -200,6 +200,18 @@ class Repository:
                                           {"$set": {"status": "paused", "paused_at": now()}})
             return True
         return False
+
+    def hold(self, doc: Mapping[str, Any]) -> None:
+        """A delivery claimed for a paused subscription: kept, untried, until the subscription is resumed."""
+        self.deliveries.update_one({"_id": doc["_id"], "status": "sending"}, {"$set": {"status": "held"}})
+
+    def resume_subscription(self, sid: str) -> None:
+        """Active again, its failures forgotten, and what was held while it was paused due now."""
+        self.subscriptions.update_one({"_id": sid}, {"$set": {"status": "active", "consecutive_failures": 0}})
+        released = self.deliveries.update_many({"subscription_id": sid, "status": "held"},
+                                               {"$set": {"status": "pending", "next_attempt_at": now()}})
+        if released.modified_count:
+            self._on_work()
 
     def add_delivery(self, doc: Mapping[str, Any]) -> bool:
         created = inbox.insert_once(self.deliveries, {"_id": new_id("dlv"), **doc, "status": "pending",

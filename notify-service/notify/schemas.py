@@ -33,7 +33,8 @@ class WebhookOut(Schema):
     city = fields.Str()
     url = fields.Str()
     events = fields.List(fields.Str())
-    status = fields.Str(metadata={"description": "active, or paused after repeated failures (resume it)"})
+    status = fields.Str(metadata={"description": "active, or paused after repeated failures: its deliveries "
+                                                 "are held until you resume it"})
     consecutive_failures = fields.Int()
     created_at = fields.DateTime()
 
@@ -54,7 +55,8 @@ class DeliveryOut(Schema):
     id = fields.Str(attribute="_id")
     event_id = fields.Str()
     event_type = fields.Function(lambda d: d["event"]["type"])
-    status = fields.Str(metadata={"description": "pending, sending, delivered, failed or cancelled"})
+    status = fields.Str(metadata={"description": "pending, sending, delivered, failed, cancelled, or held "
+                                                 "while its subscription is paused"})
     attempts = fields.Int()
     next_attempt_at = fields.DateTime()
     log = fields.List(fields.Nested(Attempt))

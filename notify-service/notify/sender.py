@@ -133,6 +133,9 @@ class Sender:
             self.repo.failed(self.repo.deliveries, doc, {"at": _now(), "ok": False, "error": "subscription deleted"},
                              retry_in=None, event_type=None, payload=None)
             return
+        if subscription.get("status") == "paused" and doc["event"]["type"] != domain.PING:
+            self.repo.hold(doc)  # sent when the subscription is resumed; a ping still tests the receiver
+            return
         body = json.dumps(doc["event"], separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         headers = {
             "Content-Type": "application/json",

@@ -312,8 +312,8 @@ def test_a_failing_receiver_is_retried_and_every_attempt_logged(napi: Api, recei
     assert len({c["headers"]["X-Twincity-Delivery"] for c in receiver.calls}) == 1, "the same delivery id"
 
 
-def test_a_subscription_pauses_after_failures_in_a_row_and_resumes(napi: Api, receiver: Receiver,
-                                                                   monkeypatch: pytest.MonkeyPatch):
+def test_a_subscription_pauses_after_failures_in_a_row_holds_its_deliveries_and_resumes(
+        napi: Api, receiver: Receiver, monkeypatch: pytest.MonkeyPatch):
     import notify.sender
 
     monkeypatch.setattr(notify.sender, "PAUSE_AFTER", 3)
@@ -321,16 +321,27 @@ def test_a_subscription_pauses_after_failures_in_a_row_and_resumes(napi: Api, re
     receiver.status = 503
     hook = napi.ok("POST", "/webhooks", keys["karlsruhe"], {"url": receiver.url, "events": ["*"], "secret": SECRET})
     path = f"/webhooks/{hook['id']}"
-    napi.call("POST", f"{path}/ping", keys["karlsruhe"])
+    idea = napi.ok("POST", "/ideas", keys["karlsruhe"], {"title": "Radtour", "theme": "leisure-youth-social",
+                                                         "description": "Eine Radtour zwischen den Partnerstädten."})
+
+    def delivery() -> dict[str, Any]:
+        return next((d for d in napi.ok("GET", f"{path}/deliveries", keys["karlsruhe"])["items"]
+                     if d["event_type"] == "idea.submitted"), {})
+
     wait_for(lambda: napi.ok("GET", path, keys["karlsruhe"])["status"] == "paused", 30, message="the pause")
     assert napi.ok("GET", path, keys["karlsruhe"])["consecutive_failures"] >= 3
+    wait_for(lambda: delivery().get("status") == "held", 30, message="the delivery held while paused")
+    tried = len(receiver.calls)
     receiver.status = 200
+    napi.call("POST", f"{path}/ping", keys["karlsruhe"])  # a ping tests the receiver even while paused
+    wait_for(lambda: len(receiver.calls) > tried, 30, message="the ping")
+    assert [c["headers"]["X-Twincity-Event"] for c in receiver.calls[tried:]] == ["webhook.ping"]
+    assert delivery()["status"] == "held" and napi.ok("GET", path, keys["karlsruhe"])["status"] == "paused"
     resumed = napi.ok("POST", f"{path}/resume", keys["karlsruhe"])
     assert resumed["status"] == "active" and resumed["consecutive_failures"] == 0
-    napi.call("POST", f"{path}/ping", keys["karlsruhe"])
-    wait_for(lambda: receiver.calls and receiver.calls[-1]["headers"]["X-Twincity-Event"] == "webhook.ping"
-             and any(d["status"] == "delivered" for d in napi.ok("GET", f"{path}/deliveries", keys["karlsruhe"])
-                     ["items"]), 30, message="a delivery after resuming")
+    wait_for(lambda: delivery().get("status") == "delivered", 30, message="the held delivery after resuming")
+    sent = [c for c in receiver.calls if c["headers"]["X-Twincity-Event"] == "idea.submitted"]
+    assert json.loads(sent[-1]["body"])["payload"]["idea_id"] == idea["id"]
 
 
 def test_a_sender_restarted_mid_send_sends_each_mail_once(napi: Api, smtp: SmtpServer,
