@@ -198,6 +198,7 @@ class ProjectFormedV1(Lenient):
     title = _text(300, load_default="")
     idea_ids = fields.List(_key(), required=True)
     members = fields.List(fields.Nested(ProjectMemberV1), load_default=list)
+    cities = fields.List(_key(), load_default=list)  # the cities of its sides, with or without members
 
 
 class CityV1(Lenient):

@@ -254,7 +254,8 @@ class Repository:
                "cause": cause_event_id}
         event = new_event("project.formed", {"project_id": project_id, "match_id": match["_id"],
                                              "partnership": match["partnership"], "title": title,
-                                             "idea_ids": idea_ids, "members": members},
+                                             "idea_ids": idea_ids, "members": members,
+                                             "cities": list(dict.fromkeys(s["city"] for s in match["sides"]))},
                           producer=PRODUCER, partnership=match["partnership"])
         created = inbox.insert_once(self.projects, outbox.with_events(doc, [event]), service=PRODUCER)
         if created:

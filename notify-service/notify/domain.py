@@ -73,7 +73,8 @@ def messages_for(event_type: str, payload: Mapping[str, Any], city_name: Any, la
                 "own_title": idea.get("title"), "person_city": city_name(person["city"]),
                 "reasons": _reasons(payload.get("reasons", []), lang),
             }, link=f"/matches/{payload['match_id']}"))
-    elif event_type in ("match.accepted", "match.declined") and payload.get("reason") != "withdrawn":
+    elif (event_type in ("match.accepted", "match.declined") and payload.get("reason") != "withdrawn"
+          and payload.get("status") != "confirmed"):  # the second yes: both sides hear of the project instead
         template = "match_accepted" if event_type == "match.accepted" else "match_declined"
         answering = payload.get("city")
         for me in sides:
@@ -101,6 +102,7 @@ def webhook_cities(envelope: Mapping[str, Any]) -> set[str]:
     cities = {envelope.get("city"), payload.get("city")}
     cities.update(s.get("city") for s in payload.get("sides") or [])
     cities.update(m.get("city") for m in payload.get("members") or [])
+    cities.update(payload.get("cities") or [])
     return {c for c in cities if c}
 
 

@@ -26,7 +26,7 @@ import pytest
 from services import bus, outbox
 from tests.conftest import free_port, wait_for
 from tests.e2e.conftest import Api, running_platform, transport_url
-from tests.e2e.test_matching import GARDEN_DE, GARDEN_RU
+from tests.e2e.test_matching import GARDEN_DE, GARDEN_RU, proposed_pair
 
 SECRET = "receiver-shared-secret-0123456789"
 
@@ -220,6 +220,40 @@ def test_a_webhook_receiver_gets_a_correctly_signed_match_proposed(napi: Api, re
     assert {d["event_type"] for d in log} >= {"match.proposed", "webhook.ping"}
     assert all(d["log"][0]["status_code"] == 200 and d["log"][0]["ok"] for d in log), log
     assert napi.call("GET", f"/webhooks/{hook['id']}/deliveries", keys["karlsruhe"]).status_code == 404
+
+
+def test_the_first_to_accept_hears_of_the_project_not_that_it_is_their_turn(napi: Api):
+    keys = napi.lab()
+    lena, anna = authors(napi, keys)
+    de, _ru = match_their_ideas(napi, keys, lena, anna)
+    wait_for(lambda: napi.ok("GET", f"/ideas/{de['id']}/matches", keys["karlsruhe"])["items"], 30, message="the match")
+    [match] = napi.ok("GET", f"/ideas/{de['id']}/matches", keys["karlsruhe"])["items"]
+    napi.ok("POST", f"/matches/{match['id']}/accept", keys["karlsruhe"])  # Lena first
+    napi.ok("POST", f"/matches/{match['id']}/accept", keys["krasnodar"])  # then Anna: confirmed
+
+    def templates(person: dict, key: str) -> list[str]:
+        items = napi.ok("GET", f"/participants/{person['id']}/notifications", key)["items"]
+        return sorted(n["template"] for n in items)
+
+    wait_for(lambda: "project_formed" in templates(lena, keys["karlsruhe"])
+             and "project_formed" in templates(anna, keys["krasnodar"]), 30, message="the project in both inboxes")
+    napi.settle()
+    assert templates(lena, keys["karlsruhe"]) == ["match_proposed", "project_formed"]
+    assert templates(anna, keys["krasnodar"]) == ["match_accepted", "match_proposed", "project_formed"]
+
+
+def test_webhooks_hear_of_a_project_whose_ideas_have_no_author(napi: Api, receiver: Receiver):
+    keys = napi.lab()
+    napi.ok("POST", "/webhooks", keys["krasnodar"], {"url": receiver.url, "events": ["project.formed"],
+                                                     "secret": SECRET})
+    _de, _ru, match = proposed_pair(napi, keys)  # ideas without an author: a project without members
+    napi.ok("POST", f"/matches/{match['id']}/accept", keys["karlsruhe"])
+    napi.ok("POST", f"/matches/{match['id']}/accept", keys["krasnodar"])
+    wait_for(lambda: receiver.calls, 30, message="project.formed at the webhook")
+    [call] = receiver.calls
+    payload = json.loads(call["body"])["payload"]
+    assert call["headers"]["X-Twincity-Event"] == "project.formed" and payload["match_id"] == match["id"]
+    assert payload["members"] == [] and sorted(payload["cities"]) == ["karlsruhe", "krasnodar"]
 
 
 def test_smtp_down_the_mail_is_sent_when_it_comes_back(napi: Api, smtp: SmtpServer):

@@ -32,6 +32,12 @@ def test_an_acceptance_tells_the_other_side_only():
     assert [(m.recipient, m.template) for m in out] == [("lena", "match_accepted")]
 
 
+def test_the_second_acceptance_tells_no_one_it_is_their_turn():
+    """Both sides said yes: the first to accept hears of the project (project.formed), not "your turn"."""
+    assert messages("match.accepted", {"match_id": "m", "city": "krasnodar", "sides": SIDES,
+                                       "status": "confirmed"}) == []
+
+
 def test_a_withdrawal_closing_a_match_tells_no_one():
     assert messages("match.declined", {"match_id": "m", "city": "karlsruhe", "sides": SIDES,
                                        "reason": "withdrawn"}) == []
@@ -85,6 +91,8 @@ def test_backoff_doubles_up_to_a_cap():
 def test_webhooks_hear_of_the_cities_an_event_touches():
     envelope = {"city": None, "payload": {"sides": SIDES}}
     assert domain.webhook_cities(envelope) == {"karlsruhe", "krasnodar"}
+    project = {"city": None, "payload": {"members": [], "cities": ["karlsruhe", "krasnodar"]}}  # no authors
+    assert domain.webhook_cities(project) == {"karlsruhe", "krasnodar"}
 
 
 def test_webhook_only_events_have_no_other_handler():
