@@ -21,13 +21,15 @@ def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
-def _int(name: str, value: str, minimum: int = 0) -> int:
+def _int(name: str, value: str, minimum: int = 0, maximum: int | None = None) -> int:
     try:
         number = int(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r} is not a whole number") from None
     if number < minimum:
         raise ConfigError(f"{name}={value!r} must be at least {minimum}")
+    if maximum is not None and number > maximum:
+        raise ConfigError(f"{name}={value!r} must be at most {maximum}")
     return number
 
 
@@ -58,8 +60,11 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
 
 
 def _rate(name: str, value: str) -> str:
-    if not re.match(r"^\s*\d+\s*(/|\s+per\s+)\s*(\d+\s+)?(second|minute|hour|day)s?\s*$", value):
+    found = re.match(r"^\s*(\d+)\s*(/|\s+per\s+)\s*(\d+\s+)?(second|minute|hour|day)s?\s*$", value)
+    if not found:
         raise ConfigError(f"{name}={value!r} must read like 300/minute or 10 per second")
+    if int(found.group(1)) < 1 or (found.group(3) and int(found.group(3)) < 1):
+        raise ConfigError(f"{name}={value!r} would refuse every request: allow at least 1 per period")
     return value.strip()
 
 
@@ -244,11 +249,11 @@ class Settings:
             notify_retry_base=_float("NOTIFY_RETRY_BASE", get("NOTIFY_RETRY_BASE"), minimum=0.01),
             notify_max_attempts=_int("NOTIFY_MAX_ATTEMPTS", get("NOTIFY_MAX_ATTEMPTS"), minimum=1),
             notify_send_interval=_float("NOTIFY_SEND_INTERVAL", get("NOTIFY_SEND_INTERVAL"), minimum=0.01),
-            port=_int("PORT", get("PORT"), minimum=1),
+            port=_int("PORT", get("PORT"), minimum=1, maximum=65535),
             web_workers=_int("WEB_WORKERS", get("WEB_WORKERS"), minimum=1),
             web_threads=_int("WEB_THREADS", get("WEB_THREADS"), minimum=1),
             worker_concurrency=_int("WORKER_CONCURRENCY", get("WORKER_CONCURRENCY"), minimum=1),
-            worker_metrics_port=_int("WORKER_METRICS_PORT", get("WORKER_METRICS_PORT")),
+            worker_metrics_port=_int("WORKER_METRICS_PORT", get("WORKER_METRICS_PORT"), maximum=65535),
             log_level=_choice("LOG_LEVEL", get("LOG_LEVEL"), ("debug", "info", "warning", "error")),
             log_format=_choice("LOG_FORMAT", get("LOG_FORMAT"), ("json", "text")),
         )

@@ -270,17 +270,20 @@ for _name in SERVICES:
 
 @main.command("config")
 def show_config() -> None:
-    """List every configuration variable, its value here and what it means."""
+    """List every configuration variable, its value here and what it means; exit 1 when one is malformed."""
     try:
         Settings.from_env()
-        status = "valid"
+        problem = None
     except ConfigError as exc:
-        status = f"INVALID: {exc}"
+        problem = str(exc)
+    width = max(len(var.name) for var in VARIABLES)
     for var in VARIABLES:
         value = os.environ.get(var.name)
         shown = ("(set)" if value else "") if "KEY" in var.name else (value or "")
-        click.echo(f"{var.name:24} {shown or '(default) ' + var.default!s:40} {var.help}")
-    click.echo(f"\nconfiguration is {status}")
+        click.echo(f"{var.name:{width}} {shown or '(default) ' + var.default!s:40} {var.help}")
+    click.echo(f"\nconfiguration is {'valid' if problem is None else 'INVALID: ' + problem}")
+    if problem is not None:
+        raise SystemExit(1)
 
 
 # --- operator commands on the gateway's store (no Mongo shell needed) --------------------------------

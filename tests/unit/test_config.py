@@ -37,6 +37,10 @@ def test_blank_values_fall_back_to_defaults():
         ({"BUS_CONFIRM_TIMEOUT": "soon"}, "BUS_CONFIRM_TIMEOUT"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
         ({"TWINCITY_EXCHANGE": "Events With Spaces"}, "TWINCITY_EXCHANGE"),
+        ({"PORT": "99999"}, "PORT"),
+        ({"WORKER_METRICS_PORT": "70000"}, "WORKER_METRICS_PORT"),
+        ({"TWINCITY_RATE_LIMIT": "0/minute"}, "TWINCITY_RATE_LIMIT"),
+        ({"TWINCITY_SIGNIN_RATE_LIMIT": "5 per 0 minutes"}, "TWINCITY_SIGNIN_RATE_LIMIT"),
     ],
 )
 def test_malformed_values_name_the_variable(env, names):
@@ -48,3 +52,17 @@ def test_readme_documents_every_variable():
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     missing = [v.name for v in VARIABLES if f"`{v.name}`" not in readme]
     assert not missing, f"README.md's configuration table lacks {missing}"
+
+
+def test_twincity_config_lists_every_variable_and_fails_on_a_malformed_one():
+    from click.testing import CliRunner
+
+    from twincity.cli import main
+
+    fine = CliRunner().invoke(main, ["config"], env={"PORT": "8001"})
+    assert fine.exit_code == 0 and fine.output.rstrip().endswith("configuration is valid")
+    names = [line.split()[0] for line in fine.output.splitlines()[:len(VARIABLES)]]
+    assert names == [v.name for v in VARIABLES]
+    assert len({line.index(line.split()[1]) for line in fine.output.splitlines()[:len(VARIABLES)]}) == 1, "aligned"
+    bad = CliRunner().invoke(main, ["config"], env={"PORT": "99999"})
+    assert bad.exit_code == 1 and "INVALID: PORT='99999' must be at most 65535" in bad.output
