@@ -143,6 +143,7 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
     @bp.get("/cities")
     def list_cities() -> Response:
         who = caller_of(need("read"))
+        query_args(schemas.NoQuery)
         cities = directory.list_cities(None if who.admin else who.visible_cities)
         return jsonify(items=city_out.dump(cities, many=True))
 
@@ -159,6 +160,7 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
     @bp.get("/partnerships")
     def list_partnerships() -> Response:
         key = need("read")
+        query_args(schemas.NoQuery)
         docs = directory.list_partnerships(None if key.admin else key.city)
         return jsonify(items=[_partnership_view(d) for d in docs])
 
@@ -179,6 +181,7 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
     @bp.get("/api-keys")
     def list_keys() -> Response:
         need("admin")
+        query_args(schemas.NoQuery)
         return jsonify(items=key_out.dump(keys.list_keys(), many=True))
 
     @bp.delete("/api-keys/<key_id>")

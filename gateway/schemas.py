@@ -6,6 +6,7 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from gateway.keys import SCOPES
 from services.contract import LANGUAGES
+from services.web import cursor_field
 
 KEY = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,63}$", error="must be lower-case letters, digits, '-' or '_'")
 
@@ -98,9 +99,13 @@ class ThemeQuery(Strict):
     partnership = fields.Str(validate=KEY)
 
 
+class NoQuery(Strict):
+    """A list that comes whole (cities, partnerships, keys): it takes no query parameters."""
+
+
 class PageQuery(Strict):
     limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = fields.Str(validate=validate.Length(max=64))
+    cursor = cursor_field()
 
 
 class AuditEntry(Schema):

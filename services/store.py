@@ -77,6 +77,7 @@ memindex.install()  # mongomock answers indexed queries without scanning every d
 
 _id_lock = threading.Lock()
 _id_last = [0, 0]  # the last millisecond and the sequence number within it
+ID_PATTERN = r"^[a-z]+_[0-9a-f]{23}$"  # what new_id makes: prefix, 11 + 4 + 8 hex digits
 
 
 def new_id(prefix: str) -> str:

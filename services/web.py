@@ -10,12 +10,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
-from marshmallow import Schema, ValidationError
+from marshmallow import Schema, ValidationError, fields, validate
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from werkzeug.exceptions import HTTPException
 
 from services import context, fastload, metrics
 from services.contract import schema_instance
+from services.store import ID_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,13 @@ def problem_response(status: int, title: str, detail: str | None = None, **extra
     response.status_code = status
     response.mimetype = PROBLEM
     return response
+
+
+def cursor_field() -> fields.Str:
+    """A list's `cursor` parameter: the `next_cursor` of the page before, which is an id of the list's items."""
+    return fields.Str(validate=validate.Regexp(ID_PATTERN, error="not a cursor of this list: send back the "
+                                               "next_cursor of the page before, as it came"),
+                      metadata={"description": "next_cursor of the page before"})
 
 
 def query_args(schema: type[Schema]) -> Any:

@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, fields, post_load, pre_load, validate
 
 from ideas.domain import LANGUAGES, STATUSES
+from services.web import cursor_field
 
 KEY = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,63}$", error="must be lower-case letters, digits, '-' or '_'")
 
@@ -119,7 +120,7 @@ class IdeaQuery(Strict):
     author_id = fields.Str(validate=validate.Length(max=64))
     q = fields.Str(validate=validate.Length(min=1, max=200))
     limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = fields.Str(validate=validate.Length(max=64))
+    cursor = cursor_field()
 
 
 class Preferences(Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from matching import domain
+from services.web import cursor_field
 
 STATUSES = (domain.PROPOSED, domain.ACCEPTED, domain.CONFIRMED, domain.DECLINED, domain.EXPIRED)
 
@@ -56,7 +57,7 @@ class MatchQuery(Strict):
     idea = fields.Str(validate=validate.Length(max=64))
     kind = fields.Str(validate=validate.OneOf(("idea", "interest")))
     limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = fields.Str(validate=validate.Length(max=64))
+    cursor = cursor_field()
 
 
 class IdeaMatchesQuery(Strict):
@@ -91,7 +92,7 @@ class ProjectPage(Schema):
 
 class PageQuery(Strict):
     limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = fields.Str(validate=validate.Length(max=64))
+    cursor = cursor_field()
 
 
 class MatchingSettings(Strict):

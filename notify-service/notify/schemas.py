@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from notify.domain import WEBHOOK_EVENTS
+from services.web import cursor_field
 
 
 class Strict(Schema):
@@ -87,12 +88,12 @@ class NotificationPage(Schema):
 class InboxQuery(Strict):
     unread = fields.Bool(load_default=False)
     limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = fields.Str(validate=validate.Length(max=64))
+    cursor = cursor_field()
 
 
 class PageQuery(Strict):
     limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = fields.Str(validate=validate.Length(max=64))
+    cursor = cursor_field()
 
 
 class SignInMailIn(Strict):

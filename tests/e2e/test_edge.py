@@ -107,3 +107,27 @@ def test_a_repeated_query_parameter_is_a_clear_422_on_every_service():
             twice = api.call("GET", f"{path}?{name}={value}&{name}={value}", *([key] if key else []))
             assert twice.status_code == 422 and twice.mimetype == "application/problem+json", (path, twice.status_code)
             assert twice.json_body["errors"] == {name: ["give this parameter once"]}, (path, twice.json_body)
+
+
+
+def test_a_cursor_no_page_gave_and_a_page_size_for_a_whole_list_are_clear_422s():
+    """A mistyped cursor is named, not answered with an empty page that looks like the end of the list."""
+    with running_platform("memory://", webhook_allow=("127.0.0.0/8",)) as api:
+        keys = api.lab()
+        ka = keys["karlsruhe"]
+        person = api.ok("POST", "/participants", ka, {"name": "Anna", "language": "de"})
+        hook = api.ok("POST", "/webhooks", ka, {"url": "http://127.0.0.1:9/hook", "events": ["*"],
+                                                "secret": "a-long-enough-secret-0123"})
+        inbox = f"/participants/{person['id']}/notifications"
+        wait_for(lambda: api.call("GET", inbox, ka).status_code == 200, 30, message="notify to know the person")
+        for path, key in (("/audit", None), ("/ideas", ka), ("/matches", ka), ("/projects", ka), (inbox, ka),
+                          (f"/webhooks/{hook['id']}/deliveries", ka)):
+            r = api.call("GET", f"{path}?cursor=garbage", *([key] if key else []))
+            assert r.status_code == 422 and "cursor" in r.json_body["errors"], (path, r.status_code, r.json_body)
+            page = api.ok("GET", f"{path}?limit=1", *([key] if key else []))  # a real cursor still works
+            if page.get("next_cursor"):
+                assert api.call("GET", f"{path}?cursor={page['next_cursor']}", *([key] if key else [])
+                                ).status_code == 200, path
+        for path in ("/cities", "/partnerships", "/api-keys"):  # whole lists: a page size is not taken for one
+            r = api.call("GET", f"{path}?limit=1")
+            assert r.status_code == 422 and "limit" in r.json_body["errors"], (path, r.json_body)
