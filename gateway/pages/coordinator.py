@@ -267,7 +267,9 @@ def register(bp: Blueprint, backend: Backend) -> None:
         text = request.form.get("text", "")
         rows, problem, answer = check(text, dry_run=False)
         if answer is None:
-            return render_template("pages/import.html", rows=rows, problem=file_problem(problem or "empty"),
+            # Rows with errors are shown row by row; a file-level problem (or no rows at all) above them.
+            problem = problem or (None if rows else "empty")
+            return render_template("pages/import.html", rows=rows, problem=file_problem(problem),
                                    text=text, columns=csvfiles.COLUMNS, ready=False), 422
         flash(_("Imported %(count)s ideas. Matching runs for each of them now.", count=answer.get("count", 0)), "ok")
         return redirect(url_for("pages.overview"))

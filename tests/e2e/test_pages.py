@@ -369,7 +369,10 @@ def test_csv_import_previews_names_each_row_s_errors_and_imports_all_or_nothing(
     assert "<strong>author_email</strong>" in page and "confirm" not in page.split("Upload")[0].lower()
     assert count() == before
     # A forged confirm with the bad file stores nothing either.
-    assert coordinator.post("/coordinator/import/confirm", {"text": bad}).status_code == 422
+    forged = coordinator.post("/coordinator/import/confirm", {"text": bad})
+    forged_page = forged.get_data(as_text=True)
+    assert forged.status_code == 422 and "<strong>author_email</strong>" in forged_page
+    assert "The file is empty" not in forged_page, "the rows' own errors, not a file-level message"
     assert count() == before
 
     good = ("title;theme;tags;seeks;offers;language;author_email;round\n"
