@@ -62,7 +62,7 @@ def build(repo: Repository) -> Blueprint:
     # Error handlers return their response: an exception raised in one would become a 500.
     @bp.errorhandler(NotFound)
     def _not_found(exc: NotFound) -> Response:
-        return problem_response(404, "Not Found", f"no idea or participant {exc} here")
+        return problem_response(404, "Not Found", f"no {exc} here")
 
     @bp.errorhandler(Conflict)
     @bp.errorhandler(domain.RuleViolation)
@@ -199,7 +199,7 @@ def build(repo: Repository) -> Blueprint:
         who = caller()
         person = repo.get_participant(participant_id)
         if not who.can_see(person["city"]):
-            raise NotFound(participant_id)
+            raise NotFound("participant", participant_id)
         shown = participant_out.dump(person)
         if not who.can_change(person["city"]):
             shown.pop("email", None)  # e-mail addresses stay within the person's own city
@@ -208,7 +208,7 @@ def build(repo: Repository) -> Blueprint:
     @bp.patch("/participants/<participant_id>")
     def change_participant(participant_id: str) -> Response:
         who = caller()
-        person = _own(who, repo.get_participant(participant_id), participant_id)
+        person = _own(who, repo.get_participant(participant_id), "participant", participant_id)
         changes = json_body(ParticipantPatch, partial=True)
         expected = changes.pop("version", None)
         return jsonify(participant_out.dump(
@@ -218,7 +218,7 @@ def build(repo: Repository) -> Blueprint:
     @bp.delete("/participants/<participant_id>")
     def erase(participant_id: str) -> tuple[str, int]:
         who = caller()
-        _own(who, repo.get_participant(participant_id), participant_id)
+        _own(who, repo.get_participant(participant_id), "participant", participant_id)
         repo.erase_participant(participant_id)
         return "", 204
 
@@ -230,18 +230,18 @@ def build(repo: Repository) -> Blueprint:
     def _visible_idea(who: Caller, idea_id: str) -> dict[str, Any]:
         idea = repo.get_idea(idea_id)
         if not who.can_see(idea["city"]):
-            raise NotFound(idea_id)  # not 403: another partnership's ideas do not exist for this key
+            raise NotFound("idea", idea_id)  # not 403: another partnership's ideas do not exist for this key
         return idea
 
     def _own_idea(who: Caller, idea_id: str) -> dict[str, Any]:
-        return _own(who, _visible_idea(who, idea_id), idea_id)
+        return _own(who, _visible_idea(who, idea_id), "idea", idea_id)
 
     return bp
 
 
-def _own(who: Caller, doc: dict[str, Any], ref: str) -> dict[str, Any]:
+def _own(who: Caller, doc: dict[str, Any], kind: str, ref: str) -> dict[str, Any]:
     if not who.can_see(doc["city"]):
-        raise NotFound(ref)
+        raise NotFound(kind, ref)
     if not who.can_change(doc["city"]):
         raise Problem(403, "Forbidden", f"this belongs to {doc['city']}; your key may change only its own city's")
     return doc

@@ -35,7 +35,10 @@ MAX_WRITE_TRIES = 5
 
 
 class NotFound(Exception):
-    pass
+    """No such object here, or none this caller may see: str() is e.g. "idea idea_0a1b"."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key}")
 
 
 class Conflict(Exception):
@@ -89,7 +92,7 @@ class Repository:
     def get_idea(self, idea_id: str) -> dict[str, Any]:
         doc = self.ideas.find_one({"_id": idea_id}, {outbox.FIELD: 0, inbox.FIELD: 0})
         if doc is None:
-            raise NotFound(idea_id)
+            raise NotFound("idea", idea_id)
         return doc
 
     def change_idea(
@@ -191,7 +194,7 @@ class Repository:
         doc = self.participants.find_one({"_id": participant_id, "erased": {"$ne": True}},
                                          {outbox.FIELD: 0, inbox.FIELD: 0})
         if doc is None:
-            raise NotFound(participant_id)
+            raise NotFound("participant", participant_id)
         return doc
 
     def update_participant(self, participant_id: str, changes: Mapping[str, Any],
@@ -232,7 +235,7 @@ class Repository:
         """Forget the person: the document becomes a tombstone that carries participant.erased."""
         current = self.participants.find_one({"_id": participant_id, "erased": {"$ne": True}})
         if current is None:
-            raise NotFound(participant_id)
+            raise NotFound("participant", participant_id)
         event = new_event("participant.erased", {"participant_id": participant_id, "city": current["city"]},
                           producer=PRODUCER, city=current["city"])
         kept = {"_id", "city", outbox.FIELD, inbox.FIELD}

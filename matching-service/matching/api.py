@@ -57,7 +57,7 @@ def build(repo: Repository) -> Blueprint:
 
     @bp.errorhandler(NotFound)
     def _not_found(exc: NotFound) -> Response:
-        return problem_response(404, "Not Found", f"no match, idea or project {exc} here")
+        return problem_response(404, "Not Found", f"no {exc} here")
 
     @bp.errorhandler(Conflict)
     @bp.errorhandler(domain.RuleViolation)
@@ -68,7 +68,7 @@ def build(repo: Repository) -> Blueprint:
         match = repo.match(match_id)
         allowed = _visible_partnerships(who)
         if allowed is not None and match["partnership"] not in allowed:
-            raise NotFound(match_id)
+            raise NotFound("match", match_id)
         return match
 
     @bp.get("/ideas/<idea_id>/matches")
@@ -80,7 +80,7 @@ def build(repo: Repository) -> Blueprint:
             # Not heard of here yet (matching follows the ideas service a moment later): no matches yet.
             return jsonify(match_page.dump({"items": [], "next_cursor": None}))
         if not who.can_see(idea["city"]):
-            raise NotFound(idea_id)
+            raise NotFound("idea", idea_id)
         allowed = _visible_partnerships(who)
         matches = [m for m in repo.matches_of_idea(idea_id, query.get("status"))
                    if allowed is None or m["partnership"] in allowed]
@@ -136,13 +136,13 @@ def build(repo: Repository) -> Blueprint:
         project = repo.project(project_id)
         allowed = _visible_partnerships(who)
         if allowed is not None and project["partnership"] not in allowed:
-            raise NotFound(project_id)
+            raise NotFound("project", project_id)
         return jsonify(project_out.dump(project))
 
     def visible_partnership(who: Caller, pid: str) -> None:
         # The gateway's list is authoritative (admin keys get all): no waiting for partnership.formed here.
         if pid not in {p.id for p in who.partnerships}:
-            raise NotFound(pid)
+            raise NotFound("partnership", pid)
 
     @bp.get("/partnerships/<pid>/matching")
     def read_settings(pid: str) -> Response:

@@ -42,7 +42,10 @@ HIDDEN = {outbox.FIELD: 0, inbox.FIELD: 0}
 
 
 class NotFound(Exception):
-    pass
+    """No such object here, or none this caller may see: str() is e.g. "match match_0a1b"."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key}")
 
 
 class Conflict(Exception):
@@ -175,7 +178,7 @@ class Repository:
     def match(self, match_id: str) -> dict[str, Any]:
         doc = self.matches.find_one({"_id": match_id}, HIDDEN)
         if doc is None:
-            raise NotFound(match_id)
+            raise NotFound("match", match_id)
         return doc
 
     def matches_of_idea(self, idea_id: str, status: str | None = None) -> list[dict[str, Any]]:
@@ -265,7 +268,7 @@ class Repository:
     def project(self, project_id: str) -> dict[str, Any]:
         doc = self.projects.find_one({"_id": project_id}, HIDDEN)
         if doc is None:
-            raise NotFound(project_id)
+            raise NotFound("project", project_id)
         return doc
 
     def list_projects(self, *, partnerships: Sequence[str] | None, limit: int,

@@ -80,12 +80,12 @@ def build(repo: Repository, settings: Settings, secret: str,
 
     @bp.errorhandler(NotFound)
     def _not_found(exc: NotFound) -> Response:
-        return problem_response(404, "Not Found", f"no webhook or notification {exc} here")
+        return problem_response(404, "Not Found", f"no {exc} here")
 
     def own_subscription(who: Caller, sid: str) -> dict[str, Any]:
         doc = repo.subscription(sid)
         if not who.can_change(doc["city"]):
-            raise NotFound(sid)  # another city's webhooks do not exist for this key
+            raise NotFound("webhook", sid)  # another city's webhooks do not exist for this key
         return doc
 
     @bp.post("/webhooks")
@@ -179,7 +179,7 @@ def build(repo: Repository, settings: Settings, secret: str,
     def own_person(who: Caller, pid: str) -> dict[str, Any]:
         person = repo.person(pid)
         if person is None or person.get("erased") or not who.can_change(person.get("city")):
-            raise NotFound(pid)  # an inbox is private to the person's own city
+            raise NotFound("participant", pid)  # an inbox is private to the person's own city
         return person
 
     @bp.get("/participants/<pid>/notifications")

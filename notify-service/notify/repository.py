@@ -43,7 +43,10 @@ HIDDEN = {outbox.FIELD: 0, inbox.FIELD: 0}
 
 
 class NotFound(Exception):
-    pass
+    """No such object here, or none this caller may see: str() is e.g. "match match_0a1b"."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key}")
 
 
 def now() -> datetime:
@@ -113,7 +116,7 @@ class Repository:
             {"_id": nid, "recipient": pid, "channel": "inbox"},
             {"$set": {"read_at": now()}}, projection=HIDDEN, return_document=True)
         if doc is None:
-            raise NotFound(nid)
+            raise NotFound("notification", nid)
         return doc
 
     def claim(self, collection: Any, ready: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
@@ -169,7 +172,7 @@ class Repository:
     def subscription(self, sid: str) -> dict[str, Any]:
         doc = self.subscriptions.find_one({"_id": sid})
         if doc is None:
-            raise NotFound(sid)
+            raise NotFound("webhook", sid)
         return doc
 
     def subscriptions_of(self, city: str | None) -> list[dict[str, Any]]:

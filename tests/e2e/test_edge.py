@@ -131,3 +131,22 @@ def test_a_cursor_no_page_gave_and_a_page_size_for_a_whole_list_are_clear_422s()
         for path in ("/cities", "/partnerships", "/api-keys"):  # whole lists: a page size is not taken for one
             r = api.call("GET", f"{path}?limit=1")
             assert r.status_code == 422 and "limit" in r.json_body["errors"], (path, r.json_body)
+
+
+def test_a_404_names_the_kind_of_thing_it_did_not_find():
+    with running_platform("memory://") as api:
+        keys = api.lab()
+        ka = keys["karlsruhe"]
+        person = api.ok("POST", "/participants", ka, {"name": "Anna", "language": "de"})
+        inbox = f"/participants/{person['id']}/notifications"
+        wait_for(lambda: api.call("GET", inbox, ka).status_code == 200, 30, message="notify to know the person")
+        for path, key, detail in (
+                ("/ideas/idea_0123456789abcdef0123456", ka, "no idea idea_0123456789abcdef0123456 here"),
+                (f"/participants/{person['id']}", keys["dijon"], f"no participant {person['id']} here"),
+                ("/matches/match_nope", ka, "no match match_nope here"),
+                ("/projects/project_nope", ka, "no project project_nope here"),
+                ("/partnerships/dijon-nancy/matching", ka, "no partnership dijon-nancy here"),
+                (inbox, keys["krasnodar"], f"no participant {person['id']} here"),
+                ("/webhooks/whk_nope", ka, "no webhook whk_nope here")):
+            r = api.call("GET", path, key)
+            assert r.status_code == 404 and r.json_body["detail"] == detail, (path, r.json_body)
