@@ -131,7 +131,12 @@ def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
-        response = problem_response(exc.code or 500, exc.name, exc.description)
+        detail = exc.description
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        if exc.code == 413 and limit:  # werkzeug's own words name neither the limit nor how to change it
+            detail = (f"the request body is over this server's limit of {limit:,} bytes "
+                      "(TWINCITY_MAX_BODY; a CSV import can be split into several files)")
+        response = problem_response(exc.code or 500, exc.name, detail)
         if exc.code == 405 and exc.response is None:
             valid = getattr(exc, "valid_methods", None)
             if valid:

@@ -259,6 +259,8 @@ def test_bad_input_gets_a_problem_and_stores_nothing(api: Api, case, request_kwa
     assert response.status_code == status, response.json_body
     assert response.mimetype == "application/problem+json"
     assert response.json_body["detail"] and response.json_body["status"] == status
+    if status == 413:
+        assert "limit of 262,144 bytes (TWINCITY_MAX_BODY" in response.json_body["detail"]
     assert ideas_in_store(api) == 0
     api.settle()
     assert not api.observer.of("idea.submitted")
