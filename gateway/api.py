@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Response, current_app, g, jsonify, render_template_string, request
+from markupsafe import Markup, escape
 from marshmallow import ValidationError
 
 from gateway import schemas
@@ -82,7 +83,7 @@ The machine-readable document is <a href="{{ prefix }}/openapi.json">{{ prefix }
 {% for tag, ops in tags %}<h2>{{ tag }}</h2>
 {% for op in ops %}<div class="op" id="{{ op.id }}"><p><span class="m">{{ op.method|upper }}</span>
 <code>{{ op.path }}</code> — {{ op.summary }}</p>
-{% if op.description %}<p>{{ op.description }}</p>{% endif %}
+{% if op.description %}<p>{{ op.description|code }}</p>{% endif %}
 {% if op.fields %}<table><tr><th>field</th><th>type</th><th>required</th><th>meaning</th></tr>
 {% for f in op.fields %}<tr><td><code>{{ f.name }}</code></td><td>{{ f.type }}</td>
 <td>{{ "yes" if f.required else "" }}</td><td>{{ f.description }}</td></tr>{% endfor %}</table>{% endif %}
@@ -315,5 +316,11 @@ def docs_page(spec: Mapping[str, Any]) -> str:
                 "method": method, "path": path, "summary": op.get("summary", ""),
                 "description": op.get("description", ""), "fields": fields,
             })
+    current_app.jinja_env.filters.setdefault("code", _code)
     return render_template_string(DOCS_PAGE, tags=sorted(tags.items()), prefix=current_app.config.get(
         "API_PREFIX", PREFIX))
+
+
+def _code(text: str) -> Markup:
+    """OpenAPI descriptions are Markdown: `x` shows as code on the page (the rest stays escaped text)."""
+    return Markup(re.sub(r"`([^`<>]+)`", r"<code>\1</code>", str(escape(text))))

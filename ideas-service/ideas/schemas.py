@@ -124,8 +124,9 @@ class IdeaQuery(Strict):
 
 
 class Preferences(Strict):
-    channels = fields.List(fields.Str(validate=validate.OneOf(("email", "inbox", "webhook"))),
-                           validate=validate.Length(max=3), load_default=lambda: ["email", "inbox"])
+    # A person's channels; webhooks belong to a city (POST /webhooks), not to a person.
+    channels = fields.List(fields.Str(validate=validate.OneOf(("email", "inbox"))),
+                           validate=validate.Length(max=2), load_default=lambda: ["email", "inbox"])
     digest = fields.Str(validate=validate.OneOf(("immediate", "daily")), load_default="immediate")
 
 

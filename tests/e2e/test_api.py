@@ -289,6 +289,7 @@ def test_openapi_document_and_docs_page_describe_the_api(api: Api):
     assert "IdeaIn" in spec["components"]["schemas"] and "Problem" in spec["components"]["schemas"]
     page = api.client.get("/docs")
     assert page.status_code == 200 and b"/api/v1/ideas" in page.data and b"Submit an idea" in page.data
+    assert b"Needs the <code>admin</code> scope." in page.data and b"`" not in page.data, "Markdown code as code"
 
 
 # --- reactions to other services' events ----------------------------------------------------------------
