@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
@@ -24,6 +25,7 @@ from ideas.schemas import (
     ParticipantPatch,
     ParticipantQuery,
 )
+from services import fastload
 from services.contract import schema_instance
 from services.openapi import ApiDocs
 from services.tenancy import Caller, caller
@@ -78,7 +80,8 @@ def build(repo: Repository) -> Blueprint:
     @bp.post("/ideas")
     def submit_idea() -> tuple[Response, int, dict[str, str]]:
         who = caller()
-        idea = repo.add_idea(_new_idea(who, json_body(IdeaIn)))
+        raw = json_body()
+        idea = repo.add_idea(_new_idea(who, _loaded(who, IdeaIn, raw)))
         return jsonify(_shown(who, idea)), 201, {"Location": f"/ideas/{idea['_id']}"}
 
     @bp.get("/ideas")
@@ -143,7 +146,7 @@ def build(repo: Repository) -> Blueprint:
         rows, errors = [], {}
         for number, raw in enumerate(data["ideas"]):
             try:
-                rows.append(_new_idea(who, schema_instance(IdeaRow).load(raw)))
+                rows.append(_new_idea(who, _loaded(who, IdeaRow, raw)))
             except ValidationError as exc:
                 errors[str(number)] = exc.messages
         if errors:
@@ -155,20 +158,51 @@ def build(repo: Repository) -> Blueprint:
         shown["items"] = [_only_visible_partnerships(who, item) for item in shown["items"]]
         return jsonify(shown), 200 if data["dry_run"] else 201
 
-    def _new_idea(who: Caller, data: dict[str, Any]) -> dict[str, Any]:
-        """A submitted idea (POST /ideas, or a row of an import) checked and completed for storing."""
+    def _loaded(who: Caller, schema: type[Any], raw: Any) -> dict[str, Any]:
+        """`raw` loaded by `schema`; when it is refused, the fields it let through are checked against the
+        caller's city too (theme, author), so that one answer names every error, not the first kind found."""
+        try:
+            return fastload.load(schema_instance(schema), raw)
+        except ValidationError as exc:
+            errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+            if isinstance(raw, dict) and "city" not in errors:
+                passed = {k: v for k, v in raw.items() if k not in errors and isinstance(v, str)}
+                with contextlib.suppress(Problem):  # a key that may not act for the city: field errors first
+                    _context_errors(who, passed, errors)
+            raise ValidationError(errors) from None
+
+    def _context_errors(who: Caller, data: dict[str, Any], errors: dict[str, Any]) -> str | None:
+        """Add to `errors` what the caller's city says of `data` (its city, theme, author); returns the city.
+        Fills in author_id from author_email."""
+        try:
+            city = _acting_city(who, data.pop("city", None))
+        except ValidationError as exc:
+            errors.update(exc.messages)
+            return None
         email = data.pop("author_email", None)
-        city = _acting_city(who, data.pop("city", None))
-        _check_theme(who, city, data["theme"])
+        if "theme" in data:
+            try:
+                _check_theme(who, city, data["theme"])
+            except ValidationError as exc:
+                errors.update(exc.messages)
         if email:
             found = repo.participants_by_email(email, [city])
             if not found:
-                raise ValidationError({"author_email": [f"no participant with this e-mail address in {city}"]})
-            if data.get("author_id") and data["author_id"] != found[0]["_id"]:
-                raise ValidationError({"author_email": ["names another participant than author_id"]})
-            data["author_id"] = found[0]["_id"]
+                errors["author_email"] = [f"no participant with this e-mail address in {city}"]
+            elif data.get("author_id") and data["author_id"] != found[0]["_id"]:
+                errors["author_email"] = ["names another participant than author_id"]
+            else:
+                data["author_id"] = found[0]["_id"]
         elif data.get("author_id") and not repo.participant_exists(data["author_id"], city):
-            raise ValidationError({"author_id": [f"no participant with this id in {city}"]})
+            errors["author_id"] = [f"no participant with this id in {city}"]
+        return city
+
+    def _new_idea(who: Caller, data: dict[str, Any]) -> dict[str, Any]:
+        """A submitted idea (POST /ideas, or a row of an import) checked and completed for storing."""
+        errors: dict[str, Any] = {}
+        city = _context_errors(who, data, errors)
+        if errors or city is None:
+            raise ValidationError(errors)
         detected = data.get("language") is None
         if detected:
             data["language"] = domain.detect_language(f"{data['title']}. {data.get('description', '')}")

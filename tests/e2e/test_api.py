@@ -266,6 +266,16 @@ def test_bad_input_gets_a_problem_and_stores_nothing(api: Api, case, request_kwa
     assert not api.observer.of("idea.submitted")
 
 
+def test_one_answer_names_every_error_of_an_idea(api: Api):
+    """Field errors and the city's own checks (theme, author) in one 422, not one kind at a time."""
+    keys = api.lab()
+    r = api.call("POST", "/ideas", keys["karlsruhe"], {"title": "ab", "theme": "bogus", "author_id": "prt_nobody",
+                                                      "tags": "not-a-list"})
+    assert r.status_code == 422 and set(r.json_body["errors"]) == {"title", "theme", "author_id", "tags"}
+    assert "unknown theme 'bogus'" in r.json_body["errors"]["theme"][0]
+    assert ideas_in_store(api) == 0
+
+
 def test_bad_queries_and_paths_are_problems_too(api: Api):
     keys = api.lab()
     k = keys["karlsruhe"]

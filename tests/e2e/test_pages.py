@@ -392,6 +392,16 @@ def test_csv_import_previews_names_each_row_s_errors_and_imports_all_or_nothing(
     assert ideas[0]["round_id"] == "lab-2024" and ideas[0]["author_id"] == demo.participants["karlsruhe"][0]
     assert ideas[0]["theme"] == "leisure-youth-social" and ideas[0]["tags"] == ["bike", "tour"]
     assert "lab-2024" in coordinator.text("/coordinator?round=lab-2024")
+    # One row, every error of it at once, in the visitor's words: an empty title, a theme label nobody knows,
+    # an author not registered.
+    many = "title,theme,author_email\n,Freizeit,nobody@example.org\n"
+    response = coordinator.post("/coordinator/import", {"file": (io.BytesIO(many.encode()), "m.csv")},
+                                content_type="multipart/form-data")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422 and "1 of 1 rows have errors" in page
+    for words in ("Between 3 and 200 characters, please.", "Unknown theme “Freizeit”.",
+                  "No participant with this e-mail address in Karlsruhe."):
+        assert words in page, words
     for broken, words in ((b"\xff\xfe\x00bad", "not UTF-8"), (b"", "choose a CSV file"),
                           (b"titel,thema\nx,y\n", "Unknown columns: titel, thema"),
                           (b"title\nsomething\n", "Required columns are missing: theme")):
