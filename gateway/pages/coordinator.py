@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable
 from functools import wraps
@@ -12,44 +11,12 @@ from flask import Blueprint, Response, flash, g, redirect, render_template, requ
 from flask_babel import gettext as _
 
 from gateway.pages import csvfiles
+from gateway.pages.messages import in_words
 from gateway.pages.web import Backend, ServiceError, Visitor, label, local_path, locale
 from gateway.themes import DEFAULT_THEMES
 
 EXPORTS = ("ideas", "matches", "projects")
 LIVE = ("proposed", "accepted", "confirmed")  # what the matrix shows
-
-
-def _row_messages() -> list[tuple[re.Pattern[str], Callable[[re.Match[str], Callable[[str], str]], str]]]:
-    """What the ideas service (marshmallow, its rules) and the CSV reader say of a row, in the visitor's words."""
-    rules: list[tuple[str, Callable[[re.Match[str], Callable[[str], str]], str]]] = [
-        (r"Missing data for required field\.", lambda m, name: _("This column must not be empty.")),
-        (r"Length must be between (\d+) and (\d+)\.",
-         lambda m, name: _("Between %(min)s and %(max)s characters, please.", min=m[1], max=m[2])),
-        (r"Shorter than minimum length (\d+)\.", lambda m, name: _("At least %(min)s characters, please.", min=m[1])),
-        (r"Longer than maximum length (\d+)\.", lambda m, name: _("At most %(max)s characters, please.", max=m[1])),
-        (r"Must be one of: (.*)\.", lambda m, name: _("Must be one of: %(choices)s.", choices=m[1])),
-        (r"Not a valid email address\.", lambda m, name: _("This is not an e-mail address.")),
-        (r"Not a valid \w+\.", lambda m, name: _("This value cannot be read.")),
-        (r"Unknown field\.", lambda m, name: _("Unknown column.")),
-        (r"unknown theme '([^']*)'.*", lambda m, name: _("Unknown theme “%(theme)s”.", theme=m[1])),
-        (r"no participant with this e-mail address in (.+)",
-         lambda m, name: _("No participant with this e-mail address in %(city)s.", city=name(m[1]))),
-        (r"names another participant than author_id", lambda m, name: _("Names another participant than the author.")),
-        (r"more cells than columns", lambda m, name: _("More cells than the header has columns.")),
-    ]
-    return [(re.compile(pattern), say) for pattern, say in rules]
-
-
-ROW_MESSAGES = _row_messages()
-
-
-def in_words(message: str, city_name: Callable[[str], str]) -> str:
-    """A row's error in the visitor's language (a message nobody translated yet stays as it came)."""
-    for pattern, say in ROW_MESSAGES:
-        found = pattern.fullmatch(message.strip())
-        if found:
-            return say(found, city_name)
-    return message
 
 
 def register(bp: Blueprint, backend: Backend) -> None:

@@ -26,6 +26,7 @@ from flask import (
 from flask_babel import gettext as _
 from marshmallow import ValidationError, fields
 
+from gateway.pages.messages import all_in_words
 from gateway.pages.signin import LinkInvalid, Sessions, SignInLinks
 from gateway.pages.web import (
     IDEA_STATUS,
@@ -334,7 +335,7 @@ def build(backend: Backend, links: SignInLinks, settings: Settings, sessions: Se
         except ServiceError as exc:
             if exc.status not in (409, 422):
                 raise
-            return render_form(dict(request.form), exc.errors if isinstance(exc.errors, dict) else {},
+            return render_form(dict(request.form), all_in_words(exc.errors, city_name),
                                message=_("Please check the fields marked below."), status=422)
         flash(_("Your idea is saved. Proposals from the partner city appear under “Matches” as soon as "
                 "they are found."), "ok")
@@ -388,7 +389,7 @@ def build(backend: Backend, links: SignInLinks, settings: Settings, sessions: Se
             if exc.status != 422:
                 raise
             return render_form({**dict(request.form), "version": version},
-                               exc.errors if isinstance(exc.errors, dict) else {}, idea=current,
+                               all_in_words(exc.errors, city_name), idea=current,
                                message=_("Please check the fields marked below."), status=422)
         flash(_("Your changes are saved."), "ok")
         return redirect(url_for("pages.idea", idea_id=idea_id))
@@ -550,7 +551,8 @@ def build(backend: Backend, links: SignInLinks, settings: Settings, sessions: Se
         except ServiceError as exc:
             if exc.status not in (409, 422):
                 raise
-            return render_template("pages/preferences.html", person={**person, **changes}, errors=exc.errors,
+            return render_template("pages/preferences.html", person={**person, **changes},
+                                   errors=all_in_words(exc.errors, city_name),
                                    message=_("Please check the fields marked below.")), 422
         if updated.get("language") in LOCALES:
             session["lang"] = updated["language"]

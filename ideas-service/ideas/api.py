@@ -297,6 +297,8 @@ def _acting_city(who: Caller, asked: str | None) -> str:
 
 def _check_theme(who: Caller, city: str, theme: str) -> None:
     allowed = who.themes_of(city)
+    if not theme:
+        raise ValidationError({"theme": [f"choose a theme; one of: {', '.join(sorted(allowed))}"]})
     if theme not in allowed:
         raise ValidationError({"theme": [f"unknown theme {theme!r}; one of: {', '.join(sorted(allowed))}"]})
 

@@ -40,7 +40,7 @@ class IdeaIn(Strict):
                        metadata={"description": "A short title, in the author's language."})
     description = fields.Str(load_default="", validate=validate.Length(max=5000))
     # Checked against the themes of the idea's city (GET /themes): "unknown theme 'X'; one of: ..." names them.
-    theme = fields.Str(required=True, validate=validate.Length(min=1, max=64),
+    theme = fields.Str(required=True, validate=validate.Length(max=64),
                        metadata={"description": "A theme key of the partnership, see GET /themes."})
     tags = _short_list(20, 50)
     seeks = _short_list(10, 300)

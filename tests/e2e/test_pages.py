@@ -180,6 +180,8 @@ def test_a_participant_submits_edits_and_withdraws_an_idea_with_plain_forms(lab)
     body = invalid.get_data(as_text=True)
     assert 'aria-invalid="true" aria-describedby="title-error"' in body and 'id="theme-error"' in body
     assert 'value="x"' in body  # what was typed stays
+    assert "Bitte zwischen 3 und 200 Zeichen." in body and "Thema wählen" in body, "in the visitor's words"
+    assert "Length must be" not in body and "choose a theme" not in body
     created = lena.post("/ideas/new", {"title": "Lastenräder teilen", "description": "Ein Verleih von Lastenrädern "
                                        "in beiden Städten.", "theme": "ecology-health", "tags": "bike, sharing",
                                        "seeks": "Werkstatt in Krasnodar\nFahrräder", "offers": "Know-how",

@@ -1,0 +1,52 @@
+"""What the services say of a form's fields or a CSV row (marshmallow's words, their own rules), in the visitor's
+language: the API answers in English, the pages in the visitor's."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from flask_babel import gettext as _
+
+
+def _messages() -> list[tuple[re.Pattern[str], Callable[[re.Match[str], Callable[[str], str]], str]]]:
+    """What the ideas service (marshmallow, its rules) and the CSV reader say of a row, in the visitor's words."""
+    rules: list[tuple[str, Callable[[re.Match[str], Callable[[str], str]], str]]] = [
+        (r"Missing data for required field\.", lambda m, name: _("This must not be empty.")),
+        (r"Length must be between (\d+) and (\d+)\.",
+         lambda m, name: _("Between %(min)s and %(max)s characters, please.", min=m[1], max=m[2])),
+        (r"Shorter than minimum length (\d+)\.", lambda m, name: _("At least %(min)s characters, please.", min=m[1])),
+        (r"Longer than maximum length (\d+)\.", lambda m, name: _("At most %(max)s characters, please.", max=m[1])),
+        (r"Must be one of: (.*)\.", lambda m, name: _("Must be one of: %(choices)s.", choices=m[1])),
+        (r"Not a valid email address\.", lambda m, name: _("This is not an e-mail address.")),
+        (r"Not a valid \w+\.", lambda m, name: _("This value cannot be read.")),
+        (r"Unknown field\.", lambda m, name: _("Unknown column.")),
+        (r"unknown theme '([^']*)'.*", lambda m, name: _("Unknown theme “%(theme)s”.", theme=m[1])),
+        (r"choose a theme; .*", lambda m, name: _("Choose a theme")),
+        (r"no participant with this e-mail address in (.+)",
+         lambda m, name: _("No participant with this e-mail address in %(city)s.", city=name(m[1]))),
+        (r"names another participant than author_id", lambda m, name: _("Names another participant than the author.")),
+        (r"more cells than columns", lambda m, name: _("More cells than the header has columns.")),
+    ]
+    return [(re.compile(pattern), say) for pattern, say in rules]
+
+
+MESSAGES = _messages()
+
+
+def in_words(message: str, city_name: Callable[[str], str]) -> str:
+    """A row's error in the visitor's language (a message nobody translated yet stays as it came)."""
+    for pattern, say in MESSAGES:
+        found = pattern.fullmatch(message.strip())
+        if found:
+            return say(found, city_name)
+    return message
+
+
+def all_in_words(errors: Any, city_name: Callable[[str], str]) -> dict[str, Any]:
+    """A service's `errors` (field -> messages) in the visitor's words; anything but a field's list stays as it came."""
+    if not isinstance(errors, dict):
+        return {}
+    return {field: [in_words(m, city_name) if isinstance(m, str) else m for m in messages]
+            if isinstance(messages, list) else messages for field, messages in errors.items()}
