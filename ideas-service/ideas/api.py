@@ -204,8 +204,10 @@ def build(repo: Repository) -> Blueprint:
         if errors or city is None:
             raise ValidationError(errors)
         detected = data.get("language") is None
-        if detected:
-            data["language"] = domain.detect_language(f"{data['title']}. {data.get('description', '')}")
+        if detected:  # a text with too few words to tell is taken to be in its author's language
+            author = repo.get_participant(data["author_id"]) if data.get("author_id") else {}
+            data["language"] = domain.detect_language(f"{data['title']}. {data.get('description', '')}",
+                                                      default=author.get("language") or "en")
         data.update(city=city, partnerships=[p.id for p in who.partnerships_of(city)], language_detected=detected)
         return data
 

@@ -266,6 +266,14 @@ def test_bad_input_gets_a_problem_and_stores_nothing(api: Api, case, request_kwa
     assert not api.observer.of("idea.submitted")
 
 
+def test_a_title_too_short_to_tell_its_language_is_in_its_author_s(api: Api):
+    keys = api.lab()
+    lena = api.ok("POST", "/participants", keys["karlsruhe"], {"name": "Lena", "language": "de"})
+    idea = {"title": "Radtour Karlsruhe–Krasnodar", "theme": "leisure-youth-social"}
+    assert api.ok("POST", "/ideas", keys["karlsruhe"], {**idea, "author_id": lena["id"]})["language"] == "de"
+    assert api.ok("POST", "/ideas", keys["karlsruhe"], idea)["language"] == "en", "no author: English"
+
+
 def test_one_answer_names_every_error_of_an_idea(api: Api):
     """Field errors and the city's own checks (theme, author) in one 422, not one kind at a time."""
     keys = api.lab()
