@@ -22,7 +22,8 @@ class Side(Schema):
     author_id = fields.Str(allow_none=True)
     title = fields.Str(allow_none=True)
     language = fields.Str(allow_none=True)
-    answer = fields.Str(allow_none=True, metadata={"description": "accepted / declined, or null"})
+    answer = fields.Str(allow_none=True, dump_default=None,
+                        metadata={"description": "accepted / declined, or null while the side has not answered"})
 
 
 class Reason(Schema):

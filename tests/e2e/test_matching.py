@@ -88,6 +88,7 @@ def test_a_french_idea_partnered_only_with_karlsruhe_never_goes_to_krasnodar(api
 def test_both_sides_accept_and_exactly_one_project_forms(api: Api):
     keys = api.lab()
     de, ru, match = proposed_pair(api, keys)
+    assert [s["answer"] for s in match["sides"]] == [None, None], "unanswered sides say so"
     one = api.ok("POST", f"/matches/{match['id']}/accept", keys["karlsruhe"])
     assert one["status"] == "accepted" and api.ok("GET", "/projects", keys["karlsruhe"])["items"] == []
     again = api.call("POST", f"/matches/{match['id']}/accept", keys["karlsruhe"])
