@@ -320,6 +320,15 @@ def test_coordinator_overview_matrix_and_exports(lab):
     overview = coordinator.text("/coordinator")
     assert "Ideen nach Thema und Stadt" in overview and "Twin City Lab Karlsruhe–Krasnodar" in overview
     assert "Ökologie &amp; Gesundheit" in overview
+    # Counts take the plural their number needs, in Russian's three forms too.
+    russian = Browser(api.platform.gateway, "ru")
+    russian.coordinator(demo.city_keys["karlsruhe"])
+    counts = re.findall(r"<strong>(\d+)</strong> (иде[яий]|проект[аов]*)<", russian.text("/coordinator"))
+    assert len(counts) == 2, counts
+    for number, word in counts:
+        n = int(number)
+        form = 0 if n % 10 == 1 and n % 100 != 11 else 1 if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14 else 2
+        assert word == (("идея", "идеи", "идей") if word.startswith("иде") else ("проект", "проекта", "проектов"))[form]
     # The demo lab's ideas are matched a moment after seeding (run alone, this test can be first).
     wait_for(lambda: 'class="matrix"' in coordinator.text("/coordinator/matrix"), 20, message="the matrix")
     matrix = coordinator.text("/coordinator/matrix")
