@@ -67,7 +67,7 @@ class HttpTransport(Transport):
                 try:
                     sock.sendall(head + body if body else head)
                 except OSError as exc:  # the service had closed it: the call did not reach it
-                    raise _NoAnswer(f"the connection was closed before the call was sent ({exc!r})") from exc
+                    raise _NotSentNoAnswer(f"the connection was closed before the call was sent ({exc!r})") from exc
                 status, reply_headers, keep = self._read_head(reader)
                 while 100 <= status < 200 and status != 101:  # interim replies (100 Continue): the real one follows
                     status, reply_headers, keep = self._read_head(reader)
@@ -190,7 +190,10 @@ class HttpTransport(Transport):
             if now - since < self.IDLE and not _readable(sock):  # readable while idle: closed (or garbage)
                 return True, (sock, reader)
             self._close(sock, reader)
-        sock = socket.create_connection(self.address, timeout=min(2.0, self.timeout))
+        try:
+            sock = socket.create_connection(self.address, timeout=min(2.0, self.timeout))
+        except OSError as exc:
+            raise NotSent(f"no connection to {self.address[0]}:{self.address[1]} ({exc!r})") from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(self.timeout)
         return False, (sock, sock.makefile("rb"))
@@ -219,6 +222,14 @@ class HttpTransport(Transport):
 
 class _NoAnswer(ConnectionError):
     """The connection closed before the first byte of the reply."""
+
+
+class NotSent(ConnectionError):
+    """The call never reached the service (no connection): sending it again cannot make it twice."""
+
+
+class _NotSentNoAnswer(_NoAnswer, NotSent):
+    """A pooled socket the service had closed: the call did not go out on it."""
 
 
 class _BadReply(ConnectionError):
@@ -312,6 +323,24 @@ class ServiceClient:
         except UnsendableHeader as exc:
             raise Problem(400, "Bad Request", str(exc)) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise Problem(503, "Service Unavailable",
-                          f"the {self.name} service does not answer right now; try again shortly",
-                          service=self.name) from exc
+            raise self._failed(method, exc) from exc
+
+    def _failed(self, method: str, exc: BaseException) -> Problem:
+        """503 when the call never reached the service (send it again), 504 when it waited in vain. A change that
+        may have reached it says so: retrying it blindly could make it twice."""
+        unsent = isinstance(exc, (NotSent, urllib3.exceptions.NewConnectionError,
+                                  urllib3.exceptions.ConnectTimeoutError))
+        timed_out = not unsent and isinstance(exc, (TimeoutError, urllib3.exceptions.TimeoutError))
+        if timed_out:
+            problem = Problem(504, "Gateway Timeout", f"the {self.name} service did not answer in time",
+                              service=self.name)
+        else:
+            problem = Problem(503, "Service Unavailable", f"the {self.name} service does not answer right now",
+                              service=self.name)
+        if unsent or method in HttpTransport.IDEMPOTENT:
+            problem.detail += "; try again shortly"
+            problem.headers["Retry-After"] = "1"
+        else:
+            problem.detail += ("; the change may have been made: read the resource (GET) before you send it again, "
+                               "or it may be made twice")
+        return problem

@@ -36,6 +36,7 @@ class Problem(Exception):
         self.title = title
         self.detail = detail
         self.extra = extra
+        self.headers: dict[str, str] = {}  # sent with the problem (Retry-After, say)
 
 
 def problem_response(status: int, title: str, detail: str | None = None, **extra: Any) -> Response:
@@ -121,7 +122,9 @@ def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None
 
     @app.errorhandler(Problem)
     def _problem(exc: Problem) -> Response:
-        return problem_response(exc.status, exc.title, exc.detail, **exc.extra)
+        response = problem_response(exc.status, exc.title, exc.detail, **exc.extra)
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(ValidationError)
     def _invalid(exc: ValidationError) -> Response:

@@ -42,7 +42,7 @@ def stream():
 def empty():
     return "", 204
 
-@app.get("/slow")
+@app.route("/slow", methods=["GET", "POST"])
 def slow():
     time.sleep(1.5)
     return "late"
@@ -150,15 +150,21 @@ def test_many_threads_share_the_pool(service: str):
     assert transport.request("GET", "/echo", body=None, headers={}).status == 200, "usable after close"
 
 
-def test_a_slow_or_absent_service_reads_as_503(service: str):
+def test_a_slow_service_reads_as_504_and_an_absent_one_as_503(service: str):
     slow = ServiceClient("ideas", HttpTransport(service, timeout=0.3))
     with pytest.raises(Problem) as caught:
         slow.request("GET", "/slow")
-    assert caught.value.status == 503 and "ideas service does not answer" in caught.value.detail
-    absent = ServiceClient("ideas", HttpTransport(f"http://127.0.0.1:{free_port()}"))
+    assert caught.value.status == 504 and caught.value.detail == "the ideas service did not answer in time; " \
+        "try again shortly" and caught.value.headers == {"Retry-After": "1"}
     with pytest.raises(Problem) as caught:
-        absent.request("GET", "/echo")
-    assert caught.value.status == 503
+        slow.request("POST", "/slow", body=b"{}")  # the service got the call and is working on it
+    assert caught.value.status == 504 and "the change may have been made" in caught.value.detail
+    assert "Retry-After" not in caught.value.headers, "a change that may have been made is not retried blindly"
+    absent = ServiceClient("ideas", HttpTransport(f"http://127.0.0.1:{free_port()}"))
+    for method in ("GET", "POST"):  # never connected: nothing was made, send it again
+        with pytest.raises(Problem) as caught:
+            absent.request(method, "/echo", body=b"{}" if method == "POST" else None)
+        assert caught.value.status == 503 and caught.value.detail.endswith("try again shortly"), method
 
 
 def test_a_header_with_a_line_break_is_refused_not_sent(service: str):
