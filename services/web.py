@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -81,11 +82,23 @@ def json_body(schema: type[Schema] | None = None, *, partial: bool = False) -> A
         raise Problem(400, "Malformed JSON", "the request body is not valid JSON")
     if not isinstance(data, dict):
         raise Problem(400, "Bad Request", "the request body must be a JSON object")
+    if b"\\ud" in request.get_data().lower() and not _unicode(data):  # an escaped surrogate, maybe lone
+        raise Problem(400, "Bad Request", "the request body holds text that is not Unicode (a lone surrogate "
+                      "escape such as \\ud800): send UTF-8 text")
     if schema is None:
         return data
     if partial:
         return schema_instance(schema).load(data, partial=partial)
     return fastload.load(schema_instance(schema), data)
+
+
+def _unicode(data: Any) -> bool:
+    """Whether every string in `data` can be stored (UTF-8): JSON can escape half a surrogate pair, BSON can't."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None = None) -> Flask:
