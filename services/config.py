@@ -6,18 +6,38 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 
 class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
 
 
+def redacted_url(url: str) -> str:
+    """The URL with its password (if any) shown as ***: for messages, logs and `twincity config`."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if password is None:
+        return url
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def shown(name: str, value: str) -> str:
+    """A variable's value as `twincity config` prints it: keys and secrets only as set, URLs without passwords."""
+    if any(word in name for word in ("KEY", "SECRET", "PASSWORD", "TOKEN")):
+        return "(set)" if value else ""
+    return redacted_url(value) if "://" in value else value
+
+
 def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     scheme = urlsplit(value).scheme
     if scheme not in schemes or "://" not in value:
         allowed = ", ".join(f"{s}://" for s in schemes)
-        raise ConfigError(f"{name}={value!r} is not a valid URL: it must start with one of {allowed}")
+        raise ConfigError(f"{name}={redacted_url(value)!r} is not a valid URL: it must start with one of {allowed}")
     return value
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from services import logs
-from services.config import VARIABLES, ConfigError, Settings
+from services.config import VARIABLES, ConfigError, Settings, shown
 
 # service name -> module with create_app() (and run_worker() for services with a queue)
 SERVICES = {
@@ -278,9 +278,8 @@ def show_config() -> None:
         problem = str(exc)
     width = max(len(var.name) for var in VARIABLES)
     for var in VARIABLES:
-        value = os.environ.get(var.name)
-        shown = ("(set)" if value else "") if "KEY" in var.name else (value or "")
-        click.echo(f"{var.name:{width}} {shown or '(default) ' + var.default!s:40} {var.help}")
+        value = shown(var.name, os.environ.get(var.name) or "")
+        click.echo(f"{var.name:{width}} {value or '(default) ' + var.default!s:40} {var.help}")
     click.echo(f"\nconfiguration is {'valid' if problem is None else 'INVALID: ' + problem}")
     if problem is not None:
         raise SystemExit(1)

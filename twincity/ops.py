@@ -30,7 +30,7 @@ import pika.exceptions
 
 from services import bus, outbox, store
 from services.bus import ATTEMPT_HEADER, PARK_HEADERS, Topology
-from services.config import ConfigError, Settings
+from services.config import ConfigError, Settings, redacted_url
 
 # The services with a queue (a worker), and every service with an outbox (the gateway has no queue).
 WORKERS = {"ideas": "ideas.app", "matching": "matching.app", "notify": "notify.app"}
@@ -60,18 +60,10 @@ def pika_url(amqp_url: str) -> str:
     parts = urlsplit(amqp_url)
     scheme = {"pyamqp": "amqp"}.get(parts.scheme, parts.scheme)
     if scheme not in ("amqp", "amqps"):
-        raise ConfigError(f"AMQP_URL={_redact(amqp_url)!r}: `twincity ops` needs a broker (amqp:// or amqps://)")
+        raise ConfigError(f"AMQP_URL={redacted_url(amqp_url)!r}: `twincity ops` needs a broker (amqp:// or amqps://)")
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     vhost = unquote(path) or "/"
     return urlunsplit((scheme, parts.netloc, "/" + quote(vhost, safe=""), "", ""))
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def broker_parameters(settings: Settings) -> pika.URLParameters:
@@ -90,11 +82,11 @@ def broker(settings: Settings) -> Iterator[pika.BlockingConnection]:
     try:
         conn = pika.BlockingConnection(broker_parameters(settings))
     except pika.exceptions.AMQPError as exc:
-        raise OpsError(f"RabbitMQ at {_redact(settings.amqp_url)} does not answer: {exc!r}") from None
+        raise OpsError(f"RabbitMQ at {redacted_url(settings.amqp_url)} does not answer: {exc!r}") from None
     try:
         yield conn
     except pika.exceptions.AMQPConnectionError as exc:
-        raise OpsError(f"lost the connection to RabbitMQ at {_redact(settings.amqp_url)}: {exc!r}") from None
+        raise OpsError(f"lost the connection to RabbitMQ at {redacted_url(settings.amqp_url)}: {exc!r}") from None
     finally:
         with contextlib.suppress(Exception):  # already closed or broken: nothing left to release
             conn.close()
@@ -209,7 +201,7 @@ def declare_topology(settings: Settings) -> list[str]:
                     with contextlib.suppress(Exception):
                         channel.close()
     except Exception as exc:
-        raise OpsError(f"RabbitMQ at {_redact(settings.amqp_url)}: cannot declare: {exc!r}") from None
+        raise OpsError(f"RabbitMQ at {redacted_url(settings.amqp_url)}: cannot declare: {exc!r}") from None
     return problems
 
 
@@ -477,7 +469,7 @@ def outbox_backlog(settings: Settings) -> list[Backlog]:
                     oldest = min([t for t in [oldest, *times] if t], default="")
                 rows.append(Backlog(service, settings.database_name(service), name, documents, events, oldest))
     except store.StoreError as exc:
-        raise OpsError(f"MongoDB at {_redact(settings.mongo_url)} did not answer: {exc}") from None
+        raise OpsError(f"MongoDB at {redacted_url(settings.mongo_url)} did not answer: {exc}") from None
     return rows
 
 

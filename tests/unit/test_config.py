@@ -66,3 +66,20 @@ def test_twincity_config_lists_every_variable_and_fails_on_a_malformed_one():
     assert len({line.index(line.split()[1]) for line in fine.output.splitlines()[:len(VARIABLES)]}) == 1, "aligned"
     bad = CliRunner().invoke(main, ["config"], env={"PORT": "99999"})
     assert bad.exit_code == 1 and "INVALID: PORT='99999' must be at most 65535" in bad.output
+
+
+def test_twincity_config_shows_no_secret():
+    from click.testing import CliRunner
+
+    from twincity.cli import main
+
+    env = {"AMQP_URL": "amqp://twin:broker-pass@rabbit:5672//", "MONGO_URL": "mongodb://u:mongo-pass@db:27017",
+           "SMTP_URL": "smtp://mail:smtp-pass@mail:25", "NOTIFY_SECRET": "notify-secret-value",
+           "TWINCITY_SECRET": "session-secret-value", "TWINCITY_ADMIN_KEY": "tcl_admin-key-value"}
+    out = CliRunner().invoke(main, ["config"], env=env).output
+    for secret in ("broker-pass", "mongo-pass", "smtp-pass", "notify-secret-value", "session-secret-value",
+                   "admin-key-value"):
+        assert secret not in out, secret
+    assert "amqp://twin:***@rabbit:5672//" in out and "configuration is valid" in out
+    bad = CliRunner().invoke(main, ["config"], env={"AMQP_URL": "rabbit://u:broker-pass@x"})
+    assert bad.exit_code == 1 and "broker-pass" not in bad.output and "u:***@x" in bad.output
