@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,28 @@ _html = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoes
 
 def render(name: str, lang: str, context: dict[str, Any], *, html: bool = True) -> tuple[str, str, str]:
     """(subject, plain text, HTML) of one message; the HTML is "" when not asked for (nothing will send it)."""
-    rendered = _text.get_template(f"{lang}/{name}.txt").render(**context)
+    rendered = _text.get_template(f"{lang}/{name}.txt").render(**_one_line(context))
     first, _, body = rendered.partition("\n")
     if not first.startswith("Subject:"):
         raise ValueError(f"template {lang}/{name}.txt must start with 'Subject: '")
     subject = first[len("Subject:"):].strip()
     text = body.lstrip("\n").rstrip() + "\n"
     return subject, text, _to_html(subject, text, lang) if html else ""
+
+
+def _one_line(value: Any) -> Any:
+    """Every string of the context on one line: a title with a line break must not end the subject early or
+    start a line of the mail that looks like a header (the ideas service refuses them; events from elsewhere)."""
+    if isinstance(value, str):
+        return _BREAKS.sub(" ", value)
+    if isinstance(value, dict):
+        return {k: _one_line(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_one_line(v) for v in value]
+    return value
+
+
+_BREAKS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
 
 def _to_html(subject: str, text: str, lang: str) -> str:

@@ -248,6 +248,9 @@ BAD_IDEAS = [
     ("operator in a field", dict(body={**IDEA_DE, "title": {"$gt": ""}}), 422),
     ("operator as a key", dict(body={**IDEA_DE, "$where": "sleep(1000)"}), 422),
     ("title too long", dict(body={**IDEA_DE, "title": "x" * 201}), 422),
+    ("line break in the title", dict(body={**IDEA_DE, "title": "Zeile eins\r\nBcc: evil@example.org"}), 422),
+    ("NUL in a tag", dict(body={**IDEA_DE, "tags": ["gar\u0000ten"]}), 422),
+    ("NUL in the description", dict(body={**IDEA_DE, "description": "Zeile\nzwei\u0000"}), 422),
     ("1 MB title", dict(body={**IDEA_DE, "title": "x" * 1_000_000}), 413),
     ("too many tags", dict(body={**IDEA_DE, "tags": [f"t{i}" for i in range(30)]}), 422),
 ]

@@ -101,3 +101,13 @@ def test_webhook_only_events_have_no_other_handler():
 
     assert set(app.SPEC.optional_events) == set(domain.WEBHOOK_ONLY_EVENTS)
     assert "idea.submitted" in domain.WEBHOOK_ONLY_EVENTS and "match.proposed" not in domain.WEBHOOK_ONLY_EVENTS
+
+
+def test_a_line_break_in_a_title_does_not_end_the_subject_or_start_a_header_line():
+    from notify import render
+
+    subject, text, html = render.render("match_accepted", "de", {
+        "recipient_name": "Lena", "own_title": "Zeile eins\r\nBcc: evil@example.org", "other_title": "Сады",
+        "other_city": "Krasnodar", "link": "http://lab.example/m", "unsubscribe_url": "http://lab.example/u"})
+    assert "\n" not in subject and "Bcc: evil@example.org" in subject
+    assert not any(line.startswith("Bcc:") for line in text.splitlines())
