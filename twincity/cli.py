@@ -221,6 +221,7 @@ def _service_group(service: str) -> click.Group:
             workers, consumers = 1, concurrency or settings.worker_concurrency
         logs.setup(service, settings.log_level, settings.log_format)
         processes = workers or settings.web_workers
+        _warn_memory_store(settings, service, "web", processes)
         if processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Before any metric exists: each worker writes its counts there, /metrics adds them up.
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"twincity-{service}-metrics-")
@@ -254,6 +255,7 @@ def _service_group(service: str) -> click.Group:
                       help="Consumer threads, each with its own connection (default $WORKER_CONCURRENCY).")
         def worker(concurrency: int | None) -> None:
             settings = _settings()
+            _warn_memory_store(settings, service, "worker", 1)
             if settings.worker_metrics_port:
                 # The worker counts events handled, failed, retried and parked; Prometheus scrapes them here.
                 from prometheus_client import start_http_server
@@ -262,6 +264,18 @@ def _service_group(service: str) -> click.Group:
             _factory(service).run_worker(concurrency or settings.worker_concurrency, settings=settings)
 
     return group
+
+
+def _warn_memory_store(settings: Settings, service: str, kind: str, processes: int) -> None:
+    """Say it on stderr when the store is this process's memory: every other process of the service sees other data."""
+    if not settings.mongo_url.startswith("mongomock://"):
+        return
+    alone = ("" if kind == "web" and processes == 1 else
+             f": its {processes} gunicorn workers would each keep their own data (use --workers 1)" if kind == "web"
+             else ": a worker alone keeps what it handles where no web process reads it (use web --with-worker)")
+    click.echo(f"twincity {service} {kind}: MONGO_URL is mongomock:// (in this process's memory; nothing is kept)"
+               f"{alone}. Point MONGO_URL to MongoDB for anything but a trial; `twincity dev` runs everything "
+               "in one process.", err=True)
 
 
 for _name in SERVICES:

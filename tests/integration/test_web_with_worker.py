@@ -78,3 +78,19 @@ def test_with_worker_runs_one_web_process_and_the_gateway_has_none() -> None:
     assert refused.exit_code == 2 and "one web process" in refused.output
     refused = runner.invoke(main, ["gateway", "web", "--with-worker"])
     assert refused.exit_code == 2 and "no worker" in refused.output
+
+
+def test_a_memory_store_shared_by_no_one_is_said_aloud(monkeypatch) -> None:
+    """gateway web with two gunicorn workers on mongomock:// would keep two stores: the operator hears of it."""
+    from click.testing import CliRunner
+
+    from twincity import cli
+
+    monkeypatch.setattr(cli._Gunicorn, "run", staticmethod(lambda *a, **k: None))
+    env = {"MONGO_URL": "mongomock://", "WEB_WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": "/tmp"}
+    two = CliRunner().invoke(cli.main, ["gateway", "web"], env=env)
+    assert two.exit_code == 0 and "its 2 gunicorn workers would each keep their own data" in two.stderr
+    one = CliRunner().invoke(cli.main, ["gateway", "web", "--workers", "1"], env=env)
+    assert "mongomock://" in one.stderr and "would each" not in one.stderr
+    stored = CliRunner().invoke(cli.main, ["gateway", "web"], env={**env, "MONGO_URL": "mongodb://db:27017"})
+    assert stored.exit_code == 0 and stored.stderr == ""
