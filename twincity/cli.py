@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import secrets
 import signal
@@ -255,6 +256,7 @@ def _service_group(service: str) -> click.Group:
                       help="Consumer threads, each with its own connection (default $WORKER_CONCURRENCY).")
         def worker(concurrency: int | None) -> None:
             settings = _settings()
+            logs.setup(service, settings.log_level, settings.log_format)
             _warn_memory_store(settings, service, "worker", 1)
             if settings.worker_metrics_port:
                 # The worker counts events handled, failed, retried and parked; Prometheus scrapes them here.
@@ -267,15 +269,15 @@ def _service_group(service: str) -> click.Group:
 
 
 def _warn_memory_store(settings: Settings, service: str, kind: str, processes: int) -> None:
-    """Say it on stderr when the store is this process's memory: every other process of the service sees other data."""
+    """Log it when the store is this process's memory: every other process of the service sees other data."""
     if not settings.mongo_url.startswith("mongomock://"):
         return
     alone = ("" if kind == "web" and processes == 1 else
              f": its {processes} gunicorn workers would each keep their own data (use --workers 1)" if kind == "web"
              else ": a worker alone keeps what it handles where no web process reads it (use web --with-worker)")
-    click.echo(f"twincity {service} {kind}: MONGO_URL is mongomock:// (in this process's memory; nothing is kept)"
-               f"{alone}. Point MONGO_URL to MongoDB for anything but a trial; `twincity dev` runs everything "
-               "in one process.", err=True)
+    logging.getLogger("twincity").warning(
+        "twincity %s %s: MONGO_URL is mongomock:// (in this process's memory; nothing is kept)%s. Point MONGO_URL "
+        "to MongoDB for anything but a trial; `twincity dev` runs everything in one process.", service, kind, alone)
 
 
 for _name in SERVICES:
