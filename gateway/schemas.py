@@ -105,7 +105,7 @@ class NoQuery(Strict):
 
 class PageQuery(Strict):
     limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = cursor_field()
+    cursor = cursor_field("aud")
 
 
 class AuditEntry(Schema):

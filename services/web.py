@@ -54,9 +54,11 @@ def problem_response(status: int, title: str, detail: str | None = None, **extra
     return response
 
 
-def cursor_field() -> fields.Str:
-    """A list's `cursor` parameter: the `next_cursor` of the page before, which is an id of the list's items."""
-    return fields.Str(validate=validate.Regexp(ID_PATTERN, error="not a cursor of this list: send back the "
+def cursor_field(kind: str) -> fields.Str:
+    """A list's `cursor` parameter: the `next_cursor` of the page before, which is the id of one of the list's
+    items (`kind` is their ids' prefix, as store.new_id makes them)."""
+    pattern = ID_PATTERN.replace("[a-z]+", re.escape(kind), 1)
+    return fields.Str(validate=validate.Regexp(pattern, error="not a cursor of this list: send back the "
                                                "next_cursor of the page before, as it came"),
                       metadata={"description": "next_cursor of the page before"})
 

@@ -141,7 +141,7 @@ class IdeaQuery(Strict):
     author_id = fields.Str(validate=validate.Length(max=64))
     q = fields.Str(validate=validate.Length(min=1, max=200))
     limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = cursor_field()
+    cursor = cursor_field("idea")
 
 
 class Preferences(Strict):

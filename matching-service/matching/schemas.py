@@ -58,7 +58,7 @@ class MatchQuery(Strict):
     idea = fields.Str(validate=validate.Length(max=64))
     kind = fields.Str(validate=validate.OneOf(("idea", "interest")))
     limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = cursor_field()
+    cursor = cursor_field("match")
 
 
 class IdeaMatchesQuery(Strict):
@@ -93,7 +93,7 @@ class ProjectPage(Schema):
 
 class PageQuery(Strict):
     limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = cursor_field()
+    cursor = cursor_field("project")
 
 
 class MatchingSettings(Strict):

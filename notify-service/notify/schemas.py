@@ -88,12 +88,12 @@ class NotificationPage(Schema):
 class InboxQuery(Strict):
     unread = fields.Bool(load_default=False)
     limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = cursor_field()
+    cursor = cursor_field("ntf")
 
 
 class PageQuery(Strict):
     limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = cursor_field()
+    cursor = cursor_field("dlv")
 
 
 class SignInMailIn(Strict):
