@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import mongomock
@@ -78,6 +79,13 @@ memindex.install()  # mongomock answers indexed queries without scanning every d
 _id_lock = threading.Lock()
 _id_last = [0, 0]  # the last millisecond and the sequence number within it
 ID_PATTERN = r"^[a-z]+_[0-9a-f]{23}$"  # what new_id makes: prefix, 11 + 4 + 8 hex digits
+
+
+def now() -> datetime:
+    """This moment in UTC, to the millisecond: what MongoDB keeps of a date, so that the answer to the write that
+    stored it and every later read show the same time."""
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def new_id(prefix: str) -> str:

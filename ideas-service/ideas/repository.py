@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ideas import domain
 from services import inbox, outbox
 from services.contract import new_event
 from services.store import DuplicateKeyError, Index, new_id
+from services.store import now as store_now
 
 PRODUCER = "ideas"
 IDEAS, PARTICIPANTS = "ideas", "participants"
@@ -50,7 +51,7 @@ class DuplicateEmail(Exception):
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return store_now()
 
 
 class Repository:

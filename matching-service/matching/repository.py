@@ -8,13 +8,14 @@ project is one single-document write that carries its events (the outbox).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from matching import domain
 from services import inbox, outbox
 from services.contract import new_event
 from services.store import DuplicateKeyError, Index, new_id
+from services.store import now as store_now
 
 PRODUCER = "matching"
 IDEAS, PARTICIPANTS, CITIES, PARTNERSHIPS = "ideas", "participants", "cities", "partnerships"
@@ -53,7 +54,7 @@ class Conflict(Exception):
 
 
 def now() -> datetime:
-    return datetime.now(UTC)
+    return store_now()
 
 
 class Repository:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from services import inbox, outbox
 from services.contract import new_event
 from services.store import DuplicateKeyError, Index, new_id
+from services.store import now as store_now
 
 PRODUCER = "notify"
 PEOPLE, CITIES, NOTIFICATIONS, SUBSCRIPTIONS, DELIVERIES = (
@@ -50,7 +51,7 @@ class NotFound(Exception):
 
 
 def now() -> datetime:
-    return datetime.now(UTC)
+    return store_now()
 
 
 class Repository:

@@ -275,7 +275,10 @@ def test_a_title_too_short_to_tell_its_language_is_in_its_author_s(api: Api):
     lena = api.ok("POST", "/participants", keys["karlsruhe"], {"name": "Lena", "language": "de"})
     idea = {"title": "Radtour Karlsruhe–Krasnodar", "theme": "leisure-youth-social"}
     assert api.ok("POST", "/ideas", keys["karlsruhe"], {**idea, "author_id": lena["id"]})["language"] == "de"
-    assert api.ok("POST", "/ideas", keys["karlsruhe"], idea)["language"] == "en", "no author: English"
+    created = api.ok("POST", "/ideas", keys["karlsruhe"], idea)
+    assert created["language"] == "en", "no author: English"
+    read = api.ok("GET", f"/ideas/{created['id']}", keys["karlsruhe"])
+    assert read["created_at"] == created["created_at"], "the time as stored (to the millisecond), in both answers"
 
 
 def test_one_answer_names_every_error_of_an_idea(api: Api):
