@@ -566,18 +566,24 @@ def topology_command(declare: bool, as_json: bool) -> None:
 @ops.command("queues")
 @json_option
 def queues_command(as_json: bool) -> None:
-    """Messages ready and consumers of every service's queues (events, retry, dead)."""
+    """Messages ready and consumers of every service's queues (events, retry, dead); exit 1 when one is missing."""
     settings = _settings()
     with _errors():
         rows = queue_depths(settings)
     if as_json:
         _json([asdict(r) for r in rows])
-        return
-    click.echo(_table(
-        ["SERVICE", "KIND", "QUEUE", "READY", "CONSUMERS"],
-        [(r.service, r.kind, r.queue, r.ready if r.exists else "missing", r.consumers if r.exists else "-")
-         for r in rows],
-    ))
+    else:
+        click.echo(_table(
+            ["SERVICE", "KIND", "QUEUE", "READY", "CONSUMERS"],
+            [(r.service, r.kind, r.queue, r.ready if r.exists else "missing", r.consumers if r.exists else "-")
+             for r in rows],
+        ))
+    missing = [r for r in rows if not r.exists]
+    if missing:
+        if not as_json:
+            click.echo(f"{len(missing)} missing; `twincity ops topology` says more, `--declare` creates them.",
+                       err=True)
+        raise SystemExit(1)
 
 
 @ops.group("parked")

@@ -186,10 +186,12 @@ def test_queues_shows_ready_messages_and_consumers(ops_settings: Settings, rabbi
     assert line.split()[-2:] == ["3", "0"]
 
 
-def test_queues_marks_missing_queues(ops_settings: Settings):
-    rows = run_json(ops_settings, "queues")
-    assert all(not r["exists"] and r["ready"] is None for r in rows)
-    assert "missing" in run(ops_settings, "queues").stdout
+def test_queues_marks_missing_queues_and_exits_1(ops_settings: Settings):
+    listed = run(ops_settings, "queues", "--json")
+    assert listed.exit_code == 1, "a script hears of it, as from ops topology"
+    assert all(not r["exists"] and r["ready"] is None for r in json.loads(listed.stdout))
+    table = run(ops_settings, "queues")
+    assert table.exit_code == 1 and "missing" in table.stdout and "--declare" in table.stderr
 
 
 # --- parked messages ----------------------------------------------------------------------------------------------
