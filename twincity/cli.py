@@ -6,6 +6,7 @@ import importlib
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -223,10 +224,15 @@ def _service_group(service: str) -> click.Group:
         logs.setup(service, settings.log_level, settings.log_format)
         processes = workers or settings.web_workers
         _warn_memory_store(settings, service, "web", processes)
+        made = None
         if processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Before any metric exists: each worker writes its counts there, /metrics adds them up.
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"twincity-{service}-metrics-")
-        _Gunicorn.run(service, _web_options(settings, bind, processes, threads), consumers=consumers)
+            made = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"twincity-{service}-metrics-")
+        try:
+            _Gunicorn.run(service, _web_options(settings, bind, processes, threads), consumers=consumers)
+        finally:
+            if made:  # the counts of this run only: gone with it (a container's /tmp may be a small memory disk)
+                shutil.rmtree(made, ignore_errors=True)
 
     def _web_options(settings: Settings, bind: str | None, processes: int, threads: int | None) -> dict[str, Any]:
         return {

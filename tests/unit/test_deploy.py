@@ -267,12 +267,16 @@ def test_a_web_process_serves_readiness_and_stops_on_sigterm(
     log = tmp_path / "web.log"
     argv = [str(twincity_script()), "ideas", "web",
             "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "2"]
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, env=compose_env(compose, "ideas-web", rabbitmq, tmp_path),
+        process = subprocess.Popen(argv, env={**compose_env(compose, "ideas-web", rabbitmq, tmp_path),
+                                              "TMPDIR": str(scratch)},
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: answers_ok(f"http://127.0.0.1:{port}/readyz", process, log), 20, interval=0.2,
                  message="/readyz to answer 200")
+        assert [p.name.startswith("twincity-ideas-metrics-") for p in scratch.iterdir()] == [True]
         for _ in range(10):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read()
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
@@ -280,6 +284,7 @@ def test_a_web_process_serves_readiness_and_stops_on_sigterm(
                      if line.startswith("twincity_http_request_seconds_count") and 'endpoint="/healthz"' in line)
         assert count.endswith(" 10.0"), f"two gunicorn workers, one count: {count}"
         assert stop(process, log) == 0, log.read_text()
+        assert list(scratch.iterdir()) == [], "the workers' metrics folder goes with the process"
     finally:
         if process.poll() is None:
             process.kill()
