@@ -105,7 +105,9 @@ class Runtime:
         """The service's internal web app. Starts the relay so that writes are published at once."""
         from services.web import create_base_app
 
-        app = create_base_app(self.name, self.readiness())
+        # Without the broker a web process still serves: its changes wait in the outbox until the relay can
+        # publish them. A broker outage must not take every web pod out of its Service.
+        app = create_base_app(self.name, self.readiness(), degrading={"broker"})
         for blueprint in self.spec.blueprints(self):
             app.register_blueprint(blueprint)
         if self.spec.docs is not None:

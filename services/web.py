@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
@@ -103,8 +103,12 @@ def _unicode(data: Any) -> bool:
     return True
 
 
-def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None = None) -> Flask:
-    """A Flask app with the platform's common behaviour; services add their blueprints to it."""
+def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None = None,
+                    degrading: Collection[str] = ()) -> Flask:
+    """A Flask app with the platform's common behaviour; services add their blueprints to it.
+
+    /readyz is 503 while a check fails, except the checks named in `degrading`: without them the process still
+    serves (the broker: changes wait in the outbox), so it stays ready and says "degraded"."""
     app = Flask(service, static_folder=None)
     app.config["SERVICE"] = service
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Cyrillic stays readable
@@ -173,15 +177,19 @@ def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None
     @app.get("/readyz")
     def readyz() -> Response | tuple[Response, int]:
         results: dict[str, str] = {}
-        ready = True
+        ready, degraded = True, False
         for name, check in checks.items():
             try:
                 check()
                 results[name] = "ok"
             except Exception as exc:
-                ready = False
+                if name in degrading:
+                    degraded = True
+                else:
+                    ready = False
                 results[name] = f"unavailable: {exc}"[:300]
-        body = jsonify(status="ready" if ready else "not ready", service=service, checks=results)
+        status = "not ready" if not ready else "degraded" if degraded else "ready"
+        body = jsonify(status=status, service=service, checks=results)
         return (body, 200) if ready else (body, 503)
 
     @app.get("/metrics")

@@ -48,6 +48,18 @@ def test_readiness_names_what_is_unavailable(client):
     assert r.status_code == 503 and r.json["checks"] == {"store": "ok", "broker": "unavailable: store down"}
 
 
+def test_a_degrading_check_leaves_the_process_ready_and_says_so():
+    def down():
+        raise RuntimeError("connection refused")
+
+    app = create_base_app("test", {"store": lambda: None, "broker": down}, degrading={"broker"})
+    r = app.test_client().get("/readyz")
+    assert r.status_code == 200 and r.json["status"] == "degraded"
+    assert r.json["checks"] == {"store": "ok", "broker": "unavailable: connection refused"}
+    app = create_base_app("test", {"store": down, "broker": down}, degrading={"broker"})
+    assert app.test_client().get("/readyz").status_code == 503, "without its store a process cannot serve"
+
+
 def test_metrics_are_prometheus_text(client):
     client.get("/healthz")
     r = client.get("/metrics")
