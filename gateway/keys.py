@@ -83,7 +83,7 @@ class KeyStore:
 
     def list_keys(self) -> list[dict[str, Any]]:
         return [
-            {"id": d["_id"], "city": d.get("city"), "scopes": d.get("scopes", []), "label": d.get("label", ""),
+            {"id": d["_id"], "city": d.get("city"), "scopes": list(key_of(d).scopes), "label": d.get("label", ""),
              "revoked": bool(d.get("revoked")), "created_at": d.get("created_at"),
              "last_used_at": d.get("last_used_at"), "rotated_at": d.get("rotated_at")}
             for d in self.collection.find({}, {"hash": 0}).sort("created_at", 1)
@@ -104,7 +104,7 @@ class KeyStore:
     def active(self, key_id: str) -> ApiKey | None:
         """The key with this id while it is not revoked (a coordinator's web session checks it every time)."""
         doc = self.collection.find_one({"_id": key_id, "revoked": False}, {"hash": 0})
-        return None if doc is None else _key_of(doc)
+        return None if doc is None else key_of(doc)
 
     def authenticate(self, secret: str) -> ApiKey | None:
         if not secret:
@@ -118,10 +118,10 @@ class KeyStore:
         if last is None or (now - _aware(last)).total_seconds() > LAST_USED_EVERY:
             # At most one write a minute per key: "last used" is for people, not for accounting.
             self.collection.update_one({"_id": doc["_id"]}, {"$set": {"last_used_at": now}})
-        return _key_of(doc)
+        return key_of(doc)
 
 
-def _key_of(doc: dict[str, Any]) -> ApiKey:
+def key_of(doc: dict[str, Any]) -> ApiKey:
     """The key a stored document grants. A city key never acts as an admin (keys made before that was refused
     may still carry the scope): admin keys belong to no city."""
     city = doc.get("city")

@@ -224,14 +224,16 @@ def _service_group(service: str) -> click.Group:
         logs.setup(service, settings.log_level, settings.log_format)
         processes = workers or settings.web_workers
         _warn_memory_store(settings, service, "web", processes)
-        made = None
+        made, owner = None, os.getpid()
         if processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Before any metric exists: each worker writes its counts there, /metrics adds them up.
             made = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"twincity-{service}-metrics-")
         try:
             _Gunicorn.run(service, _web_options(settings, bind, processes, threads), consumers=consumers)
         finally:
-            if made:  # the counts of this run only: gone with it (a container's /tmp may be a small memory disk)
+            # The counts of this run only: gone with it (a container's /tmp may be a small memory disk). Only the
+            # arbiter removes them: a gunicorn worker leaving through here is a fork of it, while others still count.
+            if made and os.getpid() == owner:
                 shutil.rmtree(made, ignore_errors=True)
 
     def _web_options(settings: Settings, bind: str | None, processes: int, threads: int | None) -> dict[str, Any]:

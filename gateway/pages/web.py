@@ -17,7 +17,7 @@ from flask import abort, current_app, g, request, session
 from flask_babel import get_locale, lazy_gettext
 
 from gateway.clients import ServiceClient
-from gateway.keys import ApiKey, KeyStore
+from gateway.keys import ApiKey, KeyStore, key_of
 from gateway.repository import Directory
 from gateway.themes import DEFAULT_THEMES
 from services.tenancy import HEADER as CALLER_HEADER
@@ -107,7 +107,7 @@ class Backend:
             return None
         fingerprint = hmac.new(str(current_app.secret_key).encode(), str(doc["hash"]).encode(),
                                hashlib.sha256).hexdigest()[:32]
-        return ApiKey(doc["_id"], doc.get("city"), tuple(doc.get("scopes", ()))), fingerprint
+        return key_of(doc), fingerprint  # the scopes it grants (a city key is never an admin)
 
     # --- calls --------------------------------------------------------------------------------------------
 

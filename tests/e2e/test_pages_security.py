@@ -216,6 +216,29 @@ def test_an_overlong_address_is_refused_before_it_reaches_the_cookie(lab):
 
 # --- what a participant sees --------------------------------------------------------------------------------
 
+def test_a_city_key_stored_with_the_admin_scope_signs_a_coordinator_in_for_their_city_only(lab):
+    """Keys made before a city + admin key was refused: the pages grant the city's scopes, never every city's."""
+    api, _ = lab
+    api.ok("POST", "/cities", body={"key": "ulsk", "name": "Uljanowsk", "country": "RU", "language": "ru"})
+    api.ok("POST", "/cities", body={"key": "dresden", "name": "Dresden", "country": "DE", "language": "de"})
+    api.ok("POST", "/partnerships", body={"cities": ["dresden", "ulsk"], "name": "Dresden–Uljanowsk"})
+    made = api.ok("POST", "/api-keys", body={"city": "karlsruhe", "scopes": ["read", "write"]})
+    keys = api.platform.gateway.extensions["twincity.keys"]
+    keys.collection.update_one({"_id": made["id"]}, {"$set": {"scopes": ["admin", "read", "write"]}})
+    listed = next(k for k in api.ok("GET", "/api-keys")["items"] if k["id"] == made["id"])
+    assert listed["scopes"] == ["read", "write"], "the scopes it grants"
+    from gateway.pages.web import Backend
+
+    gateway = api.platform.gateway
+    with gateway.app_context():
+        key, _fingerprint = Backend({}, gateway.extensions["twincity.directory"], keys).coordinator_key(made["id"])
+    assert key.scopes == ("read", "write") and not key.admin, "the session's caller is Karlsruhe's, not an admin"
+    coordinator = Browser(gateway, "en")
+    assert coordinator.coordinator(made["key"]).status_code == 302
+    overview = coordinator.text("/coordinator?partnership=dresden-ulsk")
+    assert "Dresden" not in overview and "Karlsruhe" in overview, "its own partnership, not another's"
+
+
 def test_a_participant_never_sees_other_partnerships_or_e_mail_addresses(lab):
     api, demo = lab
     outsider_key = api.ok("POST", "/api-keys", body={"city": "krasnodar", "scopes": ["read"]})["key"]
