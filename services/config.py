@@ -13,15 +13,18 @@ class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
 
 
+_USERINFO = re.compile(r"([^:/@\s]+):[^@/\s]*@")
+
+
 def redacted_url(url: str) -> str:
     """The URL with its password (if any) shown as ***: for messages, logs and `twincity config`."""
     try:
         parts = urlsplit(url)
         password = parts.password
-    except ValueError:
-        return url
+    except ValueError:  # not even a URL: whatever sits between a colon and an @ is taken for a password
+        return _USERINFO.sub(r"\1:***@", url)
     if password is None:
-        return url
+        return _USERINFO.sub(r"\1:***@", url) if "://" not in url else url
     netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
@@ -30,11 +33,14 @@ def shown(name: str, value: str) -> str:
     """A variable's value as `twincity config` prints it: keys and secrets only as set, URLs without passwords."""
     if any(word in name for word in ("KEY", "SECRET", "PASSWORD", "TOKEN")):
         return "(set)" if value else ""
-    return redacted_url(value) if "://" in value else value
+    return redacted_url(value) if "@" in value else value
 
 
 def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
-    scheme = urlsplit(value).scheme
+    try:
+        scheme = urlsplit(value).scheme
+    except ValueError as exc:
+        raise ConfigError(f"{name}={redacted_url(value)!r} is not a valid URL ({exc})") from None
     if scheme not in schemes or "://" not in value:
         allowed = ", ".join(f"{s}://" for s in schemes)
         raise ConfigError(f"{name}={redacted_url(value)!r} is not a valid URL: it must start with one of {allowed}")

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from services import logs
-from services.config import VARIABLES, ConfigError, Settings, shown
+from services.config import VARIABLES, ConfigError, Settings, redacted_url, shown
 
 # service name -> module with create_app() (and run_worker() for services with a queue)
 SERVICES = {
@@ -82,7 +82,7 @@ def dev(host: str, port: int, empty: bool) -> None:
     settings = _settings()
     if not settings.embedded:
         raise click.ClickException(
-            f"`twincity dev` runs on the in-memory broker; AMQP_URL is {settings.amqp_url!r}. "
+            f"`twincity dev` runs on the in-memory broker; AMQP_URL is {redacted_url(settings.amqp_url)!r}. "
             "Unset AMQP_URL, or run the services with `twincity <service> web|worker`."
         )
     _check_port(host, port)

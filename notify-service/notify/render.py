@@ -26,16 +26,20 @@ def render(name: str, lang: str, context: dict[str, Any], *, html: bool = True) 
     return subject, text, _to_html(subject, text, lang) if html else ""
 
 
-def _one_line(value: Any) -> Any:
+def _one_line(value: Any, key: str = "") -> Any:
     """Every string of the context on one line: a title with a line break must not end the subject early or
-    start a line of the mail that looks like a header (the ideas service refuses them; events from elsewhere)."""
+    start a line of the mail that looks like a header (the ideas service refuses them; events from elsewhere).
+    The exception is a digest item's `text`, which notify writes itself in lines (reasons, then the link)."""
     if isinstance(value, str):
-        return _BREAKS.sub(" ", value)
+        return value if key in _MULTILINE else _BREAKS.sub(" ", value)
     if isinstance(value, dict):
-        return {k: _one_line(v) for k, v in value.items()}
+        return {k: _one_line(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_one_line(v) for v in value]
     return value
+
+
+_MULTILINE = {"text"}
 
 
 _BREAKS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")

@@ -81,5 +81,6 @@ def test_twincity_config_shows_no_secret():
                    "admin-key-value"):
         assert secret not in out, secret
     assert "amqp://twin:***@rabbit:5672//" in out and "configuration is valid" in out
-    bad = CliRunner().invoke(main, ["config"], env={"AMQP_URL": "rabbit://u:broker-pass@x"})
-    assert bad.exit_code == 1 and "broker-pass" not in bad.output and "u:***@x" in bad.output
+    for url in ("rabbit://u:broker-pass@x", "amqp//u:broker-pass@x", "amqp://u:broker-pass@[::1/"):
+        bad = CliRunner().invoke(main, ["config"], env={"AMQP_URL": url})
+        assert bad.exit_code == 1 and "broker-pass" not in bad.output and "u:***@" in bad.output, bad.output

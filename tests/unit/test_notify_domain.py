@@ -111,3 +111,13 @@ def test_a_line_break_in_a_title_does_not_end_the_subject_or_start_a_header_line
         "other_city": "Krasnodar", "link": "http://lab.example/m", "unsubscribe_url": "http://lab.example/u"})
     assert "\n" not in subject and "Bcc: evil@example.org" in subject
     assert not any(line.startswith("Bcc:") for line in text.splitlines())
+
+
+def test_a_digest_keeps_the_lines_notify_wrote_for_each_item():
+    from notify import render
+
+    subject, text, html = render.render("digest", "en", {
+        "recipient_name": "Lena", "day": "2026-11-26", "unsubscribe_url": "http://lab.example/u",
+        "items": [{"subject": "A match\r\nfor you", "text": "- same theme\n- shared tags\n\nhttp://lab.example/m/1"}]})
+    assert "- same theme\n- shared tags" in text and "A match for you" in text
+    assert "<li>same theme</li>" in html
