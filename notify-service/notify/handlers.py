@@ -93,7 +93,8 @@ class Notifier:
         for subscription in subscriptions:
             self.repo.add_delivery({"key": derived_id(event.id, subscription["_id"]),
                                     "subscription_id": subscription["_id"], "city": subscription["city"],
-                                    "event": envelope, "event_id": event.id})
+                                    "event": envelope, "event_id": event.id},
+                                   held=subscription.get("status") == "paused")
 
 
 def build(notifier: Notifier) -> Mapping[str, Sequence[Callable[[Event], None]]]:

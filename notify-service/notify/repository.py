@@ -184,8 +184,9 @@ class Repository:
         return set(self.subscriptions.distinct("events"))
 
     def listeners(self, cities: Sequence[str], event_type: str) -> list[dict[str, Any]]:
+        """The subscriptions that hear of this event: active ones, and paused ones (their deliveries are held)."""
         return list(self.subscriptions.find({"city": {"$in": list(cities)}, "events": event_type,
-                                             "status": "active"}))
+                                             "status": {"$in": ["active", "paused"]}}))
 
     def delete_subscription(self, sid: str) -> None:
         self.subscriptions.delete_one({"_id": sid})
@@ -212,17 +213,22 @@ class Repository:
     def resume_subscription(self, sid: str) -> None:
         """Active again, its failures forgotten, and what was held while it was paused due now."""
         self.subscriptions.update_one({"_id": sid}, {"$set": {"status": "active", "consecutive_failures": 0}})
+        self.release_held(sid)
+
+    def release_held(self, sid: str) -> None:
         released = self.deliveries.update_many({"subscription_id": sid, "status": "held"},
                                                {"$set": {"status": "pending", "next_attempt_at": now()}})
         if released.modified_count:
             self._on_work()
 
-    def add_delivery(self, doc: Mapping[str, Any]) -> bool:
-        created = inbox.insert_once(self.deliveries, {"_id": new_id("dlv"), **doc, "status": "pending",
+    def add_delivery(self, doc: Mapping[str, Any], *, held: bool = False) -> bool:
+        """A delivery due now, or `held` (its subscription is paused) until the subscription is resumed."""
+        created = inbox.insert_once(self.deliveries, {"_id": new_id("dlv"), **doc,
+                                                      "status": "held" if held else "pending",
                                                       "attempts": 0,
                                                       "next_attempt_at": now(), "created_at": now(), "log": []},
                                     service=PRODUCER)
-        if created:
+        if created and not held:
             self._on_work()
         return created
 

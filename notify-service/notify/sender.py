@@ -7,6 +7,7 @@ the lease ends it is sent again with the same Message-ID / delivery id, so recei
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import smtplib
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 import urllib3
 
 from notify import domain, render
-from notify.repository import Repository
+from notify.repository import NotFound, Repository
 from services.config import Settings
 from services.inbox import derived_id
 
@@ -135,6 +136,10 @@ class Sender:
             return
         if subscription.get("status") == "paused" and doc["event"]["type"] != domain.PING:
             self.repo.hold(doc)  # sent when the subscription is resumed; a ping still tests the receiver
+            # A resume between reading the subscription and holding would have left it held: look again.
+            with contextlib.suppress(NotFound):  # deleted meanwhile: its deliveries are cancelled
+                if self.repo.subscription(subscription["_id"]).get("status") != "paused":
+                    self.repo.release_held(subscription["_id"])
             return
         body = json.dumps(doc["event"], separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         headers = {
