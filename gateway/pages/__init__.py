@@ -95,6 +95,12 @@ def _error_pages(bp: Any) -> None:
 
     @bp.errorhandler(Problem)
     def _problem(exc: Problem) -> Any:
+        if exc.status >= 500 and "Retry-After" not in exc.headers and request.method == "POST":
+            # The service may have made the change before it stopped answering: sending the form again could
+            # make it twice.
+            return page(exc.status, _("Please check before you try again"), _(
+                "The platform took too long to answer. What you sent may have been saved: please look before you "
+                "send it again."))
         if exc.status >= 500:
             return page(503, _("Please try again"), _("A part of the platform does not answer right now. "
                                                        "Please try again in a moment."))

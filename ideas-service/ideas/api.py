@@ -166,7 +166,8 @@ def build(repo: Repository) -> Blueprint:
         except ValidationError as exc:
             errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
             if isinstance(raw, dict) and "city" not in errors:
-                passed = {k: v for k, v in raw.items() if k not in errors and isinstance(v, str)}
+                # As the schema saw them (stripped): a padded theme is no unknown theme.
+                passed = {k: v.strip() for k, v in raw.items() if k not in errors and isinstance(v, str)}
                 with contextlib.suppress(Problem):  # a key that may not act for the city: field errors first
                     _context_errors(who, passed, errors)
             raise ValidationError(errors) from None
@@ -205,7 +206,8 @@ def build(repo: Repository) -> Blueprint:
             raise ValidationError(errors)
         detected = data.get("language") is None
         if detected:  # a text with too few words to tell is taken to be in its author's language
-            author = repo.get_participant(data["author_id"]) if data.get("author_id") else {}
+            author = repo.participant_or_none(data["author_id"]) if data.get("author_id") else None
+            author = author or {}  # erased since it was checked: the idea is stored, in English
             data["language"] = domain.detect_language(f"{data['title']}. {data.get('description', '')}",
                                                       default=author.get("language") or "en")
         data.update(city=city, partnerships=[p.id for p in who.partnerships_of(city)], language_detected=detected)

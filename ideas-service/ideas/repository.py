@@ -192,11 +192,14 @@ class Repository:
         return doc
 
     def get_participant(self, participant_id: str) -> dict[str, Any]:
-        doc = self.participants.find_one({"_id": participant_id, "erased": {"$ne": True}},
-                                         {outbox.FIELD: 0, inbox.FIELD: 0})
+        doc = self.participant_or_none(participant_id)
         if doc is None:
             raise NotFound("participant", participant_id)
         return doc
+
+    def participant_or_none(self, participant_id: str) -> dict[str, Any] | None:
+        return self.participants.find_one({"_id": participant_id, "erased": {"$ne": True}},
+                                          {outbox.FIELD: 0, inbox.FIELD: 0})
 
     def update_participant(self, participant_id: str, changes: Mapping[str, Any],
                            expected_version: int | None = None) -> dict[str, Any]:

@@ -148,6 +148,13 @@ class Preferences(Strict):
     # A person's channels; webhooks belong to a city (POST /webhooks), not to a person.
     channels = fields.List(fields.Str(validate=validate.OneOf(("email", "inbox"))),
                            validate=validate.Length(max=2), load_default=lambda: ["email", "inbox"])
+
+    @pre_load
+    def _no_webhook_channel(self, data: Any, **_: Any) -> Any:
+        """"webhook" was accepted once and did nothing: preferences read back with it still save."""
+        if isinstance(data, dict) and isinstance(data.get("channels"), list):
+            return {**data, "channels": [c for c in data["channels"] if c != "webhook"]}
+        return data
     digest = fields.Str(validate=validate.OneOf(("immediate", "daily")), load_default="immediate")
 
 

@@ -288,7 +288,13 @@ def test_one_answer_names_every_error_of_an_idea(api: Api):
                                                       "tags": "not-a-list"})
     assert r.status_code == 422 and set(r.json_body["errors"]) == {"title", "theme", "author_id", "tags"}
     assert "unknown theme 'bogus'" in r.json_body["errors"]["theme"][0]
+    padded = api.call("POST", "/ideas", keys["karlsruhe"], {"title": "ab", "theme": " ecology-health "})
+    assert padded.status_code == 422 and set(padded.json_body["errors"]) == {"title"}, "a padded theme is fine"
     assert ideas_in_store(api) == 0
+    # "webhook" was once taken as a person's channel (it did nothing): preferences read back with it still save.
+    person = api.ok("POST", "/participants", keys["karlsruhe"], {"name": "Jonas", "language": "de",
+                                                                 "preferences": {"channels": ["email", "webhook"]}})
+    assert person["preferences"]["channels"] == ["email"]
 
 
 def test_bad_queries_and_paths_are_problems_too(api: Api):

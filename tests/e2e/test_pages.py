@@ -455,3 +455,26 @@ def test_the_pages_internal_endpoints_are_not_public(lab):
         for key in (ADMIN, demo.city_keys["karlsruhe"]):
             response = api.call(method, path, key, {"ideas": []} if method == "POST" else None)
             assert response.status_code == 404, (method, path, response.status_code)
+
+
+def test_a_form_whose_change_may_have_been_saved_says_look_before_sending_it_again(lab, monkeypatch):
+    from gateway.clients import WsgiTransport
+
+    api, _ = lab
+    answer = WsgiTransport.request
+
+    def slow_ideas(self, method, path, **kwargs):  # the service got the idea, then the gateway stopped waiting
+        if method == "POST" and path == "/ideas":
+            raise TimeoutError("timed out")
+        return answer(self, method, path, **kwargs)
+
+    lena = Browser(api.platform.gateway, "de")
+    lena.sign_in(LENA)
+    monkeypatch.setattr(WsgiTransport, "request", slow_ideas)
+    page = lena.post("/ideas/new", {"title": "Lastenräder teilen", "theme": "ecology-health"})
+    assert page.status_code == 504
+    assert "vielleicht schon gespeichert" in page.get_data(as_text=True)
+    key = api.ok("POST", "/api-keys", body={"city": "karlsruhe", "scopes": ["read", "write"]})["key"]
+    r = api.call("POST", "/ideas", key, {"title": "Lastenräder teilen", "theme": "ecology-health"})
+    assert r.status_code == 504 and "the change may have been made" in r.json_body["detail"]
+    assert "Retry-After" not in r.headers
