@@ -120,15 +120,22 @@ def test_a_cursor_no_page_gave_and_a_page_size_for_a_whole_list_are_clear_422s()
                                                 "secret": "a-long-enough-secret-0123"})
         inbox = f"/participants/{person['id']}/notifications"
         wait_for(lambda: api.call("GET", inbox, ka).status_code == 200, 30, message="notify to know the person")
+        for title in ("Radtour", "Chorreise"):  # two ideas: pages of ideas and of the webhook's deliveries
+            api.ok("POST", "/ideas", ka, {"title": title, "theme": "leisure-youth-social"})
+        deliveries = f"/webhooks/{hook['id']}/deliveries"
+        wait_for(lambda: len(api.ok("GET", deliveries, ka)["items"]) >= 2, 30, message="two deliveries")
+        paged = set()
         for path, key in (("/audit", None), ("/ideas", ka), ("/matches", ka), ("/projects", ka), (inbox, ka),
-                          (f"/webhooks/{hook['id']}/deliveries", ka)):
+                          (deliveries, ka)):
             for cursor in ("garbage", person["id"]):  # nothing like an id; an id of another kind of thing
                 r = api.call("GET", f"{path}?cursor={cursor}", *([key] if key else []))
                 assert r.status_code == 422 and "cursor" in r.json_body["errors"], (path, cursor, r.json_body)
             page = api.ok("GET", f"{path}?limit=1", *([key] if key else []))  # a real cursor still works
             if page.get("next_cursor"):
+                paged.add(path)
                 assert api.call("GET", f"{path}?cursor={page['next_cursor']}", *([key] if key else [])
                                 ).status_code == 200, path
+        assert {"/audit", "/ideas", deliveries} <= paged
         for path in ("/cities", "/partnerships", "/api-keys"):  # whole lists: a page size is not taken for one
             r = api.call("GET", f"{path}?limit=1")
             assert r.status_code == 422 and "limit" in r.json_body["errors"], (path, r.json_body)

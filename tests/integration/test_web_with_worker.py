@@ -82,11 +82,16 @@ def test_with_worker_runs_one_web_process_and_the_gateway_has_none() -> None:
 
 def test_a_memory_store_shared_by_no_one_is_said_aloud(monkeypatch) -> None:
     """gateway web with two gunicorn workers on mongomock:// would keep two stores: the operator hears of it."""
+    import logging
+
     from click.testing import CliRunner
 
     from twincity import cli
 
     monkeypatch.setattr(cli._Gunicorn, "run", staticmethod(lambda *a, **k: None))
+    root = logging.getLogger()  # the command sets up logging for its process: put back what pytest had
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
     env = {"MONGO_URL": "mongomock://", "WEB_WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": "/tmp"}
     two = CliRunner().invoke(cli.main, ["gateway", "web"], env=env)
     assert two.exit_code == 0 and "its 2 gunicorn workers would each keep their own data" in two.stderr
