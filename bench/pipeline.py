@@ -858,6 +858,7 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     print(f"  written to {args.json}")
+    args.png.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no bench/results/
     if plot(results["phases"], args.png):
         print(f"  latency against offered load drawn in {args.png}")
 
