@@ -84,7 +84,8 @@ def json_body(schema: type[Schema] | None = None, *, partial: bool = False) -> A
         raise Problem(400, "Malformed JSON", "the request body is not valid JSON")
     if not isinstance(data, dict):
         raise Problem(400, "Bad Request", "the request body must be a JSON object")
-    if b"\\ud" in request.get_data().lower() and not _unicode(data):  # an escaped surrogate, maybe lone
+    raw = request.get_data()
+    if (b"\\ud" in raw or b"\\uD" in raw) and not _unicode(data):  # an escaped surrogate, maybe a lone one
         raise Problem(400, "Bad Request", "the request body holds text that is not Unicode (a lone surrogate "
                       "escape such as \\ud800): send UTF-8 text")
     if schema is None:

@@ -238,6 +238,7 @@ def test_participants_email_stays_in_its_city(api: Api):
 BAD_IDEAS = [
     ("malformed JSON", dict(raw=b'{"title": "x",'), 400),
     ("lone surrogate", dict(raw=b'{"title": "Radtour \\ud800", "theme": "ecology-health"}'), 400),
+    ("lone surrogate, upper case", dict(raw=b'{"title": "Radtour \\uDFFF", "theme": "ecology-health"}'), 400),
     ("not an object", dict(body=["a list"]), 400),
     ("form instead of JSON", dict(raw=b"title=x", content_type="application/x-www-form-urlencoded"), 415),
     ("wrong types", dict(body={"title": 5, "theme": ["ecology-health"], "tags": "garten"}), 422),
