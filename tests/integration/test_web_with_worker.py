@@ -21,8 +21,6 @@ from tests.conftest import Consumers, answers_ok, free_port, queue_depth, wait_f
 TWINCITY = str(Path(sys.executable).parent / "twincity")
 
 
-
-
 @pytest.mark.rabbitmq
 def test_one_process_serves_consumes_and_relays_on_an_in_memory_store(
     rabbit_settings: Settings, rabbit_consumers: Consumers, tmp_path: Path
@@ -33,7 +31,9 @@ def test_one_process_serves_consumes_and_relays_on_an_in_memory_store(
     log = tmp_path / "ideas.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINCITY_", "PROMETHEUS_"))}
     env.update(AMQP_URL=rabbit_settings.amqp_url, MONGO_URL="mongomock://", TWINCITY_EXCHANGE=rabbit_settings.exchange,
-               TWINCITY_NAMESPACE=rabbit_settings.namespace, LOG_FORMAT="json", XDG_RUNTIME_DIR=str(tmp_path))
+               TWINCITY_NAMESPACE=rabbit_settings.namespace, LOG_FORMAT="json", XDG_RUNTIME_DIR=str(tmp_path),
+               # the retry queues it declares are the ones deleted afterwards
+               BUS_RETRY_DELAYS_MS=",".join(map(str, rabbit_settings.retry_delays_ms)))
     with log.open("wb") as out:
         process = subprocess.Popen([TWINCITY, "ideas", "web", "--with-worker", "--bind", f"127.0.0.1:{port}"],
                                    env=env, stdout=out, stderr=subprocess.STDOUT)
