@@ -83,7 +83,7 @@ The machine-readable document is <a href="{{ prefix }}/openapi.json">{{ prefix }
 {% for tag, ops in tags %}<h2>{{ tag }}</h2>
 {% for op in ops %}<div class="op" id="{{ op.id }}"><p><span class="m">{{ op.method|upper }}</span>
 <code>{{ op.path }}</code> — {{ op.summary }}</p>
-{% if op.description %}<p>{{ op.description|code }}</p>{% endif %}
+{% if op.description %}<p>{{ op.description }}</p>{% endif %}
 {% if op.fields %}<table><tr><th>field</th><th>type</th><th>required</th><th>meaning</th></tr>
 {% for f in op.fields %}<tr><td><code>{{ f.name }}</code></td><td>{{ f.type }}</td>
 <td>{{ "yes" if f.required else "" }}</td><td>{{ f.description }}</td></tr>{% endfor %}</table>{% endif %}
@@ -314,9 +314,8 @@ def docs_page(spec: Mapping[str, Any]) -> str:
             tags.setdefault(op.get("tags", ["Other"])[0], []).append({
                 "id": f"{method}-{path}".replace("/", "-").replace("{", "").replace("}", ""),
                 "method": method, "path": path, "summary": op.get("summary", ""),
-                "description": op.get("description", ""), "fields": fields,
+                "description": _code(op.get("description", "")), "fields": fields,
             })
-    current_app.jinja_env.filters.setdefault("code", _code)
     return render_template_string(DOCS_PAGE, tags=sorted(tags.items()), prefix=current_app.config.get(
         "API_PREFIX", PREFIX))
 

@@ -21,10 +21,10 @@ def redacted_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         password = parts.password
-    except ValueError:  # not even a URL: whatever sits between a colon and an @ is taken for a password
+    except ValueError:
+        password = None
+    if password is None:  # none found (or not even a URL): whatever sits between a colon and an @ is taken for one
         return _USERINFO.sub(r"\1:***@", url)
-    if password is None:
-        return _USERINFO.sub(r"\1:***@", url) if "://" not in url else url
     netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 

@@ -81,6 +81,13 @@ _id_last = [0, 0]  # the last millisecond and the sequence number within it
 ID_PATTERN = r"^[a-z]+_[0-9a-f]{23}$"  # what new_id makes: prefix, 11 + 4 + 8 hex digits
 
 
+class NotFound(Exception):
+    """No such object here, or none this caller may see: str() is e.g. "match match_0a1b"."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key}")
+
+
 def now() -> datetime:
     """This moment in UTC, to the millisecond: what MongoDB keeps of a date, so that the answer to the write that
     stored it and every later read show the same time."""

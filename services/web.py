@@ -178,18 +178,15 @@ def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None
     @app.get("/readyz")
     def readyz() -> Response | tuple[Response, int]:
         results: dict[str, str] = {}
-        ready, degraded = True, False
         for name, check in checks.items():
             try:
                 check()
                 results[name] = "ok"
             except Exception as exc:
-                if name in degrading:
-                    degraded = True
-                else:
-                    ready = False
                 results[name] = f"unavailable: {exc}"[:300]
-        status = "not ready" if not ready else "degraded" if degraded else "ready"
+        failed = {name for name, result in results.items() if result != "ok"}
+        ready = not failed - set(degrading)
+        status = "not ready" if not ready else "degraded" if failed else "ready"
         body = jsonify(status=status, service=service, checks=results)
         return (body, 200) if ready else (body, 503)
 

@@ -280,9 +280,12 @@ def _warn_memory_store(settings: Settings, service: str, kind: str, processes: i
     """Log it when the store is this process's memory: every other process of the service sees other data."""
     if not settings.mongo_url.startswith("mongomock://"):
         return
-    alone = ("" if kind == "web" and processes == 1 else
-             f": its {processes} gunicorn workers would each keep their own data (use --workers 1)" if kind == "web"
-             else ": a worker alone keeps what it handles where no web process reads it (use web --with-worker)")
+    if kind == "worker":
+        alone = ": a worker alone keeps what it handles where no web process reads it (use web --with-worker)"
+    elif processes > 1:
+        alone = f": its {processes} gunicorn workers would each keep their own data (use --workers 1)"
+    else:
+        alone = ""
     logging.getLogger("twincity").warning(
         "twincity %s %s: MONGO_URL is mongomock:// (in this process's memory; nothing is kept)%s. Point MONGO_URL "
         "to MongoDB for anything but a trial; `twincity dev` runs everything in one process.", service, kind, alone)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from ideas import domain
 from services import inbox, outbox
 from services.contract import new_event
-from services.store import DuplicateKeyError, Index, new_id
-from services.store import now as store_now
+from services.store import DuplicateKeyError, Index, NotFound, new_id
+from services.store import now as _now
 
 PRODUCER = "ideas"
 IDEAS, PARTICIPANTS = "ideas", "participants"
@@ -35,23 +34,12 @@ INDEXES = {
 MAX_WRITE_TRIES = 5
 
 
-class NotFound(Exception):
-    """No such object here, or none this caller may see: str() is e.g. "idea idea_0a1b"."""
-
-    def __init__(self, kind: str, key: str) -> None:
-        super().__init__(f"{kind} {key}")
-
-
 class Conflict(Exception):
     """The document changed since the caller read it (its version moved on)."""
 
 
 class DuplicateEmail(Exception):
     pass
-
-
-def _now() -> datetime:
-    return store_now()
 
 
 class Repository:

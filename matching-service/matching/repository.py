@@ -14,8 +14,7 @@ from typing import Any
 from matching import domain
 from services import inbox, outbox
 from services.contract import new_event
-from services.store import DuplicateKeyError, Index, new_id
-from services.store import now as store_now
+from services.store import DuplicateKeyError, Index, NotFound, new_id, now
 
 PRODUCER = "matching"
 IDEAS, PARTICIPANTS, CITIES, PARTNERSHIPS = "ideas", "participants", "cities", "partnerships"
@@ -42,19 +41,8 @@ INDEXES = {
 HIDDEN = {outbox.FIELD: 0, inbox.FIELD: 0}
 
 
-class NotFound(Exception):
-    """No such object here, or none this caller may see: str() is e.g. "match match_0a1b"."""
-
-    def __init__(self, kind: str, key: str) -> None:
-        super().__init__(f"{kind} {key}")
-
-
 class Conflict(Exception):
     pass
-
-
-def now() -> datetime:
-    return store_now()
 
 
 class Repository:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from services import inbox, outbox
 from services.contract import new_event
-from services.store import DuplicateKeyError, Index, new_id
-from services.store import now as store_now
+from services.store import DuplicateKeyError, Index, NotFound, new_id, now
 
 PRODUCER = "notify"
 PEOPLE, CITIES, NOTIFICATIONS, SUBSCRIPTIONS, DELIVERIES = (
@@ -41,17 +40,6 @@ INDEXES = {
     ],
 }
 HIDDEN = {outbox.FIELD: 0, inbox.FIELD: 0}
-
-
-class NotFound(Exception):
-    """No such object here, or none this caller may see: str() is e.g. "match match_0a1b"."""
-
-    def __init__(self, kind: str, key: str) -> None:
-        super().__init__(f"{kind} {key}")
-
-
-def now() -> datetime:
-    return store_now()
 
 
 class Repository:
