@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
+from marshmallow import RAISE, Schema, fields, post_load, pre_load, validate
 
 from ideas.domain import LANGUAGES, STATUSES
+from services.text import OneLine, Text
 from services.web import cursor_field
 
 KEY = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,63}$", error="must be lower-case letters, digits, '-' or '_'")
-
-
-class _NoControls(validate.Validator):
-    """Refuses control characters (NUL among them) other than `allowed`."""
-
-    def __init__(self, allowed: str, error: str) -> None:
-        self.found = re.compile("[" + "".join(f"\\x{c:02x}" for c in [*range(32), 127] if chr(c) not in allowed) + "]")
-        self.error = error
-
-    def __call__(self, value: str) -> str:
-        if self.found.search(value):
-            raise ValidationError(self.error)
-        return value
-
-
-# Titles, names and phrases end up in e-mail subjects and lines: one line, no control characters.
-ONE_LINE = _NoControls("", "must be one line of text, without control characters")
-# Longer texts keep their line breaks and tabs.
-TEXT = _NoControls("\t\n\r", "must be text, without control characters")
 
 
 def _stripped(value: Any) -> Any:
@@ -49,16 +30,16 @@ class Strict(Schema):
 
 def _short_list(max_items: int, max_len: int) -> fields.List:
     return fields.List(
-        fields.Str(validate=[validate.Length(min=1, max=max_len), ONE_LINE]),
+        OneLine(validate=validate.Length(min=1, max=max_len)),
         validate=validate.Length(max=max_items),
         load_default=list,
     )
 
 
 class IdeaIn(Strict):
-    title = fields.Str(required=True, validate=[validate.Length(min=3, max=200), ONE_LINE],
+    title = OneLine(required=True, validate=validate.Length(min=3, max=200),
                        metadata={"description": "A short title, in the author's language."})
-    description = fields.Str(load_default="", validate=[validate.Length(max=5000), TEXT])
+    description = Text(load_default="", validate=validate.Length(max=5000))
     # Checked against the themes of the idea's city (GET /themes): "unknown theme 'X'; one of: ..." names them.
     theme = fields.Str(required=True, validate=validate.Length(max=64),
                        metadata={"description": "A theme key of the partnership, see GET /themes."})
@@ -159,12 +140,12 @@ class Preferences(Strict):
 
 
 class ParticipantIn(Strict):
-    name = fields.Str(required=True, validate=[validate.Length(min=1, max=200), ONE_LINE])
+    name = OneLine(required=True, validate=validate.Length(min=1, max=200))
     email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=254))
     language = fields.Str(required=True, validate=validate.OneOf(LANGUAGES))
     languages = fields.List(fields.Str(validate=validate.OneOf(LANGUAGES)), validate=validate.Length(max=9),
                             load_default=list)
-    interests = fields.Str(load_default="", validate=[validate.Length(max=2000), TEXT])
+    interests = Text(load_default="", validate=validate.Length(max=2000))
     preferences = fields.Nested(Preferences, load_default=lambda: Preferences().load({}))
     city = fields.Str(load_default=None, validate=KEY,
                       metadata={"description": "Only for admin keys: the participant's city."})
