@@ -49,10 +49,11 @@ def _digests(runtime: Runtime) -> int:
 def _periodic(runtime: Runtime) -> list[tuple[float, Callable[[], object]]]:
     sender = _sender(runtime)
     return [
-        # pass_once is looked up on every run (not a bound method taken once), so that a test can take the
-        # sender "down" by replacing it: with the claim answered from the status index (services/memindex.py),
-        # a pass that was meant to be down sent the mails before the test saw them pending.
-        (runtime.settings.notify_send_interval, lambda: sender.pass_once()),
+        # E-mails and webhooks on threads of their own: neither ever waits for the other (Sender's passes).
+        # The methods are looked up on every run (not bound once), so that a test can take a channel "down" by
+        # replacing them.
+        (runtime.settings.notify_send_interval, lambda: sender.send_emails()),
+        (runtime.settings.notify_send_interval, lambda: sender.send_webhooks()),
         (300.0, lambda: _digests(runtime)),
     ]
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from services import text
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -31,7 +32,7 @@ def _one_line(value: Any, key: str = "") -> Any:
     start a line of the mail that looks like a header (the ideas service refuses them; events from elsewhere).
     The exception is a digest item's `text`, which notify writes itself in lines (reasons, then the link)."""
     if isinstance(value, str):
-        return value if key in _MULTILINE else _BREAKS.sub(" ", value)
+        return value if key in _MULTILINE else text.one_line(value)
     if isinstance(value, dict):
         return {k: _one_line(v, k) for k, v in value.items()}
     if isinstance(value, list):
@@ -40,9 +41,6 @@ def _one_line(value: Any, key: str = "") -> Any:
 
 
 _MULTILINE = {"text"}
-
-
-_BREAKS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
 
 def _to_html(subject: str, text: str, lang: str) -> str:

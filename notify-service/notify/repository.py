@@ -9,13 +9,16 @@ Sending claims a document with a lease, sends, then records the outcome with its
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 from services import inbox, outbox
-from services.contract import new_event
+from services.contract import ContractError, new_event
 from services.store import DuplicateKeyError, Index, NotFound, new_id, now
+
+log = logging.getLogger(__name__)
 
 PRODUCER = "notify"
 PEOPLE, CITIES, NOTIFICATIONS, SUBSCRIPTIONS, DELIVERIES = (
@@ -111,20 +114,19 @@ class Repository:
     def claim(self, collection: Any, ready: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         """Take one due document for sending: pending and due, or left `sending` by a crash (lease over)."""
         at = now()
-        due = {"$or": [{"status": "pending", "next_attempt_at": {"$lte": at}},
-                       {"status": "sending", "lease_until": {"$lt": at}}]}
         return collection.find_one_and_update(
-            {**due, **(ready or {})}, {"$set": {"status": "sending", "lease_until": at + LEASE}},
-            return_document=True)
+            {**_due(at), **(ready or {})}, {"$set": {"status": "sending", "lease_until": at + LEASE}},
+            sort=[("next_attempt_at", 1)], return_document=True)
+
+    def due_cities(self, collection: Any, ready: Mapping[str, Any] | None = None) -> list[Any]:
+        """The cities with documents due for sending (None for a document of no city), in a stable order."""
+        return sorted(collection.distinct("city", {**_due(now()), **(ready or {})}), key=lambda c: (c is None, c))
 
     def sent(self, collection: Any, doc: Mapping[str, Any], record: Mapping[str, Any],
              event_type: str | None, payload: Mapping[str, Any] | None) -> None:
         update: dict[str, Any] = {"$set": {"status": "delivered", "delivered_at": now()},
                                   "$inc": {"attempts": 1}, "$push": {"log": dict(record)}}
-        if event_type and payload is not None:
-            update = outbox.push_events(update, [new_event(event_type, payload, producer=PRODUCER,
-                                                           city=doc.get("city"))])
-        collection.update_one({"_id": doc["_id"], "status": "sending"}, update)
+        collection.update_one({"_id": doc["_id"], "status": "sending"}, _with_event(update, event_type, payload, doc))
         self._on_events()
 
     def failed(self, collection: Any, doc: Mapping[str, Any], record: Mapping[str, Any], *, retry_in: float | None,
@@ -133,10 +135,7 @@ class Repository:
         fields: dict[str, Any] = ({"status": "pending", "next_attempt_at": now() + timedelta(seconds=retry_in)}
                                   if retry_in is not None else {"status": "failed", "failed_at": now()})
         update: dict[str, Any] = {"$set": fields, "$inc": {"attempts": 1}, "$push": {"log": dict(record)}}
-        if event_type and payload is not None:
-            update = outbox.push_events(update, [new_event(event_type, payload, producer=PRODUCER,
-                                                           city=doc.get("city"))])
-        collection.update_one({"_id": doc["_id"], "status": "sending"}, update)
+        collection.update_one({"_id": doc["_id"], "status": "sending"}, _with_event(update, event_type, payload, doc))
         self._on_events()
 
     def digest_items(self, day: str) -> dict[str, list[dict[str, Any]]]:
@@ -226,3 +225,24 @@ class Repository:
             query["_id"] = {"$lt": cursor}
         docs = list(self.deliveries.find(query, HIDDEN).sort("_id", -1).limit(limit + 1))
         return docs[:limit], (docs[limit - 1]["_id"] if len(docs) > limit else None)
+
+
+def _due(at: Any) -> dict[str, Any]:
+    """Due for sending: pending and due, or left `sending` by a crash (its lease is over)."""
+    return {"$or": [{"status": "pending", "next_attempt_at": {"$lte": at}},
+                    {"status": "sending", "lease_until": {"$lt": at}}]}
+
+
+def _with_event(update: dict[str, Any], event_type: str | None, payload: Mapping[str, Any] | None,
+                doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The outcome of a send with its event. An item stored by an older version or another producer may make no
+    valid event (a cause that is no event id): the outcome is recorded all the same, for a mail that went out must
+    not be sent again because its event could not be told."""
+    if not event_type or payload is None:
+        return update
+    try:
+        event = new_event(event_type, payload, producer=PRODUCER, city=doc.get("city"))
+    except ContractError as exc:
+        log.warning("%s of %s is recorded without its event: %s", event_type, doc.get("_id"), exc)
+        return update
+    return outbox.push_events(update, [event])

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
+import mailbox
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +25,7 @@ from services import bus, store
 from services.bus import Consumer
 from services.config import Settings
 from services.contract import Event, known_types
-from tests.conftest import make_settings, wait_for
+from tests.conftest import free_port, make_settings, wait_for
 from twincity.embedded import EmbeddedPlatform
 
 ADMIN = "tcl_e2e-admin-key-0123456789"
@@ -138,4 +146,97 @@ def transport_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(params=["memory", "amqp"])
 def api(request: pytest.FixtureRequest) -> Iterator[Api]:
     with running_platform(transport_url(request)) as running:
+        yield running
+
+
+# --- real peers of the notify service: an SMTP server process, webhook receivers ------------------------
+
+class SmtpServer:
+    """A real SMTP server process (aiosmtpd) that files every mail into a Maildir."""
+
+    def __init__(self, maildir: Path) -> None:
+        self.maildir = maildir
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{self.port}",
+                                      "-c", "aiosmtpd.handlers.Mailbox", str(self.maildir)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def answers() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(answers, 15, 0.05, message="the SMTP server")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def mails(self) -> list[email.message.EmailMessage]:
+        if not self.maildir.exists():
+            return []
+        box = mailbox.Maildir(self.maildir, factory=lambda f: email.message_from_binary_file(
+            f, policy=email.policy.default), create=False)
+        return sorted(box, key=lambda m: m["Date"] or "")
+
+    def to(self, address: str) -> list[email.message.EmailMessage]:
+        return [m for m in self.mails() if m["To"] == address]
+
+
+class Receiver:
+    """A webhook receiver on loopback; answers `status` and keeps what it got."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.status = 200
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.calls.append({"headers": dict(self.headers), "body": body, "path": self.path})
+                self.send_response(receiver.status)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/twincity"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
+    server = SmtpServer(tmp_path / "maildir")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(params=["memory", "amqp"])
+def napi(request: pytest.FixtureRequest, smtp: SmtpServer) -> Iterator[Api]:
+    with running_platform(transport_url(request), smtp_url=smtp.url, webhook_allow=("127.0.0.0/8",),
+                          notify_retry_base=0.2, public_url="http://lab.example") as running:
         yield running

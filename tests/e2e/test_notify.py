@@ -8,119 +8,20 @@ import email.policy
 import hashlib
 import hmac
 import json
-import mailbox
 import re
-import socket
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from services import bus, outbox
-from tests.conftest import free_port, wait_for
-from tests.e2e.conftest import Api, running_platform, transport_url
+from tests.conftest import wait_for
+from tests.e2e.conftest import Api, Receiver, SmtpServer, running_platform
 from tests.e2e.test_matching import GARDEN_DE, GARDEN_RU, proposed_pair
 
 SECRET = "receiver-shared-secret-0123456789"
 
-
-
-class SmtpServer:
-    """A real SMTP server process (aiosmtpd) that files every mail into a Maildir."""
-
-    def __init__(self, maildir: Path) -> None:
-        self.maildir = maildir
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{self.port}",
-                                      "-c", "aiosmtpd.handlers.Mailbox", str(self.maildir)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def answers() -> bool:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return True
-            except OSError:
-                return False
-
-        wait_for(answers, 15, 0.05, message="the SMTP server")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-    def mails(self) -> list[email.message.EmailMessage]:
-        if not self.maildir.exists():
-            return []
-        box = mailbox.Maildir(self.maildir, factory=lambda f: email.message_from_binary_file(
-            f, policy=email.policy.default), create=False)
-        return sorted(box, key=lambda m: m["Date"] or "")
-
-    def to(self, address: str) -> list[email.message.EmailMessage]:
-        return [m for m in self.mails() if m["To"] == address]
-
-
-class Receiver:
-    """A webhook receiver on loopback; answers `status` and keeps what it got."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.status = 200
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.calls.append({"headers": dict(self.headers), "body": body, "path": self.path})
-                self.send_response(receiver.status)
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/twincity"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    server = SmtpServer(tmp_path / "maildir")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture(params=["memory", "amqp"])
-def napi(request: pytest.FixtureRequest, smtp: SmtpServer) -> Iterator[Api]:
-    with running_platform(transport_url(request), smtp_url=smtp.url, webhook_allow=("127.0.0.0/8",),
-                          notify_retry_base=0.2, public_url="http://lab.example") as running:
-        yield running
 
 
 def authors(api: Api, keys: dict[str, str], *, digest: str = "immediate") -> tuple[dict, dict]:
@@ -395,8 +296,8 @@ def test_a_sender_restarted_mid_send_sends_each_mail_once(napi: Api, smtp: SmtpS
     lena, anna = authors(napi, keys)
     runtime = napi.platform.runtime("notify")
     sender = runtime.extras["sender"]
-    original = sender.pass_once
-    sender.pass_once = lambda: 0  # the sending half is "down" while the events come in
+    original = sender.send_emails
+    sender.send_emails = lambda: 0  # the sending half is "down" while the events come in
     try:
         match_their_ideas(napi, keys, lena, anna)
         notifications = runtime.db["notifications"]
@@ -405,7 +306,7 @@ def test_a_sender_restarted_mid_send_sends_each_mail_once(napi: Api, smtp: SmtpS
         claimed = runtime.extras["sender"].repo.claim(notifications, {"channel": "email"})  # the crash
         assert claimed is not None and claimed["status"] == "sending"
     finally:
-        sender.pass_once = original  # the restart
+        sender.send_emails = original  # the restart
     wait_for(lambda: len(smtp.mails()) == 2, 30, 0.1, message="both mails after the restart")
     for _ in range(15):  # and no third one while the lease of the claimed mail runs out and after
         time.sleep(0.1)
