@@ -60,8 +60,9 @@ DOCS.operation("/participants/{participant_id}/notifications", "get", "A partici
 DOCS.operation("/participants/{participant_id}/notifications/{notification_id}/read", "post",
                "Mark a notification read", tag="Notifications", scope="write", responses={200: NotificationOut})
 
-UNSUBSCRIBE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Twin City Lab</title></head>
-<body style="font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto">
+UNSUBSCRIBE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Twin City Lab</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body>
 {% if done %}<p>Done: no more e-mails from Twin City Lab. · Erledigt: keine E-Mails mehr. ·
 Готово: писем больше не будет.</p>
 {% else %}<form method="post"><p>Stop e-mails from Twin City Lab? · Keine E-Mails mehr? ·

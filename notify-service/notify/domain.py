@@ -132,20 +132,74 @@ def check_unsubscribe_token(secret: str, token: str) -> str | None:
 # --- webhook targets ---------------------------------------------------------------------------------------
 
 class UnsafeTarget(ValueError):
-    """A webhook URL that points where we must not send (private, loopback, link-local...)."""
+    """A webhook URL that points where we must not send: anywhere that is not the public internet."""
+
+
+# Globally routable by ipaddress's reckoning, yet no place for a webhook: NAT64's well-known prefixes and the
+# transition forms whose IPv4 address is checked instead (below). ipaddress already counts 100.64.0.0/10 (shared
+# address space, where some clouds keep their metadata service) and 198.18.0.0/15 (benchmarking) as not global.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+# IANA's special-purpose IPv4 blocks that are not globally reachable, which older Pythons' is_global lets through
+# (192.0.0.8, say): listed here so that the answer does not depend on the Python release.
+_SPECIAL_IPV4 = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "198.18.0.0/15",
+    "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4"))
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for: mapped (::ffff:a.b.c.d), 6to4 (2002::/16), Teredo (2001::/32,
+    the client), NAT64 (64:ff9b::/96) or the old IPv4-compatible form (::a.b.c.d)."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in _NAT64[0]:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if int(address) >> 32 == 0 and int(address) > 1:
+        return ipaddress.IPv4Address(int(address))
+    return None
+
+
+def _not_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why a webhook must not go to this address, or None when it is on the public internet."""
+    if isinstance(address, ipaddress.IPv6Address) and any(address in net for net in _NAT64):
+        return "a NAT64 address"
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_multicast:
+        return "a multicast address"
+    if address.is_unspecified or address.is_reserved:
+        return "a reserved address"
+    if not address.is_global or any(address in net for net in _SPECIAL_IPV4 if address.version == 4):
+        return "a private or special-purpose address"
+    return None
 
 
 def check_addresses(addresses: Iterable[str], allow: Sequence[str]) -> None:
-    """Refuse private, loopback, link-local, multicast and reserved addresses unless the operator allows them."""
+    """Refuse every address that is not on the public internet (private, loopback, link-local, shared, reserved,
+    multicast, and IPv4 addresses of those kinds inside 6to4, Teredo, NAT64 or mapped IPv6 forms), unless the
+    operator allows its network (TWINCITY_WEBHOOK_ALLOW)."""
     allowed = [ipaddress.ip_network(c) for c in allow]
     for raw in addresses:
         address = ipaddress.ip_address(raw)
-        if any(address in net for net in allowed):
+        inner = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+        if any(address in net or (inner is not None and inner in net) for net in allowed):
             continue
-        if (address.is_private or address.is_loopback or address.is_link_local or address.is_multicast
-                or address.is_reserved or address.is_unspecified):
-            raise UnsafeTarget(f"{raw} is a private or local address; an operator can allow it with "
-                               f"TWINCITY_WEBHOOK_ALLOW")
+        if inner is not None:
+            why = _not_public(inner)
+            if why is not None:
+                raise UnsafeTarget(f"{raw} stands for {inner}, {why}; webhooks go only to public internet addresses "
+                                   "(an operator can allow a network with TWINCITY_WEBHOOK_ALLOW)")
+            if address.sixtofour is not None or address.teredo is not None:
+                continue  # a tunnel to a public IPv4 address
+        why = _not_public(address)
+        if why is not None:
+            raise UnsafeTarget(f"{raw} is {why}; webhooks go only to public internet addresses (an operator can "
+                               "allow a network with TWINCITY_WEBHOOK_ALLOW)")
 
 
 def backoff(attempt: int, base: float, cap: float = 3600.0) -> float:

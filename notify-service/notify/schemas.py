@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from notify.domain import WEBHOOK_EVENTS
+from services.text import OneLine
 from services.web import cursor_field
 
 
@@ -22,6 +25,15 @@ class WebhookIn(Strict):
     secret = fields.Str(required=True, validate=validate.Length(min=16, max=200),
                         metadata={"description": "Key of the X-Twincity-Signature HMAC-SHA256 of each body."})
     city = fields.Str(load_default=None, metadata={"description": "Only for admin keys: the city it listens for."})
+
+    @validates("url")
+    def _port(self, value: str, **_: object) -> None:
+        try:
+            port = urlsplit(value).port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValidationError("the port must be a number from 1 to 65535")
 
     @validates("events")
     def _no_mix(self, value: list[str], **_: object) -> None:
@@ -102,7 +114,7 @@ class SignInMailIn(Strict):
     participant_id = fields.Str(required=True, validate=validate.Length(min=1, max=64))
     city = fields.Str(required=True, validate=validate.Length(min=1, max=64))
     to = fields.Email(required=True, validate=validate.Length(max=254))
-    name = fields.Str(load_default="", validate=validate.Length(max=200))
+    name = OneLine(load_default="", validate=validate.Length(max=200))
     language = fields.Str(load_default="en", validate=validate.Length(max=8))
     link = fields.Url(required=True, require_tld=False, schemes={"http", "https"}, validate=validate.Length(max=2000))
     minutes = fields.Int(load_default=30, validate=validate.Range(min=1, max=24 * 60))
