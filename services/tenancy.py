@@ -43,7 +43,13 @@ class Caller:
     def can_see(self, city: str | None) -> bool:
         return self.admin or (city is not None and city in self.visible_cities)
 
+    @property
+    def may_write(self) -> bool:
+        return self.admin or "write" in self.scopes
+
     def can_change(self, city: str | None) -> bool:
+        """`city` is the caller's own (or the caller an admin): its objects are the caller's to change, with the
+        `write` scope, which caller() checks for every request that may change something."""
         return self.admin or (city is not None and city == self.city)
 
     def partnerships_of(self, city: str) -> list[PartnershipRef]:
@@ -78,12 +84,22 @@ class Caller:
         )
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def caller() -> Caller:
-    """The caller of the current internal request (401 when the gateway did not say who it is)."""
+    """The caller of the current internal request (401 when the gateway did not say who it is).
+
+    Every request that may change something (any method but GET, HEAD, OPTIONS) needs the `write` scope, checked
+    here, by the service that would make the change: whichever way the call came (the API, a web page, a tool),
+    a key that may only read changes nothing."""
     raw = request.headers.get(HEADER)
     if not raw:
         raise Problem(401, "Unauthorized", "internal call without a caller; go through the gateway")
     try:
-        return Caller.decode(raw)
+        who = Caller.decode(raw)
     except (ValueError, KeyError, TypeError):
         raise Problem(400, "Bad Request", f"malformed {HEADER} header") from None
+    if request.method not in SAFE_METHODS and not who.may_write:
+        raise Problem(403, "Forbidden", "this key may only read: a change needs a key with the 'write' scope")
+    return who

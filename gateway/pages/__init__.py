@@ -70,7 +70,7 @@ def install(app: Flask, *, settings: Settings, db: Any, directory: Directory, ke
                 sessions.close_all(erased.group(1))
         return response
 
-    coordinator.register(bp, backend)
+    coordinator.register(bp, backend, sessions)
     _error_pages(bp)
     app.register_blueprint(bp)
 

@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 
 from gateway.pages import csvfiles
 from gateway.pages.messages import in_words
+from gateway.pages.signin import Sessions
 from gateway.pages.web import Backend, ServiceError, Visitor, label, local_path, locale
 from gateway.themes import DEFAULT_THEMES
 
@@ -19,7 +20,7 @@ EXPORTS = ("ideas", "matches", "projects")
 LIVE = ("proposed", "accepted", "confirmed")  # what the matrix shows
 
 
-def register(bp: Blueprint, backend: Backend) -> None:
+def register(bp: Blueprint, backend: Backend, sessions: Sessions) -> None:
     def coordinator_only(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -51,7 +52,8 @@ def register(bp: Blueprint, backend: Backend) -> None:
             session["lang"] = lang
         # The key's id and a fingerprint of its secret, never the secret itself: the cookie is signed, not secret.
         current = backend.coordinator_key(key.id)
-        session["who"] = {"kind": "coordinator", "key": key.id, "city": key.city, "fp": current[1] if current else ""}
+        session["who"] = {"kind": "coordinator", "key": key.id, "city": key.city, "fp": current[1] if current else "",
+                          "sid": sessions.open(key.city, key_id=key.id)}  # signing out ends it on the server
         session.permanent = True
         city = backend.directory.city(key.city)
         flash(_("You are signed in as coordinator of %(city)s.", city=city["name"] if city else key.city), "ok")

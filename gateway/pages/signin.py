@@ -20,7 +20,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from services.store import DuplicateKeyError, Index
 
 USED, REQUESTS, SECRETS, SESSIONS = "sign_in_used", "sign_in_requests", "web_secrets", "web_sessions"
-SESSION_DAYS = 14  # a participant's web session; signing out or erasure ends it at once
+SESSION_DAYS = 14  # a web session; signing out (or erasure, or revoking the key) ends it at once
 INDEXES = {
     # Spent link ids are kept a day, well beyond any link's life; then MongoDB drops them.
     USED: [Index(keys=[("at", 1)], name="sign_in_used_at", options={"expireAfterSeconds": 86_400})],
@@ -109,23 +109,25 @@ class SignInLinks:
 
 
 class Sessions:
-    """Participants' web sessions on the server: the cookie carries only a random session id besides the person."""
+    """Web sessions on the server, a participant's or a coordinator's: the cookie carries only a random session id
+    besides who it is, so that signing out (or erasure) ends every copy of the cookie."""
 
     def __init__(self, db: Any, days: float = SESSION_DAYS) -> None:
         self.sessions = db[SESSIONS]
         self.lifetime = timedelta(days=days)
 
-    def open(self, participant_id: str, city: str) -> str:
+    def open(self, city: str, *, participant_id: str | None = None, key_id: str | None = None) -> str:
+        """A new session of a participant, or of a coordinator signed in with the key `key_id`."""
         sid = secrets.token_urlsafe(24)
         now = datetime.now(UTC)
-        self.sessions.insert_one({"_id": sid, "participant_id": participant_id, "city": city, "created_at": now,
-                                  "expires_at": now + self.lifetime})
+        self.sessions.insert_one({"_id": sid, "participant_id": participant_id, "key_id": key_id, "city": city,
+                                  "created_at": now, "expires_at": now + self.lifetime})
         return sid
 
-    def valid(self, sid: Any, participant_id: str) -> bool:
-        if not isinstance(sid, str) or not sid:
+    def valid(self, sid: Any, *, participant_id: str | None = None, key_id: str | None = None) -> bool:
+        if not isinstance(sid, str) or not sid or (participant_id is None) == (key_id is None):
             return False
-        doc = self.sessions.find_one({"_id": sid, "participant_id": participant_id})
+        doc = self.sessions.find_one({"_id": sid, "participant_id": participant_id, "key_id": key_id})
         # MongoDB drops expired sessions within a minute or so (TTL index); until then the date decides.
         return doc is not None and _aware(doc["expires_at"]) > datetime.now(UTC)
 

@@ -84,9 +84,10 @@ def build(backend: Backend, links: SignInLinks, settings: Settings, sessions: Se
             return None
         # A participant's session must still exist on the server: signing out or erasure ends it everywhere.
         if (who.get("kind") == "participant" and isinstance(who.get("id"), str) and who.get("city")
-                and sessions.valid(who.get("sid"), who["id"])):
+                and sessions.valid(who.get("sid"), participant_id=who["id"])):
             return Visitor("participant", who["city"], participant_id=who["id"], name=who.get("name", ""))
-        if who.get("kind") == "coordinator" and isinstance(who.get("key"), str):
+        if (who.get("kind") == "coordinator" and isinstance(who.get("key"), str)
+                and sessions.valid(who.get("sid"), key_id=who["key"])):
             # A revoked key ends the session at once, and so does a rotated one (its fingerprint changes).
             found = backend.coordinator_key(who["key"])
             if found is not None:
@@ -257,7 +258,8 @@ def build(backend: Backend, links: SignInLinks, settings: Settings, sessions: Se
         if lang:
             session["lang"] = lang
         session["who"] = {"kind": "participant", "id": person["id"], "city": person["city"],
-                          "name": person.get("name", ""), "sid": sessions.open(person["id"], person["city"])}
+                          "name": person.get("name", ""),
+                          "sid": sessions.open(person["city"], participant_id=person["id"])}
         session.permanent = True
         flash(_("Welcome, %(name)s! You are signed in.", name=person.get("name", "")), "ok")
         return redirect(next_page)

@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from marshmallow import ValidationError
 
 from matching import domain
 from matching.repository import Conflict, NotFound, Repository
@@ -107,6 +108,12 @@ def build(repo: Repository) -> Blueprint:
             raise Problem(403, "Forbidden", "a match is answered by a key of one of its cities, not an admin key")
         if who.city not in [s["city"] for s in match["sides"]]:
             raise Problem(403, "Forbidden", f"{who.city} is not a side of this match")
+        answering = body.get("participant_id")
+        if answering is not None:
+            # Named in match.accepted/declined, which partner cities and webhooks read: a person of this city only.
+            person = repo.participant(answering)
+            if person is None or person.get("erased") or person.get("city") != who.city:
+                raise ValidationError({"participant_id": [f"no participant {answering} in {who.city}"]})
         result = domain.answer(match, who.city, accept)
         sides = [{**s, "answer": ("accepted" if accept else "declined")} if s["city"] == who.city else s
                  for s in match["sides"]]
