@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -67,14 +68,7 @@ city_out, partnership_out, key_out = schemas.CityOut(), schemas.PartnershipOut()
 DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Twin City Lab API</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1a1a1a}
-h2{border-bottom:2px solid #1a1a1a;padding-bottom:.2rem;margin-top:2.5rem}
-.op{border:1px solid #bbb;border-radius:6px;padding:.6rem 1rem;margin:1rem 0}
-.m{display:inline-block;min-width:4.5rem;font-weight:700;font-family:monospace}
-code{background:#f1f1f1;padding:0 .25rem;border-radius:3px}
-table{border-collapse:collapse;margin:.4rem 0}td,th{border:1px solid #ccc;padding:.15rem .5rem;text-align:left}
-</style></head><body>
+<link rel="stylesheet" href="/static/pages/docs.css"></head><body>
 <h1>Twin City Lab API</h1>
 <p>Every call needs <code>Authorization: Bearer &lt;key&gt;</code>. Errors are
 <code>application/problem+json</code> with a <code>detail</code> that says what is wrong. Lists return
@@ -91,7 +85,26 @@ The machine-readable document is <a href="{{ prefix }}/openapi.json">{{ prefix }
 </body></html>"""
 
 
-def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceClient], audit: AuditLog) -> Blueprint:
+def api_key_of(keys: KeyStore, secret: str) -> ApiKey | None:
+    """The active key with this secret, looked up once per request (the rate limit asks first, then the route)."""
+    cached = g.get("twincity_key_lookup")
+    if cached is not None and cached[0] == secret:
+        return cached[1]
+    key = keys.authenticate(secret)
+    g.twincity_key_lookup = (secret, key)
+    return key
+
+
+def bearer_secret() -> str:
+    """The secret of `Authorization: Bearer <secret>`, or "" when the request has none."""
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" else ""
+
+
+def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceClient], audit: AuditLog,
+          bootstrap_key: str | None = None) -> Blueprint:
+    """`bootstrap_key`: the id of the key configured as TWINCITY_ADMIN_KEY, which the API does not revoke or rotate
+    (the next start would bring it back: the configuration names it)."""
     bp = Blueprint("gateway", __name__)
     spec_cache: dict[str, Any] = {}
     spec_lock = threading.Lock()
@@ -107,13 +120,12 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
     # --- authentication ----------------------------------------------------------------------------
 
     def authenticate() -> ApiKey:
-        header = request.headers.get("Authorization", "")
-        scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
+        secret = bearer_secret()
+        if not secret:
             raise Problem(401, "Unauthorized", "send your API key as 'Authorization: Bearer <key>'")
-        key = keys.authenticate(secret.strip())
+        key = api_key_of(keys, secret)
         if key is None:
-            raise Problem(401, "Unauthorized", "this API key is unknown or revoked")
+            raise Problem(401, "Unauthorized", "this API key is unknown, revoked or expired")
         g.api_key = key
         return key
 
@@ -171,12 +183,14 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
         data = json_body(schemas.ApiKeyIn)
         if data["city"] is not None and directory.city(data["city"]) is None:
             raise ValidationError({"city": [f"unknown city {data['city']!r}"]})
+        if data["expires_at"] is not None and data["expires_at"] <= datetime.now(UTC):
+            raise ValidationError({"expires_at": ["must lie in the future"]})
         try:
-            key, secret = keys.create(data["scopes"], data["city"], label=data["label"])
+            key, secret = keys.create(data["scopes"], data["city"], label=data["label"], expires_at=data["expires_at"])
         except ValueError as exc:
             raise ValidationError({"scopes": [str(exc)]}) from None
         body = {"id": key.id, "city": key.city, "scopes": list(key.scopes), "label": data["label"],
-                "revoked": False, "key": secret}
+                "revoked": False, "expires_at": key.expires_at, "expired": False, "key": secret}
         return jsonify(key_out.dump(body)), 201
 
     @bp.get("/api-keys")
@@ -185,16 +199,26 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
         query_args(schemas.NoQuery)
         return jsonify(items=key_out.dump(keys.list_keys(), many=True))
 
+    def not_this_key(caller: ApiKey, key_id: str, change: str) -> None:
+        """The key making the call, and the configured TWINCITY_ADMIN_KEY, are not revoked or rotated here."""
+        if key_id == caller.id:
+            raise Problem(409, "Conflict", f"this is the key making the call: {change} it with another admin key, "
+                          "so that one admin key always remains")
+        if key_id == bootstrap_key:
+            raise Problem(409, "Conflict", f"this key is configured as TWINCITY_ADMIN_KEY: the gateway would bring it "
+                          f"back at its next start. To {change} it, give TWINCITY_ADMIN_KEY another value (or none) "
+                          "and restart the gateway first")
+
     @bp.delete("/api-keys/<key_id>")
     def revoke_key(key_id: str) -> tuple[str, int]:
-        need("admin")
+        not_this_key(need("admin"), key_id, "revoke")
         if not keys.revoke(key_id):
             raise Problem(404, "Not Found", f"no API key {key_id}")
         return "", 204
 
     @bp.post("/api-keys/<key_id>/rotate")
     def rotate_key(key_id: str) -> Response:
-        need("admin")
+        not_this_key(need("admin"), key_id, "rotate")
         secret = keys.rotate(key_id)
         if secret is None:
             raise Problem(404, "Not Found", f"no active API key {key_id}")

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 
 from flask import Flask, Response, g, jsonify, request
 
 from gateway import api, audit, keys, pages, ratelimit, repository
 from gateway.clients import ServiceClient, WsgiTransport, transport_for
+from gateway.pages.views import security_headers
 from services.config import ConfigError, Settings
 from services.runtime import Runtime, ServiceSpec
+from services.web import ChunkedBodyLimit
 
 SERVICES = ("ideas", "matching", "notify")
 
@@ -39,19 +40,18 @@ def _remote_address() -> str:
     return request.remote_addr or "127.0.0.1"
 
 
-def _rate_key() -> str:
-    """Per API key (a hash of it: secrets never reach the limiter's store), else per address."""
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("bearer ") and header[7:].strip():
-        return "key:" + hashlib.sha256(header[7:].strip().encode()).hexdigest()[:32]
-    return "ip:" + _remote_address()
+def _rate_limits(settings: Settings, key_store: keys.KeyStore) -> ratelimit.RateLimits:
+    def rate_key() -> str:
+        """Per API key (by its id: secrets never reach the limiter's store), else per address. A token that is no
+        key counts against the address it came from: made-up tokens do not each get a limit of their own."""
+        secret = api.bearer_secret()
+        key = api.api_key_of(key_store, secret) if secret else None
+        return f"key:{key.id}" if key is not None else "ip:" + _remote_address()
 
-
-def _rate_limits(settings: Settings) -> ratelimit.RateLimits:
     # Shared through MongoDB when there is one (every gunicorn worker and replica counts together).
     storage = settings.mongo_url if settings.mongo_url.startswith("mongodb") else \
         f"{ratelimit.SweptMemoryStorage.STORAGE_SCHEME[0]}://"
-    return ratelimit.RateLimits(storage, settings.rate_limit, _rate_key)
+    return ratelimit.RateLimits(storage, settings.rate_limit, rate_key)
 
 
 def create_app(settings: Settings | None = None, service_apps: Mapping[str, Flask] | None = None) -> Flask:
@@ -60,17 +60,19 @@ def create_app(settings: Settings | None = None, service_apps: Mapping[str, Flas
     clients = service_clients(settings, service_apps)
     app = runtime.create_app()
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.wsgi_app = ChunkedBodyLimit(app)  # type: ignore[method-assign]  # a chunked body over it is a 413 too
     key_store = keys.KeyStore(runtime.db)
     directory = repository.Directory(runtime.db, on_events=runtime.relay.kick)
     app.extensions["twincity.keys"] = key_store
     app.extensions["twincity.directory"] = directory
+    bootstrap = None
     if settings.admin_key:
-        key_store.ensure(settings.admin_key, ["admin", "read", "write"], label="TWINCITY_ADMIN_KEY")
+        bootstrap = key_store.ensure(settings.admin_key, ["admin", "read", "write"], label="TWINCITY_ADMIN_KEY").id
     audit_log = audit.AuditLog(runtime.db)
     app.extensions["twincity.audit"] = audit_log
-    limiter = _rate_limits(settings)
+    limiter = _rate_limits(settings, key_store)
     limiter.install(app)
-    blueprint = api.build(directory, key_store, clients, audit_log)
+    blueprint = api.build(directory, key_store, clients, audit_log, bootstrap_key=bootstrap)
     app.register_blueprint(blueprint, url_prefix=api.PREFIX)
 
     @app.after_request
@@ -89,6 +91,13 @@ def create_app(settings: Settings | None = None, service_apps: Mapping[str, Flas
     per_address = limiter.per(settings.signin_rate_limit, _remote_address, methods=("POST",))
     for form in ("pages.signin", "pages.coordinator_signin"):
         app.view_functions[form] = per_address(app.view_functions[form])
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        """Every page the gateway serves (/docs and the unsubscribe page too, not only the blueprint's) gets the
+        pages' headers; every answer at least nosniff."""
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return security_headers(response) if response.mimetype == "text/html" else response
 
     @app.get("/docs")
     def docs() -> Response:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from services.store import Index
+
+log = logging.getLogger(__name__)
 
 SCOPES = ("read", "write", "admin")
 PREFIX = "tcl_"
@@ -40,6 +43,7 @@ class ApiKey:
     city: str | None
     scopes: tuple[str, ...]
     revoked: bool = False
+    expires_at: datetime | None = None
 
     @property
     def admin(self) -> bool:
@@ -56,7 +60,7 @@ class KeyStore:
         self.collection = db[COLLECTION]
 
     def create(self, scopes: Iterable[str], city: str | None = None, *, secret: str | None = None,
-               label: str = "") -> tuple[ApiKey, str]:
+               label: str = "", expires_at: datetime | None = None) -> tuple[ApiKey, str]:
         scopes = tuple(dict.fromkeys(scopes))
         unknown = [s for s in scopes if s not in SCOPES]
         if unknown or not scopes:
@@ -65,27 +69,40 @@ class KeyStore:
             raise ValueError("a key without a city must be an admin key")
         if city is not None and "admin" in scopes:
             raise ValueError("an admin key belongs to no city: leave out the city, or the admin scope")
+        if expires_at is not None and _aware(expires_at) <= datetime.now(UTC):
+            raise ValueError("expires_at must lie in the future")
         secret = secret or new_secret()
         key_id = "key_" + secrets.token_hex(8)
         self.collection.insert_one({
             "_id": key_id, "hash": hash_secret(secret), "city": city, "scopes": list(scopes),
-            "label": label, "created_at": datetime.now(UTC), "revoked": False,
+            "label": label, "created_at": datetime.now(UTC), "revoked": False, "expires_at": expires_at,
         })
-        return ApiKey(key_id, city, scopes), secret
+        return ApiKey(key_id, city, scopes, expires_at=expires_at), secret
 
     def ensure(self, secret: str, scopes: Iterable[str], city: str | None = None, label: str = "") -> ApiKey:
-        """Make sure this exact secret is a key (used for TWINCITY_ADMIN_KEY); idempotent."""
-        found = self.authenticate(secret)
-        if found is not None:
-            return found
-        key, _ = self.create(scopes, city, secret=secret, label=label)
-        return key
+        """Make sure this exact secret is an active key with these scopes (TWINCITY_ADMIN_KEY, at every start).
+
+        Whatever the store holds: a key with this secret that was revoked, has expired or lost a scope is the
+        configured key all the same, so it is made active again with its scopes (and a warning, for an operator
+        who thought it gone: the configuration says otherwise)."""
+        doc = self.collection.find_one({"hash": hash_secret(secret)})
+        if doc is None:
+            key, _ = self.create(scopes, city, secret=secret, label=label)
+            return key
+        wanted = {"revoked": False, "expires_at": None, "scopes": list(dict.fromkeys(scopes)), "city": city}
+        if any(doc.get(field) != value for field, value in wanted.items()):
+            log.warning("the key %s is the configured %s but was %s in the store: it is active again", doc["_id"],
+                        label or "key", "revoked" if doc.get("revoked") else "changed or expired")
+            self.collection.update_one({"_id": doc["_id"]}, {"$set": wanted, "$unset": {"revoked_at": ""}})
+            doc = {**doc, **wanted}
+        return key_of(doc)
 
     def list_keys(self) -> list[dict[str, Any]]:
         return [
             {"id": d["_id"], "city": d.get("city"), "scopes": list(key_of(d).scopes), "label": d.get("label", ""),
              "revoked": bool(d.get("revoked")), "created_at": d.get("created_at"),
-             "last_used_at": d.get("last_used_at"), "rotated_at": d.get("rotated_at")}
+             "last_used_at": d.get("last_used_at"), "rotated_at": d.get("rotated_at"),
+             "expires_at": d.get("expires_at"), "expired": _expired(d)}
             for d in self.collection.find({}, {"hash": 0}).sort("created_at", 1)
         ]
 
@@ -102,16 +119,22 @@ class KeyStore:
         return result.matched_count == 1
 
     def active(self, key_id: str) -> ApiKey | None:
-        """The key with this id while it is not revoked (a coordinator's web session checks it every time)."""
-        doc = self.collection.find_one({"_id": key_id, "revoked": False}, {"hash": 0})
+        """The key with this id while it is neither revoked nor expired."""
+        doc = self.active_document(key_id, {"hash": 0})
         return None if doc is None else key_of(doc)
+
+    def active_document(self, key_id: str, projection: Mapping[str, int] | None = None) -> dict[str, Any] | None:
+        """The stored key with this id while it is neither revoked nor expired (a coordinator's web session checks
+        it on every page)."""
+        doc = self.collection.find_one({"_id": key_id, "revoked": False}, projection)
+        return None if doc is None or _expired(doc) else doc
 
     def authenticate(self, secret: str) -> ApiKey | None:
         if not secret:
             return None
         wanted = hash_secret(secret)
         doc = self.collection.find_one({"hash": wanted})
-        if doc is None or doc.get("revoked") or not hmac.compare_digest(doc["hash"], wanted):
+        if doc is None or doc.get("revoked") or _expired(doc) or not hmac.compare_digest(doc["hash"], wanted):
             return None
         now = datetime.now(UTC)
         last = doc.get("last_used_at")
@@ -126,4 +149,9 @@ def key_of(doc: dict[str, Any]) -> ApiKey:
     may still carry the scope): admin keys belong to no city."""
     city = doc.get("city")
     scopes = tuple(s for s in doc.get("scopes", ()) if city is None or s != "admin")
-    return ApiKey(doc["_id"], city, scopes, bool(doc.get("revoked")))
+    return ApiKey(doc["_id"], city, scopes, bool(doc.get("revoked")), doc.get("expires_at"))
+
+
+def _expired(doc: Mapping[str, Any]) -> bool:
+    expires = doc.get("expires_at")
+    return expires is not None and _aware(expires) <= datetime.now(UTC)

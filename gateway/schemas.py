@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from marshmallow import RAISE, Schema, fields, validate
 
 from gateway.keys import SCOPES
 from services.contract import LANGUAGES
+from services.text import OneLine
 from services.web import cursor_field
 
 KEY = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,63}$", error="must be lower-case letters, digits, '-' or '_'")
@@ -18,7 +21,7 @@ class Strict(Schema):
 
 class CityIn(Strict):
     key = fields.Str(required=True, validate=KEY, metadata={"description": "Short id, e.g. karlsruhe."})
-    name = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    name = OneLine(required=True, validate=validate.Length(min=1, max=200))
     country = fields.Str(required=True, validate=validate.Regexp(r"^[A-Z]{2}$", error="ISO 3166 code, e.g. DE"))
     language = fields.Str(required=True, validate=validate.OneOf(LANGUAGES),
                           metadata={"description": "The city's default language (ISO 639-1)."})
@@ -34,13 +37,13 @@ class CityOut(Schema):
 class ThemeIn(Strict):
     key = fields.Str(required=True, validate=KEY)
     labels = fields.Dict(keys=fields.Str(validate=validate.OneOf(LANGUAGES)),
-                         values=fields.Str(validate=validate.Length(min=1, max=100)),
+                         values=OneLine(validate=validate.Length(min=1, max=100)),
                          required=True, validate=validate.Length(min=1))
 
 
 class PartnershipIn(Strict):
     cities = fields.List(fields.Str(validate=KEY), required=True, validate=validate.Length(equal=2))
-    name = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    name = OneLine(required=True, validate=validate.Length(min=1, max=200))
     id = fields.Str(validate=KEY, metadata={"description": "Optional; default <city-a>-<city-b>."})
     themes = fields.List(fields.Nested(ThemeIn), load_default=list, validate=validate.Length(max=20),
                          metadata={"description": "The partnership's own themes, beside the common four."})
@@ -64,7 +67,10 @@ class ApiKeyIn(Strict):
                       metadata={"description": "The city the key acts for; leave out for an admin key."})
     scopes = fields.List(fields.Str(validate=validate.OneOf(SCOPES)), required=True,
                          validate=validate.Length(min=1, max=3))
-    label = fields.Str(load_default="", validate=validate.Length(max=200))
+    label = OneLine(load_default="", validate=validate.Length(max=200))
+    expires_at = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=UTC,
+                                      metadata={"description": "When the key stops working (ISO 8601; UTC when no "
+                                                               "offset is given); none: it works until revoked."})
 
 
 class ApiKeyOut(Schema):
@@ -76,6 +82,8 @@ class ApiKeyOut(Schema):
     created_at = fields.DateTime(allow_none=True)
     last_used_at = fields.DateTime(allow_none=True, metadata={"description": "To the minute."})
     rotated_at = fields.DateTime(allow_none=True)
+    expires_at = fields.DateTime(allow_none=True, metadata={"description": "null: works until revoked."})
+    expired = fields.Bool()
     key = fields.Str(metadata={"description": "The secret: shown once, at creation or rotation, never again."})
 
 

@@ -132,6 +132,9 @@ VARIABLES: tuple[Var, ...] = (
     Var("TWINCITY_DB_PREFIX", "twincity", "Prefix of each service's own database name (<prefix>_<service>)."),
     Var("TWINCITY_EXCHANGE", "twincity.events", "Name of the durable topic exchange all events go through."),
     Var("TWINCITY_NAMESPACE", "", "Prefix of every queue name, for several deployments on one broker vhost."),
+    Var("TWINCITY_MEMORY_STORE", "0", "1 lets `twincity <service> web|worker`, `admin` and `ops` run on an in-memory "
+        "store or broker (mongomock://, memory://), which a restart forgets: for tests and benchmarks only. "
+        "`twincity dev` needs none."),
     Var("TWINCITY_ADMIN_KEY", "", "First admin API key; when empty, `twincity dev` makes one and prints it."),
     Var("BUS_PREFETCH", "32",
         "Messages a consumer may hold unacknowledged (per consumer, not global); the most it handles at once."),
@@ -169,7 +172,10 @@ VARIABLES: tuple[Var, ...] = (
     Var("WEB_WORKERS", "2", "gunicorn worker processes of a web command."),
     Var("WEB_THREADS", "4", "Threads per gunicorn worker."),
     Var("WORKER_CONCURRENCY", "1", "Consumer threads of a worker command, each with its own broker connection."),
-    Var("WORKER_METRICS_PORT", "0", "Port where a worker command serves /metrics for Prometheus (0: none)."),
+    Var("WORKER_METRICS_PORT", "0", "Port where a worker command serves /metrics for Prometheus (0: none); keep it "
+        "off the public network (it has no token)."),
+    Var("TWINCITY_METRICS_TOKEN", "", "When set, /metrics of every web process answers only to "
+        "`Authorization: Bearer <token>` (Prometheus: `authorization: {credentials: ...}`); empty: open to all."),
     Var("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
     Var("LOG_FORMAT", "json", "json (one JSON object a line) or text."),
 )
@@ -185,6 +191,7 @@ class Settings:
     exchange: str = "twincity.events"
     namespace: str = ""
     admin_key: str = ""
+    memory_store: bool = False
     prefetch: int = 32
     retry_delays_ms: tuple[int, ...] = (1000, 10000, 60000)
     confirm_timeout: float = 10.0
@@ -213,6 +220,7 @@ class Settings:
     web_threads: int = 4
     worker_concurrency: int = 1
     worker_metrics_port: int = 0
+    metrics_token: str = ""
     log_level: str = "info"
     log_format: str = "json"
 
@@ -248,6 +256,7 @@ class Settings:
             exchange=_name("TWINCITY_EXCHANGE", get("TWINCITY_EXCHANGE")),
             namespace=_name("TWINCITY_NAMESPACE", get("TWINCITY_NAMESPACE")) if get("TWINCITY_NAMESPACE") else "",
             admin_key=get("TWINCITY_ADMIN_KEY"),
+            memory_store=_choice("TWINCITY_MEMORY_STORE", get("TWINCITY_MEMORY_STORE"), ("0", "1")) == "1",
             prefetch=_int("BUS_PREFETCH", get("BUS_PREFETCH"), minimum=1),
             retry_delays_ms=_delays("BUS_RETRY_DELAYS_MS", get("BUS_RETRY_DELAYS_MS")),
             confirm_timeout=_float("BUS_CONFIRM_TIMEOUT", get("BUS_CONFIRM_TIMEOUT"), minimum=0.1),
@@ -280,6 +289,7 @@ class Settings:
             web_threads=_int("WEB_THREADS", get("WEB_THREADS"), minimum=1),
             worker_concurrency=_int("WORKER_CONCURRENCY", get("WORKER_CONCURRENCY"), minimum=1),
             worker_metrics_port=_int("WORKER_METRICS_PORT", get("WORKER_METRICS_PORT"), maximum=65535),
+            metrics_token=get("TWINCITY_METRICS_TOKEN"),
             log_level=_choice("LOG_LEVEL", get("LOG_LEVEL"), ("debug", "info", "warning", "error")),
             log_format=_choice("LOG_FORMAT", get("LOG_FORMAT"), ("json", "text")),
         )

@@ -107,7 +107,8 @@ class Runtime:
 
         # Without the broker a web process still serves: its changes wait in the outbox until the relay can
         # publish them. A broker outage must not take every web pod out of its Service.
-        app = create_base_app(self.name, self.readiness(), degrading={"broker"})
+        app = create_base_app(self.name, self.readiness(), degrading={"broker"},
+                              metrics_token=self.settings.metrics_token)
         for blueprint in self.spec.blueprints(self):
             app.register_blueprint(blueprint)
         if self.spec.docs is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import io
 import json
 import logging
 import os
@@ -13,7 +15,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from services import context, fastload, metrics
 from services.contract import schema_instance
@@ -75,10 +77,29 @@ def query_args(schema: type[Schema]) -> Any:
     return fastload.load(schema_instance(schema), data)
 
 
+MAX_JSON_DEPTH = 64  # nesting of arrays and objects a JSON body may have; no request of the API needs more than 4
+_JSON_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text (without parsing it: the parsers recurse)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return 0  # cannot be too deep: not worth counting
+    depth = deepest = 0
+    for bracket in _JSON_BRACKETS.findall(_JSON_STRINGS.sub(b'""', raw)):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def json_body(schema: type[Schema] | None = None, *, partial: bool = False) -> Any:
     """The request's JSON object, loaded through `schema` when given; clear 4xx problems otherwise."""
     if not request.is_json:
         raise Problem(415, "Unsupported Media Type", "send a JSON body with Content-Type: application/json")
+    if json_depth(request.get_data()) > MAX_JSON_DEPTH:
+        raise Problem(400, "Bad Request", f"the JSON body nests arrays and objects more than {MAX_JSON_DEPTH} levels "
+                      "deep; no request needs that")
     data = request.get_json(silent=True)
     if data is None:
         raise Problem(400, "Malformed JSON", "the request body is not valid JSON")
@@ -104,8 +125,34 @@ def _unicode(data: Any) -> bool:
     return True
 
 
+class ChunkedBodyLimit:
+    """WSGI middleware: a body sent without Content-Length (chunked) is read here, up to the app's
+    MAX_CONTENT_LENGTH. Werkzeug cuts such a body at the limit without a word, and the request would go on with
+    half a body; here a body over the limit is refused with 413, as one with a Content-Length is."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.wsgi_app = app.wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        limit = self.app.config.get("MAX_CONTENT_LENGTH")
+        if limit and not environ.get("CONTENT_LENGTH") and environ.get("wsgi.input") is not None \
+                and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            body = environ["wsgi.input"].read(limit + 1)
+            if len(body) > limit:
+                environ[TOO_LARGE], body = True, b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+            environ.pop("wsgi.input_terminated", None)
+        return self.wsgi_app(environ, start_response)
+
+
+TOO_LARGE = "twincity.body_too_large"
+
+
 def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None = None,
-                    degrading: Collection[str] = ()) -> Flask:
+                    degrading: Collection[str] = (), metrics_token: str = "") -> Flask:
     """A Flask app with the platform's common behaviour; services add their blueprints to it.
 
     /readyz is 503 while a check fails, except the checks named in `degrading`: without them the process still
@@ -122,6 +169,8 @@ def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None
         g.request_id = incoming if _REQUEST_ID.match(incoming) else context.new_id()
         g.started = time.perf_counter()
         g.context_token = context.correlation_id.set(g.request_id)
+        if request.environ.get(TOO_LARGE):
+            raise RequestEntityTooLarge()
 
     @app.after_request
     def _finish(response: Response) -> Response:
@@ -192,6 +241,13 @@ def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None
 
     @app.get("/metrics")
     def prometheus() -> Response:
+        if metrics_token:  # counts per endpoint and status are for the operator, not for every visitor
+            scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), metrics_token.encode()):
+                response = problem_response(401, "Unauthorized", "/metrics needs 'Authorization: Bearer <token>' "
+                                            "with the value of TWINCITY_METRICS_TOKEN")
+                response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+                return response
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # gunicorn with several workers: add them all up
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)

@@ -102,7 +102,7 @@ class Backend:
         The session keeps the key's id and this fingerprint, never the secret: a revoked key ends the session, and
         so does a rotated one (its fingerprint changes with its secret).
         """
-        doc = self.keys.collection.find_one({"_id": key_id, "revoked": False}, {"hash": 1, "city": 1, "scopes": 1})
+        doc = self.keys.active_document(key_id, {"hash": 1, "city": 1, "scopes": 1, "expires_at": 1})
         if doc is None or not doc.get("hash"):
             return None
         fingerprint = hmac.new(str(current_app.secret_key).encode(), str(doc["hash"]).encode(),
