@@ -171,7 +171,8 @@ class Stack:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINCITY_", "BUS_", "OUTBOX_"))}
         env.update(
-            AMQP_URL=self.settings.amqp_url, MONGO_URL="mongomock://", TWINCITY_EXCHANGE=self.settings.exchange,
+            AMQP_URL=self.settings.amqp_url, MONGO_URL="mongomock://", TWINCITY_MEMORY_STORE="1",
+            TWINCITY_EXCHANGE=self.settings.exchange,
             TWINCITY_NAMESPACE=self.settings.namespace, TWINCITY_ADMIN_KEY=self.admin_key,
             TWINCITY_RATE_LIMIT="1000000/minute", NOTIFY_SECRET=uuid.uuid4().hex, LOG_LEVEL="INFO",
             LOG_FORMAT="json", XDG_RUNTIME_DIR=str(self.workdir),

@@ -83,15 +83,20 @@ class Relay:
         """Publish pending events (only those at least `older_than` seconds old); return how many."""
         with self._lock:
             cutoff = datetime.now(UTC) - timedelta(seconds=older_than) if older_than else None
-            published = 0
-            backlog = 0
+            found = []
             for name in self.collections:
-                collection = self.db[name]
-                docs = list(collection.find(pending_filter(), {FIELD: 1}).limit(self.batch))
+                docs = list(self.db[name].find(pending_filter(), {FIELD: 1}).limit(self.batch))
+                found.append((self.db[name], docs, len(docs) >= self.batch))
+            # What waits in the store, counted before publishing: the gauge is right while the broker is down too
+            # (a pass that cannot publish raises below, and the count stays).
+            backlog = sum(self._count(c) if more else sum(len(d.get(FIELD) or []) for d in docs)
+                          for c, docs, more in found)
+            metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog)
+            published = 0
+            for collection, docs, _more in found:
                 batch: list[tuple[Any, list[dict[str, Any]]]] = []
                 for doc in docs:
                     events = doc.get(FIELD) or []
-                    backlog += len(events)
                     if cutoff is not None:
                         events = [e for e in events if _occurred(e) <= cutoff]
                     if events:
@@ -114,11 +119,11 @@ class Relay:
             return published
 
     def backlog(self) -> int:
-        total = 0
-        for name in self.collections:
-            for doc in self.db[name].find(pending_filter(), {FIELD: 1}):
-                total += len(doc.get(FIELD) or [])
-        return total
+        return sum(self._count(self.db[name]) for name in self.collections)
+
+    @staticmethod
+    def _count(collection: Any) -> int:
+        return sum(len(doc.get(FIELD) or []) for doc in collection.find(pending_filter(), {FIELD: 1}))
 
     # The background loop -------------------------------------------------------------------------------
 

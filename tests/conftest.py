@@ -20,6 +20,7 @@ import pytest
 from services import bus, store
 from services.bus import Consumer, Handler
 from services.config import Settings
+from tests.private_rabbitmq import PrivateRabbitMQ, Unavailable
 
 AMQP_TEST_URL = os.environ.get("AMQP_TEST_URL") or os.environ.get("AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672//"
 if AMQP_TEST_URL.startswith("memory://"):
@@ -47,6 +48,18 @@ def rabbitmq() -> str:
         pytest.fail(f"RabbitMQ does not answer on {AMQP_TEST_URL} ({exc!r}); run the tests with scripts/test, "
                     "which starts or installs it")
     return AMQP_TEST_URL
+
+
+@pytest.fixture(scope="session")
+def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
+    """A RabbitMQ node of the tests' own (tests/private_rabbitmq.py), for tests that stop and start a broker:
+    the shared node on AMQP_URL is never restarted. Started once per session, on first use."""
+    try:
+        node = PrivateRabbitMQ().start()
+    except Unavailable as exc:
+        pytest.skip(f"a broker restart needs a private RabbitMQ node: {exc}")
+    yield node
+    node.stop()
 
 
 def _unique(prefix: str) -> str:

@@ -209,8 +209,9 @@ def _service_group(service: str) -> click.Group:
                   help="Also run the service's worker (consumers, outbox relay) in the one web process.")
     @click.option("--concurrency", type=click.IntRange(1, 64), default=None, hidden=service == "gateway",
                   help="With --with-worker: consumer threads (default $WORKER_CONCURRENCY).")
+    @click.option("--memory-store", is_flag=True, help=MEMORY_STORE_HELP)
     def web(bind: str | None, workers: int | None, threads: int | None, with_worker: bool,
-            concurrency: int | None) -> None:
+            concurrency: int | None, memory_store: bool) -> None:
         settings = _settings()
         consumers = 0
         if with_worker:
@@ -221,6 +222,7 @@ def _service_group(service: str) -> click.Group:
             if (workers or 1) > 1:
                 raise click.UsageError("--with-worker runs one web process; scale with more replicas")
             workers, consumers = 1, concurrency or settings.worker_concurrency
+        _refuse_memory(settings, service, "web", memory_store)
         logs.setup(service, settings.log_level, settings.log_format)
         processes = workers or settings.web_workers
         _warn_memory_store(settings, service, "web", processes)
@@ -262,8 +264,10 @@ def _service_group(service: str) -> click.Group:
         @group.command(help=f"Consume the {service} queue and relay its outbox until SIGTERM.")
         @click.option("--concurrency", type=click.IntRange(1, 64), default=None,
                       help="Consumer threads, each with its own connection (default $WORKER_CONCURRENCY).")
-        def worker(concurrency: int | None) -> None:
+        @click.option("--memory-store", is_flag=True, help=MEMORY_STORE_HELP)
+        def worker(concurrency: int | None, memory_store: bool) -> None:
             settings = _settings()
+            _refuse_memory(settings, service, "worker", memory_store)
             logs.setup(service, settings.log_level, settings.log_format)
             _warn_memory_store(settings, service, "worker", 1)
             if settings.worker_metrics_port:
@@ -274,6 +278,26 @@ def _service_group(service: str) -> click.Group:
             _factory(service).run_worker(concurrency or settings.worker_concurrency, settings=settings)
 
     return group
+
+
+MEMORY_STORE_HELP = ("Run on MONGO_URL=mongomock:// or AMQP_URL=memory:// (this process's memory, forgotten at every "
+                     "restart): for tests and benchmarks (also TWINCITY_MEMORY_STORE=1).")
+
+
+def _refuse_memory(settings: Settings, service: str, kind: str, allowed: bool) -> None:
+    """A production command on a store or broker in its own memory would come back empty after any restart (gunicorn
+    replacing a stalled worker, an operator restarting a container) and still say `ready`: refused unless asked for."""
+    memory = [f"{name}={redacted_url(url)}" for name, url, scheme in (
+        ("MONGO_URL", settings.mongo_url, "mongomock://"), ("AMQP_URL", settings.amqp_url, "memory://"))
+        if url.startswith(scheme)]
+    if not memory or allowed or settings.memory_store:
+        return
+    raise click.ClickException(
+        f"`twincity {service} {kind}` will not run on {' and '.join(memory)}: that lives in this process's memory, "
+        "so a restart forgets every city, key and idea and still answers 'ready'. Point MONGO_URL to MongoDB "
+        "(MONGO_URL=mongodb://host:27017) and AMQP_URL to RabbitMQ (amqp://user:pass@host:5672/), or run the whole "
+        "platform in one process with `twincity dev`. For a test or a benchmark: --memory-store (or "
+        "TWINCITY_MEMORY_STORE=1).")
 
 
 def _warn_memory_store(settings: Settings, service: str, kind: str, processes: int) -> None:
@@ -328,7 +352,7 @@ def _directory() -> tuple[Any, Any]:
     from services import store
 
     settings = _settings()
-    if settings.mongo_url.startswith("mongomock://") and os.environ.get("TWINCITY_ALLOW_MEMORY") != "1":
+    if settings.mongo_url.startswith("mongomock://") and not settings.memory_store:
         raise click.ClickException(
             "MONGO_URL is mongomock:// (in memory): nothing would be kept. Point MONGO_URL to the gateway's "
             "MongoDB, or use the API of a running `twincity dev` (its banner shows an admin key)."
@@ -351,8 +375,12 @@ def _audit(action: str, target: str) -> None:
 @click.option("--city", default=None, help="The city the key acts for.")
 @click.option("--scopes", default="read,write", show_default=True, help="Comma-separated: read, write, admin.")
 @click.option("--label", default="", help="A note saying who or what uses the key.")
-def create_key(is_admin: bool, city: str | None, scopes: str, label: str) -> None:
+@click.option("--expires", default=None, type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
+              help="When the key stops working (UTC), e.g. 2027-03-31; default: until revoked.")
+def create_key(is_admin: bool, city: str | None, scopes: str, label: str, expires: Any) -> None:
     """Make an API key and print its secret (shown this once)."""
+    from datetime import UTC
+
     directory, key_store = _directory()
     wanted = ["admin", "read", "write"] if is_admin else [s.strip() for s in scopes.split(",") if s.strip()]
     if not is_admin and not city:
@@ -360,12 +388,14 @@ def create_key(is_admin: bool, city: str | None, scopes: str, label: str) -> Non
     if city and directory.city(city) is None:
         raise click.ClickException(f"unknown city {city!r}; create it first with `twincity admin create-city`")
     try:
-        key, secret = key_store.create(wanted, None if is_admin else city, label=label)
+        key, secret = key_store.create(wanted, None if is_admin else city, label=label,
+                                       expires_at=expires.replace(tzinfo=UTC) if expires else None)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     _audit("admin create-key", key.id)
-    click.echo(f"id:     {key.id}\nkey:    {secret}\ncity:   {key.city or '(all: admin)'}\n"
-               f"scopes: {', '.join(key.scopes)}\nKeep the key now: it is stored only as a hash.")
+    click.echo(f"id:      {key.id}\nkey:     {secret}\ncity:    {key.city or '(all: admin)'}\n"
+               f"scopes:  {', '.join(key.scopes)}\nexpires: {key.expires_at.isoformat() if key.expires_at else 'never'}"
+               "\nKeep the key now: it is stored only as a hash.")
 
 
 @admin.command("create-city")
@@ -419,15 +449,22 @@ def list_directory() -> None:
     for p in directory.list_partnerships():
         click.echo(f"partnership  {p['_id']:20} {p['name']}")
     for k in key_store.list_keys():
-        state = "revoked" if k["revoked"] else ",".join(k["scopes"])
-        click.echo(f"key          {k['id']:20} {k['city'] or '(admin)'} {state} {k['label']}")
+        state = "revoked" if k["revoked"] else "expired" if k["expired"] else ",".join(k["scopes"])
+        until = f" until {k['expires_at']:%Y-%m-%d %H:%M}" if k["expires_at"] and not k["revoked"] else ""
+        click.echo(f"key          {k['id']:20} {k['city'] or '(admin)'} {state}{until} {k['label']}")
 
 
 @admin.command("revoke-key")
 @click.argument("key_id")
 def revoke_key(key_id: str) -> None:
     """Revoke an API key by its id (it gets 401 from now on)."""
+    from gateway.keys import hash_secret
+
     _, key_store = _directory()
+    configured = _settings().admin_key
+    if configured and key_store.collection.count_documents({"_id": key_id, "hash": hash_secret(configured)}):
+        raise click.ClickException(f"{key_id} is the key configured as TWINCITY_ADMIN_KEY: the gateway would bring it "
+                                   "back at its next start. Give TWINCITY_ADMIN_KEY another value (or none) first")
     if not key_store.revoke(key_id):
         raise click.ClickException(f"no API key {key_id}")
     _audit("admin revoke-key", key_id)

@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import importlib
 import json
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -717,7 +716,7 @@ def backlog_command(as_json: bool) -> None:
     process running, and does the broker answer?).
     """
     settings = _settings(broker_needed=False)
-    if settings.mongo_url.startswith("mongomock://") and os.environ.get("TWINCITY_ALLOW_MEMORY") != "1":
+    if settings.mongo_url.startswith("mongomock://") and not settings.memory_store:
         raise click.ClickException(
             "MONGO_URL is mongomock:// (in memory): this process would read an empty store of its own. "
             "Point MONGO_URL to the services' MongoDB."

@@ -3,22 +3,19 @@
 Three worker instances with their own broker connections (mongomock cannot be shared between processes,
 so they share one store in this process) consume 1,000 match.proposed events. Meanwhile the harness kills
 a worker in the middle of handling (its connection dies after the effect, before the ack, and it stays
-dead), restarts the broker, injects poison messages and delivers 100 events twice. At the end it counts,
-per event, the notifications made: each must exist exactly once per author; every poison message must
-be parked, intact and replayable. Loopback only; bounded in count and time.
+dead), restarts the broker (a private node of the tests' own), injects poison messages and delivers 100 events
+twice. At the end it counts, per event, the notifications made: each must exist exactly once per author; every
+poison message must be parked, intact and replayable. Loopback only; bounded in count and time.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections import Counter
 from typing import Any
-from urllib.parse import urlsplit
 
 import kombu
 import pytest
@@ -28,6 +25,7 @@ from services import bus, outbox, store
 from services.contract import Event, new_event
 from services.runtime import Runtime
 from tests.conftest import make_settings, queue_depth, queue_messages, wait_for
+from tests.private_rabbitmq import PrivateRabbitMQ
 
 EVENTS = 1000
 DUPLICATES = 100
@@ -56,10 +54,8 @@ def proposal(n: int) -> dict[str, Any]:
 
 
 @pytest.mark.broker_restart
-def test_chaos_nothing_lost_nothing_doubled_poison_parked(rabbitmq: str):
-    if not (shutil.which("rabbitmqctl") and urlsplit(rabbitmq).hostname in ("127.0.0.1", "localhost")):
-        pytest.skip("needs a local RabbitMQ node and rabbitmqctl to restart it")
-    settings = make_settings(rabbitmq, prefetch=5, retry_delays_ms=(100, 200, 400, 800, 1600))
+def test_chaos_nothing_lost_nothing_doubled_poison_parked(private_rabbitmq: PrivateRabbitMQ):
+    settings = make_settings(private_rabbitmq.url, prefetch=5, retry_delays_ms=(100, 200, 400, 800, 1600))
     workers = [Runtime(notify.app.SPEC, settings) for _ in range(WORKERS)]
     handled: Counter[str] = Counter()
     lock = threading.Lock()
@@ -103,8 +99,7 @@ def test_chaos_nothing_lost_nothing_doubled_poison_parked(rabbitmq: str):
             writer.stream.insert_one(outbox.with_events({"_id": f"batch-{n}"}, events[n:n + 50]))
             relay.kick()
             if n == RESTART_AT:
-                subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
-                subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
+                private_rabbitmq.restart_app()
             time.sleep(0.02)
         # Duplicates: 100 events published again with the same ids.
         writer.stream.insert_one(outbox.with_events({"_id": "duplicates"}, events[::EVENTS // DUPLICATES]))
@@ -155,7 +150,7 @@ def test_chaos_nothing_lost_nothing_doubled_poison_parked(rabbitmq: str):
         relay.stop()
         for runtime in workers:
             runtime.relay.stop()
-        subprocess.run(["rabbitmqctl", "await_startup"], capture_output=True, timeout=120)
+        private_rabbitmq.await_startup()
         bus.delete_topology(settings, [workers[0].consumers(1)[0].topology], exchange=True)
         store.forget(settings.mongo_url)
 

@@ -63,7 +63,7 @@ def test_cities_partnerships_and_keys_by_cli(api: Api, monkeypatch: pytest.Monke
     # The CLI writes to the gateway's store (here the in-memory one this process shares); the running
     # gateway's relay publishes what it caused.
     settings = api.platform.settings
-    env = {"MONGO_URL": settings.mongo_url, "TWINCITY_ALLOW_MEMORY": "1", "AMQP_URL": settings.amqp_url,
+    env = {"MONGO_URL": settings.mongo_url, "TWINCITY_MEMORY_STORE": "1", "AMQP_URL": settings.amqp_url,
            "TWINCITY_EXCHANGE": settings.exchange, "TWINCITY_NAMESPACE": settings.namespace}
     run = CliRunner().invoke
     for args in (["admin", "create-city", "karlsruhe", "--name", "Karlsruhe", "--country", "DE", "--language", "de"],

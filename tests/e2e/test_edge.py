@@ -59,7 +59,7 @@ def test_admin_changes_are_in_the_audit_log_readable_by_admins_only():
         page = api.ok("GET", "/audit?limit=3")
         assert len(page["items"]) == 3 and page["next_cursor"]
         # Operator commands land in the same log.
-        env = {"MONGO_URL": api.platform.settings.mongo_url, "TWINCITY_ALLOW_MEMORY": "1"}
+        env = {"MONGO_URL": api.platform.settings.mongo_url, "TWINCITY_MEMORY_STORE": "1"}
         result = CliRunner().invoke(main, ["admin", "create-city", "lyon", "--name", "Lyon", "--country", "FR",
                                            "--language", "fr"], env=env)
         assert result.exit_code == 0, result.output

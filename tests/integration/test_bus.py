@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections import Counter
 from typing import Any
-from urllib.parse import urlsplit
 
 import kombu
 import pytest
@@ -20,6 +17,7 @@ from services.bus import PublishError
 from services.config import Settings
 from services.contract import Event, new_event, parse_event
 from tests.conftest import Consumers, make_settings, queue_depth, queue_messages, unique_service, wait_for
+from tests.private_rabbitmq import PrivateRabbitMQ
 
 IDEA = {
     "idea_id": "idea-1", "city": "karlsruhe", "partnerships": ["ka-kr"], "title": "Urban Gardening am Rhein",
@@ -348,17 +346,10 @@ def test_publisher_fails_fast_when_the_broker_is_unreachable():
     assert time.monotonic() - started < 10
 
 
-def _local_rabbitmqctl(url: str) -> bool:
-    return shutil.which("rabbitmqctl") is not None and (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost")
-
-
 @pytest.mark.broker_restart
-def test_broker_restart_in_the_middle_of_a_stream_every_event_handled_once(
-    rabbit_settings: Settings, rabbit_consumers: Consumers
-):
-    if not _local_rabbitmqctl(rabbit_settings.amqp_url):
-        pytest.skip("needs a local RabbitMQ node and rabbitmqctl to restart it")
-    settings, consumers = rabbit_settings, rabbit_consumers
+def test_broker_restart_in_the_middle_of_a_stream_every_event_handled_once(private_rabbitmq: PrivateRabbitMQ):
+    settings = make_settings(private_rabbitmq.url)
+    consumers = Consumers(settings)
     effects = Effects(settings)
     two = consumers.start(unique_service(), {"idea.withdrawn": [effects]}, count=2)
     db = store.database(settings, "writer")
@@ -372,13 +363,14 @@ def test_broker_restart_in_the_middle_of_a_stream_every_event_handled_once(
             if i == total // 3:
                 wait_for(lambda: effects.count() > 50, message="the stream to be under way")
                 restarted_at = effects.count()
-                subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
-                subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
+                private_rabbitmq.restart_app()
             time.sleep(0.001)
         wait_for(lambda: effects.count() == total, timeout=90, interval=0.1, message=f"all {total} effects")
     finally:
         relay.stop()
-        subprocess.run(["rabbitmqctl", "await_startup"], capture_output=True, timeout=120)
+        private_rabbitmq.await_startup()
+        consumers.close()
+        store.forget(settings.mongo_url)
     assert 0 < restarted_at < total, "the restart happened in the middle of the stream"
     assert all(c.connections_made >= 2 for c in two), "both consumers lost their connection and came back"
     assert relay.backlog() == 0

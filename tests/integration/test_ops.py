@@ -31,7 +31,7 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
         "TWINCITY_NAMESPACE": settings.namespace,
         "BUS_RETRY_DELAYS_MS": ",".join(map(str, settings.retry_delays_ms)),
         "BUS_CONFIRM_TIMEOUT": str(settings.confirm_timeout),
-        "TWINCITY_ALLOW_MEMORY": "",
+        "TWINCITY_MEMORY_STORE": "",
         **extra,
     }
 
@@ -360,7 +360,7 @@ def test_backlog_counts_pending_outbox_events_per_service():
         refused = run(settings, "backlog")
         assert refused.exit_code == 1 and "mongomock" in refused.output
 
-        data = run_json(settings, "backlog", TWINCITY_ALLOW_MEMORY="1")
+        data = run_json(settings, "backlog", TWINCITY_MEMORY_STORE="1")
         assert data["total"] == 4
         assert data["services"] == {"ideas": 3, "matching": 0, "notify": 0, "gateway": 1}
         rows = {(r["service"], r["collection"]): r for r in data["collections"]}
@@ -368,7 +368,7 @@ def test_backlog_counts_pending_outbox_events_per_service():
         assert rows[("gateway", "cities")]["oldest"] and rows[("gateway", "partnerships")]["events"] == 0
         assert rows[("ideas", "ideas")]["database"] == "twincity_ideas"
 
-        table = run(settings, "backlog", TWINCITY_ALLOW_MEMORY="1")
+        table = run(settings, "backlog", TWINCITY_MEMORY_STORE="1")
         assert table.exit_code == 0 and "4 event(s) pending" in table.stdout
     finally:
         store.forget(settings.mongo_url)

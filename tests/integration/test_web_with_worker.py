@@ -30,7 +30,8 @@ def test_one_process_serves_consumes_and_relays_on_an_in_memory_store(
     port = free_port()
     log = tmp_path / "ideas.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINCITY_", "PROMETHEUS_"))}
-    env.update(AMQP_URL=rabbit_settings.amqp_url, MONGO_URL="mongomock://", TWINCITY_EXCHANGE=rabbit_settings.exchange,
+    env.update(AMQP_URL=rabbit_settings.amqp_url, MONGO_URL="mongomock://", TWINCITY_MEMORY_STORE="1",
+               TWINCITY_EXCHANGE=rabbit_settings.exchange,
                TWINCITY_NAMESPACE=rabbit_settings.namespace, LOG_FORMAT="json", XDG_RUNTIME_DIR=str(tmp_path),
                # the retry queues it declares are the ones deleted afterwards
                BUS_RETRY_DELAYS_MS=",".join(map(str, rabbit_settings.retry_delays_ms)))
@@ -92,10 +93,43 @@ def test_a_memory_store_shared_by_no_one_is_said_aloud(monkeypatch) -> None:
     root = logging.getLogger()  # the command sets up logging for its process: put back what pytest had
     monkeypatch.setattr(root, "handlers", list(root.handlers))
     monkeypatch.setattr(root, "level", root.level)
-    env = {"MONGO_URL": "mongomock://", "WEB_WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": "/tmp"}
+    env = {"MONGO_URL": "mongomock://", "TWINCITY_MEMORY_STORE": "1", "WEB_WORKERS": "2",
+           "PROMETHEUS_MULTIPROC_DIR": "/tmp"}
     two = CliRunner().invoke(cli.main, ["gateway", "web"], env=env)
     assert two.exit_code == 0 and "its 2 gunicorn workers would each keep their own data" in two.stderr
     one = CliRunner().invoke(cli.main, ["gateway", "web", "--workers", "1"], env=env)
     assert "mongomock://" in one.stderr and "would each" not in one.stderr
-    stored = CliRunner().invoke(cli.main, ["gateway", "web"], env={**env, "MONGO_URL": "mongodb://db:27017"})
+    stored = CliRunner().invoke(cli.main, ["gateway", "web"], env={**env, "MONGO_URL": "mongodb://db:27017",
+                                                                    "AMQP_URL": "amqp://broker:5672//"})
     assert stored.exit_code == 0 and stored.stderr == ""
+
+
+@pytest.mark.parametrize("argv", [["gateway", "web"], ["ideas", "web"], ["matching", "worker"],
+                                  ["notify", "web", "--with-worker"]])
+def test_production_commands_refuse_a_store_or_broker_that_a_restart_forgets(monkeypatch, argv) -> None:
+    """A gateway restarted on mongomock:// forgot every city key and still said `ready`: refused unless asked for."""
+    import logging
+
+    from click.testing import CliRunner
+
+    from twincity import cli
+
+    started: list[str] = []
+    monkeypatch.setattr(cli._Gunicorn, "run", staticmethod(lambda *a, **k: started.append("web")))
+    monkeypatch.setattr(cli, "_factory", lambda service: type("M", (), {
+        "run_worker": staticmethod(lambda *a, **k: started.append("worker"))}))
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    base = {"TWINCITY_MEMORY_STORE": "", "PROMETHEUS_MULTIPROC_DIR": "/tmp", "WEB_WORKERS": "1"}
+    for env, what in (({"MONGO_URL": "mongomock://", "AMQP_URL": "amqp://broker:5672//"}, "MONGO_URL=mongomock://"),
+                      ({"MONGO_URL": "mongodb://db:27017", "AMQP_URL": "memory://"}, "AMQP_URL=memory://")):
+        refused = CliRunner().invoke(cli.main, argv, env={**base, **env})
+        assert refused.exit_code == 1 and what in refused.output, refused.output
+        assert "MONGO_URL=mongodb://host:27017" in refused.output and "twincity dev" in refused.output
+        assert "--memory-store" in refused.output and not started
+    allowed = CliRunner().invoke(cli.main, [*argv, "--memory-store"], env={**base, "MONGO_URL": "mongomock://"})
+    assert allowed.exit_code == 0, allowed.output
+    by_env = CliRunner().invoke(cli.main, argv, env={**base, "MONGO_URL": "mongomock://", "TWINCITY_MEMORY_STORE": "1"})
+    assert by_env.exit_code == 0, by_env.output
+    assert len(started) == 2

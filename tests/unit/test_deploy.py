@@ -238,7 +238,7 @@ def compose_env(compose: dict[str, Any], service: str, amqp_url: str, tmp_path: 
     """The environment compose gives `service`, adapted to this machine."""
     env = {k: v for k, v in os.environ.items() if k not in READ and k not in ANNOUNCED}
     env.update(environment(compose["services"][service]))
-    env.update(AMQP_URL=amqp_url, MONGO_URL="mongomock://")
+    env.update(AMQP_URL=amqp_url, MONGO_URL="mongomock://", TWINCITY_MEMORY_STORE="1")  # no MongoDB here
     # Queues and exchange of their own, so the shared broker keeps nothing of this test.
     env.update(TWINCITY_EXCHANGE=f"test.deploy.{tmp_path.name}".lower()[:60],
                TWINCITY_NAMESPACE=f"test-deploy-{tmp_path.name}".lower()[:60])

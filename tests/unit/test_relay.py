@@ -75,3 +75,24 @@ def test_the_background_relay_publishes_after_a_kick(db):
         wait_for(lambda: len(fake.sent) == 1, timeout=5, message="the kicked publish")
     finally:
         relay.stop()
+
+
+def test_the_backlog_gauge_counts_what_waits_also_while_the_broker_is_down(db):
+    """twincity_outbox_backlog read 0 during an outage: it was set only after a pass that published."""
+    from services import metrics
+    from tests.conftest import wait_for
+
+    gauge = metrics.OUTBOX_BACKLOG.labels("backlog-test")
+    for n in range(3):
+        db.things.insert_one(outbox.with_events({"_id": n}, [ev(n), ev(10 + n)]))
+    relay = outbox.Relay("backlog-test", db, ["things"], lambda: FakePublisher(fail=True), poll_interval=0.05,
+                         batch=2).start()
+    try:
+        wait_for(lambda: gauge._value.get() == 6, timeout=5, message="the gauge to count six pending events")
+        db.things.insert_one(outbox.with_events({"_id": 9}, [ev(9)]))
+        wait_for(lambda: gauge._value.get() == 7, timeout=5, message="the gauge to follow the store on every poll")
+    finally:
+        relay.stop()
+    fake = FakePublisher()
+    outbox.Relay("backlog-test", db, ["things"], lambda: fake, batch=100).relay_once()
+    assert gauge._value.get() == 0 and len(fake.sent) == 7
