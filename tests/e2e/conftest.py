@@ -194,9 +194,9 @@ class SmtpServer:
 
 
 class Receiver:
-    """A webhook receiver on loopback; answers `status` and keeps what it got."""
+    """A webhook receiver on loopback; answers `status` (after `delay` seconds) and keeps what it got."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.calls: list[dict[str, Any]] = []
         self.status = 200
         receiver = self
@@ -204,6 +204,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                time.sleep(delay)
                 receiver.calls.append({"headers": dict(self.headers), "body": body, "path": self.path})
                 self.send_response(receiver.status)
                 self.end_headers()
