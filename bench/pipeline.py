@@ -117,9 +117,8 @@ def ts(value: str) -> float:
 
 
 class Http:
-    """One keep-alive connection through the gateway's own client (gateway.clients.HttpTransport: the request in
-    one send with Nagle off, the reply read without http.client's e-mail parser), so that the figures are the
-    server's: the bench runs on the cores it measures, and http.client took ~5x its CPU a call."""
+    """One keep-alive connection through the gateway's own client (gateway.clients.HttpTransport, urllib3's pool);
+    its CPU is the bench client's column."""
 
     def __init__(self, port: int, key: str | None = None) -> None:
         self.port = port

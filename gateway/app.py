@@ -49,8 +49,7 @@ def _rate_limits(settings: Settings, key_store: keys.KeyStore) -> ratelimit.Rate
         return f"key:{key.id}" if key is not None else "ip:" + _remote_address()
 
     # Shared through MongoDB when there is one (every gunicorn worker and replica counts together).
-    storage = settings.mongo_url if settings.mongo_url.startswith("mongodb") else \
-        f"{ratelimit.SweptMemoryStorage.STORAGE_SCHEME[0]}://"
+    storage = settings.mongo_url if settings.mongo_url.startswith("mongodb") else "memory://"
     return ratelimit.RateLimits(storage, settings.rate_limit, rate_key)
 
 

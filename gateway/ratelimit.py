@@ -2,29 +2,23 @@
 
 They are kept by `limits` itself, in MongoDB when the gateway has one (every worker and replica counts together),
 else in this process's memory. Flask-Limiter did the same with ~85 µs of bookkeeping on every API call (its
-limit filtering, exemption scopes and header injection): three quarters of the gateway's own work on a proxied
-GET, for one limit per request that is known in advance.
+limit filtering, exemption scopes and header injection) for one limit per request that is known in advance;
+what it checked is the few lines of `RateLimits`, on limits' documented API.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
-import threading
 import time
-import weakref
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 from flask import Flask, Response, g, request
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage, storage_from_string
+from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
-log = logging.getLogger(__name__)
-
-SWEEP_SECONDS = 1.0
 View = TypeVar("View", bound=Callable[..., Any])
 
 
@@ -85,40 +79,3 @@ class RateLimits:
             if response.status_code == 429:
                 response.headers["Retry-After"] = str(max(1, int(reset - time.time()) + 1))
         return response
-
-
-class SweptMemoryStorage(MemoryStorage):
-    """limits' MemoryStorage, with one thread for its life that drops expired entries once a second.
-
-    MemoryStorage starts a new 10 ms timer thread to drop them whenever the last one has ended: under steady load,
-    a thread for every request or two (5% of the gateway's CPU at 150 ideas/s). The sweeps only free memory: a
-    moving window is checked against its entries' times, whether expired ones are still kept or not. MemoryStorage
-    starts a timer only when `self.timer` is not alive; here it is the sweeper, alive while the storage is.
-    """
-
-    STORAGE_SCHEME = ["twincity-memory"]
-
-    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: str) -> None:
-        if not callable(getattr(MemoryStorage, "_MemoryStorage__expire_events", None)):
-            raise RuntimeError("limits' MemoryStorage has no __expire_events here: see gateway/ratelimit.py")
-        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-        self.timer.cancel()
-        sweeper = threading.Thread(target=_sweep, args=(weakref.ref(self),), name="rate-limit-sweeper", daemon=True)
-        self.timer = sweeper  # type: ignore[assignment]
-        sweeper.start()
-
-    def sweep(self) -> None:
-        self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
-
-
-def _sweep(ref: weakref.ref[SweptMemoryStorage]) -> None:
-    while True:
-        time.sleep(SWEEP_SECONDS)
-        storage = ref()
-        if storage is None:  # the limiter is gone: so is its storage, and this thread
-            return
-        try:
-            storage.sweep()
-        except Exception:  # a sweep only frees memory: the next one tries again (ending would bring back timers)
-            log.exception("rate-limit sweep failed")
-        del storage

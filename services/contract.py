@@ -16,7 +16,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from services import context, fastload
+from services import context
 
 LANGUAGES = ("de", "ru", "en", "fr", "uk", "pl", "it", "es", "tr")
 
@@ -312,7 +312,7 @@ def _load_payload(event_type: str, version: int, payload: Any) -> dict[str, Any]
             raise ContractError("unsupported version", f"{event_type} v{version}")
         raise ContractError("unknown event type", event_type)
     try:
-        return fastload.load(schema_instance(spec.schema), payload)
+        return schema_instance(spec.schema).load(payload)
     except ValidationError as exc:
         raise ContractError("invalid payload", {event_type: exc.messages}) from None
 
@@ -368,7 +368,7 @@ def parse_event(raw: Any) -> Event:
     if not isinstance(raw, dict):
         raise ContractError("not an event envelope", type(raw).__name__)
     try:
-        env = fastload.load(schema_instance(EnvelopeSchema), raw)
+        env = schema_instance(EnvelopeSchema).load(raw)
     except ValidationError as exc:
         raise ContractError("invalid envelope", exc.messages) from None
     event_type, version = env["type"], env["version"]

@@ -17,7 +17,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from services import context, fastload, metrics
+from services import context, metrics
 from services.contract import schema_instance
 from services.store import ID_PATTERN
 
@@ -74,7 +74,7 @@ def query_args(schema: type[Schema]) -> Any:
         if len(values) > 1:
             raise ValidationError({key: ["give this parameter once"]})
         data[key] = values[0]
-    return fastload.load(schema_instance(schema), data)
+    return schema_instance(schema).load(data)
 
 
 MAX_JSON_DEPTH = 64  # nesting of arrays and objects a JSON body may have; no request of the API needs more than 4
@@ -111,9 +111,7 @@ def json_body(schema: type[Schema] | None = None, *, partial: bool = False) -> A
                       "escape such as \\ud800): send UTF-8 text")
     if schema is None:
         return data
-    if partial:
-        return schema_instance(schema).load(data, partial=partial)
-    return fastload.load(schema_instance(schema), data)
+    return schema_instance(schema).load(data, partial=partial)
 
 
 def _unicode(data: Any) -> bool:

@@ -243,6 +243,9 @@ def _service_group(service: str) -> click.Group:
             "bind": bind or f"0.0.0.0:{settings.port}",
             "workers": processes,
             "threads": threads or settings.web_threads,
+            # A service's only client is the gateway's connection pool: its idle sockets are kept a minute, so that
+            # the service seldom closes one just as the gateway sends a call on it (a POST is never sent twice).
+            **({} if service == "gateway" else {"keepalive": 75}),
             "graceful_timeout": 25,  # within compose's 30 s stop_grace_period
             "accesslog": None,
             "logger_class": "twincity.weblog.Logger",

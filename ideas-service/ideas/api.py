@@ -25,7 +25,6 @@ from ideas.schemas import (
     ParticipantPatch,
     ParticipantQuery,
 )
-from services import fastload
 from services.contract import schema_instance
 from services.openapi import ApiDocs
 from services.tenancy import Caller, caller
@@ -162,7 +161,7 @@ def build(repo: Repository) -> Blueprint:
         """`raw` loaded by `schema`; when it is refused, the fields it let through are checked against the
         caller's city too (theme, author), so that one answer names every error, not the first kind found."""
         try:
-            return fastload.load(schema_instance(schema), raw)
+            return schema_instance(schema).load(raw)
         except ValidationError as exc:
             errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
             if isinstance(raw, dict) and "city" not in errors:
