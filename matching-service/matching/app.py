@@ -19,7 +19,7 @@ def _engine(runtime: Runtime) -> Engine:
     """One engine (and so one index and one loaded model) for all consumer threads of the process."""
     if "engine" not in runtime.extras:
         hold_blas_to_one_thread()
-        encoder = Encoder(threads=1, token_cache=runtime.settings.token_cache)
+        encoder = Encoder(threads=1)
         runtime.extras["engine"] = Engine(_repo(runtime), encoder, runtime.settings.sync_overlap)
     return runtime.extras["engine"]
 

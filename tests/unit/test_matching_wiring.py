@@ -31,13 +31,3 @@ def test_the_matching_worker_runs_blas_on_one_thread():
             assert {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"} == {1}
         finally:
             store.forget(settings.mongo_url)
-
-
-def test_the_token_cache_setting_reaches_the_encoder():
-    settings = make_settings("memory://", token_cache=123)
-    runtime = Runtime(matching.app.SPEC, settings)
-    try:
-        assert runtime.handlers
-        assert runtime.extras["engine"].encoder._token_cache == 123
-    finally:
-        store.forget(settings.mongo_url)
