@@ -7,7 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -26,6 +26,7 @@ from services.tenancy import HEADER as CALLER_HEADER
 from services.web import REQUEST_ID_HEADER, Problem, json_body, problem_response, query_args
 
 PREFIX = "/api/v1"
+MAX_KEY_LIFE = timedelta(days=10 * 365)  # the furthest expiry a key may be given
 
 # Which service answers which public path (below /api/v1); the first match wins.
 ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -183,8 +184,14 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
         data = json_body(schemas.ApiKeyIn)
         if data["city"] is not None and directory.city(data["city"]) is None:
             raise ValidationError({"city": [f"unknown city {data['city']!r}"]})
-        if data["expires_at"] is not None and data["expires_at"] <= datetime.now(UTC):
-            raise ValidationError({"expires_at": ["must lie in the future"]})
+        expires = data["expires_at"]
+        if expires is not None:
+            if expires <= datetime.now(UTC):
+                raise ValidationError({"expires_at": ["must lie in the future"]})
+            if expires > datetime.now(UTC) + MAX_KEY_LIFE:
+                raise ValidationError({"expires_at": [f"at most {MAX_KEY_LIFE.days // 365} years from now; leave it "
+                                                      "out for a key that works until revoked"]})
+            data["expires_at"] = expires.astimezone(UTC)
         try:
             key, secret = keys.create(data["scopes"], data["city"], label=data["label"], expires_at=data["expires_at"])
         except ValueError as exc:
@@ -212,6 +219,10 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
     @bp.delete("/api-keys/<key_id>")
     def revoke_key(key_id: str) -> tuple[str, int]:
         not_this_key(need("admin"), key_id, "revoke")
+        target = keys.active(key_id)
+        if target is not None and target.admin and not keys.other_admins(key_id):
+            raise Problem(409, "Conflict", "this is the last active admin key: make another admin key first, so "
+                          "that one always remains")
         if not keys.revoke(key_id):
             raise Problem(404, "Not Found", f"no API key {key_id}")
         return "", 204
@@ -221,6 +232,9 @@ def build(directory: Directory, keys: KeyStore, services: Mapping[str, ServiceCl
         not_this_key(need("admin"), key_id, "rotate")
         secret = keys.rotate(key_id)
         if secret is None:
+            if any(k["id"] == key_id and k["expired"] and not k["revoked"] for k in keys.list_keys()):
+                raise Problem(409, "Conflict", f"API key {key_id} has expired: a new secret would not work either; "
+                              "make a new key")
             raise Problem(404, "Not Found", f"no active API key {key_id}")
         found = next(k for k in keys.list_keys() if k["id"] == key_id)
         return jsonify(key_out.dump({**found, "key": secret}))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.store import Index
+from services.store import DuplicateKeyError, Index
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,10 @@ class KeyStore:
             raise ValueError("a key without a city must be an admin key")
         if city is not None and "admin" in scopes:
             raise ValueError("an admin key belongs to no city: leave out the city, or the admin scope")
-        if expires_at is not None and _aware(expires_at) <= datetime.now(UTC):
-            raise ValueError("expires_at must lie in the future")
+        if expires_at is not None:
+            expires_at = _aware(expires_at).astimezone(UTC)
+            if expires_at <= datetime.now(UTC):
+                raise ValueError("expires_at must lie in the future")
         secret = secret or new_secret()
         key_id = "key_" + secrets.token_hex(8)
         self.collection.insert_one({
@@ -87,8 +89,12 @@ class KeyStore:
         who thought it gone: the configuration says otherwise)."""
         doc = self.collection.find_one({"hash": hash_secret(secret)})
         if doc is None:
-            key, _ = self.create(scopes, city, secret=secret, label=label)
-            return key
+            try:
+                key, _ = self.create(scopes, city, secret=secret, label=label)
+                return key
+            except DuplicateKeyError:  # another gunicorn worker or replica made it at the same moment
+                doc = self.collection.find_one({"hash": hash_secret(secret)})
+                assert doc is not None
         wanted = {"revoked": False, "expires_at": None, "scopes": list(dict.fromkeys(scopes)), "city": city}
         if any(doc.get(field) != value for field, value in wanted.items()):
             log.warning("the key %s is the configured %s but was %s in the store: it is active again", doc["_id"],
@@ -107,11 +113,19 @@ class KeyStore:
         ]
 
     def rotate(self, key_id: str) -> str | None:
-        """A new secret for the same key (id, city, scopes stay); the old secret stops working at once."""
+        """A new secret for the same key (id, city, scopes stay); the old secret stops working at once. None when
+        there is no active key of that id (an expired key is not brought back by a new secret: make a new key)."""
+        if self.active_document(key_id, {"expires_at": 1}) is None:
+            return None
         secret = new_secret()
         result = self.collection.update_one({"_id": key_id, "revoked": False},
                                             {"$set": {"hash": hash_secret(secret), "rotated_at": datetime.now(UTC)}})
         return secret if result.matched_count == 1 else None
+
+    def other_admins(self, key_id: str) -> int:
+        """Active admin keys besides `key_id` (neither revoked nor expired)."""
+        return sum(1 for d in self.collection.find({"_id": {"$ne": key_id}, "city": None, "revoked": False,
+                                                     "scopes": "admin"}, {"expires_at": 1}) if not _expired(d))
 
     def revoke(self, key_id: str) -> bool:
         result = self.collection.update_one({"_id": key_id}, {"$set": {"revoked": True,
@@ -126,6 +140,8 @@ class KeyStore:
     def active_document(self, key_id: str, projection: Mapping[str, int] | None = None) -> dict[str, Any] | None:
         """The stored key with this id while it is neither revoked nor expired (a coordinator's web session checks
         it on every page)."""
+        if projection and any(projection.values()):  # an inclusive projection: the expiry is needed to decide
+            projection = {**projection, "expires_at": 1}
         doc = self.collection.find_one({"_id": key_id, "revoked": False}, projection)
         return None if doc is None or _expired(doc) else doc
 

@@ -47,6 +47,10 @@ class Caller:
     def may_write(self) -> bool:
         return self.admin or "write" in self.scopes
 
+    @property
+    def may_read(self) -> bool:
+        return self.admin or "read" in self.scopes
+
     def can_change(self, city: str | None) -> bool:
         """`city` is the caller's own (or the caller an admin): its objects are the caller's to change, with the
         `write` scope, which caller() checks for every request that may change something."""
@@ -90,9 +94,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def caller() -> Caller:
     """The caller of the current internal request (401 when the gateway did not say who it is).
 
-    Every request that may change something (any method but GET, HEAD, OPTIONS) needs the `write` scope, checked
-    here, by the service that would make the change: whichever way the call came (the API, a web page, a tool),
-    a key that may only read changes nothing."""
+    Every request that may change something (any method but GET, HEAD, OPTIONS) needs the `write` scope, and every
+    other one the `read` scope, checked here, by the service that answers: whichever way the call came (the API, a
+    web page, a tool), a key that may only read changes nothing and one that may only write reads nothing."""
     raw = request.headers.get(HEADER)
     if not raw:
         raise Problem(401, "Unauthorized", "internal call without a caller; go through the gateway")
@@ -102,4 +106,6 @@ def caller() -> Caller:
         raise Problem(400, "Bad Request", f"malformed {HEADER} header") from None
     if request.method not in SAFE_METHODS and not who.may_write:
         raise Problem(403, "Forbidden", "this key may only read: a change needs a key with the 'write' scope")
+    if request.method in SAFE_METHODS and not who.may_read:
+        raise Problem(403, "Forbidden", "this key may not read: reading needs a key with the 'read' scope")
     return who

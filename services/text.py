@@ -2,9 +2,10 @@
 
 A title travels into e-mail subjects, CSV cells, webhook bodies and pages in two scripts. Characters that end a
 line (U+0085 NEXT LINE, U+2028, U+2029 besides CR and LF), other control characters, bidirectional controls
-(which reorder what a reader sees: "Trojan Source") and zero-width characters (which make two equal-looking
-titles differ) have no place in one line of plain text, so single-line fields refuse them and say which
-character, where. Longer texts keep their line breaks: every kind of line break is stored as "\\n".
+(which reorder what a reader sees: "Trojan Source") and invisible characters (which make two equal-looking titles
+differ, or hide text) have no place in one line of plain text, so single-line fields refuse them and say which
+character, where; joiners and selectors that emoji and some scripts are written with stay. Longer texts keep their
+line breaks: every kind of line break is stored as "\\n".
 """
 
 from __future__ import annotations
@@ -16,13 +17,25 @@ from typing import Any
 from marshmallow import ValidationError, fields
 
 # Characters one line refuses: every control character (category Cc: C0, DEL and C1, U+0085 NEXT LINE among
-# them), the line and paragraph separators (U+2028, U+2029), bidirectional controls, zero-width characters and
-# lone surrogates. Other format characters (the soft hyphen, Arabic number signs...) are left alone.
+# them), the line and paragraph separators (U+2028, U+2029), bidirectional controls, every character Unicode calls
+# default-ignorable (zero-width spaces and joiners, fillers, variation selectors, the tag characters that can hide
+# text, invisible operators...), the interlinear annotation controls, noncharacters and lone surrogates. Other
+# format characters (the soft hyphen, Arabic number signs) are left alone.
 BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-ZERO_WIDTH = "\u180e\u200b-\u200d\u2060-\u2064\ufeff"
-REFUSED = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029{BIDI_CONTROLS}{ZERO_WIDTH}\\ud800-\\udfff]")
+DEFAULT_IGNORABLE = ("\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2060-\u206f\u3164"
+                     "\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+                     "\U000e0000-\U000e0fff")
+NONCHARACTERS = "\ufdd0-\ufdef" + "".join(f"\\U{plane:04x}fffe\\U{plane:04x}ffff" for plane in range(17))
+REFUSED = re.compile("[\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029\\ud800-\\udfff"
+                     f"{BIDI_CONTROLS}{DEFAULT_IGNORABLE}{NONCHARACTERS}]")
 _REFUSED_RUNS = re.compile(REFUSED.pattern + "+")
-ZWJ = "\u200d"  # allowed inside an emoji sequence (👩‍🔬): between two symbols it joins a picture, not words
+ZWJ, ZWNJ = "\u200d", "\u200c"
+VARIATION = "\ufe0e\ufe0f"  # text and emoji presentation: "❤️" is U+2764 U+FE0F
+# Where those are part of writing: a joiner between two pictures makes one (👩‍🔬), and between two letters of the
+# scripts that shape with joiners (Arabic, Persian, the Indic scripts...: all from U+0590 on, Cyrillic and Latin
+# before) changes how they join; a presentation selector follows a picture, a symbol or a keycap's digit.
+_PICTURE = re.compile("[\u00a9\u00ae\u203c\u2049\u2122\u2139\u2194-\u21aa\u231a-\u23ff\u24c2\u25aa-\u27bf"
+                      "\u2934\u2935\u2b05-\u2b55\u3030\u303d\u3297\u3299\U0001f000-\U0001faff]")  # emoji's blocks
 
 # What str.splitlines() breaks on, beyond CR and LF: a longer text stores each as one "\n".
 _OTHER_BREAKS = re.compile("\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -37,23 +50,37 @@ _CONTROL_NAMES = {
 def describe(char: str) -> str:
     """A character as a message names it: U+2028 (LINE SEPARATOR)."""
     code = ord(char)
-    name = _CONTROL_NAMES.get(code) or unicodedata.name(char, "") or "a control character"
+    name = _CONTROL_NAMES.get(code) or unicodedata.name(char, "") or (
+        "a control character" if unicodedata.category(char) == "Cc" else "an invisible or reserved character")
     return f"U+{code:04X} ({name})"
 
 
-def _joins_emoji(value: str, at: int) -> bool:
+def _picture(char: str) -> bool:
+    return bool(char) and _PICTURE.match(char) is not None
+
+
+def _shaping_letter(char: str) -> bool:
+    return bool(char) and ord(char) >= 0x0590 and unicodedata.category(char)[0] in "LM"
+
+
+def _part_of_writing(value: str, at: int) -> bool:
+    """Whether the joiner or selector at `at` belongs to an emoji or a script (see above), not hidden in text."""
+    char = value[at]
     before = value[at - 1] if at > 0 else ""
     after = value[at + 1] if at + 1 < len(value) else ""
-    if before == "\ufe0f" and at > 1:  # a variation selector between the picture and the joiner
+    if char in VARIATION:
+        return _picture(before) or (before != "" and before in "0123456789#*")
+    if before in VARIATION and at > 1:  # the selector of the picture before the joiner
         before = value[at - 2]
-    return bool(before and after) and unicodedata.category(before) in ("So", "Sk") \
-        and unicodedata.category(after) in ("So", "Sk")
+    if char == ZWJ and _picture(before) and _picture(after):
+        return True
+    return char in (ZWJ, ZWNJ) and _shaping_letter(before) and _shaping_letter(after)
 
 
 def refused_in_line(value: str) -> tuple[int, str] | None:
     """(position, character) of the first character one line of plain text may not hold, or None."""
     for found in REFUSED.finditer(value):
-        if found.group() == ZWJ and _joins_emoji(value, found.start()):
+        if found.group() in (ZWJ, ZWNJ, *VARIATION) and _part_of_writing(value, found.start()):
             continue
         return found.start(), found.group()
     return None

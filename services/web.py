@@ -78,34 +78,41 @@ def query_args(schema: type[Schema]) -> Any:
 
 
 MAX_JSON_DEPTH = 64  # nesting of arrays and objects a JSON body may have; no request of the API needs more than 4
-_JSON_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_JSON_BRACKETS = re.compile(rb"[\[\]{}]")
 
 
-def json_depth(raw: bytes) -> int:
-    """How deeply arrays and objects nest in a JSON text (without parsing it: the parsers recurse)."""
-    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
-        return 0  # cannot be too deep: not worth counting
-    depth = deepest = 0
-    for bracket in _JSON_BRACKETS.findall(_JSON_STRINGS.sub(b'""', raw)):
-        depth += 1 if bracket in (b"[", b"{") else -1
-        deepest = max(deepest, depth)
-    return deepest
+def too_deep(data: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether arrays and objects nest deeper than `limit` in parsed JSON (counted without recursion)."""
+    level = [(data, 0)]
+    while level:
+        value, depth = level.pop()
+        if isinstance(value, dict | list):
+            if depth >= limit:
+                return True
+            level.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return False
 
 
 def json_body(schema: type[Schema] | None = None, *, partial: bool = False) -> Any:
-    """The request's JSON object, loaded through `schema` when given; clear 4xx problems otherwise."""
+    """The request's JSON object, loaded through `schema` when given; clear 4xx problems otherwise.
+
+    Parsed by the json module's scanner (linear; its recursion is bounded by the interpreter's limit, past which it
+    raises RecursionError, taken here for what it is), then held to MAX_JSON_DEPTH before anything recurses
+    through it (the schema, the store's encoder)."""
     if not request.is_json:
         raise Problem(415, "Unsupported Media Type", "send a JSON body with Content-Type: application/json")
-    if json_depth(request.get_data()) > MAX_JSON_DEPTH:
-        raise Problem(400, "Bad Request", f"the JSON body nests arrays and objects more than {MAX_JSON_DEPTH} levels "
-                      "deep; no request needs that")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise Problem(400, "Malformed JSON", "the request body is not valid JSON")
+    raw = request.get_data()
+    deep = Problem(400, "Bad Request", f"the JSON body nests arrays and objects more than {MAX_JSON_DEPTH} levels "
+                   "deep; no request needs that")
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise deep from None
+    except ValueError:
+        raise Problem(400, "Malformed JSON", "the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise Problem(400, "Bad Request", "the request body must be a JSON object")
-    raw = request.get_data()
+    if too_deep(data):
+        raise deep
     if (b"\\ud" in raw or b"\\uD" in raw) and not _unicode(data):  # an escaped surrogate, maybe a lone one
         raise Problem(400, "Bad Request", "the request body holds text that is not Unicode (a lone surrogate "
                       "escape such as \\ud800): send UTF-8 text")
@@ -249,7 +256,7 @@ def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # gunicorn with several workers: add them all up
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
-            return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
-        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+            return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
     return app

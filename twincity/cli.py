@@ -295,11 +295,17 @@ def _refuse_memory(settings: Settings, service: str, kind: str, allowed: bool) -
         if url.startswith(scheme)]
     if not memory or allowed or settings.memory_store:
         return
+    fixes = []
+    if settings.mongo_url.startswith("mongomock://"):
+        fixes.append("point MONGO_URL to MongoDB (MONGO_URL=mongodb://host:27017)")
+    if settings.amqp_url.startswith("memory://"):
+        fixes.append("point AMQP_URL to RabbitMQ (AMQP_URL=amqp://user:pass@host:5672/)")
+    lost = ("every city, key and idea" if settings.mongo_url.startswith("mongomock://")
+            else "every event not yet handled, and no other process hears of any")
     raise click.ClickException(
         f"`twincity {service} {kind}` will not run on {' and '.join(memory)}: that lives in this process's memory, "
-        "so a restart forgets every city, key and idea and still answers 'ready'. Point MONGO_URL to MongoDB "
-        "(MONGO_URL=mongodb://host:27017) and AMQP_URL to RabbitMQ (amqp://user:pass@host:5672/), or run the whole "
-        "platform in one process with `twincity dev`. For a test or a benchmark: --memory-store (or "
+        f"so a restart loses {lost} and still answers 'ready'. To keep them, {' and '.join(fixes)}; or run the "
+        "whole platform in one process with `twincity dev`. For a test or a benchmark: --memory-store (or "
         "TWINCITY_MEMORY_STORE=1).")
 
 
@@ -384,6 +390,14 @@ def create_key(is_admin: bool, city: str | None, scopes: str, label: str, expire
     """Make an API key and print its secret (shown this once)."""
     from datetime import UTC
 
+    from marshmallow import ValidationError
+
+    from gateway.schemas import ApiKeyIn
+
+    try:
+        label = ApiKeyIn(only=("label",)).load({"label": label})["label"]
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid label: {exc.messages['label'][0]}") from None
     directory, key_store = _directory()
     wanted = ["admin", "read", "write"] if is_admin else [s.strip() for s in scopes.split(",") if s.strip()]
     if not is_admin and not city:
@@ -432,11 +446,18 @@ def create_city(key: str, name: str, country: str, language: str) -> None:
 @click.option("--id", "partnership_id", default=None, help="Default: <city-a>-<city-b>.")
 def create_partnership(city_a: str, city_b: str, name: str, partnership_id: str | None) -> None:
     """Twin two cities."""
+    from marshmallow import ValidationError
+
     from gateway.repository import Exists, Unknown
+    from gateway.schemas import PartnershipIn
 
     directory, _ = _directory()
     try:
-        doc = directory.add_partnership([city_a, city_b], name, [], partnership_id)
+        data = PartnershipIn().load({"cities": [city_a, city_b], "name": name,
+                                     **({"id": partnership_id} if partnership_id else {})})
+        doc = directory.add_partnership(data["cities"], data["name"], [], data.get("id"))
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid partnership: {exc.messages}") from None
     except (Exists, Unknown) as exc:
         raise click.ClickException(str(exc)) from None
     _audit("admin create-partnership", doc["_id"])
@@ -468,6 +489,10 @@ def revoke_key(key_id: str) -> None:
     if configured and key_store.collection.count_documents({"_id": key_id, "hash": hash_secret(configured)}):
         raise click.ClickException(f"{key_id} is the key configured as TWINCITY_ADMIN_KEY: the gateway would bring it "
                                    "back at its next start. Give TWINCITY_ADMIN_KEY another value (or none) first")
+    target = key_store.active(key_id)
+    if target is not None and target.admin and not key_store.other_admins(key_id):
+        raise click.ClickException(f"{key_id} is the last active admin key: make another one first "
+                                   "(twincity admin create-key --admin), so that one always remains")
     if not key_store.revoke(key_id):
         raise click.ClickException(f"no API key {key_id}")
     _audit("admin revoke-key", key_id)

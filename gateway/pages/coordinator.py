@@ -11,7 +11,7 @@ from flask import Blueprint, Response, flash, g, redirect, render_template, requ
 from flask_babel import gettext as _
 
 from gateway.pages import csvfiles
-from gateway.pages.messages import in_words
+from gateway.pages.messages import all_in_words
 from gateway.pages.signin import Sessions
 from gateway.pages.web import Backend, ServiceError, Visitor, label, local_path, locale
 from gateway.themes import DEFAULT_THEMES
@@ -42,9 +42,10 @@ def register(bp: Blueprint, backend: Backend, sessions: Sessions) -> None:
         if request.method == "GET":
             return render_template("pages/coordinator_signin.html", error=None, next=next_page)
         key = backend.keys.authenticate(request.form.get("key", "").strip())
-        if key is None or key.city is None:
-            error = (_("This key is unknown or revoked.") if key is None
-                     else _("Sign in with the key of a city (an admin key belongs to no city)."))
+        if key is None or key.city is None or not key.allows("read"):
+            error = (_("This key is unknown, revoked or expired.") if key is None
+                     else _("Sign in with the key of a city (an admin key belongs to no city).") if key.city is None
+                     else _("This key may not read; the coordinator pages need a key with the read scope."))
             return render_template("pages/coordinator_signin.html", error=error, next=next_page), 401
         lang = session.get("lang")
         session.clear()
@@ -155,8 +156,7 @@ def register(bp: Blueprint, backend: Backend, sessions: Sessions) -> None:
 
     def translate(rows: list[csvfiles.Row]) -> None:
         for row in rows:
-            row.errors = {column: [in_words(m, backend.city_name) for m in messages]
-                          for column, messages in row.errors.items()}
+            row.errors = all_in_words(row.errors, backend.city_name)
 
     def check(text: str, dry_run: bool) -> tuple[list[csvfiles.Row], str | None, dict[str, Any] | None]:
         """(rows with their errors, a problem with the file as a whole, the service's answer)."""

@@ -121,20 +121,10 @@ def attach_errors(rows: Sequence[Row], by_index: Mapping[str, Any]) -> None:
         if isinstance(errors, dict):
             for name, messages in errors.items():
                 column = FIELD_TO_COLUMN.get(name, name)
-                listed = messages if isinstance(messages, list) else [messages]
-                row.errors.setdefault(column, []).extend(_flat(listed))
+                # As the service said them (a list column's per item): the page puts them in the visitor's words.
+                row.errors.setdefault(column, []).extend(messages if isinstance(messages, list) else [messages])
         else:
             row.errors.setdefault("title", []).append(str(errors))
-
-
-def _flat(messages: Iterable[Any]) -> list[str]:
-    out: list[str] = []
-    for message in messages:
-        if isinstance(message, dict):
-            out.extend(f"{k}: {', '.join(_flat(v if isinstance(v, list) else [v]))}" for k, v in message.items())
-        else:
-            out.append(str(message))
-    return out
 
 
 # --- out ---------------------------------------------------------------------------------------------------

@@ -50,9 +50,22 @@ def in_words(message: str, city_name: Callable[[str], str]) -> str:
     return message
 
 
-def all_in_words(errors: Any, city_name: Callable[[str], str]) -> dict[str, Any]:
-    """A service's `errors` (field -> messages) in the visitor's words; anything but a field's list stays as it came."""
+def field_messages(messages: Any, city_name: Callable[[str], str]) -> list[str]:
+    """A field's messages in the visitor's words; a list field's come per item ("Item 2: ..."), as the services
+    send them (keyed by the item's position)."""
+    if isinstance(messages, str):
+        return [in_words(messages, city_name)]
+    if isinstance(messages, list):
+        return [said for message in messages for said in field_messages(message, city_name)]
+    if isinstance(messages, dict):
+        return [_("Item %(number)s: %(message)s", number=int(key) + 1, message=said) if str(key).isdigit()
+                else f"{key}: {said}"
+                for key, inner in messages.items() for said in field_messages(inner, city_name)]
+    return [str(messages)]
+
+
+def all_in_words(errors: Any, city_name: Callable[[str], str]) -> dict[str, list[str]]:
+    """A service's `errors` (field -> messages) in the visitor's words."""
     if not isinstance(errors, dict):
         return {}
-    return {field: [in_words(m, city_name) if isinstance(m, str) else m for m in messages]
-            if isinstance(messages, list) else messages for field, messages in errors.items()}
+    return {field: field_messages(messages, city_name) for field, messages in errors.items()}

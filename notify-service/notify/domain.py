@@ -139,11 +139,13 @@ class UnsafeTarget(ValueError):
 # transition forms whose IPv4 address is checked instead (below). ipaddress already counts 100.64.0.0/10 (shared
 # address space, where some clouds keep their metadata service) and 198.18.0.0/15 (benchmarking) as not global.
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
-# IANA's special-purpose IPv4 blocks that are not globally reachable, which older Pythons' is_global lets through
-# (192.0.0.8, say): listed here so that the answer does not depend on the Python release.
-_SPECIAL_IPV4 = tuple(ipaddress.ip_network(n) for n in (
+# IANA's special-purpose blocks that are not globally reachable, which some Pythons' is_global lets through
+# (192.0.0.8, fec0::1, 3fff::1): listed here so that the answer does not depend on the Python release.
+_SPECIAL = tuple(ipaddress.ip_network(n) for n in (
     "0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "198.18.0.0/15",
-    "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4"))
+    "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4",
+    # and IPv6's: site-local (deprecated), documentation (both blocks), SRv6 segment ids, discard-only
+    "fec0::/10", "2001:db8::/32", "3fff::/20", "5f00::/16", "100::/64"))
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -174,7 +176,7 @@ def _not_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str |
         return "a multicast address"
     if address.is_unspecified or address.is_reserved:
         return "a reserved address"
-    if not address.is_global or any(address in net for net in _SPECIAL_IPV4 if address.version == 4):
+    if not address.is_global or any(address in net for net in _SPECIAL if net.version == address.version):
         return "a private or special-purpose address"
     return None
 

@@ -8,21 +8,22 @@ the lease ends it is sent again with the same Message-ID / delivery id, so recei
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
 import smtplib
 import socket
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
 from urllib.parse import urlsplit
 
-import urllib3
-
-from notify import domain, render
+from notify import domain, render, webhook_http
 from notify.repository import NotFound, Repository
 from services import text
 from services.config import Settings
@@ -30,39 +31,14 @@ from services.inbox import derived_id
 
 log = logging.getLogger(__name__)
 PAUSE_AFTER = 10  # failed deliveries in a row that pause a webhook subscription
+WEBHOOK_CALLS = 4  # webhook calls a sender makes at once (each to another city's receiver)
 
 
 def resolve(url: str) -> list[str]:
+    """The host's addresses, in the order the system prefers them (RFC 6724: IPv6 first only where it is routed)."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return sorted({info[4][0] for info in socket.getaddrinfo(parts.hostname or "", port)})
-
-
-def post_pinned(url: str, address: str, body: bytes, headers: dict[str, str], timeout: urllib3.Timeout,
-                ca_certs: str | None = None) -> int:
-    """POST to `url`, connecting to `address` (resolved and checked by the caller) rather than resolving the host
-    name again: between a check and a second lookup, DNS could answer with another address (rebinding). The
-    request still names the host (Host header) and HTTPS still checks the certificate against it (SNI too), with
-    the system's certificate authorities (`ca_certs`: others, for tests)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    https = parts.scheme == "https"
-    port = parts.port or (443 if https else 80)
-    default_port = port == (443 if https else 80)
-    pool: urllib3.HTTPConnectionPool
-    if https:
-        pool = urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1,
-                                           server_hostname=host, assert_hostname=host, ca_certs=ca_certs)
-    else:
-        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    name = f"[{host}]" if ":" in host else host
-    try:
-        response = pool.urlopen("POST", target, body=body, redirect=False, assert_same_host=False,
-                                headers={**headers, "Host": name if default_port else f"{name}:{port}"})
-        return response.status
-    finally:
-        pool.close()
+    return list(dict.fromkeys(info[4][0] for info in socket.getaddrinfo(parts.hostname or "", port)))
 
 
 class Sender:
@@ -72,7 +48,10 @@ class Sender:
         self.settings = settings
         self.secret = secret
         self._smtp = smtp or self._connect_smtp
-        self.timeout = urllib3.Timeout(connect=3.0, read=5.0)
+        self.limits = webhook_http.Limits()
+        self._turn = 0
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._pools_lock = threading.Lock()
 
     # --- the passes ------------------------------------------------------------------------------------------
     # E-mails and webhooks are sent by passes of their own (each on its own thread in the worker), so that a slow
@@ -85,27 +64,57 @@ class Sender:
         return self.send_emails() + self.send_webhooks()
 
     def send_emails(self) -> int:
-        return self._take_turns(self.repo.notifications, {"channel": "email"}, self.send_email, "email")
+        # One at a time: every city's mails go through the same mail server, which a second connection would not
+        # make quicker; a mail that cannot be built or sent fails alone (send_email).
+        return self._take_turns(self.repo.notifications, {"channel": "email"}, self.send_email, "email", 1)
 
     def send_webhooks(self) -> int:
-        return self._take_turns(self.repo.deliveries, {}, self.deliver_webhook, "webhook")
+        # Each city's receivers are their own: up to WEBHOOK_CALLS calls at once, one per city, so that a receiver
+        # that takes its whole deadline holds back only its own city's deliveries.
+        return self._take_turns(self.repo.deliveries, {}, self.deliver_webhook, "webhook", WEBHOOK_CALLS)
 
     def _take_turns(self, collection: Any, ready: dict[str, Any], send: Callable[[dict[str, Any]], None],
-                    channel: str) -> int:
+                    channel: str, at_once: int) -> int:
+        """Send what is due, the cities taking turns: at most one item of a city in hand at a time, `at_once` items
+        in all; the city that went first last time goes last this time."""
         done = 0
-        while cities := self.repo.due_cities(collection, ready):
-            for city in cities:
-                doc = self.repo.claim(collection, {**ready, "city": city})
-                if doc is None:
-                    continue  # another sender took it
-                try:
-                    send(doc)
-                except Exception as exc:  # noqa: BLE001 - an item must never stop the pass: it is retried, later
-                    log.exception("%s %s could not be sent", channel, doc["_id"])
-                    self._failed(collection, doc, {"error": f"could not be sent: {exc!r}"[:300]},
-                                 time.perf_counter(), channel)
-                done += 1
-        return done
+        in_hand: dict[Future[None], Any] = {}
+        pool = self._pool(channel, at_once)
+        try:
+            while True:
+                busy = set(in_hand.values())
+                cities = [c for c in self.repo.due_cities(collection, ready) if c not in busy]
+                self._turn += 1
+                for city in (cities[self._turn % len(cities):] + cities[:self._turn % len(cities)]) if cities else []:
+                    if len(in_hand) >= at_once:
+                        break
+                    doc = self.repo.claim(collection, {**ready, "city": city})
+                    if doc is not None:  # else another sender took it
+                        in_hand[pool.submit(self._send_one, collection, doc, send, channel)] = city
+                if not in_hand:
+                    return done
+                finished, _ = wait(in_hand, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    del in_hand[future]
+                    future.result()  # _send_one lets through only what the store raised: the pass ends with it
+                    done += 1
+        finally:
+            wait(in_hand)
+
+    def _send_one(self, collection: Any, doc: dict[str, Any], send: Callable[[dict[str, Any]], None],
+                  channel: str) -> None:
+        try:
+            send(doc)
+        except Exception as exc:  # noqa: BLE001 - an item must never stop the pass: it is retried, later
+            log.exception("%s %s could not be sent", channel, doc["_id"])
+            self._failed(collection, doc, {"error": f"could not be sent: {exc!r}"[:300]}, time.perf_counter(),
+                         channel)
+
+    def _pool(self, channel: str, size: int) -> ThreadPoolExecutor:
+        with self._pools_lock:
+            if channel not in self._pools:
+                self._pools[channel] = ThreadPoolExecutor(size, thread_name_prefix=f"notify-{channel}")
+            return self._pools[channel]
 
     # --- e-mail -------------------------------------------------------------------------------------------
 
@@ -203,11 +212,11 @@ class Sender:
             domain.SIGNATURE_HEADER: domain.signature(subscription["secret"], body),
         }
         try:
-            # Resolved once, checked, and that very address connected to (post_pinned).
+            # Resolved once, every address checked, and only those connected to (webhook_http.post).
             addresses = resolve(subscription["url"])
             domain.check_addresses(addresses, self.settings.webhook_allow)
-            status = post_pinned(subscription["url"], addresses[0], body, headers, self.timeout)
-        except (domain.UnsafeTarget, OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
+            status = webhook_http.post(subscription["url"], addresses, body, headers, self.limits)
+        except (domain.UnsafeTarget, OSError, ValueError, http.client.HTTPException) as exc:
             self._failed(self.repo.deliveries, doc, {"error": repr(exc)[:300]}, started, "webhook")
             self.repo.count_failure(subscription["_id"], PAUSE_AFTER)
             return

@@ -7,7 +7,7 @@ import json
 import re
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -139,6 +139,21 @@ def test_the_service_itself_refuses_a_change_from_a_read_only_caller(lab):
         assert "may only read" in answer.get_json()["detail"]
 
 
+def test_a_key_that_may_only_write_reads_nothing_through_the_pages_or_the_services(lab):
+    api, _demo, _keys = lab
+    from services.tenancy import HEADER, Caller
+
+    writer = api.ok("POST", "/api-keys", body={"city": "karlsruhe", "scopes": ["write"]})
+    coordinator = Browser(api.platform.gateway, "en")
+    refused = coordinator.coordinator(writer["key"])
+    assert refused.status_code == 401 and "need a key with the read scope" in refused.get_data(as_text=True)
+    assert coordinator.get("/coordinator/export/ideas.csv").status_code == 302, "not signed in"
+    only_writes = Caller(city="karlsruhe", scopes=("write",), visible_cities=("karlsruhe", "krasnodar"))
+    for service, path in (("ideas", "/ideas"), ("matching", "/matches"), ("notify", "/webhooks")):
+        answer = Client(api.platform.apps[service]).get(path, headers={HEADER: only_writes.encode()})
+        assert answer.status_code == 403 and "may not read" in answer.get_json()["detail"], service
+
+
 # --- 3. signing out ends a coordinator's session on the server --------------------------------------------
 
 def test_a_coordinator_cookie_copied_before_signing_out_no_longer_works(lab):
@@ -254,6 +269,25 @@ def test_keys_may_expire(lab):
     assert next(k for k in api.ok("GET", "/api-keys")["items"] if k["id"] == made["id"])["expired"] is True
 
 
+def test_an_expiry_beyond_ten_years_or_with_an_odd_offset_is_a_422_not_a_500(lab):
+    api, _demo, _keys = lab
+    for when in ("9999-12-31T23:59:59-14:00", "2200-01-01T00:00:00Z"):
+        answer = api.call("POST", "/api-keys", body={"city": "karlsruhe", "scopes": ["read"], "expires_at": when})
+        assert answer.status_code == 422 and "at most 10 years" in answer.json_body["errors"]["expires_at"][0], when
+    soon = (datetime.now(UTC) + timedelta(days=2)).astimezone(timezone(timedelta(hours=-14))).replace(microsecond=0)
+    made = api.ok("POST", "/api-keys", body={"city": "karlsruhe", "scopes": ["read"], "expires_at": soon.isoformat()})
+    assert made["expires_at"].endswith("+00:00") and datetime.fromisoformat(made["expires_at"]) == soon
+
+
+def test_an_expired_key_gets_no_new_secret(lab):
+    api, _demo, _keys = lab
+    made = api.ok("POST", "/api-keys", body={"city": "karlsruhe", "scopes": ["read"]})
+    keys: KeyStore = api.platform.gateway.extensions["twincity.keys"]
+    keys.collection.update_one({"_id": made["id"]}, {"$set": {"expires_at": datetime.now(UTC) - timedelta(seconds=1)}})
+    answer = api.call("POST", f"/api-keys/{made['id']}/rotate")
+    assert answer.status_code == 409 and "expired" in answer.json_body["detail"]
+
+
 # --- 8. made-up tokens ------------------------------------------------------------------------------------
 
 def test_made_up_tokens_count_against_the_address_they_come_from():
@@ -304,3 +338,78 @@ def test_metrics_answer_only_with_the_operator_s_token():
         allowed = api.client.get("/metrics", headers={"Authorization": "Bearer metrics-secret-123"})
         assert allowed.status_code == 200 and b"twincity_http_request_seconds" in allowed.get_data()
         assert api.client.get("/healthz").status_code == 200, "health stays open (probes carry no token)"
+
+
+# --- what the second review found (pages, CLI, stored names) --------------------------------------------
+
+def test_a_bad_tag_on_the_idea_form_is_named_item_by_item_in_the_visitor_s_language(lab):
+    api, _demo, _keys = lab
+    lena = Browser(api.platform.gateway, "de")
+    lena.sign_in("lena.hoffmann@example.org")
+    lena.get("/ideas/new")
+    answer = lena.post("/ideas/new", {"title": "Radtour", "theme": "ecology-health", "tags": "rad, gut\u202ebös"})
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422
+    assert "Eintrag 2: Bitte eine Zeile reiner Text: U+202E (RIGHT-TO-LEFT OVERRIDE) an Stelle 4" in page, page[-2000:]
+
+
+def test_a_bad_tag_in_a_csv_import_is_named_in_the_coordinator_s_language(lab):
+    api, demo, _keys = lab
+    coordinator = Browser(api.platform.gateway, "de")
+    coordinator.coordinator(demo.city_keys["karlsruhe"])
+    text = 'title,theme,tags\nRadtour,ecology-health,"rad,gut\u200bbös"\n'
+    answer = coordinator.post("/coordinator/import", {"text": text})
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422 and "Eintrag 2: Bitte eine Zeile reiner Text: U+200B" in page, page[-2000:]
+
+
+def test_the_preferences_page_marks_bad_interests(lab):
+    api, _demo, _keys = lab
+    lena = Browser(api.platform.gateway, "en")
+    lena.sign_in("lena.hoffmann@example.org")
+    lena.get("/preferences")
+    answer = lena.post("/preferences", {"language": "en", "interests": "Gärten \u202eund Radwege",
+                                        "channel_email": "on", "digest": "immediate"})
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422 and 'id="interests-error"' in page and "U+202E" in page
+
+
+def test_a_name_stored_before_the_rules_still_gets_its_sign_in_link(lab):
+    api, demo, _keys = lab
+    ideas = api.platform.runtime("ideas").db["participants"]
+    person = demo.participants["karlsruhe"][1]
+    ideas.update_one({"_id": person}, {"$set": {"name": "Jonas\u2028Weber"}})
+    email = ideas.find_one({"_id": person})["email"]
+    visitor = Browser(api.platform.gateway, "en")
+    visitor.get("/signin")
+    assert visitor.post("/signin", {"email": email}).status_code == 302
+    assert 'class="signin-link"' in visitor.text("/signin/sent")
+
+
+def test_the_admin_commands_hold_names_and_labels_to_one_line_and_keep_the_last_admin_key():
+    from click.testing import CliRunner
+
+    from twincity.cli import main
+
+    env = {"MONGO_URL": "mongomock://cli-hardening", "TWINCITY_MEMORY_STORE": "1", "TWINCITY_ADMIN_KEY": ""}
+    run = CliRunner()
+    try:
+        for city in ("karlsruhe", "krasnodar"):
+            assert run.invoke(main, ["admin", "create-city", city, "--name", city.title(), "--country", "DE",
+                                     "--language", "de"], env=env).exit_code == 0
+        bad = run.invoke(main, ["admin", "create-partnership", "karlsruhe", "krasnodar", "--name", "Twin\u2028Lab"],
+                         env=env)
+        assert bad.exit_code == 1 and "U+2028" in bad.output
+        label = run.invoke(main, ["admin", "create-key", "--admin", "--label", "ops\u202e"], env=env)
+        assert label.exit_code == 1 and "U+202E" in label.output
+        made = run.invoke(main, ["admin", "create-key", "--admin", "--label", "ops"], env=env)
+        key_id = re.search(r"id:\s+(\S+)", made.output).group(1)
+        last = run.invoke(main, ["admin", "revoke-key", key_id], env=env)
+        assert last.exit_code == 1 and "last active admin key" in last.output
+    finally:
+        store.forget("mongomock://cli-hardening")
+
+
+def test_metrics_say_their_content_type_once(lab):
+    api, _demo, _keys = lab
+    assert api.client.get("/metrics").headers["Content-Type"].count("charset") == 1

@@ -126,7 +126,8 @@ def test_production_commands_refuse_a_store_or_broker_that_a_restart_forgets(mon
                       ({"MONGO_URL": "mongodb://db:27017", "AMQP_URL": "memory://"}, "AMQP_URL=memory://")):
         refused = CliRunner().invoke(cli.main, argv, env={**base, **env})
         assert refused.exit_code == 1 and what in refused.output, refused.output
-        assert "MONGO_URL=mongodb://host:27017" in refused.output and "twincity dev" in refused.output
+        fix = "MONGO_URL=mongodb://host:27017" if what.startswith("MONGO") else "AMQP_URL=amqp://user:pass@host"
+        assert fix in refused.output and "twincity dev" in refused.output
         assert "--memory-store" in refused.output and not started
     allowed = CliRunner().invoke(cli.main, [*argv, "--memory-store"], env={**base, "MONGO_URL": "mongomock://"})
     assert allowed.exit_code == 0, allowed.output

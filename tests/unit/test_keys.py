@@ -45,3 +45,40 @@ def test_a_city_key_stored_with_the_admin_scope_is_no_admin(keys):
     found = keys.authenticate(secret)
     assert found.scopes == ("read",) and not found.admin and not found.allows("admin") and not found.allows("write")
     assert keys.active(key.id) == found
+
+
+def test_two_workers_making_the_configured_key_at_once_both_start(keys, monkeypatch):
+    """Two gunicorn workers (or replicas) on a fresh store: both look, find nothing, and insert; one insert meets
+    the other's key. Before: DuplicateKeyError, the worker failed to boot and gunicorn stopped the gateway."""
+    from gateway.keys import INDEXES
+
+    store.ensure_indexes(keys.collection.database, INDEXES)  # the gateway's: a secret's hash is unique
+    other = KeyStore(keys.collection.database)
+    create = KeyStore.create
+
+    def racing(self, *args, **kwargs):
+        create(other, *args, **kwargs)  # the other worker's insert lands first
+        return create(self, *args, **kwargs)
+
+    monkeypatch.setattr(KeyStore, "create", racing)
+    key = keys.ensure("tcl_operator-chosen", ["admin", "read", "write"], label="TWINCITY_ADMIN_KEY")
+    assert key.admin and keys.collection.count_documents({}) == 1
+
+
+def test_an_expiry_is_kept_in_utc_and_an_expired_key_gets_no_new_secret(keys):
+    from datetime import UTC, datetime, timedelta, timezone
+
+    later = datetime.now(timezone(timedelta(hours=-14))) + timedelta(days=1)
+    key, _ = keys.create(["read"], city="karlsruhe", expires_at=later)
+    assert key.expires_at.tzinfo == UTC and key.expires_at == later
+    keys.collection.update_one({"_id": key.id}, {"$set": {"expires_at": datetime.now(UTC) - timedelta(seconds=1)}})
+    assert keys.rotate(key.id) is None
+
+
+def test_the_last_admin_key_is_counted(keys):
+    first, _ = keys.create(["admin"])
+    assert keys.other_admins(first.id) == 0
+    second, _ = keys.create(["admin", "read"])
+    assert keys.other_admins(first.id) == 1
+    keys.revoke(second.id)
+    assert keys.other_admins(first.id) == 0

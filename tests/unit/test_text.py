@@ -27,6 +27,16 @@ REFUSED = {
     "\u200d": "U+200D (ZERO WIDTH JOINER)",
     "\u2060": "U+2060 (WORD JOINER)",
     "\ufeff": "U+FEFF (ZERO WIDTH NO-BREAK SPACE)",
+    "\U000e0041": "U+E0041 (TAG LATIN CAPITAL LETTER A)",  # tag characters hide text
+    "\ufe0f": "U+FE0F (VARIATION SELECTOR-16)",  # after a letter: nothing to select
+    "\U000e0100": "U+E0100 (VARIATION SELECTOR-17)",
+    "\u034f": "U+034F (COMBINING GRAPHEME JOINER)",
+    "\u3164": "U+3164 (HANGUL FILLER)",
+    "\u17b4": "U+17B4 (KHMER VOWEL INHERENT AQ)",
+    "\u2065": "U+2065 (an invisible or reserved character)",
+    "\ufff9": "U+FFF9 (INTERLINEAR ANNOTATION ANCHOR)",
+    "\U0001d173": "U+1D173 (MUSICAL SYMBOL BEGIN BEAM)",
+    "\ufffe": "U+FFFE (an invisible or reserved character)",
 }
 
 
@@ -49,13 +59,18 @@ def test_one_line_refuses_the_character_and_names_it_and_its_place(char: str):
     "Café ☕ & Kuchen", "Wissenschaft 👩\u200d🔬 für alle", "Familie 👨\u200d👩\u200d👧", "Teilen ❤\ufe0f\u200d🔥",
     "Ко\u0301фе",  # a combining accent
     "Kreis\u00adlauf",  # a soft hyphen: a format character, but not an invisible trick
+    "❤\ufe0f Herz", "1\ufe0f\u20e3 Platz", "🏳\ufe0f\u200d🌈", "👍🏽 gut",  # presentation, keycap, flag, skin tone
+    "می\u200cخواهم", "क्\u200dष",  # Persian and Devanagari are written with joiners
 ])
 def test_one_line_takes_what_people_write(title: str):
     assert Card().load({"title": title})["title"] == title
 
 
-def test_a_zero_width_joiner_between_letters_is_no_emoji_sequence():
-    assert refused_in_line("Kar\u200dlsruhe") == (3, "\u200d")
+def test_joiners_and_selectors_are_refused_where_they_join_or_select_nothing():
+    assert refused_in_line("Kar\u200dlsruhe") == (3, "\u200d"), "Latin letters are not joined"
+    assert refused_in_line("Крас\u200cнодар") == (4, "\u200c"), "nor Cyrillic ones"
+    assert refused_in_line("→\u200d→") == (1, "\u200d"), "arrows make no picture together"
+    assert refused_in_line("\ufe0fstart") == (0, "\ufe0f"), "a selector of nothing"
 
 
 def test_a_longer_text_stores_every_kind_of_line_break_as_one_newline():

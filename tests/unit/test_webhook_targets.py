@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import trustme
-import urllib3
 
-from notify import sender
+from notify import sender, webhook_http
 from notify.domain import UnsafeTarget, check_addresses
 
 REFUSED = {
@@ -29,6 +31,8 @@ REFUSED = {
     "64:ff9b::808:808": "NAT64",  # NAT64 at all: a translator is no place to send to
     "::ffff:10.0.0.1": "stands for 10.0.0.1",  # IPv4-mapped
     "::127.0.0.1": "stands for 127.0.0.1",  # the old IPv4-compatible form
+    "fec0::1": "private or special-purpose",  # site-local (deprecated)
+    "3fff::1": "private or special-purpose",  # documentation (RFC 9637)
 }
 ACCEPTED = ["8.8.8.8", "93.184.215.14", "2a00:1450:4001:80b::200e", "2002:808:808::1",
             "2001:0:4136:e378:8000:63bf:f7f7:f7f7"]
@@ -94,15 +98,53 @@ def https_receiver() -> Iterator[tuple[int, str, list[dict[str, Any]]]]:
 
 def test_https_goes_to_the_checked_address_with_the_host_name_and_its_certificate(https_receiver: Any):
     port, ca_file, calls, sni = https_receiver
-    timeout = urllib3.Timeout(connect=3, read=3)
-    status = sender.post_pinned(f"https://hooks.example.org:{port}/in?x=1", "127.0.0.1", b'{"a":1}',
-                                {"Content-Type": "application/json"}, timeout, ca_certs=ca_file)
+    status = webhook_http.post(f"https://hooks.example.org:{port}/in?x=1", ["127.0.0.1"], b'{"a":1}',
+                               {"Content-Type": "application/json"}, ca_certs=ca_file)
     assert status == 204
     assert calls == [{"host": f"hooks.example.org:{port}", "path": "/in?x=1", "body": b'{"a":1}'}]
     assert sni == ["hooks.example.org"], "the TLS server name is the host's, not the address's"
     # The certificate is checked against the host name: another name on the same address fails.
-    with pytest.raises(urllib3.exceptions.SSLError):
-        sender.post_pinned(f"https://other.example.org:{port}/in", "127.0.0.1", b"{}", {}, timeout, ca_certs=ca_file)
+    with pytest.raises(ssl.SSLError):
+        webhook_http.post(f"https://other.example.org:{port}/in", ["127.0.0.1"], b"{}", {}, ca_certs=ca_file)
+
+
+def test_an_address_that_does_not_take_the_connection_is_followed_by_the_next():
+    calls: list[dict[str, Any]] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (Recorder,), {"calls": calls}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        # 127.0.0.2 has nothing listening on the port: refused at once, then 127.0.0.1 answers.
+        status = webhook_http.post(f"http://hooks.example.org:{server.server_port}/x", ["127.0.0.2", "127.0.0.1"],
+                                   b"{}", {})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert status == 204 and len(calls) == 1
+
+
+def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_deadline():
+    """One header line a second keeps every read within its timeout; the deadline holds the whole call."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            for i in range(30):
+                time.sleep(0.25)
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"X-Slow-%d: yes\r\n" % i)
+
+    threading.Thread(target=drip, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(webhook_http.DeadlineExceeded):
+        webhook_http.post(f"http://hooks.example.org:{listener.getsockname()[1]}/x", ["127.0.0.1"], b"{}", {},
+                          webhook_http.Limits(connect=1, read=1, total=1.5))
+    assert time.monotonic() - started < 3
+    listener.close()
 
 
 def test_a_delivery_resolves_the_host_once_and_connects_to_that_address(monkeypatch: pytest.MonkeyPatch):
