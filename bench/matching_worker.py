@@ -36,18 +36,17 @@ sys.path[:0] = [str(ROOT), str(ROOT / "matching-service"), str(Path(__file__).pa
 
 from pipeline import THRESHOLD, Ideas  # noqa: E402
 
-import matching.app  # noqa: E402
+import matching.bootstrap  # noqa: E402
 from services import store  # noqa: E402
 from services.config import Settings  # noqa: E402
 from services.contract import new_event, parse_event  # noqa: E402
-from services.runtime import Runtime  # noqa: E402
 
 
 def run(ideas: int, batch: int, profile: bool) -> dict[str, float]:
     settings = Settings.from_env().replace(amqp_url="memory://", mongo_url=f"mongomock://bench-{uuid.uuid4().hex}")
-    runtime = Runtime(matching.app.SPEC, settings)
+    service = matching.bootstrap.bootstrap(settings)
     try:
-        handlers = runtime.handlers
+        handlers = service.runtime.handlers
         setup = [new_event("city.registered", {"city": "karlsruhe", "name": "Karlsruhe", "country": "DE",
                                                "language": "de"}, producer="gateway"),
                  new_event("city.registered", {"city": "krasnodar", "name": "Краснодар", "country": "RU",
@@ -58,7 +57,7 @@ def run(ideas: int, batch: int, profile: bool) -> dict[str, float]:
         for raw in setup:
             for handler in handlers[raw["type"]]:
                 handler(parse_event(raw))
-        repo = runtime.extras["engine"].repo
+        repo = service.repo
         repo.put_settings("p", dataclasses.replace(repo.settings("p"), threshold=THRESHOLD))
         made = Ideas(seed=3)
         events = []

@@ -8,20 +8,16 @@ Two tools, both writing the proof of processing in the same single-document writ
   "not yet absorbed", so a redelivered event matches nothing and changes nothing.
 - `insert_once(collection, document)`: a document whose `_id` is derived from the event (see
   `derived_id`); a second insert hits the unique `_id` and is reported as a duplicate.
-
-`ProcessedLog` records handled event ids in a collection with a unique key: a fast way to skip a
-redelivered event before any work, for handlers whose effects are idempotent anyway.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from services import metrics
-from services.store import DuplicateKeyError, Index
+from services.store import DuplicateKeyError
 
 FIELD = "_inbox"
 KEEP = 200  # the ids a document remembers; far more than can be in flight for one document at once
@@ -63,28 +59,3 @@ def insert_once(collection: Any, document: Mapping[str, Any], *, service: str = 
             metrics.EVENTS_DUPLICATE.labels(service).inc()
         return False
     return True
-
-
-class ProcessedLog:
-    """Event ids a handler has finished, in one collection of the service's database."""
-
-    COLLECTION = "inbox"
-    INDEXES = {COLLECTION: [Index(keys=[("handled_at", 1)], name="inbox_handled_at")]}
-
-    def __init__(self, db: Any, handler: str) -> None:
-        self.collection = db[self.COLLECTION]
-        self.handler = handler
-
-    def _key(self, event_id: str) -> str:
-        return f"{self.handler}:{event_id}"
-
-    def seen(self, event_id: str) -> bool:
-        return self.collection.find_one({"_id": self._key(event_id)}, {"_id": 1}) is not None
-
-    def record(self, event_id: str) -> bool:
-        """Mark the event handled; False if it was already."""
-        try:
-            self.collection.insert_one({"_id": self._key(event_id), "handled_at": datetime.now(UTC)})
-        except DuplicateKeyError:
-            return False
-        return True

@@ -1,8 +1,8 @@
 """The wiring of one service in one process: its settings, database, outbox relay, web app and consumers.
 
-A service describes itself once in a `ServiceSpec` (in its `app.py`); `Runtime` turns that into the
-processes of ARCHITECTURE.md: `create_app()` for `<service> web`, `run_worker()` for `<service> worker`,
-and both at once inside `twincity dev`.
+A service describes itself once in a `ServiceSpec` and wires its parts in its `bootstrap.py` (a `Wiring`: bound
+handlers, routes, periodic work); `Runtime` turns that into the processes of ARCHITECTURE.md: `create_app()` for
+`<service> web`, `run_worker()` for `<service> worker`, and both at once inside `twincity dev`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, jsonify
 
-from services import bus, inbox, lease, logs, outbox, store
+from services import bus, lease, logs, outbox, store
 from services.bus import Consumer, Handler
 from services.config import Settings
 from services.openapi import ApiDocs
@@ -31,22 +31,31 @@ BINDINGS_SYNC = 30.0  # seconds between a worker's checks of its optional bindin
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """What a service is made of; each service's app.py declares one."""
+    """What a service is, known at import (its bootstrap.py declares one): enough for `twincity ops` to name its
+    queues and bindings without wiring anything."""
 
     name: str
     indexes: Mapping[str, Sequence[Index]] = field(default_factory=dict)
     outbox_collections: Sequence[str] = ()
-    # Built from the runtime, so that handlers and API share the service's repository and relay.
-    handlers: Callable[[Runtime], Mapping[str, Sequence[Handler]]] = lambda _rt: {}
-    blueprints: Callable[[Runtime], Sequence[Blueprint]] = lambda _rt: ()
-    on_start: Callable[[Runtime], None] = lambda _rt: None
+    event_types: Sequence[str] = ()  # what it consumes: the keys of its handlers.EVENT_HANDLERS
     docs: ApiDocs | None = None  # its routes' OpenAPI operations; the gateway merges them
-    # Work the worker repeats: (seconds between runs, what to run). E.g. expiring old proposals.
-    periodic: Callable[[Runtime], Sequence[tuple[float, Callable[[], object]]]] = lambda _rt: ()
-    # Handled event types the broker delivers only while `wanted_events` names them (notify's webhook-only
-    # types, while a subscription asks for them); see Runtime.sync_bindings.
+    # Handled event types the broker delivers only while the wiring's `wanted_events` names them (notify's
+    # webhook-only types, while a subscription asks for them); see Runtime.sync_bindings.
     optional_events: Sequence[str] = ()
-    wanted_events: Callable[[Runtime], Iterable[str]] = lambda _rt: ()
+
+
+@dataclass
+class Wiring:
+    """What a service's bootstrap gives its runtime: the bound handlers, its web routes, the work it repeats, and
+    the object its routes find their dependencies in (app.extensions[extension_name])."""
+
+    handlers: Mapping[str, Sequence[Handler]] = field(default_factory=dict)
+    blueprints: Sequence[Blueprint] = ()
+    # Work the worker repeats: (seconds between runs, what to run). E.g. expiring old proposals.
+    periodic: Sequence[tuple[float, Callable[[], object]]] = ()
+    wanted_events: Callable[[], Iterable[str]] = lambda: ()
+    extension_name: str = ""
+    extension: Any = None
 
 
 class Runtime:
@@ -60,8 +69,6 @@ class Runtime:
         wanted: dict[str, list[Index]] = {c: list(ix) for c, ix in spec.indexes.items()}
         for collection in spec.outbox_collections:
             wanted.setdefault(collection, []).append(outbox.INDEX)
-        for collection, indexes in inbox.ProcessedLog.INDEXES.items():
-            wanted.setdefault(collection, []).extend(indexes)
         store.ensure_indexes(self.db, wanted)
         self.relay = outbox.Relay(
             spec.name,
@@ -74,16 +81,17 @@ class Runtime:
             # they are this old; fresher ones are left to the process that wrote them.
             grace=max(1.0, 2 * self.settings.outbox_poll_interval),
         )
-        self._handlers: Mapping[str, Sequence[Handler]] | None = None
+        self.wiring = Wiring()
         self.running: list[Consumer] = []
-        self.extras: dict[str, Any] = {}  # objects the service shares between its API and handlers
-        spec.on_start(self)
+
+    def wire(self, wiring: Wiring) -> Runtime:
+        """Take what the service's bootstrap made (bound handlers, routes, periodic work)."""
+        self.wiring = wiring
+        return self
 
     @property
     def handlers(self) -> Mapping[str, Sequence[Handler]]:
-        if self._handlers is None:
-            self._handlers = self.spec.handlers(self)
-        return self._handlers
+        return self.wiring.handlers
 
     # Readiness -----------------------------------------------------------------------------------
 
@@ -109,8 +117,10 @@ class Runtime:
         # publish them. A broker outage must not take every web pod out of its Service.
         app = create_base_app(self.name, self.readiness(), degrading={"broker"},
                               metrics_token=self.settings.metrics_token)
-        for blueprint in self.spec.blueprints(self):
+        for blueprint in self.wiring.blueprints:
             app.register_blueprint(blueprint)
+        if self.wiring.extension_name:
+            app.extensions[self.wiring.extension_name] = self.wiring.extension
         if self.spec.docs is not None:
             docs = self.spec.docs
             app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(docs.spec()))
@@ -128,7 +138,7 @@ class Runtime:
         ]
 
     def _wanted_events(self) -> Iterable[str]:
-        return self.spec.wanted_events(self)
+        return self.wiring.wanted_events()
 
     def _bindings_lock(self) -> contextlib.AbstractContextManager[None]:
         return lease.held(self.db, f"{self.name}-bindings")
@@ -172,7 +182,7 @@ class Runtime:
                 thread.start()
                 threads.append(thread)
                 self.running.append(consumer)
-        periodic = list(self.spec.periodic(self))
+        periodic = list(self.wiring.periodic)
         if self.spec.optional_events:
             periodic.append((BINDINGS_SYNC, self.sync_bindings))
         for interval, task in periodic:

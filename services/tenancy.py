@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import request
+from marshmallow import ValidationError
 
 from services.web import Problem
 
@@ -55,6 +56,21 @@ class Caller:
         """`city` is the caller's own (or the caller an admin): its objects are the caller's to change, with the
         `write` scope, which caller() checks for every request that may change something."""
         return self.admin or (city is not None and city == self.city)
+
+    def acting_city(self, asked: str | None) -> str:
+        """The city a change is made for: a city key's own (it may name it, not another), or the city an admin key
+        names (it must). Raises ValidationError (422) for a missing or unknown city, Problem 403 for another's."""
+        if self.admin:
+            if not asked:
+                raise ValidationError({"city": ["an admin key must say which city this belongs to"]})
+            if asked not in self.visible_cities:
+                raise ValidationError({"city": [f"unknown city {asked!r}"]})
+            return asked
+        if asked and asked != self.city:
+            raise Problem(403, "Forbidden", f"your key belongs to {self.city}; it cannot act for {asked}")
+        if self.city is None:
+            raise Problem(403, "Forbidden", "this key belongs to no city")
+        return self.city
 
     def partnerships_of(self, city: str) -> list[PartnershipRef]:
         return [p for p in self.partnerships if city in p.cities]

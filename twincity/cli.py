@@ -23,9 +23,9 @@ from services.config import VARIABLES, ConfigError, Settings, redacted_url, show
 # service name -> module with create_app() (and run_worker() for services with a queue)
 SERVICES = {
     "gateway": "gateway.app",
-    "ideas": "ideas.app",
-    "matching": "matching.app",
-    "notify": "notify.app",
+    "ideas": "ideas.bootstrap",
+    "matching": "matching.bootstrap",
+    "notify": "notify.bootstrap",
 }
 
 

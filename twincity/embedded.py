@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import Flask
 
 import gateway.app
-import ideas.app
-import matching.app
-import notify.app
+import ideas.bootstrap
+import matching.bootstrap
+import notify.bootstrap
 from services.config import Settings
-from services.runtime import Runtime, ServiceSpec
+from services.runtime import Runtime
 
-SERVICE_SPECS: tuple[ServiceSpec, ...] = (ideas.app.SPEC, matching.app.SPEC, notify.app.SPEC)
+# Each service's bootstrap: its wiring, in this process.
+BOOTSTRAPS: dict[str, Callable[[Settings], Any]] = {
+    "ideas": ideas.bootstrap.bootstrap, "matching": matching.bootstrap.bootstrap, "notify": notify.bootstrap.bootstrap,
+}
 
 
 @dataclass
@@ -24,6 +29,7 @@ class EmbeddedPlatform:
 
 
     settings: Settings
+    services: dict[str, Any] = field(default_factory=dict)  # each service's bootstrap: IdeasService, ...
     runtimes: dict[str, Runtime] = field(default_factory=dict)
     apps: dict[str, Flask] = field(default_factory=dict)
     gateway: Flask | None = None
@@ -34,10 +40,11 @@ class EmbeddedPlatform:
     def build(cls, settings: Settings) -> EmbeddedPlatform:
         # `twincity dev` runs this on memory://; tests also run it against a real RabbitMQ.
         platform = cls(settings)
-        for spec in SERVICE_SPECS:
-            runtime = Runtime(spec, settings)
-            platform.runtimes[spec.name] = runtime
-            platform.apps[spec.name] = runtime.create_app(relay=False)  # the worker side runs the relay
+        for name, bootstrap in BOOTSTRAPS.items():
+            service = bootstrap(settings)
+            platform.services[name] = service
+            platform.runtimes[name] = service.runtime
+            platform.apps[name] = service.runtime.create_app(relay=False)  # the worker side runs the relay
         platform.gateway = gateway.app.create_app(settings, service_apps=platform.apps)
         return platform
 
@@ -58,6 +65,10 @@ class EmbeddedPlatform:
 
     def runtime(self, name: str) -> Runtime:
         return self.runtimes[name]
+
+    def service(self, name: str) -> Any:
+        """A service's wiring (ideas.bootstrap.IdeasService, notify.bootstrap.NotifyService...)."""
+        return self.services[name]
 
     def settled(self) -> bool:
         """No event waits in any outbox (what the tests wait for before counting)."""

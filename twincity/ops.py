@@ -6,7 +6,7 @@ consumers; basic_get without ack reads parked messages without removing them); o
 goes through kombu, so that it declares with `services.bus.declare`, exactly as the workers do
 (RabbitMQ refuses a re-declare whose arguments differ, so there must be one definition).
 
-The queue names come from each service's SPEC, read with the configuration of this process:
+The queue names come from each service's SPEC (bootstrap.py), read with the configuration of this process:
 TWINCITY_NAMESPACE, TWINCITY_EXCHANGE and BUS_RETRY_DELAYS_MS must be those of the workers.
 """
 
@@ -19,7 +19,6 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -32,7 +31,7 @@ from services.bus import ATTEMPT_HEADER, PARK_HEADERS, Topology
 from services.config import ConfigError, Settings, redacted_url
 
 # The services with a queue (a worker), and every service with an outbox (the gateway has no queue).
-WORKERS = {"ideas": "ideas.app", "matching": "matching.app", "notify": "notify.app"}
+WORKERS = {"ideas": "ideas.bootstrap", "matching": "matching.bootstrap", "notify": "notify.bootstrap"}
 OUTBOXES = {**WORKERS, "gateway": "gateway.app"}
 
 ROUTING_KEY_HEADER = "x-twincity-routing-key"
@@ -111,34 +110,15 @@ def _spec(service: str) -> Any:
     return importlib.import_module(OUTBOXES[service]).SPEC
 
 
-def event_types(service: str, settings: Settings) -> tuple[str, ...]:
-    """The event types a service's worker binds its queue to, as the worker computes them.
-
-    A service builds its handler table from its runtime (`SPEC.handlers(runtime)`), so the table is built
-    here on a stand-in with just what the builders use: an in-memory (mongomock) database that nothing
-    writes to, a relay whose kick does nothing, and the extras dict. Nothing connects or starts; the
-    repositories and engines the builders make are thrown away. (tests/integration/test_ops.py checks
-    that the stand-in gives the same event types as a real `Runtime`.)
-    """
-    import mongomock
-
-    spec = _spec(service)
-    stand_in = SimpleNamespace(
-        spec=spec,
-        name=spec.name,
-        # A fixed secret so that notify does not warn about a missing NOTIFY_SECRET for this throw-away.
-        settings=settings.replace(notify_secret=settings.notify_secret or "twincity-ops"),
-        db=mongomock.MongoClient(tz_aware=True)[settings.database_name(spec.name)],
-        relay=SimpleNamespace(kick=lambda: None),
-        extras={},
-        running=[],
-    )
-    return tuple(sorted(spec.handlers(stand_in)))
+def event_types(service: str) -> tuple[str, ...]:
+    """The event types a service's worker binds its queue to: the keys of its static handler table, as its SPEC
+    names them (nothing is wired or connected to read them)."""
+    return tuple(_spec(service).event_types)
 
 
 def topology(settings: Settings, service: str) -> Topology:
     """As the worker binds: its optional types (notify's webhook-only ones) only while wanted, by the service."""
-    return bus.topology_for(settings, service, event_types(service, settings), _spec(service).optional_events)
+    return bus.topology_for(settings, service, event_types(service), _spec(service).optional_events)
 
 
 def topologies(settings: Settings) -> list[Topology]:

@@ -1,10 +1,16 @@
-"""The rules of ideas and participants: statuses, what may change, language detection. No I/O."""
+"""The rules of ideas and participants: statuses, what may change, the events a change causes, language detection.
+
+`Idea` and `Participant` decide and record their events (services.aggregate); repository.py stores them. No I/O."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
+
+from services.aggregate import Aggregate
+from services.store import new_id
 
 OPEN, MATCHED, IN_PROJECT, WITHDRAWN = "open", "matched", "in_project", "withdrawn"
 STATUSES = (OPEN, MATCHED, IN_PROJECT, WITHDRAWN)
@@ -110,3 +116,80 @@ def participant_payload(doc: Mapping[str, Any]) -> dict[str, Any]:
         "preferences": dict(doc.get("preferences", {})),
         "version": doc["version"],
     }
+
+
+def _first(values: Sequence[str] | None) -> str | None:
+    return values[0] if values else None
+
+
+class Idea(Aggregate):
+    """An idea of one city: submitted open, edited by its city, withdrawn, moved on by the matching workflow."""
+
+    @classmethod
+    def submit(cls, fields: Mapping[str, Any], *, at: datetime) -> Idea:
+        idea = cls({"_id": new_id("idea"), **fields, "status": OPEN, "version": 1, "created_at": at,
+                    "updated_at": at})
+        idea._record("idea.submitted", idea_payload(idea.doc))
+        return idea
+
+    def edit(self, changes: Mapping[str, Any], *, at: datetime) -> list[str]:
+        """Change what an author may change; the names that changed (none: nothing happens)."""
+        check_editable(self.doc["status"])
+        changed = changed_fields(self.doc, changes)
+        if changed:
+            self.set(**{name: changes[name] for name in changed})
+            self.next_version(at)
+            self._record("idea.updated", {**idea_payload(self.doc), "changed": changed})
+        return changed
+
+    def withdraw(self, *, at: datetime) -> None:
+        check_transition(self.doc["status"], WITHDRAWN)
+        self.set(status=WITHDRAWN)
+        self.next_version(at)
+        self._record("idea.withdrawn", {"idea_id": self.id, "city": self.doc["city"], "version": self.version})
+
+    def move_to(self, status: str, *, at: datetime) -> bool:
+        """A move the matching workflow causes (matched, in a project); False when it is no move from here."""
+        if self.doc["status"] == status or (self.doc["status"], status) not in TRANSITIONS:
+            return False
+        self.set(status=status)
+        self.next_version(at)
+        self._record("idea.updated", {**idea_payload(self.doc), "changed": ["status"]})
+        return True
+
+    def _record(self, event_type: str, payload: Mapping[str, Any]) -> None:
+        self.record(event_type, payload, city=self.doc["city"], partnership=_first(self.doc.get("partnerships")))
+
+
+def email_key(city: str, email: str) -> str:
+    """What makes an e-mail address unique: once per city, whatever its case."""
+    return f"{city}:{email.lower()}"
+
+
+class Participant(Aggregate):
+    """A person of one city; erasing leaves a tombstone that says so to every service."""
+
+    @classmethod
+    def register(cls, fields: Mapping[str, Any], *, at: datetime) -> Participant:
+        doc = {"_id": new_id("prt"), **fields, "version": 1, "created_at": at, "updated_at": at}
+        if doc.get("email"):
+            doc["email_key"] = email_key(doc["city"], doc["email"])
+        person = cls(doc)
+        person.record("participant.registered", participant_payload(doc), city=doc["city"])
+        return person
+
+    def update(self, changes: Mapping[str, Any], *, at: datetime) -> None:
+        self.set(**changes)
+        if "email" in changes:
+            if changes["email"]:
+                self.set(email_key=email_key(self.doc["city"], changes["email"]))
+            else:
+                self.remove("email_key")  # a null would collide in the sparse unique index
+        self.next_version(at)
+        self.record("participant.updated", participant_payload(self.doc), city=self.doc["city"])
+
+    def erase(self, *, at: datetime) -> None:
+        """Forget the person: only the id and the city stay, with the fact of the erasure."""
+        self.remove(*[name for name in self.doc if name not in ("_id", "city", "version")])
+        self.set(erased=True, erased_at=at, version=self.read_version + 1)
+        self.record("participant.erased", {"participant_id": self.id, "city": self.doc["city"]}, city=self.doc["city"])

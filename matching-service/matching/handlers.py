@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 
 from matching import domain
 from matching.engine import Engine, close_matches_of
 from matching.repository import Repository
-from services.bus import batched, in_context
+from services.bus import in_context
 from services.contract import Event
+from services.registry import Batched, Registry
 
 log = logging.getLogger(__name__)
 
 TEXT_FIELDS = ("title", "description", "tags", "seeks", "offers", "theme")
 
 
-def city_registered(repo: Repository, engine: Engine, event: Event) -> None:
+def city_registered(event: Event, repo: Repository) -> None:
     p = event.payload
     repo.put_city(p["city"], p["name"], p["language"])
 
 
-def partnership_changed(repo: Repository, engine: Engine, event: Event) -> None:
+def partnership_changed(event: Event, repo: Repository) -> None:
     p = event.payload
     repo.put_partnership(p["partnership_id"], p["name"], p["cities"], p["themes"])
 
 
-def ideas_changed(repo: Repository, engine: Engine, events: Sequence[Event]) -> None:
+def ideas_changed(events: Sequence[Event], repo: Repository, engine: Engine) -> None:
     """Store each idea (with its vectors) first, then search: see engine.py for why that order.
 
     Several waiting events at once (bus.batched): the texts of all of them are encoded in one call and the
@@ -64,14 +65,14 @@ def ideas_changed(repo: Repository, engine: Engine, events: Sequence[Event]) -> 
             log.info("idea %s: %d new proposal(s)", event.payload["idea_id"], made)
 
 
-def idea_withdrawn(repo: Repository, engine: Engine, event: Event) -> None:
+def idea_withdrawn(event: Event, repo: Repository, engine: Engine) -> None:
     p = event.payload
     repo.set_idea_status(p["idea_id"], "withdrawn", p["version"])
     engine.sync()
     close_matches_of(repo, p["idea_id"], "withdrawn", p["city"])
 
 
-def participant_changed(repo: Repository, engine: Engine, event: Event) -> None:
+def participant_changed(event: Event, repo: Repository, engine: Engine) -> None:
     p = event.payload
     stored = repo.participant(p["participant_id"])
     fields = {"city": p["city"], "language": p["language"], "interests": p.get("interests", "")}
@@ -86,31 +87,28 @@ def participant_changed(repo: Repository, engine: Engine, event: Event) -> None:
         engine.match_participant(person)
 
 
-def participant_erased(repo: Repository, engine: Engine, event: Event) -> None:
+def participant_erased(event: Event, repo: Repository, engine: Engine) -> None:
     repo.erase_participant(event.payload["participant_id"])
     engine.sync()
 
 
-def match_confirmed(repo: Repository, engine: Engine, event: Event) -> None:
+def match_confirmed(event: Event, repo: Repository) -> None:
     """Both sides said yes: the project forms (once, however often this event arrives)."""
     match = repo.match(event.payload["match_id"])
     repo.form_project(match, event.id)
 
 
-def build(repo: Repository, engine: Engine) -> Mapping[str, Sequence[Callable[[Event], None]]]:
-    def bind(handler: Callable[[Repository, Engine, Event], None]) -> Callable[[Event], None]:
-        return lambda event: handler(repo, engine, event)
+IDEAS_CHANGED = Batched(ideas_changed)  # one handler: submitted and updated ideas batch together
 
-    ideas = batched(lambda events: ideas_changed(repo, engine, events))  # one handler: both types batch together
-    return {
-        "city.registered": [bind(city_registered)],
-        "partnership.formed": [bind(partnership_changed)],
-        "partnership.updated": [bind(partnership_changed)],
-        "idea.submitted": [ideas],
-        "idea.updated": [ideas],
-        "idea.withdrawn": [bind(idea_withdrawn)],
-        "participant.registered": [bind(participant_changed)],
-        "participant.updated": [bind(participant_changed)],
-        "participant.erased": [bind(participant_erased)],
-        "match.confirmed": [bind(match_confirmed)],
-    }
+EVENT_HANDLERS: Registry = {
+    "city.registered": [city_registered],
+    "partnership.formed": [partnership_changed],
+    "partnership.updated": [partnership_changed],
+    "idea.submitted": [IDEAS_CHANGED],
+    "idea.updated": [IDEAS_CHANGED],
+    "idea.withdrawn": [idea_withdrawn],
+    "participant.registered": [participant_changed],
+    "participant.updated": [participant_changed],
+    "participant.erased": [participant_erased],
+    "match.confirmed": [match_confirmed],
+}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -12,6 +12,7 @@ from notify.repository import Repository
 from services.config import Settings
 from services.contract import Event
 from services.inbox import derived_id
+from services.registry import Entry, Registry
 
 log = logging.getLogger(__name__)
 
@@ -97,20 +98,43 @@ class Notifier:
                                    held=subscription.get("status") == "paused")
 
 
-def build(notifier: Notifier) -> Mapping[str, Sequence[Callable[[Event], None]]]:
-    handlers: dict[str, list[Callable[[Event], None]]] = {
-        "participant.registered": [notifier.person_changed],
-        "participant.updated": [notifier.person_changed],
-        "participant.erased": [notifier.person_erased],
-        "city.registered": [notifier.city_registered],
+def person_changed(event: Event, notifier: Notifier) -> None:
+    notifier.person_changed(event)
+
+
+def person_erased(event: Event, notifier: Notifier) -> None:
+    notifier.person_erased(event)
+
+
+def city_registered(event: Event, notifier: Notifier) -> None:
+    notifier.city_registered(event)
+
+
+def notify_people(event: Event, notifier: Notifier) -> None:
+    notifier.notify_people(event)
+
+
+def notify_webhooks(event: Event, notifier: Notifier) -> None:
+    notifier.notify_webhooks(event)
+
+
+def _table() -> dict[str, list[Entry]]:
+    handlers: dict[str, list[Entry]] = {
+        "participant.registered": [person_changed],
+        "participant.updated": [person_changed],
+        "participant.erased": [person_erased],
+        "city.registered": [city_registered],
     }
     for event_type in domain.PEOPLE_EVENTS:
-        handlers.setdefault(event_type, []).append(notifier.notify_people)
+        handlers.setdefault(event_type, []).append(notify_people)
     for event_type in domain.WEBHOOK_EVENTS:
-        handlers.setdefault(event_type, []).append(notifier.notify_webhooks)
-    # Those are bound only while a webhook asks for them (app.SPEC.optional_events): no other handler may need them.
+        handlers.setdefault(event_type, []).append(notify_webhooks)
+    # Those are bound only while a webhook asks for them (SPEC.optional_events): no other handler may need them.
     for event_type in domain.WEBHOOK_ONLY_EVENTS:
-        if handlers[event_type] != [notifier.notify_webhooks]:
+        if handlers[event_type] != [notify_webhooks]:
             raise RuntimeError(f"{event_type} is delivered only while a webhook wants it, but another handler "
                                "needs it: take it out of domain.WEBHOOK_ONLY_EVENTS")
     return handlers
+
+
+EVENT_HANDLERS: Registry = _table()

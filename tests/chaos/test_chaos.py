@@ -20,10 +20,9 @@ from typing import Any
 import kombu
 import pytest
 
-import notify.app
+import notify.bootstrap
 from services import bus, outbox, store
 from services.contract import Event, new_event
-from services.runtime import Runtime
 from tests.conftest import make_settings, queue_depth, queue_messages, wait_for
 from tests.private_rabbitmq import PrivateRabbitMQ
 
@@ -56,7 +55,7 @@ def proposal(n: int) -> dict[str, Any]:
 @pytest.mark.broker_restart
 def test_chaos_nothing_lost_nothing_doubled_poison_parked(private_rabbitmq: PrivateRabbitMQ):
     settings = make_settings(private_rabbitmq.url, prefetch=5, retry_delays_ms=(100, 200, 400, 800, 1600))
-    workers = [Runtime(notify.app.SPEC, settings) for _ in range(WORKERS)]
+    workers = [notify.bootstrap.bootstrap(settings).runtime for _ in range(WORKERS)]
     handled: Counter[str] = Counter()
     lock = threading.Lock()
     stops = [threading.Event() for _ in workers]
@@ -77,7 +76,7 @@ def test_chaos_nothing_lost_nothing_doubled_poison_parked(private_rabbitmq: Priv
                 runtime.running[0].connection.connection.sock.shutdown(socket.SHUT_RDWR)
 
         handlers["match.proposed"] = [counting]
-        runtime._handlers = handlers
+        runtime.wiring.handlers = handlers
 
     writer = store.database(settings, "chaos_writer")
     relay = outbox.Relay("chaos", writer, ["stream"], lambda: bus.make_publisher(settings), poll_interval=0.05)

@@ -116,7 +116,7 @@ def test_duplicate_id_raises_duplicate_key_error(db: Any) -> None:
 
 
 def test_ensure_indexes_is_idempotent(db: Any) -> None:
-    wanted = {**PAIR_INDEXES, "ideas": [outbox.INDEX], **inbox.ProcessedLog.INDEXES}
+    wanted = {**PAIR_INDEXES, "ideas": [outbox.INDEX]}
 
     store.ensure_indexes(db, wanted)
     store.ensure_indexes(db, wanted)  # every process does it at start
@@ -325,20 +325,6 @@ def test_insert_once_inserts_a_derived_id_once(db: Any) -> None:
     assert inbox.insert_once(db.notifications, document) is True
     assert inbox.insert_once(db.notifications, {**document, "channel": "webhook"}) is False
     assert list(db.notifications.find()) == [document]
-
-
-def test_processed_log_records_and_sees_event_ids(db: Any) -> None:
-    store.ensure_indexes(db, inbox.ProcessedLog.INDEXES)
-    log = inbox.ProcessedLog(db, "notify.idea_matched")
-    other_handler = inbox.ProcessedLog(db, "matching.idea_submitted")
-
-    assert log.seen("e1") is False
-    assert log.record("e1") is True
-    assert log.record("e1") is False
-    assert log.seen("e1") is True
-    assert other_handler.seen("e1") is False  # ids are per handler
-    assert other_handler.record("e1") is True
-    assert db[inbox.ProcessedLog.COLLECTION].count_documents({}) == 2
 
 
 # Query and update operators ---------------------------------------------------------------------------

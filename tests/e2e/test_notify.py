@@ -207,7 +207,7 @@ def test_the_digest_collects_a_days_events_in_one_mail(napi: Api, smtp: SmtpServ
     wait_for(lambda: notifications.count_documents({"recipient": lena["id"], "status": "digest"}) == 2, 30,
              message="two e-mails waiting for Lena's digest")
     assert smtp.to("lena@example.org") == [], "nothing sent at once"
-    sender = napi.platform.runtime("notify").extras["sender"]
+    sender = napi.platform.service("notify").sender
     today = datetime.now(UTC).date().isoformat()
     assert sender.send_digests(today) == 2  # one digest for Lena, one for Anna
     assert sender.send_digests(today) == 0, "a day is digested once"
@@ -295,7 +295,7 @@ def test_a_sender_restarted_mid_send_sends_each_mail_once(napi: Api, smtp: SmtpS
     keys = napi.lab()
     lena, anna = authors(napi, keys)
     runtime = napi.platform.runtime("notify")
-    sender = runtime.extras["sender"]
+    sender = napi.platform.service("notify").sender
     original = sender.send_emails
     sender.send_emails = lambda: 0  # the sending half is "down" while the events come in
     try:
@@ -303,7 +303,7 @@ def test_a_sender_restarted_mid_send_sends_each_mail_once(napi: Api, smtp: SmtpS
         notifications = runtime.db["notifications"]
         wait_for(lambda: notifications.count_documents({"channel": "email", "status": "pending"}) == 2, 30,
                  message="two pending e-mails")
-        claimed = runtime.extras["sender"].repo.claim(notifications, {"channel": "email"})  # the crash
+        claimed = sender.repo.claim(notifications, {"channel": "email"})  # the crash
         assert claimed is not None and claimed["status"] == "sending"
     finally:
         sender.send_emails = original  # the restart

@@ -42,8 +42,8 @@ def test_poisoned_and_slow_items_of_one_city_do_not_hold_another_citys_back(
         napi: Api, smtp: SmtpServer, receiver: Receiver, slow_receiver: Receiver):
     keys = napi.lab()
     notify = napi.platform.runtime("notify")
-    repo = notify.extras["sender"].repo
-    sender = notify.extras["sender"]
+    sender = napi.platform.service("notify").sender
+    repo = sender.repo
     # Karlsruhe's troubles: a receiver that takes a second a call, with 12 deliveries waiting for it...
     slow = napi.ok("POST", "/webhooks", keys["karlsruhe"],
                    {"url": slow_receiver.url, "events": ["match.proposed"], "secret": SECRET})

@@ -469,13 +469,12 @@ def test_a_consumer_consumes_when_what_is_wanted_can_not_be_read(settings, consu
 def test_a_change_of_wishes_waits_for_a_sync_in_progress_and_is_bound_when_it_returns(settings):
     """The gap the lock closes: a sync that read the old wishes and is about to unbind holds the lock, so a
     subscription stored meanwhile (changing_bindings) is stored and bound only after it, never unbound after."""
-    import notify.app
-    from services.runtime import Runtime
+    import notify.bootstrap
 
-    runtime = Runtime(notify.app.SPEC, settings.replace(notify_secret="x"))
+    runtime = notify.bootstrap.bootstrap(settings.replace(notify_secret="x")).runtime
     wishes: set[str] = set()
     runtime._wanted_events = lambda: set(wishes)
-    topology = bus.topology_for(settings, "notify", runtime.handlers, notify.app.SPEC.optional_events)
+    topology = bus.topology_for(settings, "notify", runtime.handlers, notify.bootstrap.SPEC.optional_events)
     order: list[str] = []
     try:
         with runtime._bindings_lock():  # a sync in progress elsewhere

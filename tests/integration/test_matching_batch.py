@@ -6,10 +6,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import matching.app
+import matching.bootstrap
 from services import bus, context, outbox, store
 from services.contract import new_event
-from services.runtime import Runtime
 from tests.conftest import make_settings, wait_for
 from tests.integration.test_matching_race import GARDEN_DE, GARDEN_RU, idea_event
 
@@ -18,9 +17,8 @@ ROUNDS = 12
 
 def test_waiting_ideas_are_encoded_together_and_each_pair_is_proposed_once(rabbitmq: str):
     settings = make_settings(rabbitmq)
-    runtime = Runtime(matching.app.SPEC, settings)
-    assert runtime.handlers
-    engine = runtime.extras["engine"]
+    service = matching.bootstrap.bootstrap(settings)
+    runtime, engine = service.runtime, service.engine
     encoded: list[int] = []  # texts per encoder call
     proposed_in: dict[str, str | None] = {}  # pair -> correlation id in force when it was proposed
     original_encode, original_propose = engine.encoder.encode, engine.repo.propose

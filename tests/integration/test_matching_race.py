@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-import matching.app
+import matching.bootstrap
 from services import bus, outbox, store
 from services.contract import Event, new_event
-from services.runtime import Runtime
 from tests.conftest import make_settings, wait_for
 
 ROUNDS = 40
@@ -39,16 +38,15 @@ def test_two_workers_propose_each_fitting_pair_exactly_once(rabbitmq: str, overl
     """natural: the workers race as they will. forced: each waits (briefly) until the partner idea is
     stored before it searches, so that a split pair is seen by both and both try to propose it."""
     settings = make_settings(rabbitmq, prefetch=1, retry_delays_ms=(50, 100, 200, 400))
-    workers = [Runtime(matching.app.SPEC, settings) for _ in range(2)]
-    assert workers[0].extras is not workers[1].extras
+    services = [matching.bootstrap.bootstrap(settings) for _ in range(2)]
+    workers = [service.runtime for service in services]
+    assert services[0].engine is not services[1].engine
     handled_by: dict[str, str] = {}
     lock = threading.Lock()
     attempts: Counter[str] = Counter()
 
     if overlap == "forced":
-        for runtime in workers:
-            assert runtime.handlers  # building the handlers makes the worker's engine
-            engine = runtime.extras["engine"]
+        for runtime, engine in ((s.runtime, s.engine) for s in services):
             original_match = engine.match_idea
             original_propose = engine.repo.propose
 
@@ -81,7 +79,7 @@ def test_two_workers_propose_each_fitting_pair_exactly_once(rabbitmq: str, overl
                 handled_by[event.payload["idea_id"]] = name
 
         handlers["idea.submitted"] = [recording]
-        runtime._handlers = handlers
+        runtime.wiring.handlers = handlers
 
     stop = threading.Event()
     db = workers[0].db

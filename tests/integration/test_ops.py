@@ -16,7 +16,6 @@ from click.testing import CliRunner, Result
 from services import bus, outbox, store
 from services.config import Settings
 from services.contract import Event, new_event
-from services.runtime import Runtime
 from tests.conftest import Consumers, make_settings, queue_depth, queue_messages, wait_for
 from twincity import ops
 from twincity.cli import main
@@ -90,12 +89,14 @@ def test_kombu_urls_become_pika_urls(kombu_url: str, pika_url: str):
     assert ops.pika_url(kombu_url) == pika_url
 
 
-def test_event_types_from_the_stand_in_are_those_of_a_real_runtime():
-    settings = Settings(mongo_url="mongomock://ops-runtime-check")
+def test_the_event_types_ops_reads_are_those_a_wired_worker_binds():
+    import importlib
+
+    settings = Settings(mongo_url="mongomock://ops-runtime-check", notify_secret="x")
     try:
-        for service in ops.WORKERS:
-            runtime = Runtime(ops._spec(service), settings)
-            assert ops.event_types(service, settings) == tuple(sorted(runtime.handlers)), service
+        for service, module in ops.WORKERS.items():
+            runtime = importlib.import_module(module).bootstrap(settings).runtime
+            assert ops.event_types(service) == tuple(sorted(runtime.handlers)), service
     finally:
         store.forget(settings.mongo_url)
 

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import matching.app
+import matching.bootstrap
 from services import store
-from services.runtime import Runtime
 from tests.conftest import make_settings
 
 
 def test_the_sync_overlap_setting_reaches_the_engine():
     settings = make_settings("memory://", sync_overlap=3.5)
-    runtime = Runtime(matching.app.SPEC, settings)
     try:
-        assert runtime.handlers
-        assert runtime.extras["engine"].sync_overlap == timedelta(seconds=3.5)
+        assert matching.bootstrap.bootstrap(settings).engine.sync_overlap == timedelta(seconds=3.5)
     finally:
         store.forget(settings.mongo_url)
 
@@ -25,9 +22,8 @@ def test_the_matching_worker_runs_blas_on_one_thread():
 
     settings = make_settings("memory://")
     with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
-        runtime = Runtime(matching.app.SPEC, settings)
         try:
-            assert runtime.handlers  # building the handlers makes the worker's engine
+            matching.bootstrap.bootstrap(settings)  # wiring the worker makes its engine
             assert {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"} == {1}
         finally:
             store.forget(settings.mongo_url)

@@ -1,0 +1,265 @@
+"""What the ideas service does, one function per use case: submit, import, list, read, change and withdraw ideas;
+register, find, read, change and erase participants; and what the matching workflow's events move on.
+
+Each takes the unit of work (the repositories), the caller where a person or key acts (services.tenancy) and the
+clock; api.py and handlers.py only parse, call one of these, and answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError
+
+from ideas import domain
+from ideas.domain import Idea, Participant
+from ideas.repository import UnitOfWork
+from ideas.schemas import IdeaIn, IdeaPatch, IdeaRow, ParticipantPatch
+from services.aggregate import Conflict, retrying
+from services.contract import schema_instance
+from services.store import NotFound
+from services.tenancy import Caller
+from services.web import Problem
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+class RowErrors(Exception):
+    """Rows of an import that are invalid, by position: nothing was stored."""
+
+    def __init__(self, errors: Mapping[str, Any], total: int) -> None:
+        super().__init__(f"{len(errors)} of {total} rows are invalid; nothing was stored")
+        self.errors = dict(errors)
+
+
+# --- ideas ----------------------------------------------------------------------------------------------
+
+def submit_idea(uow: UnitOfWork, who: Caller, raw: Any, clock: Clock) -> Idea:
+    """A new idea of the caller's city (or of the city an admin key names), checked whole."""
+    idea = Idea.submit(_new_idea(uow, who, _loaded(uow, who, IdeaIn, raw)), at=clock())
+    return uow.ideas.add(idea)
+
+
+def import_ideas(uow: UnitOfWork, who: Caller, rows: Sequence[Any], *, dry_run: bool, clock: Clock) -> list[Idea]:
+    """A workshop's ideas in one go: every row checked before any is stored (nothing half-imported); the stored
+    ideas (none on a dry run). Raises RowErrors naming each invalid row's fields."""
+    checked, errors = [], {}
+    for number, raw in enumerate(rows):
+        try:
+            checked.append(_new_idea(uow, who, _loaded(uow, who, IdeaRow, raw)))
+        except ValidationError as exc:
+            errors[str(number)] = exc.messages
+    if errors:
+        raise RowErrors(errors, len(rows))
+    if dry_run:
+        return []
+    at = clock()
+    return uow.ideas.add_many([Idea.submit(fields, at=at) for fields in checked])
+
+
+def list_ideas(uow: UnitOfWork, who: Caller, query: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """Ideas of the caller's city and its partner cities (an admin's: all), newest first, a page at a time."""
+    filters = {k: v for k, v in query.items() if k not in ("limit", "cursor", "q")}
+    return uow.ideas.page(cities=None if who.admin else list(who.visible_cities), filters=filters,
+                          q=query.get("q"), limit=query["limit"], cursor=query.get("cursor"))
+
+
+def read_idea(uow: UnitOfWork, who: Caller, idea_id: str) -> Idea:
+    idea = uow.ideas.get(idea_id)
+    if not who.can_see(idea.get("city")):
+        raise NotFound("idea", idea_id)  # not 403: another partnership's ideas do not exist for this key
+    return idea
+
+
+def change_idea(uow: UnitOfWork, who: Caller, idea_id: str, raw: Any, clock: Clock) -> Idea:
+    """Change an idea of the caller's city. With `version` in `raw`, a concurrent change is the caller's Conflict
+    (409); without, the change is made on whatever version is current."""
+    _own(who, read_idea(uow, who, idea_id))  # 404 or 403 before the body is looked at
+    changes = schema_instance(IdeaPatch).load(raw, partial=True)
+    expected = changes.pop("version", None)
+    if changes.get("language") is None:
+        changes.pop("language", None)
+
+    def change() -> Idea:
+        idea = _own(who, read_idea(uow, who, idea_id))
+        if expected is not None and idea.version != expected:
+            raise Conflict(f"idea {idea_id} is at version {idea.version}, not {expected}")
+        if "theme" in changes:
+            check_theme(who, idea.get("city"), changes["theme"])
+        idea.edit(changes, at=clock())
+        uow.ideas.save(idea)
+        return idea
+
+    return change() if expected is not None else retrying(change)
+
+
+def withdraw_idea(uow: UnitOfWork, who: Caller, idea_id: str, clock: Clock) -> Idea:
+    def withdraw() -> Idea:
+        idea = _own(who, read_idea(uow, who, idea_id))
+        idea.withdraw(at=clock())
+        uow.ideas.save(idea)
+        return idea
+
+    return retrying(withdraw)
+
+
+# --- what the matching workflow moves on ------------------------------------------------------------------
+
+def move_ideas(uow: UnitOfWork, idea_ids: Sequence[str], status: str, *, because_of: str, event_type: str,
+               clock: Clock) -> None:
+    """Each idea to `status` where the rules allow it, once per event; a stale or impossible move changes nothing."""
+    for idea_id in idea_ids:
+        def move(idea_id: str = idea_id) -> None:
+            idea = uow.ideas.get(idea_id)
+            if idea.move_to(status, at=clock()):
+                uow.ideas.save(idea, because_of=because_of)
+
+        try:
+            retrying(move)
+        except NotFound:
+            log.warning("%s names idea %s, which this service does not know", event_type, idea_id)
+
+
+def forget_author(uow: UnitOfWork, participant_id: str) -> None:
+    uow.ideas.forget_author(participant_id)  # idempotent: a second run matches nothing
+
+
+# --- participants -------------------------------------------------------------------------------------
+
+def register_participant(uow: UnitOfWork, who: Caller, data: Mapping[str, Any], clock: Clock) -> Participant:
+    fields = dict(data)
+    fields["city"] = who.acting_city(fields.pop("city", None))
+    return uow.participants.add(Participant.register(fields, at=clock()))
+
+
+def find_participants(uow: UnitOfWork, who: Caller, email: str) -> list[dict[str, Any]]:
+    """By e-mail address; a city's key finds only its own city's people (addresses stay in the city)."""
+    cities = list(who.visible_cities) if who.admin else [who.city] if who.city else []
+    return uow.participants.by_email(email, cities)
+
+
+def read_participant(uow: UnitOfWork, who: Caller, participant_id: str) -> tuple[Participant, bool]:
+    """The person, and whether the caller may see their e-mail address (only their own city may)."""
+    person = uow.participants.get(participant_id)
+    if not who.can_see(person.get("city")):
+        raise NotFound("participant", participant_id)
+    return person, who.can_change(person.get("city"))
+
+
+def change_participant(uow: UnitOfWork, who: Caller, participant_id: str, raw: Any, clock: Clock) -> Participant:
+    _own(who, read_participant(uow, who, participant_id)[0])  # 404 or 403 before the body is looked at
+    changes = schema_instance(ParticipantPatch).load(raw, partial=True)
+    expected = changes.pop("version", None)
+
+    def change() -> Participant:
+        person = _own(who, read_participant(uow, who, participant_id)[0])
+        if expected is not None and person.version != expected:
+            raise Conflict(f"participant {participant_id} is at version {person.version}")
+        person.update(changes, at=clock())
+        uow.participants.save(person)
+        return person
+
+    return change() if expected is not None else retrying(change)
+
+
+def erase_participant(uow: UnitOfWork, who: Caller, participant_id: str, clock: Clock) -> None:
+    """Forget the person everywhere (participant.erased tells every service)."""
+    person = _own(who, read_participant(uow, who, participant_id)[0])
+    person.erase(at=clock())
+    try:
+        uow.participants.save(person)
+    except Conflict:
+        raise Conflict(f"participant {participant_id} changed while being erased; try again") from None
+
+
+# --- the checks a submitted idea passes --------------------------------------------------------------------
+
+def check_theme(who: Caller, city: str, theme: str) -> None:
+    allowed = who.themes_of(city)
+    if not theme:
+        raise ValidationError({"theme": [f"choose a theme; one of: {', '.join(sorted(allowed))}"]})
+    if theme not in allowed:
+        raise ValidationError({"theme": [f"unknown theme {theme!r}; one of: {', '.join(sorted(allowed))}"]})
+
+
+def _loaded(uow: UnitOfWork, who: Caller, schema: type[Schema], raw: Any) -> dict[str, Any]:
+    """`raw` loaded by `schema`; when it is refused, the fields it let through are checked against the caller's
+    city too (theme, author), so that one answer names every error, not the first kind found."""
+    try:
+        return schema_instance(schema).load(raw)
+    except ValidationError as exc:
+        errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        if isinstance(raw, dict) and "city" not in errors:
+            # As the schema saw them (stripped): a padded theme is no unknown theme.
+            passed = {k: v.strip() for k, v in raw.items() if k not in errors and isinstance(v, str)}
+            with contextlib.suppress(Problem):  # a key that may not act for the city: field errors first
+                _context_errors(uow, who, passed, errors)
+        raise ValidationError(errors) from None
+
+
+def _context_errors(uow: UnitOfWork, who: Caller, data: dict[str, Any], errors: dict[str, Any]) -> str | None:
+    """Add to `errors` what the caller's city says of `data` (its city, theme, author); returns the city.
+    Fills in author_id from author_email."""
+    try:
+        city = who.acting_city(data.pop("city", None))
+    except ValidationError as exc:
+        errors.update(exc.messages)
+        return None
+    if "theme" in data:
+        try:
+            check_theme(who, city, data["theme"])
+        except ValidationError as exc:
+            errors.update(exc.messages)
+    _check_author(uow, city, data, errors)
+    return city
+
+
+def _check_author(uow: UnitOfWork, city: str, data: dict[str, Any], errors: dict[str, Any]) -> None:
+    email = data.pop("author_email", None)
+    if email:
+        found = uow.participants.by_email(email, [city])
+        if not found:
+            errors["author_email"] = [f"no participant with this e-mail address in {city}"]
+        elif data.get("author_id") and data["author_id"] != found[0]["_id"]:
+            errors["author_email"] = ["names another participant than author_id"]
+        else:
+            data["author_id"] = found[0]["_id"]
+    elif data.get("author_id") and not uow.participants.exists(data["author_id"], city):
+        errors["author_id"] = [f"no participant with this id in {city}"]
+
+
+def _new_idea(uow: UnitOfWork, who: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    """A submitted idea (POST /ideas, or a row of an import) checked and completed for storing."""
+    errors: dict[str, Any] = {}
+    city = _context_errors(uow, who, data, errors)
+    if errors or city is None:
+        raise ValidationError(errors)
+    detected = data.get("language") is None
+    if detected:  # a text with too few words to tell is taken to be in its author's language
+        author = _author(uow, data.get("author_id"))
+        data["language"] = domain.detect_language(f"{data['title']}. {data.get('description', '')}",
+                                                  default=author.get("language") or "en")
+    data.update(city=city, partnerships=[p.id for p in who.partnerships_of(city)], language_detected=detected)
+    return data
+
+
+def _author(uow: UnitOfWork, author_id: str | None) -> Mapping[str, Any]:
+    if not author_id:
+        return {}
+    try:
+        return uow.participants.get(author_id).doc
+    except NotFound:
+        return {}  # erased since it was checked: the idea is stored, in English
+
+
+def _own(who: Caller, thing: Any) -> Any:
+    """`thing` (an Idea or a Participant the caller can see) if the caller's city may change it, else 403."""
+    city = thing.get("city")
+    if not who.can_change(city):
+        raise Problem(403, "Forbidden", f"this belongs to {city}; your key may change only its own city's")
+    return thing
