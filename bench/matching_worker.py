@@ -71,7 +71,8 @@ def run(ideas: int, batch: int, profile: bool) -> dict[str, float]:
         half = ideas // 2
         for start in range(0, half, batch):
             many([parse_event(raw) for raw in events[start:start + batch]])
-        proposals = repo.matches.count_documents({})
+        matches = service.uow.matches.collection
+        proposals = matches.count_documents({})
         profiler = cProfile.Profile() if profile else None
         cpu = time.process_time()
         wall = time.perf_counter()
@@ -86,7 +87,7 @@ def run(ideas: int, batch: int, profile: bool) -> dict[str, float]:
         result = {"batch": batch, "ideas_stored_before": half, "ideas_measured": measured,
                   "cpu_ms_per_idea": round(cpu / measured * 1000, 3),
                   "wall_ms_per_idea": round(wall / measured * 1000, 3),
-                  "proposals_per_idea": round((repo.matches.count_documents({}) - proposals) / measured, 3)}
+                  "proposals_per_idea": round((matches.count_documents({}) - proposals) / measured, 3)}
         if profiler:
             print(f"\n  cProfile, batch {batch} (its overhead inflates Python-heavy parts):")
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)

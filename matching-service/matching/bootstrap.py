@@ -9,13 +9,14 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from matching import api, repository
-from matching.engine import Engine, expire_due
+from matching import api, repository, usecases
+from matching.engine import Engine
 from matching.handlers import EVENT_HANDLERS
 from matching.vectors import Encoder, hold_blas_to_one_thread
 from services import registry
 from services.config import Settings
 from services.runtime import Runtime, ServiceSpec, Wiring
+from services.store import now
 
 SPEC = ServiceSpec(
     name="matching",
@@ -29,21 +30,26 @@ SPEC = ServiceSpec(
 @dataclass
 class MatchingService:
     runtime: Runtime
-    repo: repository.Repository
+    uow: repository.UnitOfWork
     engine: Engine
+    clock: usecases.Clock
+
+    @property
+    def repo(self) -> repository.ReadModels:
+        return self.uow.models
 
 
-def bootstrap(settings: Settings | None = None) -> MatchingService:
+def bootstrap(settings: Settings | None = None, *, clock: usecases.Clock = now) -> MatchingService:
     runtime = Runtime(SPEC, settings)
-    repo = repository.Repository(runtime.db, on_events=runtime.relay.kick)
+    uow = repository.unit_of_work(runtime.db, on_events=runtime.relay.kick)
     hold_blas_to_one_thread()
-    engine = Engine(repo, Encoder(threads=1), runtime.settings.sync_overlap)
-    service = MatchingService(runtime, repo, engine)
+    engine = Engine(uow.models, uow.matches, Encoder(threads=1), runtime.settings.sync_overlap)
+    service = MatchingService(runtime, uow, engine, clock)
     runtime.wire(Wiring(
-        handlers=registry.bind(EVENT_HANDLERS, repo=repo, engine=engine),
-        blueprints=[api.build(repo)],
-        periodic=[(runtime.settings.expiry_sweep, lambda: expire_due(repo))],
-        extension_name="twincity.matching", extension=service,
+        handlers=registry.bind(EVENT_HANDLERS, uow=uow, engine=engine, clock=clock),
+        blueprints=[api.bp],
+        periodic=[(runtime.settings.expiry_sweep, lambda: usecases.expire_due(uow, clock))],
+        extension_name=api.EXTENSION, extension=service,
     ))
     return service
 

@@ -1,4 +1,6 @@
-"""The rules of matching: the score and its parts, the reasons people read, and the match's life. No I/O."""
+"""The rules of matching: the score and its parts, the reasons people read, and the lives of a match and a project.
+
+`Match` and `Project` decide and record their events (services.aggregate); repository.py stores them. No I/O."""
 
 from __future__ import annotations
 
@@ -6,6 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+from services.aggregate import Aggregate
+from services.store import new_id
 
 PROPOSED, ACCEPTED, CONFIRMED, DECLINED, EXPIRED = "proposed", "accepted", "confirmed", "declined", "expired"
 OPEN_STATUSES = (PROPOSED, ACCEPTED)  # still waiting for answers
@@ -192,6 +197,77 @@ def answer(match: Mapping[str, Any], city: str, accept: bool) -> Answer:
     if others_accepted:
         return Answer(CONFIRMED, ["match.accepted", "match.confirmed"])
     return Answer(ACCEPTED, ["match.accepted"])
+
+
+def side_payload(side: Mapping[str, Any]) -> dict[str, Any]:
+    """What an event tells of a side: whose idea (or interests), in which city and language."""
+    return {k: side.get(k) for k in ("city", "idea_id", "participant_id", "author_id", "title", "language")}
+
+
+class Match(Aggregate):
+    """A proposal that two ideas (or a person's interests and an idea) of partner cities belong together."""
+
+    @classmethod
+    def propose(cls, proposal: Mapping[str, Any], *, at: datetime) -> Match:
+        """A new proposal: `proposal` holds pair, kind, partnership, score, parts, reasons, sides, expires_at."""
+        match = cls({"_id": new_id("match"), **proposal, "status": PROPOSED, "version": 1, "created_at": at})
+        doc = match.doc
+        payload = {k: doc[k] for k in ("partnership", "kind", "score", "parts", "reasons", "version")}
+        payload.update(match_id=match.id, sides=[side_payload(s) for s in doc["sides"]],
+                       expires_at=doc["expires_at"].isoformat())
+        match.record("match.proposed", payload, partnership=doc["partnership"])
+        return match
+
+    def answer(self, city: str, accept: bool, *, participant_id: str | None, at: datetime) -> None:
+        """`city` accepts or declines (in the name of `participant_id`); the second yes confirms."""
+        result = answer(self.doc, city, accept)
+        sides = [{**s, "answer": "accepted" if accept else "declined"} if s["city"] == city else s
+                 for s in self.doc["sides"]]
+        self._move(result.status, result.events, at, sides=sides, city=city, participant_id=participant_id)
+
+    def close(self, reason: str, *, city: str, at: datetime) -> None:
+        """Closed without an answer (its idea was withdrawn): declined, with the reason."""
+        self._move(DECLINED, ["match.declined"], at, closed_reason=reason, city=city, reason=reason)
+
+    def expire(self, *, at: datetime) -> None:
+        self._move(EXPIRED, ["match.expired"], at)
+
+    def _move(self, status: str, event_types: Sequence[str], at: datetime, *, city: str | None = None,
+              participant_id: str | None = None, reason: str | None = None, **fields: Any) -> None:
+        self.set(status=status, **fields)
+        self.next_version(at)
+        sides = [side_payload(s) for s in self.doc["sides"]]
+        for event_type in event_types:
+            payload: dict[str, Any] = {"match_id": self.id, "partnership": self.doc["partnership"], "status": status,
+                                       "sides": sides, "version": self.version}
+            if event_type in ("match.accepted", "match.declined"):
+                payload.update(city=city or sides[0]["city"], participant_id=participant_id)
+                if reason:
+                    payload["reason"] = reason
+            self.record(event_type, payload, partnership=self.doc["partnership"], city=city)
+
+
+class Project(Aggregate):
+    """What a confirmed match becomes: its ideas, and the people of both sides as members."""
+
+    @classmethod
+    def form(cls, match: Mapping[str, Any], titles: Mapping[str, str], *, cause: str, at: datetime) -> Project:
+        """The project of a confirmed match (`titles`: the titles of its ideas, as this service knows them)."""
+        members: list[dict[str, Any]] = []
+        for side in match["sides"]:
+            for person in (side.get("author_id"), side.get("participant_id")):
+                if person and person not in [m["participant_id"] for m in members]:
+                    members.append({"participant_id": person, "city": side["city"]})
+        idea_ids = [s["idea_id"] for s in match["sides"] if s.get("idea_id")]
+        title = " + ".join(titles[i] for i in idea_ids if i in titles)[:300]
+        project = cls({"_id": new_id("project"), "match_id": match["_id"], "partnership": match["partnership"],
+                       "title": title, "idea_ids": idea_ids, "members": members, "sides": match["sides"],
+                       "created_at": at, "cause": cause})
+        project.record("project.formed", {
+            "project_id": project.id, "match_id": match["_id"], "partnership": match["partnership"], "title": title,
+            "idea_ids": idea_ids, "members": members,
+            "cities": list(dict.fromkeys(s["city"] for s in match["sides"]))}, partnership=match["partnership"])
+        return project
 
 
 def expires_at(now: datetime, settings: Settings) -> datetime:

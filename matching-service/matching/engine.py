@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from matching import domain
-from matching.repository import Conflict, Repository, now
+from matching.domain import Match
+from matching.repository import MatchRepository, ReadModels
 from matching.vectors import DIM, Encoder, Index, dequantize, quantize
+from services.store import now
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,11 @@ def idea_text(idea: Mapping[str, Any]) -> str:
 
 
 class Engine:
-    def __init__(self, repo: Repository, encoder: Encoder, sync_overlap: float = 1.0) -> None:
+    """Finds the partners of ideas and people in its index, and proposes them (`matches`)."""
+
+    def __init__(self, repo: ReadModels, matches: MatchRepository, encoder: Encoder, sync_overlap: float = 1.0) -> None:
         self.repo = repo
+        self.matches = matches
         self.encoder = encoder
         # Each sync reads again the changes of this many seconds before the last one: a write stamped before
         # it may have become visible only after it. Its cost grows with the rate of changes times this.
@@ -251,7 +256,7 @@ class Engine:
             settings = self.repo.settings(pid)
             hits = nearest[(pid, city)] if nearest is not None else None
             for candidate in self.candidates(idea, pid, city, settings, hits):
-                made += self.repo.propose(self._idea_match(idea, candidate, pid, settings))
+                made += self._propose(self._idea_match(idea, candidate, pid, settings))
             made += self._propose_interested(idea, pid, city, settings)
         return made
 
@@ -272,8 +277,8 @@ class Engine:
                 for idea_id, cosine in hits:
                     idea = docs.get(idea_id)
                     if idea is not None and domain.similarity_part(cosine) >= settings.interest_threshold:
-                        made += self.repo.propose(self._interest_match(person, idea, cosine,
-                                                                       partnership["_id"], settings))
+                        made += self._propose(self._interest_match(person, idea, cosine, partnership["_id"],
+                                                                   settings))
         return made
 
     def _propose_interested(self, idea: Mapping[str, Any], pid: str, city: str, settings: domain.Settings) -> int:
@@ -284,10 +289,14 @@ class Engine:
                 continue
             person = self.repo.participant(person_id)
             if person and not person.get("erased"):
-                made += self.repo.propose(self._interest_match(person, idea, cosine, pid, settings))
+                made += self._propose(self._interest_match(person, idea, cosine, pid, settings))
         return made
 
     # --- proposals -------------------------------------------------------------------------------------------
+
+    def _propose(self, proposal: dict[str, Any]) -> bool:
+        """Store the proposal (False: the pair was proposed before, by this worker or another)."""
+        return self.matches.propose(Match.propose(proposal, at=now()))
 
     def _idea_match(self, idea: Mapping[str, Any], candidate: Mapping[str, Any], pid: str,
                     settings: domain.Settings) -> dict[str, Any]:
@@ -416,27 +425,4 @@ def _idea_side(idea: Mapping[str, Any]) -> dict[str, Any]:
             "author_id": idea.get("author_id"), "title": idea["title"], "language": idea.get("language")}
 
 
-def close_matches_of(repo: Repository, idea_id: str, reason: str, city: str) -> int:
-    """A withdrawn idea's open proposals close (declined, with the reason)."""
-    closed = 0
-    for match in repo.open_matches_of_idea(idea_id):
-        # A Conflict (answered meanwhile) propagates: the bus retries the event, which reads it again.
-        repo.change_match(match, {"status": domain.DECLINED, "closed_reason": reason}, ["match.declined"],
-                          city=city, reason=reason)
-        closed += 1
-    return closed
-
-
-def expire_due(repo: Repository, at: datetime | None = None) -> int:
-    """Close the proposals nobody answered in time."""
-    expired = 0
-    for match in repo.due_matches(at or now()):
-        try:
-            repo.change_match(match, {"status": domain.EXPIRED}, ["match.expired"])
-            expired += 1
-        except Conflict as exc:  # answered meanwhile: it is no longer due
-            log.info("match %s changed while expiring: %s", match["_id"], exc)
-    return expired
-
-
-__all__: Sequence[str] = ("Engine", "NotReady", "close_matches_of", "expire_due")
+__all__: Sequence[str] = ("Engine", "NotReady")

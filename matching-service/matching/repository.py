@@ -1,20 +1,22 @@
-"""The only code that touches the matching service's collections.
+"""The only code that touches the matching service's collections. It loads and stores; domain.py decides.
 
 Read models (from events): ideas (with their vectors), participants' interests, cities, partnerships.
 Own data: matches (unique per pair) and projects (one per confirmed match). Every change of a match or
-project is one single-document write that carries its events (the outbox).
+project is one single-document write that carries its events (the outbox; services.aggregate).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from matching import domain
-from services import inbox, outbox
-from services.contract import new_event
-from services.store import DuplicateKeyError, Index, NotFound, new_id, now
+from matching.domain import Match, Project
+from services import metrics
+from services.aggregate import DocumentRepository, page
+from services.store import DuplicateKeyError, Index, now
 
 PRODUCER = "matching"
 IDEAS, PARTICIPANTS, CITIES, PARTNERSHIPS = "ideas", "participants", "cities", "partnerships"
@@ -38,25 +40,16 @@ INDEXES = {
     ],
 }
 
-HIDDEN = {outbox.FIELD: 0, inbox.FIELD: 0}
 
+class ReadModels:
+    """What this service knows of the others' objects, from their events: kept, never decided on."""
 
-class Conflict(Exception):
-    pass
-
-
-class Repository:
-    def __init__(self, db: Any, on_events: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, db: Any) -> None:
         self.db = db
         self.ideas = db[IDEAS]
         self.participants = db[PARTICIPANTS]
         self.cities = db[CITIES]
         self.partnerships = db[PARTNERSHIPS]
-        self.matches = db[MATCHES]
-        self.projects = db[PROJECTS]
-        self._on_events = on_events
-
-    # --- read models ------------------------------------------------------------------------------------
 
     def put_versioned(self, collection: Any, key: str, version: int, fields: Mapping[str, Any]) -> bool:
         """Store a snapshot unless a newer version is stored (a stale event changes nothing).
@@ -102,20 +95,12 @@ class Repository:
         return self.participants.find_one({"_id": pid})
 
     def erase_participant(self, pid: str) -> None:
-        """Forget the person here too: their interests, and their name on matches and projects."""
+        """Forget the person here too: their interests and their vector."""
         self.participants.update_one(
             {"_id": pid},
             {"$set": {"erased": True, "interests": "", "vec": None, "synced_at": now(), "version": 1 << 30}},
             upsert=True,
         )
-        named = {"$or": [{"sides.participant_id": pid}, {"sides.author_id": pid}]}
-        for collection in (self.matches, self.projects):  # a project keeps its match's sides
-            for doc in collection.find(named, {"sides": 1}):
-                sides = [{**s, **{k: None for k in ("participant_id", "author_id") if s.get(k) == pid}}
-                         for s in doc["sides"]]
-                collection.update_one({"_id": doc["_id"]}, {"$set": {"sides": sides}})
-        self.projects.update_many({"members.participant_id": pid},
-                                  {"$pull": {"members": {"participant_id": pid}}})
 
     def put_city(self, key: str, name: str, language: str) -> None:
         self.cities.update_one({"_id": key}, {"$set": {"name": name, "language": language}}, upsert=True)
@@ -148,128 +133,80 @@ class Repository:
         doc = self.partnership(pid)
         return (doc or {}).get("themes", {}).get(theme)
 
-    # --- matches ---------------------------------------------------------------------------------------
 
-    def propose(self, match: dict[str, Any]) -> bool:
+def _forget(collection: Any, pid: str) -> None:
+    """The person's id off the sides of matches or projects (their names stay with their city, not with them)."""
+    named = {"$or": [{"sides.participant_id": pid}, {"sides.author_id": pid}]}
+    for doc in collection.find(named, {"sides": 1}):
+        sides = [{**s, **{k: None for k in ("participant_id", "author_id") if s.get(k) == pid}} for s in doc["sides"]]
+        collection.update_one({"_id": doc["_id"]}, {"$set": {"sides": sides}})
+
+
+class MatchRepository(DocumentRepository[Match]):
+    def propose(self, match: Match) -> bool:
         """Store a proposal with its match.proposed event; False when this pair was proposed before."""
-        match = {"_id": new_id("match"), **match, "status": domain.PROPOSED, "version": 1, "created_at": now()}
-        payload = {k: match[k] for k in ("partnership", "kind", "score", "parts", "reasons", "version")}
-        payload.update(match_id=match["_id"], sides=[_side_payload(s) for s in match["sides"]],
-                       expires_at=match["expires_at"].isoformat())
-        event = new_event("match.proposed", payload, producer=PRODUCER, partnership=match["partnership"])
         try:
-            self.matches.insert_one(outbox.with_events(match, [event]))
+            self.add(match)
         except DuplicateKeyError:
             return False
-        self._on_events()
         return True
 
-    def match(self, match_id: str) -> dict[str, Any]:
-        doc = self.matches.find_one({"_id": match_id}, HIDDEN)
-        if doc is None:
-            raise NotFound("match", match_id)
-        return doc
+    def of_idea(self, idea_id: str, status: str | None = None) -> list[dict[str, Any]]:
+        """An idea's matches, best first."""
+        query: dict[str, Any] = {"sides.idea_id": idea_id, **({"status": status} if status else {})}
+        return sorted((m.doc for m in self.find(query)), key=lambda m: -m["score"])
 
-    def matches_of_idea(self, idea_id: str, status: str | None = None) -> list[dict[str, Any]]:
-        query: dict[str, Any] = {"sides.idea_id": idea_id}
-        if status:
-            query["status"] = status
-        return sorted(self.matches.find(query, HIDDEN), key=lambda m: -m["score"])
+    def open_of_idea(self, idea_id: str) -> list[Match]:
+        return self.find({"sides.idea_id": idea_id, "status": {"$in": list(domain.OPEN_STATUSES)}})
 
-    def list_matches(self, *, partnerships: Sequence[str] | None, filters: Mapping[str, Any], limit: int,
-                     cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    def due(self, at: datetime, limit: int = 500) -> list[Match]:
+        return self.find({"status": {"$in": list(domain.OPEN_STATUSES)}, "expires_at": {"$lt": at}}, limit=limit)
+
+    def page(self, *, partnerships: Sequence[str] | None, filters: Mapping[str, Any], limit: int,
+             cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         query: dict[str, Any] = {}
         if partnerships is not None:
             query["partnership"] = {"$in": list(partnerships)}
-        if filters.get("status"):
-            query["status"] = filters["status"]
-        if filters.get("city"):
-            query["sides.city"] = filters["city"]
-        if filters.get("idea"):
-            query["sides.idea_id"] = filters["idea"]
-        if filters.get("kind"):
-            query["kind"] = filters["kind"]
-        if cursor:
-            query["_id"] = {"$lt": cursor}
-        docs = list(self.matches.find(query, HIDDEN).sort("_id", -1).limit(limit + 1))
-        return docs[:limit], (docs[limit - 1]["_id"] if len(docs) > limit else None)
+        for name, field in (("status", "status"), ("city", "sides.city"), ("idea", "sides.idea_id"), ("kind", "kind")):
+            if filters.get(name):
+                query[field] = filters[name]
+        return page(self.collection, query, limit, cursor)
 
-    def change_match(self, match: Mapping[str, Any], fields: Mapping[str, Any], event_types: Sequence[str],
-                     *, city: str | None = None, participant_id: str | None = None, reason: str | None = None
-                     ) -> dict[str, Any]:
-        """Move a match on (conditional on the version read) with the events it causes."""
-        updated = {**match, **fields, "version": match["version"] + 1, "updated_at": now()}
-        sides = [_side_payload(s) for s in updated["sides"]]
-        events = []
-        for event_type in event_types:
-            payload: dict[str, Any] = {"match_id": match["_id"], "partnership": match["partnership"],
-                                       "status": updated["status"], "sides": sides, "version": updated["version"]}
-            if event_type in ("match.accepted", "match.declined"):
-                payload.update(city=city or sides[0]["city"], participant_id=participant_id)
-                if reason:
-                    payload["reason"] = reason
-            events.append(new_event(event_type, payload, producer=PRODUCER, partnership=match["partnership"],
-                                    city=city))
-        result = self.matches.update_one(
-            {"_id": match["_id"], "version": match["version"]},
-            outbox.push_events({"$set": {**fields, "version": updated["version"], "updated_at": updated["updated_at"]}},
-                               events),
-        )
-        if result.matched_count != 1:
-            raise Conflict(f"match {match['_id']} changed meanwhile; read it again")
-        self._on_events()
-        return updated
-
-    def open_matches_of_idea(self, idea_id: str) -> list[dict[str, Any]]:
-        return list(self.matches.find({"sides.idea_id": idea_id, "status": {"$in": list(domain.OPEN_STATUSES)}},
-                                      HIDDEN))
-
-    def due_matches(self, at: datetime, limit: int = 500) -> list[dict[str, Any]]:
-        return list(self.matches.find({"status": {"$in": list(domain.OPEN_STATUSES)}, "expires_at": {"$lt": at}},
-                                      HIDDEN).limit(limit))
-
-    # --- projects ----------------------------------------------------------------------------------------
-
-    def form_project(self, match: Mapping[str, Any], cause_event_id: str) -> bool:
-        """One project per confirmed match (a second try hits the unique match_id and changes nothing)."""
-        ideas = self.ideas_by_id([s["idea_id"] for s in match["sides"] if s.get("idea_id")])
-        members = []
-        for side in match["sides"]:
-            for person in (side.get("author_id"), side.get("participant_id")):
-                if person and person not in [m["participant_id"] for m in members]:
-                    members.append({"participant_id": person, "city": side["city"]})
-        idea_ids = [s["idea_id"] for s in match["sides"] if s.get("idea_id")]
-        title = " + ".join(ideas[i]["title"] for i in idea_ids if i in ideas)[:300]
-        project_id = new_id("project")  # the unique index on match_id keeps it one per match
-        doc = {"_id": project_id, "match_id": match["_id"], "partnership": match["partnership"], "title": title,
-               "idea_ids": idea_ids, "members": members, "sides": match["sides"], "created_at": now(),
-               "cause": cause_event_id}
-        event = new_event("project.formed", {"project_id": project_id, "match_id": match["_id"],
-                                             "partnership": match["partnership"], "title": title,
-                                             "idea_ids": idea_ids, "members": members,
-                                             "cities": list(dict.fromkeys(s["city"] for s in match["sides"]))},
-                          producer=PRODUCER, partnership=match["partnership"])
-        created = inbox.insert_once(self.projects, outbox.with_events(doc, [event]), service=PRODUCER)
-        if created:
-            self._on_events()
-        return created
-
-    def project(self, project_id: str) -> dict[str, Any]:
-        doc = self.projects.find_one({"_id": project_id}, HIDDEN)
-        if doc is None:
-            raise NotFound("project", project_id)
-        return doc
-
-    def list_projects(self, *, partnerships: Sequence[str] | None, limit: int,
-                      cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        query: dict[str, Any] = {}
-        if partnerships is not None:
-            query["partnership"] = {"$in": list(partnerships)}
-        if cursor:
-            query["_id"] = {"$lt": cursor}
-        docs = list(self.projects.find(query, HIDDEN).sort("_id", -1).limit(limit + 1))
-        return docs[:limit], (docs[limit - 1]["_id"] if len(docs) > limit else None)
+    def forget_person(self, pid: str) -> None:
+        _forget(self.collection, pid)
 
 
-def _side_payload(side: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: side.get(k) for k in ("city", "idea_id", "participant_id", "author_id", "title", "language")}
+class ProjectRepository(DocumentRepository[Project]):
+    def form(self, project: Project) -> bool:
+        """Store a new project with project.formed, once per match (a second one meets the unique match_id)."""
+        try:
+            self.add(project)
+        except DuplicateKeyError:
+            metrics.EVENTS_DUPLICATE.labels(PRODUCER).inc()
+            return False
+        return True
+
+    def page(self, *, partnerships: Sequence[str] | None, limit: int,
+             cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        query = {} if partnerships is None else {"partnership": {"$in": list(partnerships)}}
+        return page(self.collection, query, limit, cursor)
+
+    def forget_person(self, pid: str) -> None:
+        """The person off the projects' sides and members."""
+        _forget(self.collection, pid)
+        self.collection.update_many({"members.participant_id": pid}, {"$pull": {"members": {"participant_id": pid}}})
+
+
+@dataclass(frozen=True)
+class UnitOfWork:
+    """The service's repositories, as its use cases see them."""
+
+    models: ReadModels
+    matches: MatchRepository
+    projects: ProjectRepository
+
+
+def unit_of_work(db: Any, on_events: Callable[[], None] = lambda: None) -> UnitOfWork:
+    return UnitOfWork(models=ReadModels(db),
+                      matches=MatchRepository(db[MATCHES], PRODUCER, Match, "match", on_events),
+                      projects=ProjectRepository(db[PROJECTS], PRODUCER, Project, "project", on_events))

@@ -1,19 +1,16 @@
-"""The notify service's internal HTTP API: webhooks, the in-app inbox, unsubscribing."""
+"""The notify service's internal HTTP API: webhooks, the in-app inbox, sign-in mails, unsubscribing. Thin routes,
+each parsing its request, calling one use case (usecases.py) and answering."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Callable
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Protocol
 
-from flask import Blueprint, Response, jsonify, render_template_string, request
-from marshmallow import ValidationError
+from flask import Blueprint, Response, current_app, jsonify, render_template_string, request
 
-from notify import domain, render
-from notify.repository import NotFound, Repository
+from notify import usecases
+from notify.repository import Repository
 from notify.schemas import (
     DeliveryPage,
     InboxQuery,
@@ -25,17 +22,10 @@ from notify.schemas import (
     WebhookList,
     WebhookOut,
 )
-from notify.sender import resolve
-from services import lease
-from services.config import Settings
-from services.contract import now_iso
-from services.inbox import derived_id
 from services.openapi import ApiDocs
-from services.store import new_id
-from services.tenancy import Caller, caller
-from services.web import Problem, json_body, problem_response, query_args
-
-log = logging.getLogger(__name__)
+from services.store import NotFound
+from services.tenancy import caller
+from services.web import json_body, problem_response, query_args
 
 DOCS = ApiDocs("notify")
 DOCS.operation("/webhooks", "post", "Subscribe a URL to events of your city", tag="Webhooks", scope="write",
@@ -71,162 +61,88 @@ UNSUBSCRIBE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Tw
 </body></html>"""
 
 webhook_out, notification_out = WebhookOut(), NotificationOut()
+bp = Blueprint("notify", __name__)
+EXTENSION = "twincity.notify"  # app.extensions[EXTENSION]: the service's wiring (bootstrap.NotifyService)
 
 
-def build(repo: Repository, settings: Settings, secret: str,
-          bindings: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext) -> Blueprint:
-    """`bindings()` is held around a change of the subscriptions: the worker queue's bindings follow it before
-    the request is answered (Runtime.changing_bindings)."""
-    bp = Blueprint("notify", __name__)
+class Wired(Protocol):
+    repo: Repository
+    letterhead: usecases.Letterhead
+    webhook_allow: Sequence[str]
 
-    @bp.errorhandler(NotFound)
-    def _not_found(exc: NotFound) -> Response:
-        return problem_response(404, "Not Found", f"no {exc} here")
+    def bindings(self) -> AbstractContextManager[None]: ...
 
-    def own_subscription(who: Caller, sid: str) -> dict[str, Any]:
-        doc = repo.subscription(sid)
-        if not who.can_change(doc["city"]):
-            raise NotFound("webhook", sid)  # another city's webhooks do not exist for this key
-        return doc
 
-    @bp.post("/webhooks")
-    def subscribe() -> tuple[Response, int]:
-        who = caller()
-        data = json_body(WebhookIn)
-        asked = data.pop("city")
-        if who.admin:
-            if not asked or asked not in who.visible_cities:
-                raise ValidationError({"city": ["an admin key must name a known city this webhook listens for"]})
-            city = asked
-        else:
-            if asked and asked != who.city:
-                raise Problem(403, "Forbidden", f"your key belongs to {who.city}; it subscribes for that city only")
-            city = who.city
-        try:
-            addresses = resolve(data["url"])
-        except (OSError, UnicodeError):
-            raise ValidationError({"url": [f"{urlsplit(data['url']).hostname} does not resolve"]}) from None
-        try:
-            domain.check_addresses(addresses, settings.webhook_allow)
-        except domain.UnsafeTarget as exc:
-            raise ValidationError({"url": [str(exc)]}) from None
-        events = list(domain.WEBHOOK_EVENTS) if data["events"] == ["*"] else data["events"]
-        doc = None
-        try:
-            with bindings():  # stored, then bound, before any other process may unbind (services/runtime.py)
-                doc = repo.add_subscription(city, data["url"], events, data["secret"])
-        except lease.LockBusy:
-            raise Problem(503, "Service Unavailable", "webhooks are being changed by another request; nothing "
-                          "was kept: try again shortly") from None
-        except Exception as exc:
-            if doc is None:
-                raise
-            repo.delete_subscription(doc["_id"])
-            log.warning("webhook %s not kept: its events could not be bound (%r)", doc["_id"], exc)
-            raise Problem(503, "Service Unavailable", "the message broker does not answer right now, so this "
-                          "webhook would miss events; nothing was kept: try again shortly") from None
-        return jsonify(webhook_out.dump(doc)), 201
+def wired() -> Wired:
+    return current_app.extensions[EXTENSION]
 
-    @bp.get("/webhooks")
-    def list_webhooks() -> Response:
-        who = caller()
-        return jsonify(items=webhook_out.dump(repo.subscriptions_of(None if who.admin else who.city), many=True))
 
-    @bp.get("/webhooks/<sid>")
-    def read_webhook(sid: str) -> Response:
-        return jsonify(webhook_out.dump(own_subscription(caller(), sid)))
+@bp.errorhandler(NotFound)
+def _not_found(exc: NotFound) -> Response:
+    return problem_response(404, "Not Found", f"no {exc} here")
 
-    @bp.delete("/webhooks/<sid>")
-    def unsubscribe_webhook(sid: str) -> tuple[str, int]:
-        doc = own_subscription(caller(), sid)
-        deleted = False
-        try:
-            with bindings():
-                repo.delete_subscription(doc["_id"])
-                deleted = True
-        except lease.LockBusy:
-            raise Problem(503, "Service Unavailable", "webhooks are being changed by another request; the webhook "
-                          "is still there: try again shortly") from None
-        except Exception as exc:
-            if not deleted:
-                raise
-            # a binding left over only delivers events no one listens to, until the worker's next check
-            log.warning("webhook %s removed; its events stay bound until the worker's next check (%r)", sid, exc)
-        return "", 204
 
-    @bp.post("/webhooks/<sid>/ping")
-    def ping(sid: str) -> tuple[Response, int]:
-        doc = own_subscription(caller(), sid)
-        event_id = new_id("ping")
-        envelope = {"id": event_id, "type": domain.PING, "version": 1, "occurred_at": now_iso(),
-                    "city": doc["city"], "producer": "notify", "payload": {"webhook_id": sid}}
-        repo.add_delivery({"key": event_id, "subscription_id": sid, "city": doc["city"], "event": envelope,
-                           "event_id": event_id})
-        return jsonify(status="queued", event_id=event_id), 202
+@bp.post("/webhooks")
+def subscribe() -> tuple[Response, int]:
+    doc = usecases.subscribe(wired().repo, caller(), json_body(WebhookIn), wired().webhook_allow, wired().bindings)
+    return jsonify(webhook_out.dump(doc)), 201
 
-    @bp.post("/webhooks/<sid>/resume")
-    def resume(sid: str) -> Response:
-        doc = own_subscription(caller(), sid)
-        repo.resume_subscription(doc["_id"])
-        return jsonify(webhook_out.dump(repo.subscription(sid)))
 
-    @bp.get("/webhooks/<sid>/deliveries")
-    def deliveries(sid: str) -> Response:
-        own_subscription(caller(), sid)
-        query = query_args(PageQuery)
-        items, next_cursor = repo.deliveries_of(sid, query["limit"], query.get("cursor"))
-        return jsonify(DeliveryPage().dump({"items": items, "next_cursor": next_cursor}))
+@bp.get("/webhooks")
+def list_webhooks() -> Response:
+    return jsonify(items=webhook_out.dump(usecases.list_webhooks(wired().repo, caller()), many=True))
 
-    def own_person(who: Caller, pid: str) -> dict[str, Any]:
-        person = repo.person(pid)
-        if person is None or person.get("erased") or not who.can_change(person.get("city")):
-            raise NotFound("participant", pid)  # an inbox is private to the person's own city
-        return person
 
-    @bp.get("/participants/<pid>/notifications")
-    def inbox(pid: str) -> Response:
-        own_person(caller(), pid)
-        query = query_args(InboxQuery)
-        items, next_cursor = repo.inbox_of(pid, query["limit"], query.get("cursor"), query["unread"])
-        return jsonify(NotificationPage().dump({"items": items, "next_cursor": next_cursor}))
+@bp.get("/webhooks/<sid>")
+def read_webhook(sid: str) -> Response:
+    return jsonify(webhook_out.dump(usecases.own_subscription(wired().repo, caller(), sid)))
 
-    @bp.post("/participants/<pid>/notifications/<nid>/read")
-    def read(pid: str, nid: str) -> Response:
-        own_person(caller(), pid)
-        return jsonify(notification_out.dump(repo.mark_read(pid, nid)))
 
-    @bp.post("/sign-in-mails")
-    def sign_in_mail() -> tuple[Response, int]:
-        """A sign-in link by e-mail (internal: the gateway's web pages ask; never routed from /api/v1)."""
-        who = caller()
-        if not who.admin:
-            raise Problem(403, "Forbidden", "only the gateway itself asks for sign-in e-mails")
-        data = json_body(SignInMailIn)
-        lang = domain.language_of({"language": data["language"]})
-        token = domain.unsubscribe_token(secret, data["participant_id"])
-        unsubscribe_url = f"{settings.public_url}/unsubscribe/{token}"
-        subject, text, html = render.render("sign_in", lang, {
-            "recipient_name": data["name"], "link": data["link"], "minutes": data["minutes"],
-            "unsubscribe_url": unsubscribe_url})
-        # Sent even to people who unsubscribed from notifications: they asked for this one themselves.
-        status = "pending" if settings.smtp_url else "skipped"
-        extra = {} if settings.smtp_url else {"skipped_because": "no SMTP_URL configured"}
-        repo.add_notification({
-            **extra, "key": derived_id("sign-in", data["token_id"]), "recipient": data["participant_id"],
-            "city": data["city"], "channel": "email", "template": "sign_in", "language": lang, "subject": subject,
-            "text": text, "html": html, "to": data["to"], "status": status, "event_id": data["token_id"],
-            "event_type": "sign_in", "link": None, "unsubscribe_url": unsubscribe_url})
-        return jsonify(status=status), 202
+@bp.delete("/webhooks/<sid>")
+def unsubscribe_webhook(sid: str) -> tuple[str, int]:
+    usecases.unsubscribe_webhook(wired().repo, caller(), sid, wired().bindings)
+    return "", 204
 
-    @bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
-    def unsubscribe(token: str) -> Response:
-        pid = domain.check_unsubscribe_token(secret, token)
-        if pid is None:
-            raise Problem(404, "Not Found", "this unsubscribe link is not valid")
-        if request.method == "POST":  # a GET only shows the button: mail scanners follow links
-            repo.unsubscribe(pid)
-        return Response(render_template_string(UNSUBSCRIBE_PAGE, done=request.method == "POST"),
-                        mimetype="text/html")
 
-    return bp
+@bp.post("/webhooks/<sid>/ping")
+def ping(sid: str) -> tuple[Response, int]:
+    return jsonify(status="queued", event_id=usecases.ping(wired().repo, caller(), sid)), 202
 
+
+@bp.post("/webhooks/<sid>/resume")
+def resume(sid: str) -> Response:
+    return jsonify(webhook_out.dump(usecases.resume(wired().repo, caller(), sid)))
+
+
+@bp.get("/webhooks/<sid>/deliveries")
+def deliveries(sid: str) -> Response:
+    who, query = caller(), query_args(PageQuery)
+    items, next_cursor = usecases.deliveries(wired().repo, who, sid, query["limit"], query.get("cursor"))
+    return jsonify(DeliveryPage().dump({"items": items, "next_cursor": next_cursor}))
+
+
+@bp.get("/participants/<pid>/notifications")
+def inbox(pid: str) -> Response:
+    who, query = caller(), query_args(InboxQuery)
+    items, next_cursor = usecases.inbox(wired().repo, who, pid, query)
+    return jsonify(NotificationPage().dump({"items": items, "next_cursor": next_cursor}))
+
+
+@bp.post("/participants/<pid>/notifications/<nid>/read")
+def read(pid: str, nid: str) -> Response:
+    return jsonify(notification_out.dump(usecases.mark_read(wired().repo, caller(), pid, nid)))
+
+
+@bp.post("/sign-in-mails")
+def sign_in_mail() -> tuple[Response, int]:
+    """A sign-in link by e-mail (internal: the gateway's web pages ask; never routed from /api/v1)."""
+    who = caller()
+    status = usecases.sign_in_mail(wired().repo, who, wired().letterhead, json_body(SignInMailIn) if who.admin else {})
+    return jsonify(status=status), 202
+
+
+@bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
+def unsubscribe(token: str) -> Response:
+    confirm = request.method == "POST"  # a GET only shows the button: mail scanners follow links
+    usecases.unsubscribe(wired().repo, wired().letterhead, token, confirm=confirm)
+    return Response(render_template_string(UNSUBSCRIBE_PAGE, done=confirm), mimetype="text/html")

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import Flask
 
-from notify import api, domain, repository
-from notify.handlers import EVENT_HANDLERS, Notifier
+from notify import api, domain, repository, usecases
+from notify.handlers import EVENT_HANDLERS
 from notify.sender import Sender
 from services import registry
 from services.config import Settings
@@ -38,7 +40,12 @@ class NotifyService:
     runtime: Runtime
     repo: repository.Repository
     sender: Sender
-    secret: str
+    letterhead: usecases.Letterhead
+    webhook_allow: Sequence[str]
+
+    def bindings(self) -> AbstractContextManager[None]:
+        """Held around a change of the subscriptions: the queue's bindings follow before the answer."""
+        return self.runtime.changing_bindings()
 
     def send_digests(self) -> int:
         """Send the digests of every finished day (UTC) that still has e-mails waiting."""
@@ -58,20 +65,21 @@ def _secret(settings: Settings) -> str:
 
 def bootstrap(settings: Settings | None = None) -> NotifyService:
     runtime = Runtime(SPEC, settings)
-    secret = _secret(runtime.settings)
+    settings = runtime.settings
+    letterhead = usecases.Letterhead(settings.public_url, _secret(settings), email=bool(settings.smtp_url))
     repo = repository.Repository(runtime.db, on_events=runtime.relay.kick)
-    sender = Sender(repo, runtime.settings, secret)
-    service = NotifyService(runtime, repo, sender, secret)
-    interval = runtime.settings.notify_send_interval
+    sender = Sender(repo, settings, letterhead.secret)
+    service = NotifyService(runtime, repo, sender, letterhead, settings.webhook_allow)
+    interval = settings.notify_send_interval
     runtime.wire(Wiring(
-        handlers=registry.bind(EVENT_HANDLERS, notifier=Notifier(repo, runtime.settings, secret)),
-        blueprints=[api.build(repo, runtime.settings, secret, bindings=runtime.changing_bindings)],
+        handlers=registry.bind(EVENT_HANDLERS, repo=repo, letterhead=letterhead),
+        blueprints=[api.bp],
         # E-mails and webhooks on threads of their own: neither ever waits for the other (Sender's passes). The
         # methods are looked up on every run (not bound once), so that a test can take a channel "down".
         periodic=[(interval, lambda: sender.send_emails()), (interval, lambda: sender.send_webhooks()),
                   (DIGEST_EVERY, service.send_digests)],
         wanted_events=repo.subscribed_events,
-        extension_name="twincity.notify", extension=service,
+        extension_name=api.EXTENSION, extension=service,
     ))
     return service
 

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.aggregate import Recorded
+
 LANGUAGES = ("de", "ru", "en")
 CHANNELS = ("email", "inbox")  # per person; webhooks are per city (subscriptions)
 # Events a webhook may subscribe to (everything the platform publishes).
@@ -94,6 +96,20 @@ def messages_for(event_type: str, payload: Mapping[str, Any], city_name: Any, la
                 "project_title": payload.get("title"), "partner_cities": cities,
             }, link=f"/projects/{payload['project_id']}"))
     return out
+
+
+def outcome(doc: Mapping[str, Any], channel: str, *, error: str | None = None) -> list[Recorded]:
+    """What others hear of a notification's fate: notification.delivered, or notification.failed for good (`error`).
+    A sign-in mail was caused by no event: nobody hears of it."""
+    if doc.get("event_type") == "sign_in":
+        return []
+    payload: dict[str, Any] = {"notification_id": doc["_id"], "recipient": doc.get("recipient")
+                               or doc.get("subscription_id"), "channel": channel,
+                               "cause_event_id": doc["event_id"], "attempt": doc.get("attempts", 0) + 1}
+    if error is not None:
+        payload.update(error=error, final=True)
+    return [Recorded("notification.failed" if error is not None else "notification.delivered", payload,
+                     city=doc.get("city"))]
 
 
 def webhook_cities(envelope: Mapping[str, Any]) -> set[str]:

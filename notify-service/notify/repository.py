@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from services import inbox, outbox
+from services.aggregate import Recorded
 from services.contract import ContractError, new_event
 from services.store import DuplicateKeyError, Index, NotFound, new_id, now
 
@@ -123,19 +124,19 @@ class Repository:
         return sorted(collection.distinct("city", {**_due(now()), **(ready or {})}), key=lambda c: (c is None, c))
 
     def sent(self, collection: Any, doc: Mapping[str, Any], record: Mapping[str, Any],
-             event_type: str | None, payload: Mapping[str, Any] | None) -> None:
+             events: Sequence[Recorded]) -> None:
         update: dict[str, Any] = {"$set": {"status": "delivered", "delivered_at": now()},
                                   "$inc": {"attempts": 1}, "$push": {"log": dict(record)}}
-        collection.update_one({"_id": doc["_id"], "status": "sending"}, _with_event(update, event_type, payload, doc))
+        collection.update_one({"_id": doc["_id"], "status": "sending"}, _with_events(update, events, doc))
         self._on_events()
 
     def failed(self, collection: Any, doc: Mapping[str, Any], record: Mapping[str, Any], *, retry_in: float | None,
-               event_type: str | None, payload: Mapping[str, Any] | None) -> None:
-        """A try failed: due again after `retry_in` seconds, or given up (None) with its event."""
+               events: Sequence[Recorded]) -> None:
+        """A try failed: due again after `retry_in` seconds, or given up (None) with its events."""
         fields: dict[str, Any] = ({"status": "pending", "next_attempt_at": now() + timedelta(seconds=retry_in)}
                                   if retry_in is not None else {"status": "failed", "failed_at": now()})
         update: dict[str, Any] = {"$set": fields, "$inc": {"attempts": 1}, "$push": {"log": dict(record)}}
-        collection.update_one({"_id": doc["_id"], "status": "sending"}, _with_event(update, event_type, payload, doc))
+        collection.update_one({"_id": doc["_id"], "status": "sending"}, _with_events(update, events, doc))
         self._on_events()
 
     def digest_items(self, day: str) -> dict[str, list[dict[str, Any]]]:
@@ -233,16 +234,14 @@ def _due(at: Any) -> dict[str, Any]:
                     {"status": "sending", "lease_until": {"$lt": at}}]}
 
 
-def _with_event(update: dict[str, Any], event_type: str | None, payload: Mapping[str, Any] | None,
-                doc: Mapping[str, Any]) -> dict[str, Any]:
-    """The outcome of a send with its event. An item stored by an older version or another producer may make no
+def _with_events(update: dict[str, Any], events: Sequence[Recorded], doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The outcome of a send with its events. An item stored by an older version or another producer may make no
     valid event (a cause that is no event id): the outcome is recorded all the same, for a mail that went out must
     not be sent again because its event could not be told."""
-    if not event_type or payload is None:
-        return update
-    try:
-        event = new_event(event_type, payload, producer=PRODUCER, city=doc.get("city"))
-    except ContractError as exc:
-        log.warning("%s of %s is recorded without its event: %s", event_type, doc.get("_id"), exc)
-        return update
-    return outbox.push_events(update, [event])
+    envelopes = []
+    for recorded in events:
+        try:
+            envelopes.append(new_event(recorded.type, recorded.payload, producer=PRODUCER, city=recorded.city))
+        except ContractError as exc:
+            log.warning("%s of %s is recorded without its event: %s", recorded.type, doc.get("_id"), exc)
+    return outbox.push_events(update, envelopes) if envelopes else update

@@ -136,7 +136,7 @@ class Sender:
         message["List-Unsubscribe"] = f"<{doc['unsubscribe_url']}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(doc["text"])
-        if doc.get("html"):  # stored for the e-mails sent on their own (see Notifier._store)
+        if doc.get("html"):  # stored for the e-mails sent on their own (see usecases._store)
             message.add_alternative(doc["html"], subtype="html")
         return message
 
@@ -154,15 +154,7 @@ class Sender:
             self._failed(self.repo.notifications, doc, {"error": repr(exc)[:300]}, started, "email")
             return
         self.repo.sent(self.repo.notifications, doc, {"at": _now(), "ms": _ms(started), "ok": True},
-                       "notification.delivered", self._payload(doc, "email"))
-
-    def _payload(self, doc: dict[str, Any], channel: str, error: str | None = None) -> dict[str, Any]:
-        payload: dict[str, Any] = {"notification_id": doc["_id"], "recipient": doc.get("recipient")
-                                   or doc.get("subscription_id"), "channel": channel,
-                                   "cause_event_id": doc["event_id"], "attempt": doc.get("attempts", 0) + 1}
-        if error is not None:
-            payload.update(error=error, final=True)
-        return payload
+                       domain.outcome(doc, "email"))
 
     def _give_up(self, collection: Any, doc: dict[str, Any], error: str, started: float, channel: str) -> None:
         """Failed for good at once: trying again would fail again the same way."""
@@ -177,8 +169,7 @@ class Sender:
         log.warning("%s %s failed (try %d)%s: %s", channel, doc["_id"], attempt,
                     "; giving up" if final else f"; again in {retry_in:.1f}s", record.get("error"))
         self.repo.failed(collection, doc, record, retry_in=retry_in,
-                         event_type="notification.failed" if final else None,
-                         payload=self._payload(doc, channel, record.get("error", "failed")) if final else None)
+                         events=domain.outcome(doc, channel, error=record.get("error", "failed")) if final else [])
 
     # --- webhooks -------------------------------------------------------------------------------------------
 
@@ -188,7 +179,7 @@ class Sender:
             subscription = self.repo.subscription(doc["subscription_id"])
         except Exception:
             self.repo.failed(self.repo.deliveries, doc, {"at": _now(), "ok": False, "error": "subscription deleted"},
-                             retry_in=None, event_type=None, payload=None)
+                             retry_in=None, events=[])
             return
         if subscription.get("status") == "paused" and doc["event"]["type"] != domain.PING:
             self.repo.hold(doc)  # sent when the subscription is resumed; a ping still tests the receiver
@@ -222,7 +213,7 @@ class Sender:
             return
         if 200 <= status < 300:
             self.repo.sent(self.repo.deliveries, doc, {"at": _now(), "ms": _ms(started), "ok": True,
-                                                        "status_code": status}, None, None)
+                                                        "status_code": status}, [])
             self.repo.set_subscription(subscription["_id"], consecutive_failures=0)
             return
         self._failed(self.repo.deliveries, doc, {"status_code": status, "error": f"HTTP {status}"}, started,

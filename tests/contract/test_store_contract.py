@@ -124,7 +124,6 @@ def test_ensure_indexes_is_idempotent(db: Any) -> None:
     assert set(db.matches.index_information()) == {"_id_", "match_pair"}
     assert db.matches.index_information()["match_pair"]["unique"] is True
     assert set(db.ideas.index_information()) == {"_id_", "outbox_pending"}
-    assert set(db.inbox.index_information()) == {"_id_", "inbox_handled_at"}
     db.matches.insert_one({"pair": "i1|i2"})
     with pytest.raises(DuplicateKeyError):
         db.matches.insert_one({"pair": "i1|i2"})

@@ -21,14 +21,14 @@ def test_waiting_ideas_are_encoded_together_and_each_pair_is_proposed_once(rabbi
     runtime, engine = service.runtime, service.engine
     encoded: list[int] = []  # texts per encoder call
     proposed_in: dict[str, str | None] = {}  # pair -> correlation id in force when it was proposed
-    original_encode, original_propose = engine.encoder.encode, engine.repo.propose
+    original_encode, original_propose = engine.encoder.encode, engine.matches.propose
 
     def counting_encode(texts: Any) -> Any:
         encoded.append(len(texts))
         return original_encode(texts)
 
-    def recording_propose(match: dict[str, Any]) -> bool:
-        proposed_in[match["pair"]] = context.correlation_id.get()
+    def recording_propose(match: Any) -> bool:
+        proposed_in[match.get("pair")] = context.correlation_id.get()
         return original_propose(match)
 
     searched_together: list[int] = []  # ideas per nearest_many call
@@ -39,7 +39,7 @@ def test_waiting_ideas_are_encoded_together_and_each_pair_is_proposed_once(rabbi
         return original_nearest(ideas)
 
     engine.encoder.encode = counting_encode
-    engine.repo.propose = recording_propose
+    engine.matches.propose = recording_propose
     engine.nearest_many = counting_nearest
 
     writer = store.database(settings, "batch_writer")

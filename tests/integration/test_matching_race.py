@@ -48,7 +48,7 @@ def test_two_workers_propose_each_fitting_pair_exactly_once(rabbitmq: str, overl
     if overlap == "forced":
         for runtime, engine in ((s.runtime, s.engine) for s in services):
             original_match = engine.match_idea
-            original_propose = engine.repo.propose
+            original_propose = engine.matches.propose
 
             def match_after_partner(idea: dict, original_match=original_match, db=runtime.db, **_: Any) -> int:
                 kind, _, n = idea["_id"].partition("-")
@@ -60,13 +60,13 @@ def test_two_workers_propose_each_fitting_pair_exactly_once(rabbitmq: str, overl
                     pause.wait(0.01)
                 return original_match(idea)  # and it syncs now, after the wait (whatever the handler did)
 
-            def counting_propose(match: dict, original_propose=original_propose) -> bool:
+            def counting_propose(match: Any, original_propose=original_propose) -> bool:
                 with lock:
-                    attempts[match["pair"]] += 1
+                    attempts[match.get("pair")] += 1
                 return original_propose(match)
 
             engine.match_idea = match_after_partner
-            engine.repo.propose = counting_propose
+            engine.matches.propose = counting_propose
 
     # Record which worker handled which idea event (wrapping each worker's own handler).
     for name, runtime in zip(("w1", "w2"), workers, strict=True):

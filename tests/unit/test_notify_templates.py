@@ -180,10 +180,8 @@ def test_an_email_is_sent_with_its_html_and_one_stored_without_as_plain_text():
     ({"email": "lena@example.org", "unsubscribed": True}, "skipped", False),
 ])
 def test_only_an_email_sent_on_its_own_is_stored_with_html(person: dict, email_status: str, email_html: bool):
-    from notify import domain
-    from notify.handlers import Notifier
+    from notify import domain, usecases
     from services.contract import Event
-    from tests.conftest import make_settings
 
     class Stored:
         def __init__(self) -> None:
@@ -194,12 +192,12 @@ def test_only_an_email_sent_on_its_own_is_stored_with_html(person: dict, email_s
             return True
 
     repo = Stored()
-    settings = make_settings("memory://", smtp_url="smtp://127.0.0.1:2525")
-    notifier = Notifier(repo, settings, secret="s")  # type: ignore[arg-type]
+    letterhead = usecases.Letterhead("http://lab.example", "s", email=True)
     event = Event(id="ev-1", type="match.proposed", version=1, occurred_at="2026-11-26T00:00:00+00:00",
                   correlation_id="c", producer="matching", payload={})
     message = domain.Message("p-1", "match_proposed", context("match_proposed"), link="/ideas/i-1/matches")
-    notifier._store(event, message, {"_id": "p-1", "city": "karlsruhe", "name": "Lena", "language": "de", **person})
+    usecases._store(repo, letterhead, event, message,  # type: ignore[arg-type]
+                    {"_id": "p-1", "city": "karlsruhe", "name": "Lena", "language": "de", **person})
     inbox, email = repo.docs
     assert inbox["channel"] == "inbox" and "html" not in inbox and inbox["text"]
     assert email["channel"] == "email" and email["status"] == email_status

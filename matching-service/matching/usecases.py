@@ -1,0 +1,240 @@
+"""What the matching service does, one function per use case: keep what it hears of ideas, people, cities and
+partnerships and match ideas as they come; answer, close and expire matches; form projects; show matches,
+projects and a partnership's settings to the cities that may see them.
+
+Each takes the unit of work, the engine (the index and the encoder) where it searches, the caller where a key acts
+(services.tenancy) and the clock; api.py and handlers.py only parse, call one of these, and answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from marshmallow import ValidationError
+
+from matching import domain
+from matching.domain import Match, Project
+from matching.engine import Engine
+from matching.repository import UnitOfWork
+from services.aggregate import Conflict
+from services.bus import in_context
+from services.contract import Event
+from services.store import NotFound
+from services.tenancy import Caller
+from services.web import Problem
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+TEXT_FIELDS = ("title", "description", "tags", "seeks", "offers", "theme")
+IDEA_FIELDS = ("city", "partnerships", "title", "description", "theme", "tags", "seeks", "offers", "language",
+               "author_id", "status")
+
+
+# --- what this service hears of the others -----------------------------------------------------------------
+
+def city_registered(uow: UnitOfWork, city: str, name: str, language: str) -> None:
+    uow.models.put_city(city, name, language)
+
+
+def partnership_changed(uow: UnitOfWork, pid: str, name: str, cities: Sequence[str],
+                        themes: Sequence[Mapping[str, Any]]) -> None:
+    uow.models.put_partnership(pid, name, cities, themes)
+
+
+def take_ideas(uow: UnitOfWork, engine: Engine, events: Sequence[Event]) -> None:
+    """Ideas submitted or changed: each stored (with its vectors) first, then searched for (see engine.py for why
+    that order). The texts of all of them are encoded in one call and the index is brought up to date once."""
+    todo = []
+    for event in events:
+        p = event.payload
+        fields = {k: p[k] for k in IDEA_FIELDS}
+        changed = p.get("changed") if event.type == "idea.updated" else list(TEXT_FIELDS)
+        needs_vectors = event.type == "idea.submitted" or any(f in TEXT_FIELDS for f in changed)
+        # A change that keeps the texts reuses the stored vectors (read only then: a new text is encoded anyway).
+        wants_vectors = needs_vectors or not (uow.models.idea(p["idea_id"]) or {}).get("vec")
+        todo.append((event, fields, wants_vectors, needs_vectors))
+    to_encode = [fields for _, fields, wants_vectors, _ in todo if wants_vectors]
+    for fields, vectors in zip(to_encode, engine.ideas_vectors(to_encode) if to_encode else [], strict=True):
+        fields.update(vectors)
+    to_match = []
+    for event, fields, _, needs_vectors in todo:
+        p = event.payload
+        if not uow.models.put_versioned(uow.models.ideas, p["idea_id"], p["version"], fields):
+            with in_context(event):
+                log.info("idea %s v%s is stale here; nothing to do", p["idea_id"], p["version"])
+        elif fields["status"] in domain.MATCHABLE and needs_vectors:
+            to_match.append(event)  # a new or reworded idea is matched (again); a status change alone is not
+    engine.sync()
+    _match_ideas(uow, engine, to_match)
+
+
+def _match_ideas(uow: UnitOfWork, engine: Engine, events: Sequence[Event]) -> None:
+    ideas = [uow.models.idea(event.payload["idea_id"]) for event in events]
+    # Several ideas: each partner city's index is searched once for all of them.
+    nearest = engine.nearest_many([i for i in ideas if i is not None]) if len(ideas) > 1 else {}
+    for event, idea in zip(events, ideas, strict=True):
+        with in_context(event):
+            assert idea is not None
+            made = engine.match_idea(idea, synced=True, nearest=nearest.get(idea["_id"]))
+            log.info("idea %s: %d new proposal(s)", event.payload["idea_id"], made)
+
+
+def idea_withdrawn(uow: UnitOfWork, engine: Engine, idea_id: str, version: int, city: str, clock: Clock) -> None:
+    uow.models.set_idea_status(idea_id, "withdrawn", version)
+    engine.sync()
+    close_matches_of(uow, idea_id, "withdrawn", city, clock)
+
+
+def participant_changed(uow: UnitOfWork, engine: Engine, payload: Mapping[str, Any]) -> None:
+    """A person's interests, kept with their vector; changed interests are matched (again)."""
+    pid = payload["participant_id"]
+    stored = uow.models.participant(pid)
+    fields = {"city": payload["city"], "language": payload["language"], "interests": payload.get("interests", "")}
+    interests_changed = stored is None or stored.get("interests") != fields["interests"]
+    if interests_changed or not (stored or {}).get("vec"):
+        fields.update(engine.interest_vector(fields["interests"]))
+    if not uow.models.put_versioned(uow.models.participants, pid, payload["version"], fields):
+        return
+    if interests_changed and fields["interests"].strip():
+        person = uow.models.participant(pid)
+        assert person is not None
+        engine.match_participant(person)
+
+
+def participant_erased(uow: UnitOfWork, engine: Engine, pid: str) -> None:
+    """Forget the person here too: their interests, and their name on matches and projects."""
+    uow.models.erase_participant(pid)
+    uow.matches.forget_person(pid)
+    uow.projects.forget_person(pid)
+    engine.sync()
+
+
+# --- the life of a match ----------------------------------------------------------------------------------
+
+def answer_match(uow: UnitOfWork, who: Caller, match_id: str, accept: bool, participant_id: str | None,
+                 clock: Clock) -> Match:
+    """The caller's city accepts or declines (in the name of one of its participants); the second yes confirms."""
+    match = _visible_match(uow, who, match_id)
+    if who.city is None:
+        raise Problem(403, "Forbidden", "a match is answered by a key of one of its cities, not an admin key")
+    if who.city not in [s["city"] for s in match.get("sides")]:
+        raise Problem(403, "Forbidden", f"{who.city} is not a side of this match")
+    if participant_id is not None:
+        # Named in match.accepted/declined, which partner cities and webhooks read: a person of this city only.
+        person = uow.models.participant(participant_id)
+        if person is None or person.get("erased") or person.get("city") != who.city:
+            raise ValidationError({"participant_id": [f"no participant {participant_id} in {who.city}"]})
+    match.answer(who.city, accept, participant_id=participant_id, at=clock())
+    try:
+        uow.matches.save(match)
+    except Conflict:
+        raise Conflict(f"match {match_id} changed meanwhile; read it again") from None
+    return match
+
+
+def close_matches_of(uow: UnitOfWork, idea_id: str, reason: str, city: str, clock: Clock) -> int:
+    """A withdrawn idea's open proposals close (declined, with the reason). A Conflict (answered meanwhile)
+    propagates: the bus retries the event, which reads them again."""
+    closed = 0
+    for match in uow.matches.open_of_idea(idea_id):
+        match.close(reason, city=city, at=clock())
+        uow.matches.save(match)
+        closed += 1
+    return closed
+
+
+def expire_due(uow: UnitOfWork, clock: Clock) -> int:
+    """Close the proposals nobody answered in time."""
+    expired = 0
+    for match in uow.matches.due(clock()):
+        match.expire(at=clock())
+        try:
+            uow.matches.save(match)
+            expired += 1
+        except Conflict as exc:  # answered meanwhile: it is no longer due
+            log.info("match %s changed while expiring: %s", match.id, exc)
+    return expired
+
+
+def form_project(uow: UnitOfWork, match_id: str, cause: str, clock: Clock) -> bool:
+    """Both sides said yes: the project forms, once however often the confirmation arrives."""
+    match = uow.matches.get(match_id)
+    titles = {i: doc["title"] for i, doc in uow.models.ideas_by_id(
+        [s["idea_id"] for s in match.get("sides") if s.get("idea_id")]).items()}
+    return uow.projects.form(Project.form(match.doc, titles, cause=cause, at=clock()))
+
+
+# --- what a city's key sees ---------------------------------------------------------------------------------
+
+def _visible_partnerships(who: Caller) -> list[str] | None:
+    return None if who.admin else [p.id for p in who.partnerships]
+
+
+def _visible_match(uow: UnitOfWork, who: Caller, match_id: str) -> Match:
+    match = uow.matches.get(match_id)
+    allowed = _visible_partnerships(who)
+    if allowed is not None and match.get("partnership") not in allowed:
+        raise NotFound("match", match_id)
+    return match
+
+
+def read_match(uow: UnitOfWork, who: Caller, match_id: str) -> Match:
+    return _visible_match(uow, who, match_id)
+
+
+def idea_matches(uow: UnitOfWork, who: Caller, idea_id: str, status: str | None) -> list[dict[str, Any]]:
+    """An idea's matches, best first; none yet when this service has not heard of the idea (it follows the ideas
+    service a moment later)."""
+    idea = uow.models.idea(idea_id)
+    if idea is None:
+        return []
+    if not who.can_see(idea["city"]):
+        raise NotFound("idea", idea_id)
+    allowed = _visible_partnerships(who)
+    return [m for m in uow.matches.of_idea(idea_id, status) if allowed is None or m["partnership"] in allowed]
+
+
+def list_matches(uow: UnitOfWork, who: Caller, query: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    filters = {k: v for k, v in query.items() if k not in ("limit", "cursor")}
+    return uow.matches.page(partnerships=_visible_partnerships(who), filters=filters, limit=query["limit"],
+                            cursor=query.get("cursor"))
+
+
+def list_projects(uow: UnitOfWork, who: Caller, query: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    return uow.projects.page(partnerships=_visible_partnerships(who), limit=query["limit"], cursor=query.get("cursor"))
+
+
+def read_project(uow: UnitOfWork, who: Caller, project_id: str) -> Project:
+    project = uow.projects.get(project_id)
+    allowed = _visible_partnerships(who)
+    if allowed is not None and project.get("partnership") not in allowed:
+        raise NotFound("project", project_id)
+    return project
+
+
+# --- how a partnership matches ----------------------------------------------------------------------------
+
+def _visible_partnership(who: Caller, pid: str) -> None:
+    # The gateway's list is authoritative (admin keys get all): no waiting for partnership.formed here.
+    if pid not in {p.id for p in who.partnerships}:
+        raise NotFound("partnership", pid)
+
+
+def read_settings(uow: UnitOfWork, who: Caller, pid: str) -> domain.Settings:
+    _visible_partnership(who, pid)
+    return uow.models.settings(pid)
+
+
+def change_settings(uow: UnitOfWork, who: Caller, pid: str, changes: Mapping[str, Any]) -> domain.Settings:
+    if not who.admin:
+        raise Problem(403, "Forbidden", "only an admin key changes how a partnership matches")
+    _visible_partnership(who, pid)
+    settings = replace(uow.models.settings(pid), **changes)
+    if settings.semantic + settings.theme + settings.tags + settings.complement <= 0:
+        raise Problem(422, "Unprocessable Content", "at least one weight must be above 0")
+    uow.models.put_settings(pid, settings)
+    return settings

@@ -1,0 +1,245 @@
+"""The matching service's use cases and handlers against in-memory fakes: the lives of matches and projects."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from marshmallow import ValidationError
+
+from matching import domain, handlers, usecases
+from matching.domain import Match, Project
+from matching.repository import UnitOfWork
+from services.aggregate import Conflict
+from services.contract import new_event, parse_event
+from services.store import DuplicateKeyError, NotFound
+from services.tenancy import Caller, PartnershipRef
+from services.web import Problem
+from tests.unit.fakes import Clock, FakeDocuments
+
+PARTNERSHIP = PartnershipRef("karlsruhe-krasnodar", ("karlsruhe", "krasnodar"))
+KARLSRUHE = Caller(city="karlsruhe", scopes=("read", "write"), visible_cities=("karlsruhe", "krasnodar"),
+                   partnerships=(PARTNERSHIP,))
+KRASNODAR = Caller(city="krasnodar", scopes=("read", "write"), visible_cities=("karlsruhe", "krasnodar"),
+                   partnerships=(PARTNERSHIP,))
+NANCY = Caller(city="nancy", scopes=("read", "write"), visible_cities=("nancy",))
+ADMIN = Caller(city=None, scopes=("admin",), partnerships=(PARTNERSHIP,))
+
+
+class FakeModels:
+    """What matching knows of the others, as plain dicts."""
+
+    def __init__(self) -> None:
+        self.people: dict[str, dict[str, Any]] = {}
+        self.ideas_: dict[str, dict[str, Any]] = {}
+        self.settings_: dict[str, domain.Settings] = {}
+        self.statuses: list[tuple[str, str]] = []
+
+    def participant(self, pid: str) -> dict[str, Any] | None:
+        return self.people.get(pid)
+
+    def idea(self, idea_id: str) -> dict[str, Any] | None:
+        return self.ideas_.get(idea_id)
+
+    def ideas_by_id(self, ids: Any) -> dict[str, dict[str, Any]]:
+        return {i: self.ideas_[i] for i in ids if i in self.ideas_}
+
+    def settings(self, pid: str) -> domain.Settings:
+        return self.settings_.get(pid, domain.Settings())
+
+    def put_settings(self, pid: str, settings: domain.Settings) -> None:
+        self.settings_[pid] = settings
+
+    def set_idea_status(self, idea_id: str, status: str, version: int) -> bool:
+        self.statuses.append((idea_id, status))
+        return True
+
+    def erase_participant(self, pid: str) -> None:
+        self.people[pid] = {"erased": True}
+
+
+class FakeMatches(FakeDocuments[Match]):
+    def propose(self, match: Match) -> bool:
+        if any(d["pair"] == match.get("pair") for d in self.docs.values()):
+            return False
+        self.add(match)
+        return True
+
+    def open_of_idea(self, idea_id: str) -> list[Match]:
+        return [m for m in self.find({}) if m.get("status") in domain.OPEN_STATUSES
+                and idea_id in [s.get("idea_id") for s in m.get("sides")]]
+
+    def due(self, at: datetime) -> list[Match]:
+        return [m for m in self.find({}) if m.get("status") in domain.OPEN_STATUSES and m.get("expires_at") < at]
+
+    def forget_person(self, pid: str) -> None:
+        for doc in self.docs.values():
+            doc["sides"] = [{**s, **{k: None for k in ("participant_id", "author_id") if s.get(k) == pid}}
+                            for s in doc["sides"]]
+
+
+class FakeProjects(FakeDocuments[Project]):
+    def form(self, project: Project) -> bool:
+        if any(d["match_id"] == project.get("match_id") for d in self.docs.values()):
+            return False
+        try:
+            self.add(project)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def forget_person(self, pid: str) -> None:
+        for doc in self.docs.values():
+            doc["members"] = [m for m in doc["members"] if m["participant_id"] != pid]
+
+
+class FakeEngine:
+    synced = 0
+
+    def sync(self) -> None:
+        self.synced += 1
+
+
+@pytest.fixture
+def uow() -> UnitOfWork:
+    models = FakeModels()
+    models.people.update({"lena": {"city": "karlsruhe"}, "anna": {"city": "krasnodar"}})
+    models.ideas_.update({"idea-de": {"city": "karlsruhe", "title": "Stadtgarten"},
+                          "idea-ru": {"city": "krasnodar", "title": "Городской сад"}})
+    return UnitOfWork(models=models, matches=FakeMatches(Match, "match"),  # type: ignore[arg-type]
+                      projects=FakeProjects(Project, "project"))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def proposed(uow: UnitOfWork, clock: Clock, **changes: Any) -> Match:
+    sides = [{"city": "karlsruhe", "idea_id": "idea-de", "author_id": "lena", "participant_id": None,
+              "title": "Stadtgarten", "language": "de"},
+             {"city": "krasnodar", "idea_id": "idea-ru", "author_id": "anna", "participant_id": None,
+              "title": "Городской сад", "language": "ru"}]
+    proposal = {"pair": domain.pair_key("idea", "idea-de", "idea-ru"), "kind": "idea",
+                "partnership": "karlsruhe-krasnodar", "score": 0.8, "parts": {"semantic": 0.8}, "reasons": [],
+                "sides": sides, "expires_at": clock() + timedelta(days=21), **changes}
+    match = Match.propose(proposal, at=clock())
+    assert uow.matches.propose(match)
+    return match
+
+
+def test_a_pair_is_proposed_once(uow, clock):
+    first = proposed(uow, clock)
+    assert not uow.matches.propose(Match.propose({**first.doc}, at=clock()))
+    [event] = uow.matches.events()
+    assert event.type == "match.proposed" and event.partnership == "karlsruhe-krasnodar"
+    assert event.payload["expires_at"] == (clock() + timedelta(days=21)).isoformat()
+
+
+def test_both_sides_accept_and_the_second_yes_confirms(uow, clock):
+    match = proposed(uow, clock)
+    usecases.answer_match(uow, KARLSRUHE, match.id, True, "lena", clock)
+    assert uow.matches.docs[match.id]["status"] == domain.ACCEPTED
+    usecases.answer_match(uow, KRASNODAR, match.id, True, None, clock)
+    doc = uow.matches.docs[match.id]
+    assert doc["status"] == domain.CONFIRMED and [s["answer"] for s in doc["sides"]] == ["accepted", "accepted"]
+    types = [e.type for e in uow.matches.events()]
+    assert types == ["match.proposed", "match.accepted", "match.accepted", "match.confirmed"]
+    assert uow.matches.events("match.accepted")[0].payload["participant_id"] == "lena"
+    with pytest.raises(domain.RuleViolation):
+        usecases.answer_match(uow, KARLSRUHE, match.id, False, None, clock)
+
+
+def test_only_a_side_answers_and_in_the_name_of_its_own_people(uow, clock):
+    match = proposed(uow, clock)
+    for who, status in ((ADMIN, 403), (NANCY, 404)):
+        with pytest.raises((Problem, NotFound)) as refused:
+            usecases.answer_match(uow, who, match.id, True, None, clock)
+        assert getattr(refused.value, "status", 404) == status
+    with pytest.raises(ValidationError):
+        usecases.answer_match(uow, KARLSRUHE, match.id, True, "anna", clock)
+    assert uow.matches.docs[match.id]["status"] == domain.PROPOSED
+
+
+def test_an_answer_on_a_match_changed_meanwhile_is_a_conflict(uow, clock, monkeypatch):
+    match = proposed(uow, clock)
+    get = uow.matches.get
+
+    def stale(key: str, **where: Any) -> Match:
+        read = get(key, **where)
+        uow.matches.docs[key]["version"] += 1  # the other city answered between this read and this write
+        return read
+
+    monkeypatch.setattr(uow.matches, "get", stale)
+    with pytest.raises(Conflict, match="read it again"):
+        usecases.answer_match(uow, KARLSRUHE, match.id, True, None, clock)
+
+
+def test_a_withdrawn_idea_closes_its_open_proposals(uow, clock):
+    match = proposed(uow, clock)
+    engine = FakeEngine()
+    withdrawn = parse_event(new_event("idea.withdrawn", {"idea_id": "idea-ru", "city": "krasnodar", "version": 2},
+                                      producer="ideas", city="krasnodar"))
+    handlers.idea_withdrawn(withdrawn, uow, engine, clock)
+    doc = uow.matches.docs[match.id]
+    assert doc["status"] == domain.DECLINED and doc["closed_reason"] == "withdrawn" and engine.synced == 1
+    [declined] = uow.matches.events("match.declined")
+    assert declined.payload["reason"] == "withdrawn" and declined.payload["city"] == "krasnodar"
+
+
+def test_proposals_nobody_answered_in_time_expire(uow, clock):
+    old, answered = proposed(uow, clock), proposed(uow, clock, pair="idea:a|b")
+    usecases.answer_match(uow, KARLSRUHE, answered.id, True, None, clock)
+    clock.advance(days=22)
+    assert usecases.expire_due(uow, clock) == 2
+    assert {uow.matches.docs[m.id]["status"] for m in (old, answered)} == {domain.EXPIRED}
+    assert usecases.expire_due(uow, clock) == 0
+
+
+def test_a_confirmed_match_forms_one_project_with_both_authors(uow, clock):
+    match = proposed(uow, clock)
+    usecases.answer_match(uow, KARLSRUHE, match.id, True, None, clock)
+    usecases.answer_match(uow, KRASNODAR, match.id, True, None, clock)
+    confirmed = parse_event(new_event("match.confirmed", {
+        "match_id": match.id, "partnership": "karlsruhe-krasnodar", "status": "confirmed", "version": 3,
+        "sides": []}, producer="matching", partnership="karlsruhe-krasnodar"))
+    handlers.match_confirmed(confirmed, uow, clock)
+    handlers.match_confirmed(confirmed, uow, clock)  # redelivered
+    [project] = uow.projects.docs.values()
+    assert project["title"] == "Stadtgarten + Городской сад" and project["idea_ids"] == ["idea-de", "idea-ru"]
+    assert project["members"] == [{"participant_id": "lena", "city": "karlsruhe"},
+                                  {"participant_id": "anna", "city": "krasnodar"}]
+    [formed] = uow.projects.events()
+    assert formed.payload["cities"] == ["karlsruhe", "krasnodar"] and formed.payload["project_id"] == project["_id"]
+
+
+def test_an_erased_person_leaves_matches_and_projects(uow, clock):
+    match = proposed(uow, clock)
+    uow.projects.form(Project.form(match.doc, {}, cause="e", at=clock()))
+    engine = FakeEngine()
+    usecases.participant_erased(uow, engine, "lena")
+    assert uow.matches.docs[match.id]["sides"][0]["author_id"] is None
+    assert [m["participant_id"] for m in next(iter(uow.projects.docs.values()))["members"]] == ["anna"]
+    assert uow.models.participant("lena") == {"erased": True} and engine.synced == 1
+
+
+def test_a_partnership_s_matching_is_changed_by_an_admin_only_and_never_to_no_weight(uow):
+    with pytest.raises(Problem) as forbidden:
+        usecases.change_settings(uow, KARLSRUHE, "karlsruhe-krasnodar", {"threshold": 0.5})
+    assert forbidden.value.status == 403
+    with pytest.raises(Problem) as refused:
+        usecases.change_settings(uow, ADMIN, "karlsruhe-krasnodar",
+                                 {"semantic": 0, "theme": 0, "tags": 0, "complement": 0})
+    assert refused.value.status == 422
+    changed = usecases.change_settings(uow, ADMIN, "karlsruhe-krasnodar", {"threshold": 0.5})
+    assert usecases.read_settings(uow, KARLSRUHE, "karlsruhe-krasnodar") == changed
+    with pytest.raises(NotFound):
+        usecases.read_settings(uow, NANCY, "karlsruhe-krasnodar")
+
+
+def test_a_stranger_sees_no_match_and_an_unknown_idea_has_none_yet(uow, clock):
+    match = proposed(uow, clock)
+    with pytest.raises(NotFound):
+        usecases.read_match(uow, NANCY, match.id)
+    assert usecases.idea_matches(uow, KARLSRUHE, "idea-not-heard-of", None) == []
