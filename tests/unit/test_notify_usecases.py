@@ -1,0 +1,210 @@
+"""The notify service's use cases and handlers against an in-memory fake of its repository."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from marshmallow import ValidationError
+
+from notify import domain, handlers, usecases
+from services.contract import new_event, parse_event
+from services.store import NotFound
+from services.tenancy import Caller
+from services.web import Problem
+
+KARLSRUHE = Caller(city="karlsruhe", scopes=("read", "write"), visible_cities=("karlsruhe", "krasnodar"))
+KRASNODAR = Caller(city="krasnodar", scopes=("read", "write"), visible_cities=("karlsruhe", "krasnodar"))
+GATEWAY = Caller(city=None, scopes=("admin", "read", "write"), visible_cities=("karlsruhe", "krasnodar"))
+LETTERHEAD = usecases.Letterhead("http://lab.example", "secret", email=True)
+
+
+class FakeRepository:
+    """The part of notify.repository.Repository the use cases use, in dicts."""
+
+    def __init__(self) -> None:
+        self.people: dict[str, dict[str, Any]] = {}
+        self.cities: dict[str, str] = {}
+        self.notifications: dict[str, dict[str, Any]] = {}  # by key: one per event, person and channel
+        self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.deliveries: dict[str, dict[str, Any]] = {}
+        self.unsubscribed: list[str] = []
+
+    def put_person(self, pid: str, version: int, fields: dict[str, Any]) -> None:
+        if self.people.get(pid, {}).get("version", 0) < version:
+            self.people[pid] = {"_id": pid, **fields, "version": version}
+
+    def person(self, pid: str) -> dict[str, Any] | None:
+        return self.people.get(pid)
+
+    def erase_person(self, pid: str) -> None:
+        self.people[pid] = {"_id": pid, "erased": True}
+        self.notifications = {k: n for k, n in self.notifications.items() if n["recipient"] != pid}
+
+    def put_city(self, key: str, name: str, language: str) -> None:
+        self.cities[key] = name
+
+    def city_name(self, key: str) -> str:
+        return self.cities.get(key, key.capitalize())
+
+    def add_notification(self, doc: dict[str, Any]) -> bool:
+        if doc["key"] in self.notifications:
+            return False
+        self.notifications[doc["key"]] = {"_id": doc["key"], **doc}
+        return True
+
+    def listeners(self, cities: list[str], event_type: str) -> list[dict[str, Any]]:
+        return [s for s in self.subscriptions.values() if s["city"] in cities and event_type in s["events"]]
+
+    def add_delivery(self, doc: dict[str, Any], *, held: bool = False) -> bool:
+        if doc["key"] in self.deliveries:
+            return False
+        self.deliveries[doc["key"]] = {**doc, "status": "held" if held else "pending"}
+        return True
+
+    def add_subscription(self, city: str, url: str, events: list[str], secret: str) -> dict[str, Any]:
+        doc = {"_id": f"whk_{len(self.subscriptions)}", "city": city, "url": url, "events": events,
+               "secret": secret, "status": "active"}
+        self.subscriptions[doc["_id"]] = doc
+        return doc
+
+    def subscription(self, sid: str) -> dict[str, Any]:
+        if sid not in self.subscriptions:
+            raise NotFound("webhook", sid)
+        return self.subscriptions[sid]
+
+    def delete_subscription(self, sid: str) -> None:
+        self.subscriptions.pop(sid, None)
+
+    def unsubscribe(self, pid: str) -> bool:
+        self.unsubscribed.append(pid)
+        return True
+
+
+@pytest.fixture
+def repo() -> FakeRepository:
+    repo = FakeRepository()
+    repo.put_city("krasnodar", "Краснодар", "ru")
+    for pid, city, language in (("lena", "karlsruhe", "de"), ("anna", "krasnodar", "ru")):
+        usecases.person_changed(repo, {"participant_id": pid, "city": city, "name": pid.title(), "language": language,
+                                       "email": f"{pid}@example.org", "version": 1})  # type: ignore[arg-type]
+    return repo
+
+
+def proposed() -> Any:
+    sides = [{"city": "karlsruhe", "idea_id": "i-de", "author_id": "lena", "title": "Stadtgarten", "language": "de"},
+             {"city": "krasnodar", "idea_id": "i-ru", "author_id": "anna", "title": "Городской сад", "language": "ru"}]
+    return parse_event(new_event("match.proposed", {
+        "match_id": "match_1", "partnership": "karlsruhe-krasnodar", "kind": "idea", "score": 0.8, "version": 1,
+        "parts": {"semantic": 0.8}, "sides": sides, "reasons": [{"code": "same_theme", "params": {},
+                                                               "text": {"de": "Gleiches Thema", "ru": "Общая тема",
+                                                                        "en": "Same theme"}}],
+    }, producer="matching", partnership="karlsruhe-krasnodar"))
+
+
+def test_both_authors_hear_of_a_proposal_in_their_language_once_per_channel(repo):
+    event = proposed()
+    handlers.notify_people(event, repo, LETTERHEAD)  # type: ignore[arg-type]
+    handlers.notify_people(event, repo, LETTERHEAD)  # type: ignore[arg-type]  # redelivered: nothing anew
+    by = {(n["recipient"], n["channel"]): n for n in repo.notifications.values()}
+    assert set(by) == {(p, c) for p in ("lena", "anna") for c in ("inbox", "email")}
+    assert by[("lena", "email")]["language"] == "de" and "Gleiches Thema" in by[("lena", "email")]["text"]
+    assert "Городской сад" in by[("lena", "email")]["text"] and "Краснодар" in by[("lena", "email")]["text"]
+    assert by[("anna", "inbox")]["language"] == "ru" and by[("anna", "email")]["status"] == "pending"
+    assert by[("lena", "email")]["unsubscribe_url"].startswith("http://lab.example/unsubscribe/lena.")
+    assert by[("lena", "email")]["link"] == "http://lab.example/ideas/i-de/matches"
+
+
+def test_without_a_mail_server_an_email_is_skipped_and_says_why(repo):
+    handlers.notify_people(proposed(), repo, usecases.Letterhead("http://lab.example", "s", email=False))  # type: ignore[arg-type]
+    emails = [n for n in repo.notifications.values() if n["channel"] == "email"]
+    assert {n["status"] for n in emails} == {"skipped"} and emails[0]["skipped_because"] == "no SMTP_URL configured"
+
+
+def test_an_erased_person_is_told_nothing_and_their_inbox_is_gone(repo):
+    handlers.notify_people(proposed(), repo, LETTERHEAD)  # type: ignore[arg-type]
+    erased = parse_event(new_event("participant.erased", {"participant_id": "anna", "city": "krasnodar"},
+                                   producer="ideas", city="krasnodar"))
+    handlers.person_erased(erased, repo)  # type: ignore[arg-type]
+    assert {n["recipient"] for n in repo.notifications.values()} == {"lena"}
+    repo.notifications.clear()
+    handlers.notify_people(proposed(), repo, LETTERHEAD)  # type: ignore[arg-type]
+    assert {n["recipient"] for n in repo.notifications.values()} == {"lena"}
+
+
+@contextlib.contextmanager
+def no_bindings() -> Iterator[None]:
+    yield
+
+
+def test_a_webhook_hears_the_events_of_its_city_and_is_held_while_paused(repo, monkeypatch):
+    monkeypatch.setattr(usecases, "resolve", lambda url: ["93.184.215.14"])
+    hook = usecases.subscribe(repo, KRASNODAR, {"url": "https://hooks.example.org/x", "events": ["*"],  # type: ignore[arg-type]
+                                                "secret": "s" * 16, "city": None}, (), no_bindings)
+    assert hook["city"] == "krasnodar" and hook["events"] == list(domain.WEBHOOK_EVENTS)
+    handlers.notify_webhooks(proposed(), repo)  # type: ignore[arg-type]
+    [delivery] = repo.deliveries.values()
+    assert delivery["event"]["type"] == "match.proposed" and delivery["status"] == "pending"
+    hook["status"] = "paused"
+    repo.deliveries.clear()
+    handlers.notify_webhooks(proposed(), repo)  # type: ignore[arg-type]
+    assert [d["status"] for d in repo.deliveries.values()] == ["held"]
+
+
+def test_a_webhook_goes_only_to_a_public_address_and_belongs_to_its_city(repo, monkeypatch):
+    monkeypatch.setattr(usecases, "resolve", lambda url: ["10.0.0.5"])
+    with pytest.raises(ValidationError) as refused:
+        usecases.subscribe(repo, KARLSRUHE, {"url": "https://intranet.example/x", "events": ["*"],  # type: ignore[arg-type]
+                                             "secret": "s" * 16, "city": None}, (), no_bindings)
+    assert "public internet" in refused.value.messages["url"][0]
+    monkeypatch.setattr(usecases, "resolve", lambda url: ["93.184.215.14"])
+    with pytest.raises(Problem) as forbidden:
+        usecases.subscribe(repo, KARLSRUHE, {"url": "https://hooks.example.org/x", "events": ["*"],  # type: ignore[arg-type]
+                                             "secret": "s" * 16, "city": "krasnodar"}, (), no_bindings)
+    assert forbidden.value.status == 403
+    hook = usecases.subscribe(repo, KARLSRUHE, {"url": "https://hooks.example.org/x",  # type: ignore[arg-type]
+                                                "events": ["match.proposed"], "secret": "s" * 16, "city": None},
+                              (), no_bindings)
+    with pytest.raises(NotFound):
+        usecases.ping(repo, KRASNODAR, hook["_id"])  # type: ignore[arg-type]
+    usecases.ping(repo, KARLSRUHE, hook["_id"])  # type: ignore[arg-type]
+    assert [d["event"]["type"] for d in repo.deliveries.values()] == [domain.PING]
+
+
+def test_a_webhook_that_cannot_be_bound_is_not_kept(repo, monkeypatch):
+    monkeypatch.setattr(usecases, "resolve", lambda url: ["93.184.215.14"])
+
+    @contextlib.contextmanager
+    def broker_down() -> Iterator[None]:
+        yield
+        raise ConnectionRefusedError("broker down")
+
+    with pytest.raises(Problem) as unavailable:
+        usecases.subscribe(repo, KARLSRUHE, {"url": "https://hooks.example.org/x", "events": ["*"],  # type: ignore[arg-type]
+                                             "secret": "s" * 16, "city": None}, (), broker_down)
+    assert unavailable.value.status == 503 and "nothing was kept" in unavailable.value.detail
+    assert repo.subscriptions == {}
+
+
+def test_only_the_gateway_asks_for_sign_in_mails_and_they_go_even_to_the_unsubscribed(repo):
+    data = {"participant_id": "lena", "city": "karlsruhe", "to": "lena@example.org", "name": "Lena\u2028Hoffmann",
+            "language": "de", "link": "http://lab.example/signin/abc", "minutes": 30, "token_id": "tok-12345678"}
+    with pytest.raises(Problem):
+        usecases.sign_in_mail(repo, KARLSRUHE, LETTERHEAD, data)  # type: ignore[arg-type]
+    repo.people["lena"]["unsubscribed"] = True
+    assert usecases.sign_in_mail(repo, GATEWAY, LETTERHEAD, data) == "pending"  # type: ignore[arg-type]
+    [mail] = repo.notifications.values()
+    assert "http://lab.example/signin/abc" in mail["text"] and "Lena Hoffmann" in mail["text"], "one line"
+    assert domain.outcome(mail, "email") == [], "a sign-in mail was caused by no event: nobody hears of it"
+
+
+def test_an_unsubscribe_link_works_for_its_person_only_and_only_when_confirmed(repo):
+    token = domain.unsubscribe_token("secret", "lena")
+    usecases.unsubscribe(repo, LETTERHEAD, token, confirm=False)  # type: ignore[arg-type]
+    assert repo.unsubscribed == []
+    usecases.unsubscribe(repo, LETTERHEAD, token, confirm=True)  # type: ignore[arg-type]
+    assert repo.unsubscribed == ["lena"]
+    with pytest.raises(Problem):
+        usecases.unsubscribe(repo, LETTERHEAD, token.replace("lena", "anna"), confirm=True)  # type: ignore[arg-type]
