@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, request
 
 from gateway import api, audit, keys, pages, ratelimit, repository
 from gateway.clients import ServiceClient, WsgiTransport, transport_for
-from gateway.pages.views import security_headers
+from gateway.pages.web import security_headers
 from services.config import ConfigError, Settings
 from services.runtime import Runtime, ServiceSpec
 from services.web import ChunkedBodyLimit
@@ -62,56 +62,58 @@ def create_app(settings: Settings | None = None, service_apps: Mapping[str, Flas
     app.wsgi_app = ChunkedBodyLimit(app)  # type: ignore[method-assign]  # a chunked body over it is a 413 too
     key_store = keys.KeyStore(runtime.db)
     directory = repository.Directory(runtime.db, on_events=runtime.relay.kick)
-    app.extensions["twincity.keys"] = key_store
-    app.extensions["twincity.directory"] = directory
     bootstrap = None
     if settings.admin_key:
         bootstrap = key_store.ensure(settings.admin_key, ["admin", "read", "write"], label="TWINCITY_ADMIN_KEY").id
-    audit_log = audit.AuditLog(runtime.db)
-    app.extensions["twincity.audit"] = audit_log
+    app.extensions[api.EXTENSION] = api.Gateway(directory, key_store, clients, audit.AuditLog(runtime.db), bootstrap)
     limiter = _rate_limits(settings, key_store)
     limiter.install(app)
-    blueprint = api.build(directory, key_store, clients, audit_log, bootstrap_key=bootstrap)
-    app.register_blueprint(blueprint, url_prefix=api.PREFIX)
-
-    @app.after_request
-    def _audit(response: Response) -> Response:
-        """Every change an admin key makes is written down, whatever service answered it."""
-        key = g.get("api_key")
-        if key is not None and key.admin and request.method not in ("GET", "HEAD", "OPTIONS"):
-            rule = request.url_rule.rule if request.url_rule else request.path
-            audit_log.record(actor=key.id, action=f"{request.method} {rule}", target=request.path,
-                             status=response.status_code, request_id=g.get("request_id"))
-        return response
-
+    app.register_blueprint(api.bp, url_prefix=api.PREFIX)
+    app.register_blueprint(public)
+    app.after_request(_audit)
     # The web pages for participants and coordinators (/, /ideas, /matches, /coordinator, ...).
     pages.install(app, settings=settings, db=runtime.db, directory=directory, keys=key_store, clients=clients)
     # Sign-in forms ask for e-mails and check keys: a few tries a minute per address, whoever is asked for.
     per_address = limiter.per(settings.signin_rate_limit, _remote_address, methods=("POST",))
-    for form in ("pages.signin", "pages.coordinator_signin"):
+    for form in ("pages.account.signin", "pages.account.coordinator_signin"):
         app.view_functions[form] = per_address(app.view_functions[form])
-
-    @app.after_request
-    def _security_headers(response: Response) -> Response:
-        """Every page the gateway serves (/docs and the unsubscribe page too, not only the blueprint's) gets the
-        pages' headers; every answer at least nosniff."""
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        return security_headers(response) if response.mimetype == "text/html" else response
-
-    @app.get("/docs")
-    def docs() -> Response:
-        return Response(api.docs_page(blueprint.merged_spec()), mimetype="text/html")  # type: ignore[attr-defined]
-
-    @app.route("/unsubscribe/<token>", methods=["GET", "POST"])
-    def unsubscribe(token: str) -> Response:
-        """The link in every e-mail: public (the token is the proof), answered by the notify service."""
-        from flask import request
-
-        reply = clients["notify"].request(request.method, f"/unsubscribe/{token}")
-        return Response(reply.body, status=reply.status, content_type=reply.headers.get("Content-Type"))
-
-    @app.get("/api")
-    def api_root() -> Response:
-        return jsonify(name="Twin City Lab API", version="v1", openapi=f"{api.PREFIX}/openapi.json", docs="/docs")
-
+    app.after_request(_security_headers)
     return app
+
+
+def _audit(response: Response) -> Response:
+    """Every change an admin key makes is written down, whatever service answered it."""
+    key = g.get("api_key")
+    if key is not None and key.admin and request.method not in ("GET", "HEAD", "OPTIONS"):
+        rule = request.url_rule.rule if request.url_rule else request.path
+        api.gateway().audit.record(actor=key.id, action=f"{request.method} {rule}", target=request.path,
+                                   status=response.status_code, request_id=g.get("request_id"))
+    return response
+
+
+def _security_headers(response: Response) -> Response:
+    """Every page the gateway serves (/docs and the unsubscribe page too, not only the pages') gets the pages'
+    headers; every answer at least nosniff."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return security_headers(response) if response.mimetype == "text/html" else response
+
+
+# What the gateway answers outside /api/v1 and the pages: the API's documentation and the unsubscribe links.
+public = Blueprint("public", __name__)
+
+
+@public.get("/docs")
+def docs() -> Response:
+    return Response(api.docs_page(api.gateway().merged_spec()), mimetype="text/html")
+
+
+@public.route("/unsubscribe/<token>", methods=["GET", "POST"])
+def unsubscribe(token: str) -> Response:
+    """The link in every e-mail: public (the token is the proof), answered by the notify service."""
+    reply = api.gateway().services["notify"].request(request.method, f"/unsubscribe/{token}")
+    return Response(reply.body, status=reply.status, content_type=reply.headers.get("Content-Type"))
+
+
+@public.get("/api")
+def api_root() -> Response:
+    return jsonify(name="Twin City Lab API", version="v1", openapi=f"{api.PREFIX}/openapi.json", docs="/docs")

@@ -9,19 +9,30 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, make_response, render_template, request, session
+from flask import Blueprint, Flask, Response, g, make_response, render_template, request, session
 from flask_babel import Babel
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from gateway.clients import ServiceClient
 from gateway.keys import KeyStore
-from gateway.pages import coordinator, signin, views
-from gateway.pages.web import LOCALES, Backend, ServiceError
+from gateway.pages import account, coordinator, ideas, matches, projects, signin
+from gateway.pages.web import (
+    EXTENSION,
+    LOCALES,
+    Backend,
+    Pages,
+    ServiceError,
+    check_csrf,
+    load_visitor,
+    security_headers,
+    template_words,
+)
 from gateway.repository import Directory
 from services.config import Settings
 from services.store import ensure_indexes
@@ -41,9 +52,28 @@ def select_locale() -> str:
     return request.accept_languages.best_match(LOCALES) or "en"
 
 
+# The pages' blueprint: what every area shares (who is here, CSRF, headers, error pages, templates and static
+# files); each area is a blueprint of its own inside it (pages.account.signin, pages.ideas.list, ...).
+bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/static/pages")
+for area in (account.bp, ideas.bp, matches.bp, projects.bp, coordinator.bp):
+    bp.register_blueprint(area)
+
+
+@bp.before_request
+def _before() -> None:
+    g.visitor = load_visitor()
+    if request.method == "POST":
+        check_csrf()
+
+
+bp.after_request(security_headers)
+bp.app_context_processor(template_words)
+
+
 def install(app: Flask, *, settings: Settings, db: Any, directory: Directory, keys: KeyStore,
             clients: Mapping[str, ServiceClient]) -> None:
-    """Add the pages to the gateway's app: sessions, Babel, the blueprint and its error pages."""
+    """Add the pages to the gateway's app: sessions, Babel, their parts (app.extensions) and the blueprint."""
     ensure_indexes(db, signin.INDEXES)
     secret = signin.web_secret(db, settings.web_secret)
     app.config.update(
@@ -56,10 +86,11 @@ def install(app: Flask, *, settings: Settings, db: Any, directory: Directory, ke
     )
     Babel(app, locale_selector=select_locale, default_translation_directories=str(TRANSLATIONS),
           default_domain="messages")
-    backend = Backend(clients, directory, keys)
-    links = signin.SignInLinks(db, secret, settings.signin_minutes)
     sessions = signin.Sessions(db)
-    bp = views.build(backend, links, settings, sessions)
+    app.extensions[EXTENSION] = Pages(
+        backend=Backend(clients, directory, keys), links=signin.SignInLinks(db, secret, settings.signin_minutes),
+        sessions=sessions, settings=settings,
+        mailer=ThreadPoolExecutor(max_workers=4, thread_name_prefix="sign-in-mail"))
 
     @app.after_request
     def _end_sessions_of_the_erased(response: Response) -> Response:
@@ -70,12 +101,10 @@ def install(app: Flask, *, settings: Settings, db: Any, directory: Directory, ke
                 sessions.close_all(erased.group(1))
         return response
 
-    coordinator.register(bp, backend, sessions)
-    _error_pages(bp)
     app.register_blueprint(bp)
 
 
-def _error_pages(bp: Any) -> None:
+def _error_pages(bp: Blueprint) -> None:
     """Errors on a page are pages (in the visitor's language), never problem+json and never a 500 for bad input."""
 
     def page(status: int, title: str, text: str) -> tuple[str, int]:
@@ -138,7 +167,7 @@ def _error_pages(bp: Any) -> None:
         if wants_page():
             response = make_response(page(exc.code or 404, _("Not found"),
                                           _("This page does not exist, or it is not visible to you.")))
-            views.security_headers(response)
+            security_headers(response)
         else:
             response = problem_response(exc.code or 404, exc.name, exc.description)
         if exc.code == 405 and allow:
@@ -151,7 +180,7 @@ def _error_pages(bp: Any) -> None:
         if wants_page():
             response = make_response(page(429, _("Too many attempts"),
                                           _("Please wait a minute, then try again.")))
-            views.security_headers(response)
+            security_headers(response)
             return response
         return problem_response(429, "Too Many Requests", exc.description)
 
@@ -162,3 +191,5 @@ def _error_pages(bp: Any) -> None:
         return page(500, _("Something went wrong"), _("Something went wrong on our side; it is logged. "
                                                       "Please try again."))
 
+
+_error_pages(bp)

@@ -1,4 +1,9 @@
-"""What every page shares: who is signed in, calls to the services in their name, CSRF, labels, errors."""
+"""What every page shares: who is signed in, calls to the services in their name, CSRF, labels, headers, errors.
+
+The pages' parts (the Backend, sign-in links, sessions, settings) live in app.extensions[EXTENSION] (a `Pages`,
+made by pages.install); the views of each area (account.py, ideas.py, matches.py, projects.py, coordinator.py)
+reach them through the functions here.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,23 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import wraps
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from flask import abort, current_app, g, request, session
+from flask import Response, abort, current_app, g, redirect, request, session, url_for
 from flask_babel import get_locale, lazy_gettext
 
 from gateway.clients import ServiceClient
 from gateway.keys import ApiKey, KeyStore, key_of
+from gateway.pages.signin import Sessions, SignInLinks
 from gateway.repository import Directory
 from gateway.themes import DEFAULT_THEMES
+from services.config import Settings
 from services.tenancy import HEADER as CALLER_HEADER
 from services.tenancy import Caller
 from services.web import REQUEST_ID_HEADER
@@ -213,3 +222,127 @@ def local_path(target: str | None, default: str = "/") -> str:
 def seg(value: Any) -> str:
     """One path segment of a service call: an id from a URL or a form can never add a path, query or fragment."""
     return quote(str(value), safe="")
+
+
+# --- the pages' parts, and who is here -----------------------------------------------------------------------
+
+EXTENSION = "twincity.pages"
+CSP = ("default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; img-src 'self' data:; "
+       "style-src 'self'; form-action 'self'; frame-ancestors 'none'")
+
+
+@dataclass
+class Pages:
+    backend: Backend
+    links: SignInLinks
+    sessions: Sessions
+    settings: Settings
+    mailer: ThreadPoolExecutor  # sign-in mails are asked for off the request (see account.signin)
+
+
+def pages() -> Pages:
+    return current_app.extensions[EXTENSION]
+
+
+def backend() -> Backend:
+    return pages().backend
+
+
+def me() -> Visitor:
+    return g.visitor
+
+
+def call(service: str, method: str, path: str, **kwargs: Any) -> Any:
+    """A service call in the name of the signed-in visitor (the same internal endpoints as the API)."""
+    return backend().call(backend().caller_of(me()), service, method, path, **kwargs)
+
+
+def load_visitor() -> Visitor | None:
+    """Who the session says is here, if the server still holds that session (signing out, erasure, a revoked or
+    rotated key end it everywhere)."""
+    who = session.get("who")
+    if not isinstance(who, dict):
+        return None
+    sessions = pages().sessions
+    if (who.get("kind") == "participant" and isinstance(who.get("id"), str) and who.get("city")
+            and sessions.valid(who.get("sid"), participant_id=who["id"])):
+        return Visitor("participant", who["city"], participant_id=who["id"], name=who.get("name", ""))
+    if (who.get("kind") == "coordinator" and isinstance(who.get("key"), str)
+            and sessions.valid(who.get("sid"), key_id=who["key"])):
+        found = backend().coordinator_key(who["key"])  # a rotated key's fingerprint changes with its secret
+        if found is not None:
+            key, fingerprint = found
+            if key.city == who.get("city") and hmac.compare_digest(str(who.get("fp", "")), fingerprint):
+                return Visitor("coordinator", key.city, key_id=key.id, scopes=key.scopes)
+    session.pop("who", None)
+    return None
+
+
+def only_for(kind: str, signin: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A view for signed-in visitors of `kind` (participant, coordinator); others go to sign in first."""
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            visitor = g.get("visitor")
+            if visitor is None or visitor.kind != kind:
+                return redirect(url_for(signin, next=request.full_path.rstrip("?")))
+            return view(*args, **kwargs)
+        return wrapped
+    return decorate
+
+
+participant_only = only_for("participant", "pages.account.signin")
+coordinator_only = only_for("coordinator", "pages.account.coordinator_signin")
+
+
+def security_headers(response: Response) -> Response:
+    """The headers of every page (also of the error pages the app answers for unknown paths)."""
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    # No Referer at all: a sign-in link (/signin/<token>) must not travel to anyone, not even to our own logs.
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    # The pages run no script at all; no <base>, no plugins, no framing, forms post only here.
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    if g.get("visitor") is not None or request.path.startswith("/signin"):
+        response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+# --- words for keys ----------------------------------------------------------------------------------------
+
+def themes_of(city: str | None) -> dict[str, dict[str, str]]:
+    """The themes a city's ideas may have: the common ones and its partnerships' own, with their labels."""
+    found = dict(DEFAULT_THEMES)
+    for p in backend().directory.list_partnerships(city):
+        for t in p.get("themes", []):
+            found.setdefault(t["key"], t["labels"])
+    return found
+
+
+def theme_label(key: str) -> str:
+    cache = g.setdefault("theme_cache", {})
+    if "themes" not in cache:
+        visitor = g.get("visitor")
+        cache["themes"] = themes_of(visitor.city if visitor else None)
+    return label(cache["themes"].get(key), key)
+
+
+def city_name(key: str | None) -> str:
+    return backend().city_name(key)
+
+
+def reason_text(reason: dict[str, Any]) -> str:
+    text = reason.get("text") or {}
+    return text.get(locale()) or text.get("en") or next(iter(text.values()), "")
+
+
+def visible_cities() -> list[dict[str, Any]]:
+    return backend().directory.list_cities(list(backend().caller_of(me()).visible_cities))
+
+
+def template_words() -> dict[str, Any]:
+    """What every template may use."""
+    return {"csrf_token": csrf_token, "visitor": g.get("visitor"), "locale": locale(), "locales": LOCALES,
+            "label": label, "language_name": language_name, "when": when, "IDEA_STATUS": IDEA_STATUS,
+            "MATCH_STATUS": MATCH_STATUS, "theme_label": theme_label, "city_name": city_name,
+            "reason_text": reason_text, "embedded": pages().settings.embedded}

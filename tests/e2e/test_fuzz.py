@@ -62,11 +62,11 @@ class Fuzz:
 
 @pytest.fixture(scope="module")
 def fuzz() -> Iterator[Fuzz]:
-    import notify.api
     import notify.sender
+    import notify.usecases
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(notify.api, "resolve", loopback_only)
+        patch.setattr(notify.usecases, "resolve", loopback_only)
         patch.setattr(notify.sender, "resolve", loopback_only)
         with running_platform("memory://", webhook_allow=("127.0.0.0/8",), rate_limit=UNLIMITED) as api:
             lab = Lab.build(api)

@@ -237,14 +237,14 @@ def test_a_gateway_starts_cleanly_whatever_the_store_holds_of_its_configured_key
     settings = make_settings("memory://", admin_key="tcl_bootstrap-key-0123456789abcdef")
     try:
         gateway = gateway_app.create_app(settings, service_apps={"ideas": None, "matching": None, "notify": None})
-        keys: KeyStore = gateway.extensions["twincity.keys"]
+        keys: KeyStore = gateway.extensions["twincity.gateway"].keys
         key_id = keys.authenticate(settings.admin_key).id
         # Revoked (an older version allowed it), expired and stripped of a scope: the next start brings it back.
         keys.collection.update_one({"_id": key_id}, {"$set": {"revoked": True, "scopes": ["read"],
                                                               "expires_at": datetime.now(UTC) - timedelta(days=1)}})
         assert keys.authenticate(settings.admin_key) is None
         again = gateway_app.create_app(settings, service_apps={"ideas": None, "matching": None, "notify": None})
-        back = again.extensions["twincity.keys"].authenticate(settings.admin_key)
+        back = again.extensions["twincity.gateway"].keys.authenticate(settings.admin_key)
         assert back is not None and back.id == key_id and back.admin
         assert keys.collection.count_documents({}) == 1
     finally:
@@ -262,7 +262,7 @@ def test_keys_may_expire(lab):
     listed = next(k for k in api.ok("GET", "/api-keys")["items"] if k["id"] == made["id"])
     assert datetime.fromisoformat(listed["expires_at"]) == until
     assert api.call("GET", "/ideas", made["key"]).status_code == 200
-    keys: KeyStore = api.platform.gateway.extensions["twincity.keys"]
+    keys: KeyStore = api.platform.gateway.extensions["twincity.gateway"].keys
     keys.collection.update_one({"_id": made["id"]}, {"$set": {"expires_at": datetime.now(UTC) - timedelta(seconds=1)}})
     gone = api.call("GET", "/ideas", made["key"])
     assert gone.status_code == 401 and "expired" in gone.json_body["detail"]
@@ -282,7 +282,7 @@ def test_an_expiry_beyond_ten_years_or_with_an_odd_offset_is_a_422_not_a_500(lab
 def test_an_expired_key_gets_no_new_secret(lab):
     api, _demo, _keys = lab
     made = api.ok("POST", "/api-keys", body={"city": "karlsruhe", "scopes": ["read"]})
-    keys: KeyStore = api.platform.gateway.extensions["twincity.keys"]
+    keys: KeyStore = api.platform.gateway.extensions["twincity.gateway"].keys
     keys.collection.update_one({"_id": made["id"]}, {"$set": {"expires_at": datetime.now(UTC) - timedelta(seconds=1)}})
     answer = api.call("POST", f"/api-keys/{made['id']}/rotate")
     assert answer.status_code == 409 and "expired" in answer.json_body["detail"]

@@ -223,7 +223,7 @@ def test_a_city_key_stored_with_the_admin_scope_signs_a_coordinator_in_for_their
     api.ok("POST", "/cities", body={"key": "dresden", "name": "Dresden", "country": "DE", "language": "de"})
     api.ok("POST", "/partnerships", body={"cities": ["dresden", "ulsk"], "name": "Dresden–Uljanowsk"})
     made = api.ok("POST", "/api-keys", body={"city": "karlsruhe", "scopes": ["read", "write"]})
-    keys = api.platform.gateway.extensions["twincity.keys"]
+    keys = api.platform.gateway.extensions["twincity.gateway"].keys
     keys.collection.update_one({"_id": made["id"]}, {"$set": {"scopes": ["admin", "read", "write"]}})
     listed = next(k for k in api.ok("GET", "/api-keys")["items"] if k["id"] == made["id"])
     assert listed["scopes"] == ["read", "write"], "the scopes it grants"
@@ -231,7 +231,8 @@ def test_a_city_key_stored_with_the_admin_scope_signs_a_coordinator_in_for_their
 
     gateway = api.platform.gateway
     with gateway.app_context():
-        key, _fingerprint = Backend({}, gateway.extensions["twincity.directory"], keys).coordinator_key(made["id"])
+        directory = gateway.extensions["twincity.gateway"].directory
+        key, _fingerprint = Backend({}, directory, keys).coordinator_key(made["id"])
     assert key.scopes == ("read", "write") and not key.admin, "the session's caller is Karlsruhe's, not an admin"
     coordinator = Browser(gateway, "en")
     assert coordinator.coordinator(made["key"]).status_code == 302

@@ -1,0 +1,258 @@
+"""Signing in and out (participants by e-mail link, coordinators by city key), the language, a person's
+notifications and preferences."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    copy_current_request_context,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
+from marshmallow import ValidationError, fields
+
+from gateway.pages.messages import all_in_words
+from gateway.pages.signin import LinkInvalid
+from gateway.pages.web import (
+    LOCALES,
+    ServiceError,
+    backend,
+    call,
+    city_name,
+    local_path,
+    me,
+    pages,
+    participant_only,
+    seg,
+)
+from gateway.themes import DEFAULT_THEMES
+
+log = logging.getLogger(__name__)
+bp = Blueprint("account", __name__)
+EMAIL_MAX = 254  # the longest e-mail address SMTP carries (RFC 5321)
+_EMAIL = fields.Email()
+
+
+@bp.get("/")
+def home() -> Any:
+    visitor = g.get("visitor")
+    if visitor is not None and visitor.participant:
+        return redirect(url_for("pages.ideas.list"))
+    if visitor is not None and visitor.coordinator:
+        return redirect(url_for("pages.coordinator.overview"))
+    return render_template("pages/home.html")
+
+
+@bp.post("/language")
+def choose_language() -> Any:
+    wanted = request.form.get("lang", "")
+    if wanted in LOCALES:
+        session["lang"] = wanted
+    return redirect(local_path(request.form.get("next"), url_for("pages.account.home")))
+
+
+# --- participants sign in by e-mail link ---------------------------------------------------------------------
+
+@bp.route("/signin", methods=["GET", "POST"])
+def signin() -> Any:
+    next_page = local_path(request.values.get("next"), "")
+    if request.method == "GET":
+        return render_template("pages/signin.html", email="", error=None, next=next_page)
+    email = request.form.get("email", "").strip()
+    try:
+        if len(email) > EMAIL_MAX:
+            raise ValidationError("too long")
+        _EMAIL.deserialize(email)
+    except ValidationError:
+        return render_template("pages/signin.html", email=email[:EMAIL_MAX], next=next_page,
+                               error=_("Please enter a valid e-mail address, like name@example.org.")), 422
+    dev_links: list[dict[str, str]] = []
+    if not pages().links.may_send(email):
+        log.warning("sign-in e-mails for one address throttled")
+    elif pages().settings.embedded:
+        dev_links = send_links(email, next_page)  # `twincity dev` has no mail server: the link goes onto the page
+    else:
+        send_later(email, next_page)
+    session["signin_sent"] = {"email": email, "dev_links": dev_links}
+    return redirect(url_for("pages.account.signin_sent"))
+
+
+def send_later(email: str, next_page: str) -> None:
+    """The answer must not tell (by its content or its time) whether the address belongs to someone: finding the
+    person and asking notify for the e-mail happen after the answer, off the request."""
+    request_id = g.get("request_id", "")
+
+    @copy_current_request_context
+    def later() -> None:
+        g.request_id = request_id
+        try:
+            send_links(email, next_page)
+        except Exception:  # noqa: BLE001 - nobody waits for this answer: write it down and go on
+            log.exception("a sign-in e-mail could not be sent (request %s)", request_id)
+
+    pages().mailer.submit(later)
+
+
+def send_links(email: str, next_page: str) -> list[dict[str, str]]:
+    """Find the people with this address and have notify send each a link; the links (for `twincity dev`)."""
+    sent = []
+    links, settings, gateway = pages().links, pages().settings, backend().gateway_caller()
+    found = backend().call(gateway, "ideas", "GET", "/internal/participants", query={"email": email})
+    for person in found.get("items", []):
+        token, link_id = links.make(person["id"], person["city"])
+        path = url_for("pages.account.signin_link", token=token, next=next_page or None)
+        backend().call(gateway, "notify", "POST", "/sign-in-mails", body={
+            "participant_id": person["id"], "city": person["city"], "to": person["email"],
+            "name": person.get("name", ""), "language": person.get("language", "en"),
+            "link": settings.public_url + path, "minutes": links.minutes, "token_id": link_id})
+        if settings.embedded:
+            log.info("sign-in link for %s (%s): %s%s", person["id"], person["city"], settings.public_url, path)
+        sent.append({"name": person.get("name", ""), "city": person["city"], "path": path})
+    return sent
+
+
+@bp.get("/signin/sent")
+def signin_sent() -> Any:
+    sent = session.get("signin_sent") or {}
+    if not sent:
+        return redirect(url_for("pages.account.signin"))
+    return render_template("pages/signin_sent.html", email=sent.get("email", ""),
+                           dev_links=sent.get("dev_links", []), minutes=pages().links.minutes)
+
+
+@bp.route("/signin/<token>", methods=["GET", "POST"])
+def signin_link(token: str) -> Any:
+    next_page = local_path(request.values.get("next"), url_for("pages.ideas.list"))
+    links = pages().links
+    try:
+        # A GET only shows the button: mail scanners open links, and the link works once.
+        link = links.check(token) if request.method == "GET" else links.spend(token)
+    except LinkInvalid as exc:
+        status = 410 if exc.reason in ("expired", "used") else 400
+        return render_template("pages/signin_invalid.html", reason=exc.reason), status
+    if request.method == "GET":
+        return render_template("pages/signin_confirm.html", token=token, next=next_page)
+    caller = backend().directory.caller(city=link.city, scopes=("read",), key_id=f"web:{link.participant_id}",
+                                        default_themes=list(DEFAULT_THEMES))
+    try:
+        person = backend().call(caller, "ideas", "GET", f"/participants/{seg(link.participant_id)}")
+    except ServiceError as exc:
+        if exc.status == 404:
+            return render_template("pages/signin_invalid.html", reason="gone"), 410
+        raise
+    _new_session({"kind": "participant", "id": person["id"], "city": person["city"], "name": person.get("name", ""),
+                  "sid": pages().sessions.open(person["city"], participant_id=person["id"])})
+    flash(_("Welcome, %(name)s! You are signed in.", name=person.get("name", "")), "ok")
+    return redirect(next_page)
+
+
+def _new_session(who: dict[str, Any]) -> None:
+    """A new session for the one who signed in (no fixation), keeping the language they chose."""
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
+    if who:
+        session["who"] = who
+        session.permanent = True
+
+
+@bp.post("/signout")
+def signout() -> Any:
+    who = session.get("who")
+    if isinstance(who, dict):
+        pages().sessions.close(who.get("sid"))  # a copy of the cookie stops working too
+    _new_session({})
+    flash(_("You are signed out."), "ok")
+    return redirect(url_for("pages.account.home"))
+
+
+# --- coordinators sign in with their city's key -----------------------------------------------------------------
+
+@bp.route("/coordinator/signin", methods=["GET", "POST"])
+def coordinator_signin() -> Any:
+    next_page = local_path(request.values.get("next"), url_for("pages.coordinator.overview"))
+    if request.method == "GET":
+        return render_template("pages/coordinator_signin.html", error=None, next=next_page)
+    key = backend().keys.authenticate(request.form.get("key", "").strip())
+    if key is None or key.city is None or not key.allows("read"):
+        error = (_("This key is unknown, revoked or expired.") if key is None
+                 else _("Sign in with the key of a city (an admin key belongs to no city).") if key.city is None
+                 else _("This key may not read; the coordinator pages need a key with the read scope."))
+        return render_template("pages/coordinator_signin.html", error=error, next=next_page), 401
+    # The key's id and a fingerprint of its secret, never the secret itself: the cookie is signed, not secret.
+    current = backend().coordinator_key(key.id)
+    _new_session({"kind": "coordinator", "key": key.id, "city": key.city, "fp": current[1] if current else "",
+                  "sid": pages().sessions.open(key.city, key_id=key.id)})  # signing out ends it on the server
+    city = backend().directory.city(key.city)
+    flash(_("You are signed in as coordinator of %(city)s.", city=city["name"] if city else key.city), "ok")
+    return redirect(next_page)
+
+
+# --- a person's notifications and preferences ---------------------------------------------------------------
+
+def page_link(link: str | None) -> str | None:
+    """The page of a notification's link: the API's path without /api/v1 (older notifications carry it)."""
+    if not link:
+        return None
+    path = urlsplit(link).path.removeprefix("/api/v1")
+    return path if re.match(r"^/(ideas/[^/]+/matches|matches/[^/]+|projects/[^/]+)$", path) else None
+
+
+@bp.get("/notifications")
+@participant_only
+def notifications() -> Any:
+    unread = request.args.get("unread") == "1"
+    try:
+        page = call("notify", "GET", f"/participants/{seg(me().participant_id)}/notifications",
+                    query={"limit": 50, "unread": "true" if unread else None, "cursor": request.args.get("cursor")})
+    except ServiceError as exc:
+        if exc.status not in (404, 422):
+            raise
+        page = {"items": [], "next_cursor": None}  # notify has not heard of this person yet
+    items = [{**n, "page": page_link(n.get("link"))} for n in page.get("items", [])]
+    next_url = url_for("pages.account.notifications", cursor=page["next_cursor"],
+                       **({"unread": "1"} if unread else {})) if page.get("next_cursor") else None
+    return render_template("pages/notifications.html", items=items, unread=unread, next_url=next_url)
+
+
+@bp.post("/notifications/<nid>/read")
+@participant_only
+def notification_read(nid: str) -> Any:
+    call("notify", "POST", f"/participants/{seg(me().participant_id)}/notifications/{seg(nid)}/read")
+    return redirect(local_path(request.form.get("next"), url_for("pages.account.notifications")))
+
+
+@bp.route("/preferences", methods=["GET", "POST"])
+@participant_only
+def preferences() -> Any:
+    person = call("ideas", "GET", f"/participants/{seg(me().participant_id)}")
+    if request.method == "GET":
+        return render_template("pages/preferences.html", person=person, errors={})
+    prefs = {"channels": [c for c in ("email", "inbox") if request.form.get(f"channel_{c}") == "on"],
+             "digest": request.form.get("digest", "immediate")}
+    changes = {"language": request.form.get("language", ""), "interests": request.form.get("interests", ""),
+               "preferences": prefs}
+    try:
+        updated = call("ideas", "PATCH", f"/participants/{seg(me().participant_id)}", body=changes)
+    except ServiceError as exc:
+        if exc.status not in (409, 422):
+            raise
+        return render_template("pages/preferences.html", person={**person, **changes},
+                               errors=all_in_words(exc.errors, city_name),
+                               message=_("Please check the fields marked below.")), 422
+    if updated.get("language") in LOCALES:
+        session["lang"] = updated["language"]
+    flash(_("Your preferences are saved."), "ok")
+    return redirect(url_for("pages.account.preferences"))
