@@ -10,9 +10,10 @@ import os
 import re
 import time
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -156,107 +157,132 @@ class ChunkedBodyLimit:
 TOO_LARGE = "twincity.body_too_large"
 
 
+@dataclass(frozen=True)
+class Readiness:
+    """What /readyz checks (name -> a check that raises when its dependency does not answer), and which of them
+    only degrade the process: without those it still serves (the broker: changes wait in the outbox)."""
+
+    checks: Mapping[str, ReadinessCheck] = field(default_factory=dict)
+    degrading: Collection[str] = ()
+
+
 def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None = None,
                     degrading: Collection[str] = (), metrics_token: str = "") -> Flask:
     """A Flask app with the platform's common behaviour; services add their blueprints to it.
 
     /readyz is 503 while a check fails, except the checks named in `degrading`: without them the process still
-    serves (the broker: changes wait in the outbox), so it stays ready and says "degraded"."""
+    serves, so it stays ready and says "degraded". /metrics answers only to `metrics_token` when one is given."""
     app = Flask(service, static_folder=None)
-    app.config["SERVICE"] = service
+    app.config.update(SERVICE=service, METRICS_TOKEN=metrics_token)
+    app.extensions["twincity.readiness"] = Readiness(dict(readiness or {}), tuple(degrading))
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Cyrillic stays readable
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    checks = dict(readiness or {})
-
-    @app.before_request
-    def _start() -> None:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else context.new_id()
-        g.started = time.perf_counter()
-        g.context_token = context.correlation_id.set(g.request_id)
-        if request.environ.get(TOO_LARGE):
-            raise RequestEntityTooLarge()
-
-    @app.after_request
-    def _finish(response: Response) -> Response:
-        response.headers[REQUEST_ID_HEADER] = getattr(g, "request_id", "")
-        started = getattr(g, "started", None)
-        if started is not None:
-            endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-            metrics.REQUEST_SECONDS.labels(service, request.method, endpoint, response.status_code).observe(
-                time.perf_counter() - started
-            )
-        return response
-
-    @app.teardown_request
-    def _teardown(_exc: BaseException | None) -> None:
-        token = g.pop("context_token", None)
-        if token is not None:
-            context.correlation_id.reset(token)
-
-    @app.errorhandler(Problem)
-    def _problem(exc: Problem) -> Response:
-        response = problem_response(exc.status, exc.title, exc.detail, **exc.extra)
-        response.headers.update(exc.headers)
-        return response
-
-    @app.errorhandler(ValidationError)
-    def _invalid(exc: ValidationError) -> Response:
-        return problem_response(
-            422, "Unprocessable Content", "some fields are missing or wrong; see errors", errors=exc.messages
-        )
-
-    @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException) -> Response:
-        detail = exc.description
-        limit = app.config.get("MAX_CONTENT_LENGTH")
-        if exc.code == 413 and limit:  # werkzeug's own words name neither the limit nor how to change it
-            detail = (f"the request body is over this server's limit of {limit:,} bytes "
-                      "(TWINCITY_MAX_BODY; a CSV import can be split into several files)")
-        response = problem_response(exc.code or 500, exc.name, detail)
-        if exc.code == 405 and exc.response is None:
-            valid = getattr(exc, "valid_methods", None)
-            if valid:
-                response.headers["Allow"] = ", ".join(valid)
-        return response
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return problem_response(500, "Internal Server Error", "something went wrong on our side; it is logged")
-
-    @app.get("/healthz")
-    def healthz() -> Response:
-        return jsonify(status="ok", service=service)
-
-    @app.get("/readyz")
-    def readyz() -> Response | tuple[Response, int]:
-        results: dict[str, str] = {}
-        for name, check in checks.items():
-            try:
-                check()
-                results[name] = "ok"
-            except Exception as exc:
-                results[name] = f"unavailable: {exc}"[:300]
-        failed = {name for name, result in results.items() if result != "ok"}
-        ready = not failed - set(degrading)
-        status = "not ready" if not ready else "degraded" if failed else "ready"
-        body = jsonify(status=status, service=service, checks=results)
-        return (body, 200) if ready else (body, 503)
-
-    @app.get("/metrics")
-    def prometheus() -> Response:
-        if metrics_token:  # counts per endpoint and status are for the operator, not for every visitor
-            scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), metrics_token.encode()):
-                response = problem_response(401, "Unauthorized", "/metrics needs 'Authorization: Bearer <token>' "
-                                            "with the value of TWINCITY_METRICS_TOKEN")
-                response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
-                return response
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # gunicorn with several workers: add them all up
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-            return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
-        return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
-
+    app.before_request(_start)
+    app.after_request(_finish)
+    app.teardown_request(_teardown)
+    app.register_error_handler(Problem, _problem)
+    app.register_error_handler(ValidationError, _invalid)
+    app.register_error_handler(HTTPException, _http)
+    app.register_error_handler(Exception, _unexpected)
+    app.register_blueprint(probes)
     return app
+
+
+# --- what every request goes through --------------------------------------------------------------------------
+
+def _start() -> None:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = incoming if _REQUEST_ID.match(incoming) else context.new_id()
+    g.started = time.perf_counter()
+    g.context_token = context.correlation_id.set(g.request_id)
+    if request.environ.get(TOO_LARGE):
+        raise RequestEntityTooLarge()
+
+
+def _finish(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = getattr(g, "request_id", "")
+    started = getattr(g, "started", None)
+    if started is not None:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.REQUEST_SECONDS.labels(current_app.config["SERVICE"], request.method, endpoint,
+                                       response.status_code).observe(time.perf_counter() - started)
+    return response
+
+
+def _teardown(_exc: BaseException | None) -> None:
+    token = g.pop("context_token", None)
+    if token is not None:
+        context.correlation_id.reset(token)
+
+
+def _problem(exc: Problem) -> Response:
+    response = problem_response(exc.status, exc.title, exc.detail, **exc.extra)
+    response.headers.update(exc.headers)
+    return response
+
+
+def _invalid(exc: ValidationError) -> Response:
+    return problem_response(422, "Unprocessable Content", "some fields are missing or wrong; see errors",
+                            errors=exc.messages)
+
+
+def _http(exc: HTTPException) -> Response:
+    detail = exc.description
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if exc.code == 413 and limit:  # werkzeug's own words name neither the limit nor how to change it
+        detail = (f"the request body is over this server's limit of {limit:,} bytes "
+                  "(TWINCITY_MAX_BODY; a CSV import can be split into several files)")
+    response = problem_response(exc.code or 500, exc.name, detail)
+    valid = getattr(exc, "valid_methods", None)
+    if exc.code == 405 and exc.response is None and valid:
+        response.headers["Allow"] = ", ".join(valid)
+    return response
+
+
+def _unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return problem_response(500, "Internal Server Error", "something went wrong on our side; it is logged")
+
+
+# --- health, readiness, metrics -------------------------------------------------------------------------------
+
+probes = Blueprint("probes", __name__)
+
+
+@probes.get("/healthz")
+def healthz() -> Response:
+    return jsonify(status="ok", service=current_app.config["SERVICE"])
+
+
+@probes.get("/readyz")
+def readyz() -> Response | tuple[Response, int]:
+    readiness: Readiness = current_app.extensions["twincity.readiness"]
+    results: dict[str, str] = {}
+    for name, check in readiness.checks.items():
+        try:
+            check()
+            results[name] = "ok"
+        except Exception as exc:
+            results[name] = f"unavailable: {exc}"[:300]
+    failed = {name for name, result in results.items() if result != "ok"}
+    ready = not failed - set(readiness.degrading)
+    status = "not ready" if not ready else "degraded" if failed else "ready"
+    body = jsonify(status=status, service=current_app.config["SERVICE"], checks=results)
+    return (body, 200) if ready else (body, 503)
+
+
+@probes.get("/metrics")
+def prometheus() -> Response:
+    token = current_app.config.get("METRICS_TOKEN")
+    if token:  # counts per endpoint and status are for the operator, not for every visitor
+        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), token.encode()):
+            response = problem_response(401, "Unauthorized", "/metrics needs 'Authorization: Bearer <token>' "
+                                        "with the value of TWINCITY_METRICS_TOKEN")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # gunicorn with several workers: add them all up
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)

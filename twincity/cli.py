@@ -195,11 +195,15 @@ def _forget_worker_metrics(_server: Any, worker: Any) -> None:
 
 
 def _service_group(service: str) -> click.Group:
-    @click.group(name=service, help=f"The {service} service's processes.")
-    def group() -> None:
-        pass
+    group = click.Group(name=service, help=f"The {service} service's processes.")
+    group.add_command(_web_command(service))
+    if service != "gateway":
+        group.add_command(_worker_command(service))
+    return group
 
-    @group.command(help=f"Serve the {service} web app with gunicorn.")
+
+def _web_command(service: str) -> click.Command:
+    @click.command(name="web", help=f"Serve the {service} web app with gunicorn.")
     @click.option("--bind", default=None, help="host:port (default 0.0.0.0:$PORT).")
     @click.option("--workers", type=click.IntRange(1, 64), default=None,
                   help="gunicorn worker processes (default $WEB_WORKERS).")
@@ -226,61 +230,70 @@ def _service_group(service: str) -> click.Group:
         logs.setup(service, settings.log_level, settings.log_format)
         processes = workers or settings.web_workers
         _warn_memory_store(settings, service, "web", processes)
-        made, owner = None, os.getpid()
-        if processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            # Before any metric exists: each worker writes its counts there, /metrics adds them up.
-            made = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"twincity-{service}-metrics-")
-        try:
-            _Gunicorn.run(service, _web_options(settings, bind, processes, threads), consumers=consumers)
-        finally:
-            # The counts of this run only: gone with it (a container's /tmp may be a small memory disk). Only the
-            # arbiter removes them: a gunicorn worker leaving through here is a fork of it, while others still count.
-            if made and os.getpid() == owner:
-                shutil.rmtree(made, ignore_errors=True)
+        _serve(service, settings, _web_options(service, settings, bind, processes, threads), consumers)
 
-    def _web_options(settings: Settings, bind: str | None, processes: int, threads: int | None) -> dict[str, Any]:
-        return {
-            "bind": bind or f"0.0.0.0:{settings.port}",
-            "workers": processes,
-            "threads": threads or settings.web_threads,
-            # A service's only client is the gateway's connection pool: its idle sockets are kept a minute, so that
-            # the service seldom closes one just as the gateway sends a call on it (a POST is never sent twice).
-            **({} if service == "gateway" else {"keepalive": 75}),
-            "graceful_timeout": 25,  # within compose's 30 s stop_grace_period
-            "accesslog": None,
-            "logger_class": "twincity.weblog.Logger",
-            # Several web commands on one host must not fight over one control socket in $HOME.
-            "control_socket_disable": True,
-            # gunicorn's own lines go through our handler, so LOG_FORMAT=json gives only JSON lines.
-            "logconfig_dict": {
-                "version": 1, "disable_existing_loggers": False, "root": {},
-                "loggers": {
-                    "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
-                    # No line per request (twincity.weblog.Logger); latency and status are in /metrics.
-                    "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
-                },
+    return web
+
+
+def _serve(service: str, settings: Settings, options: dict[str, Any], consumers: int) -> None:
+    made, owner = None, os.getpid()
+    if options["workers"] > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Before any metric exists: each worker writes its counts there, /metrics adds them up.
+        made = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"twincity-{service}-metrics-")
+    try:
+        _Gunicorn.run(service, options, consumers=consumers)
+    finally:
+        # The counts of this run only: gone with it (a container's /tmp may be a small memory disk). Only the
+        # arbiter removes them: a gunicorn worker leaving through here is a fork of it, while others still count.
+        if made and os.getpid() == owner:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def _web_options(service: str, settings: Settings, bind: str | None, processes: int,
+                 threads: int | None) -> dict[str, Any]:
+    return {
+        "bind": bind or f"0.0.0.0:{settings.port}",
+        "workers": processes,
+        "threads": threads or settings.web_threads,
+        # A service's only client is the gateway's connection pool: its idle sockets are kept a minute, so that
+        # the service seldom closes one just as the gateway sends a call on it (a POST is never sent twice).
+        **({} if service == "gateway" else {"keepalive": 75}),
+        "graceful_timeout": 25,  # within compose's 30 s stop_grace_period
+        "accesslog": None,
+        "logger_class": "twincity.weblog.Logger",
+        # Several web commands on one host must not fight over one control socket in $HOME.
+        "control_socket_disable": True,
+        # gunicorn's own lines go through our handler, so LOG_FORMAT=json gives only JSON lines.
+        "logconfig_dict": {
+            "version": 1, "disable_existing_loggers": False, "root": {},
+            "loggers": {
+                "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+                # No line per request (twincity.weblog.Logger); latency and status are in /metrics.
+                "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
             },
-            "child_exit": _forget_worker_metrics,
-        }
+        },
+        "child_exit": _forget_worker_metrics,
+    }
 
-    if service != "gateway":
-        @group.command(help=f"Consume the {service} queue and relay its outbox until SIGTERM.")
-        @click.option("--concurrency", type=click.IntRange(1, 64), default=None,
-                      help="Consumer threads, each with its own connection (default $WORKER_CONCURRENCY).")
-        @click.option("--memory-store", is_flag=True, help=MEMORY_STORE_HELP)
-        def worker(concurrency: int | None, memory_store: bool) -> None:
-            settings = _settings()
-            _refuse_memory(settings, service, "worker", memory_store)
-            logs.setup(service, settings.log_level, settings.log_format)
-            _warn_memory_store(settings, service, "worker", 1)
-            if settings.worker_metrics_port:
-                # The worker counts events handled, failed, retried and parked; Prometheus scrapes them here.
-                from prometheus_client import start_http_server
 
-                start_http_server(settings.worker_metrics_port)
-            _factory(service).run_worker(concurrency or settings.worker_concurrency, settings=settings)
+def _worker_command(service: str) -> click.Command:
+    @click.command(name="worker", help=f"Consume the {service} queue and relay its outbox until SIGTERM.")
+    @click.option("--concurrency", type=click.IntRange(1, 64), default=None,
+                  help="Consumer threads, each with its own connection (default $WORKER_CONCURRENCY).")
+    @click.option("--memory-store", is_flag=True, help=MEMORY_STORE_HELP)
+    def worker(concurrency: int | None, memory_store: bool) -> None:
+        settings = _settings()
+        _refuse_memory(settings, service, "worker", memory_store)
+        logs.setup(service, settings.log_level, settings.log_format)
+        _warn_memory_store(settings, service, "worker", 1)
+        if settings.worker_metrics_port:
+            # The worker counts events handled, failed, retried and parked; Prometheus scrapes them here.
+            from prometheus_client import start_http_server
 
-    return group
+            start_http_server(settings.worker_metrics_port)
+        _factory(service).run_worker(concurrency or settings.worker_concurrency, settings=settings)
+
+    return worker
 
 
 MEMORY_STORE_HELP = ("Run on MONGO_URL=mongomock:// or AMQP_URL=memory:// (this process's memory, forgotten at every "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,57 +45,79 @@ def _reasons(reasons: Sequence[Mapping[str, Any]], lang: str) -> list[str]:
     return [r.get("text", {}).get(lang) or r.get("text", {}).get("en", "") for r in reasons]
 
 
-def messages_for(event_type: str, payload: Mapping[str, Any], city_name: Any, lang_of: Any) -> list[Message]:
+Names = Callable[[str], str]  # a city's display name, or a person's language, by key
+
+
+def messages_for(event_type: str, payload: Mapping[str, Any], city_name: Names, lang_of: Names) -> list[Message]:
     """Who must know about this event, and what each is told.
 
     `city_name(key)` gives a city's display name; `lang_of(participant_id)` the person's language.
     """
+    if event_type == "match.proposed":
+        kind = payload.get("kind")
+        if kind == "idea":
+            return _ideas_proposed(payload, city_name, lang_of)
+        return _interest_proposed(payload, city_name, lang_of) if kind == "interest" else []
+    if event_type in ("match.accepted", "match.declined"):
+        # A withdrawn idea's closing tells no one; the second yes: both sides hear of the project instead.
+        if payload.get("reason") == "withdrawn" or payload.get("status") == "confirmed":
+            return []
+        return _answered(event_type, payload, city_name)
+    if event_type == "project.formed":
+        return _project_formed(payload, city_name)
+    return []
+
+
+def _ideas_proposed(payload: Mapping[str, Any], city_name: Names, lang_of: Names) -> list[Message]:
+    """Each author hears of the other side's idea, with the reasons in their language."""
     sides = payload.get("sides") or []
-    out: list[Message] = []
-    if event_type == "match.proposed" and payload.get("kind") == "idea":
-        for me, other in ((sides[0], sides[1]), (sides[1], sides[0])):
-            if me.get("author_id"):
-                lang = lang_of(me["author_id"])
-                out.append(Message(me["author_id"], "match_proposed", {
-                    "own_title": me.get("title"), "other_title": other.get("title"),
-                    "other_city": city_name(other["city"]), "score_percent": round(100 * payload["score"]),
-                    "reasons": _reasons(payload.get("reasons", []), lang),
-                }, link=f"/ideas/{me['idea_id']}/matches"))
-    elif event_type == "match.proposed" and payload.get("kind") == "interest":
-        person, idea = sides[0], sides[1]
-        if person.get("participant_id"):
-            lang = lang_of(person["participant_id"])
-            out.append(Message(person["participant_id"], "interest_match", {
-                "idea_title": idea.get("title"), "idea_city": city_name(idea["city"]),
-                "reasons": _reasons(payload.get("reasons", []), lang),
-            }, link=f"/matches/{payload['match_id']}"))
-        if idea.get("author_id"):
-            lang = lang_of(idea["author_id"])
-            out.append(Message(idea["author_id"], "interested_person", {
-                "own_title": idea.get("title"), "person_city": city_name(person["city"]),
-                "reasons": _reasons(payload.get("reasons", []), lang),
-            }, link=f"/matches/{payload['match_id']}"))
-    elif (event_type in ("match.accepted", "match.declined") and payload.get("reason") != "withdrawn"
-          and payload.get("status") != "confirmed"):  # the second yes: both sides hear of the project instead
-        template = "match_accepted" if event_type == "match.accepted" else "match_declined"
-        answering = payload.get("city")
-        for me in sides:
-            if me["city"] == answering:
-                continue
-            other = next((s for s in sides if s["city"] == answering), None) or {}
-            person = me.get("author_id") or me.get("participant_id")
-            if person:
-                out.append(Message(person, template, {
-                    "own_title": me.get("title") or other.get("title"), "other_title": other.get("title"),
-                    "other_city": city_name(answering),
-                }, link=f"/matches/{payload['match_id']}"))
-    elif event_type == "project.formed":
-        cities = ", ".join(dict.fromkeys(city_name(m["city"]) for m in payload.get("members", [])))
-        for member in payload.get("members", []):
-            out.append(Message(member["participant_id"], "project_formed", {
-                "project_title": payload.get("title"), "partner_cities": cities,
-            }, link=f"/projects/{payload['project_id']}"))
+    return [Message(me["author_id"], "match_proposed", {
+        "own_title": me.get("title"), "other_title": other.get("title"), "other_city": city_name(other["city"]),
+        "score_percent": round(100 * payload["score"]),
+        "reasons": _reasons(payload.get("reasons", []), lang_of(me["author_id"])),
+    }, link=f"/ideas/{me['idea_id']}/matches")
+        for me, other in ((sides[0], sides[1]), (sides[1], sides[0])) if me.get("author_id")]
+
+
+def _interest_proposed(payload: Mapping[str, Any], city_name: Names, lang_of: Names) -> list[Message]:
+    """The person whose interests fit hears of the idea; its author, of an interested person."""
+    person, idea = (payload.get("sides") or [{}, {}])[:2]
+    out = []
+    if person.get("participant_id"):
+        out.append(Message(person["participant_id"], "interest_match", {
+            "idea_title": idea.get("title"), "idea_city": city_name(idea["city"]),
+            "reasons": _reasons(payload.get("reasons", []), lang_of(person["participant_id"])),
+        }, link=f"/matches/{payload['match_id']}"))
+    if idea.get("author_id"):
+        out.append(Message(idea["author_id"], "interested_person", {
+            "own_title": idea.get("title"), "person_city": city_name(person["city"]),
+            "reasons": _reasons(payload.get("reasons", []), lang_of(idea["author_id"])),
+        }, link=f"/matches/{payload['match_id']}"))
     return out
+
+
+def _answered(event_type: str, payload: Mapping[str, Any], city_name: Names) -> list[Message]:
+    """The other side hears that a city accepted or declined."""
+    template = "match_accepted" if event_type == "match.accepted" else "match_declined"
+    answering = payload.get("city")
+    sides = payload.get("sides") or []
+    other = next((s for s in sides if s["city"] == answering), None) or {}
+    out = []
+    for me in sides:
+        person = me.get("author_id") or me.get("participant_id")
+        if me["city"] != answering and person:
+            out.append(Message(person, template, {
+                "own_title": me.get("title") or other.get("title"), "other_title": other.get("title"),
+                "other_city": city_name(answering),
+            }, link=f"/matches/{payload['match_id']}"))
+    return out
+
+
+def _project_formed(payload: Mapping[str, Any], city_name: Names) -> list[Message]:
+    cities = ", ".join(dict.fromkeys(city_name(m["city"]) for m in payload.get("members", [])))
+    return [Message(member["participant_id"], "project_formed", {
+        "project_title": payload.get("title"), "partner_cities": cities,
+    }, link=f"/projects/{payload['project_id']}") for member in payload.get("members", [])]
 
 
 def outcome(doc: Mapping[str, Any], channel: str, *, error: str | None = None) -> list[Recorded]:

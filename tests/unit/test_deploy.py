@@ -133,27 +133,29 @@ def test_every_compose_command_exists(compose: dict[str, Any]) -> None:
         resolve(words(service["command"]))
 
 
-def test_every_dockerfile_exists_and_runs_an_existing_command(compose: dict[str, Any]) -> None:
+def test_one_dockerfile_builds_every_service_and_runs_an_existing_command(compose: dict[str, Any]) -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     package_dirs = {Path(d).parts[0] for d in pyproject["tool"]["setuptools"]["package-dir"].values()}
+    dockerfile = ROOT / "Dockerfile"
+    instructions = dockerfile_instructions(dockerfile)
+    assert [p.name for p in ROOT.glob("*/Dockerfile")] == [], "one Dockerfile, with a build argument per service"
+    cmds = [args for keyword, args in instructions if keyword == "CMD"]
+    assert cmds and exec_form(cmds[-1])[:2] == ["sh", "-c"], f"{dockerfile}: CMD runs the image's service"
+    default = exec_form(cmds[-1])[2].replace('"$TWINCITY_SERVICE"', "{service}")
+    assert ("ENV", next(a for k, a in instructions if k == "ENV")) and "TWINCITY_SERVICE=${SERVICE}" in \
+        next(a for k, a in instructions if k == "ENV"), "the build argument names the service the image runs"
     for name, service in ours(compose).items():
         build = service["build"]
         assert build["context"] == ".", f"{name}: build from the repository root (one pyproject installs all)"
-        dockerfile = ROOT / build["dockerfile"]
-        assert dockerfile.is_file(), f"{name}: {build['dockerfile']} does not exist"
-        instructions = dockerfile_instructions(dockerfile)
-        cmds = [args for keyword, args in instructions if keyword == "CMD"]
-        assert cmds, f"{dockerfile}: no CMD"
-        cmd = exec_form(cmds[-1])
-        resolve(cmd)
-        if cmd[-1] == "web":
-            assert ("EXPOSE", "8000") in instructions, f"{dockerfile}: EXPOSE 8000 for the web process"
-        users = [args for keyword, args in instructions if keyword == "USER"]
-        assert users and users[-1] not in {"root", "0"}, f"{dockerfile}: run as a non-root USER"
-        copied = {Path(source).parts[0] for keyword, args in instructions if keyword == "COPY"
-                  for source in exec_form(args)[:-1]}
-        for needed in sorted(package_dirs | {"pyproject.toml", "README.md"}):
-            assert needed in copied, f"{dockerfile}: COPY {needed} (pip install . needs it)"
+        assert "dockerfile" not in build and build["args"]["SERVICE"] in cli.SERVICES, name
+        resolve(shlex.split(default.format(service=build["args"]["SERVICE"]))[1:])  # what `exec` runs
+    assert ("EXPOSE", "8000") in instructions, f"{dockerfile}: EXPOSE 8000 for the web process"
+    users = [args for keyword, args in instructions if keyword == "USER"]
+    assert users and users[-1] not in {"root", "0"}, f"{dockerfile}: run as a non-root USER"
+    copied = {Path(source).parts[0] for keyword, args in instructions if keyword == "COPY"
+              for source in exec_form(args)[:-1]}
+    for needed in sorted(package_dirs | {"pyproject.toml", "README.md"}):
+        assert needed in copied, f"{dockerfile}: COPY {needed} (pip install . needs it)"
 
 
 def test_dockerignore_keeps_the_build_context_small_but_complete() -> None:
