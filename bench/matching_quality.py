@@ -28,8 +28,8 @@ from matching.vectors import Encoder, dequantize  # noqa: E402
 DATA = Path(__file__).parent / "data" / "matching_eval.json"
 RESULTS = Path(__file__).parent / "results"
 
-DEFAULT = domain.Settings()
-VARIANTS: dict[str, domain.Settings] = {
+DEFAULT = domain.MatchPolicy()
+VARIANTS: dict[str, domain.MatchPolicy] = {
     "text only": replace(DEFAULT, semantic=1, theme=0, tags=0, complement=0),
     "text + theme": replace(DEFAULT, theme=DEFAULT.theme, tags=0, complement=0),
     "text + tags": replace(DEFAULT, theme=0, complement=0),
@@ -59,7 +59,7 @@ def parts(a: dict[str, Any], b: dict[str, Any]) -> tuple[domain.Parts, float]:
     return domain.parts_of(cosine, a["theme"] == b["theme"], a["tags"], b["tags"], best_complement_cosine(a, b)), cosine
 
 
-def evaluate(data: dict[str, Any], settings: domain.Settings) -> dict[str, float]:
+def evaluate(data: dict[str, Any], settings: domain.MatchPolicy) -> dict[str, float]:
     ideas, partnerships = data["ideas"], data["partnerships"]
     r1 = r3 = 0.0
     judged = 0

@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100, help="new ideas matched per size")
     args = parser.parse_args()
     rng = np.random.default_rng(7)
-    settings = domain.Settings()
+    settings = domain.MatchPolicy()
 
     texts = ["Gemeinschaftsgärten gegen die Sommerhitze. Nachbarschaften legen gemeinsam Gärten an.",
              "Erfahrungen mit Trockenheit", "Freiwillige für das Gießen", "Saatgut und Gartengeräte",

@@ -20,9 +20,9 @@ from gateway.pages.web import (
     themes_of,
     visible_cities,
 )
+from services.contract import LANGUAGES
 
 bp = Blueprint("ideas", __name__)
-IDEA_LANGUAGES = ("de", "ru", "en", "fr", "uk", "pl", "it", "es", "tr")
 FILTERS = ("theme", "city", "language", "status", "q")
 
 
@@ -45,7 +45,7 @@ def list_ideas() -> Any:
                        **({"mine": "1"} if mine else {}), cursor=more) if more else None
     return render_template("pages/ideas.html", ideas=page.get("items", []), filters=filters, mine=mine,
                            error=error, next_url=next_url, themes=themes_of(me().city),
-                           cities=visible_cities(), languages=IDEA_LANGUAGES), status
+                           cities=visible_cities(), languages=LANGUAGES), status
 
 
 # --- the form ----------------------------------------------------------------------------------------------
@@ -76,7 +76,7 @@ def form_values(idea: dict[str, Any]) -> dict[str, Any]:
 def render_form(values: dict[str, Any], errors: dict[str, Any], *, idea: dict[str, Any] | None = None,
                 message: str | None = None, status: int = 200) -> Any:
     return render_template("pages/idea_form.html", values=values, errors=errors, idea=idea, message=message,
-                           themes=themes_of(me().city), languages=IDEA_LANGUAGES), status
+                           themes=themes_of(me().city), languages=LANGUAGES), status
 
 
 def refused(exc: ServiceError, values: dict[str, Any], idea: dict[str, Any] | None = None) -> Any:

@@ -14,7 +14,6 @@ from services.store import new_id
 
 OPEN, MATCHED, IN_PROJECT, WITHDRAWN = "open", "matched", "in_project", "withdrawn"
 STATUSES = (OPEN, MATCHED, IN_PROJECT, WITHDRAWN)
-LANGUAGES = ("de", "ru", "en", "fr", "uk", "pl", "it", "es", "tr")
 
 # What an author may edit; status moves only through withdraw and the matching workflow's events.
 EDITABLE = ("title", "description", "theme", "tags", "seeks", "offers", "language", "round_id")

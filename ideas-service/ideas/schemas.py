@@ -6,7 +6,8 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, fields, post_load, pre_load, validate
 
-from ideas.domain import LANGUAGES, STATUSES
+from ideas.domain import STATUSES
+from services.contract import LANGUAGES
 from services.text import OneLine, Text
 from services.web import cursor_field
 

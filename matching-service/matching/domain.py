@@ -18,7 +18,7 @@ MATCHABLE = ("open", "matched")  # idea statuses that can get new proposals
 
 
 @dataclass(frozen=True)
-class Settings:
+class MatchPolicy:
     """How one partnership matches: weights of the score's parts, threshold, proposals per idea, expiry."""
 
     # Defaults from bench/matching_quality.py on the labelled set: text similarity carries the match;
@@ -33,7 +33,7 @@ class Settings:
     interest_threshold: float = 0.40
 
     @classmethod
-    def from_doc(cls, doc: Mapping[str, Any] | None) -> Settings:
+    def from_doc(cls, doc: Mapping[str, Any] | None) -> MatchPolicy:
         known = {f: doc[f] for f in cls.__dataclass_fields__ if doc and f in doc}
         return cls(**known)
 
@@ -59,7 +59,7 @@ class Parts:
     tags: float
     complement: float
 
-    def score(self, s: Settings) -> float:
+    def score(self, s: MatchPolicy) -> float:
         total = s.semantic + s.theme + s.tags + s.complement
         if total <= 0:
             return 0.0
@@ -270,5 +270,5 @@ class Project(Aggregate):
         return project
 
 
-def expires_at(now: datetime, settings: Settings) -> datetime:
+def expires_at(now: datetime, settings: MatchPolicy) -> datetime:
     return now + timedelta(days=settings.expiry_days)

@@ -202,7 +202,7 @@ class Engine:
                 found[idea["_id"]][group] = hits
         return found
 
-    def candidates(self, idea: Mapping[str, Any], pid: str, city: str, settings: domain.Settings,
+    def candidates(self, idea: Mapping[str, Any], pid: str, city: str, settings: domain.MatchPolicy,
                    hits: Hits | None = None) -> list[dict[str, Any]]:
         """The partner city's ideas that fit, scored in full, best first (at most top_k, above threshold).
 
@@ -268,7 +268,7 @@ class Engine:
         query = dequantize(bytes(person["vec"]), person["vec_scale"])
         made = 0
         for partnership in self.repo.partnerships.find({"cities": person["city"]}):
-            settings = domain.Settings.from_doc(partnership.get("settings"))
+            settings = domain.MatchPolicy.from_doc(partnership.get("settings"))
             for city in partnership["cities"]:
                 if city == person["city"]:
                     continue
@@ -281,7 +281,7 @@ class Engine:
                                                                    settings))
         return made
 
-    def _propose_interested(self, idea: Mapping[str, Any], pid: str, city: str, settings: domain.Settings) -> int:
+    def _propose_interested(self, idea: Mapping[str, Any], pid: str, city: str, settings: domain.MatchPolicy) -> int:
         query = dequantize(bytes(idea["vec"]), idea["vec_scale"])
         made = 0
         for person_id, cosine in self.interests.search((city,), query, settings.top_k):
@@ -299,7 +299,7 @@ class Engine:
         return self.matches.propose(Match.propose(proposal, at=now()))
 
     def _idea_match(self, idea: Mapping[str, Any], candidate: Mapping[str, Any], pid: str,
-                    settings: domain.Settings) -> dict[str, Any]:
+                    settings: domain.MatchPolicy) -> dict[str, Any]:
         other, parts = candidate["other"], candidate["parts"]
         shared = sorted({t.lower() for t in idea.get("tags", [])} & {t.lower() for t in other.get("tags", [])})
         complement = self.complement_phrases(idea, other) if parts.complement > 0 else None
@@ -323,7 +323,7 @@ class Engine:
         }
 
     def _interest_match(self, person: Mapping[str, Any], idea: Mapping[str, Any], cosine: float, pid: str,
-                        settings: domain.Settings) -> dict[str, Any]:
+                        settings: domain.MatchPolicy) -> dict[str, Any]:
         part = domain.similarity_part(cosine)
         return {
             "pair": domain.pair_key("interest", person["_id"], idea["_id"]),
@@ -367,7 +367,7 @@ class Engine:
         return best
 
 
-def may_reach(cosine: float, settings: domain.Settings) -> bool:
+def may_reach(cosine: float, settings: domain.MatchPolicy) -> bool:
     """Whether an idea this similar by text could score at least the threshold: its score with theme, tags and
     complement all full. False only when even that is below the threshold (with a margin for the score's
     rounding), so skipping those ideas proposes exactly what scoring them all would."""
@@ -390,7 +390,7 @@ def _mean(vectors: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def score_of(idea: Mapping[str, Any], other: Mapping[str, Any], cosine: float,
-             settings: domain.Settings) -> tuple[domain.Parts, float, float]:
+             settings: domain.MatchPolicy) -> tuple[domain.Parts, float, float]:
     """The parts, the score and the complement cosine of a pair whose texts have this cosine."""
     complement = best_complement_cosine(idea, other)
     parts = domain.parts_of(cosine, idea.get("theme") == other.get("theme"), idea.get("tags", []),

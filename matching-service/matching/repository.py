@@ -114,18 +114,18 @@ class ReadModels:
         self.partnerships.update_one(
             {"_id": pid},
             {"$set": {"name": name, "cities": list(cities), "themes": {t["key"]: t["labels"] for t in themes}},
-             "$setOnInsert": {"settings": domain.Settings().as_doc()}},
+             "$setOnInsert": {"settings": domain.MatchPolicy().as_doc()}},
             upsert=True,
         )
 
     def partnership(self, pid: str) -> dict[str, Any] | None:
         return self.partnerships.find_one({"_id": pid})
 
-    def settings(self, pid: str) -> domain.Settings:
+    def settings(self, pid: str) -> domain.MatchPolicy:
         doc = self.partnership(pid)
-        return domain.Settings.from_doc(doc.get("settings") if doc else None)
+        return domain.MatchPolicy.from_doc(doc.get("settings") if doc else None)
 
-    def put_settings(self, pid: str, settings: domain.Settings) -> None:
+    def put_settings(self, pid: str, settings: domain.MatchPolicy) -> None:
         # Upsert: the settings may come before this service has heard of the partnership.
         self.partnerships.update_one({"_id": pid}, {"$set": {"settings": settings.as_doc()}}, upsert=True)
 

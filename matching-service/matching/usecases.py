@@ -224,12 +224,12 @@ def _visible_partnership(who: Caller, pid: str) -> None:
         raise NotFound("partnership", pid)
 
 
-def read_settings(uow: UnitOfWork, who: Caller, pid: str) -> domain.Settings:
+def read_settings(uow: UnitOfWork, who: Caller, pid: str) -> domain.MatchPolicy:
     _visible_partnership(who, pid)
     return uow.models.settings(pid)
 
 
-def change_settings(uow: UnitOfWork, who: Caller, pid: str, changes: Mapping[str, Any]) -> domain.Settings:
+def change_settings(uow: UnitOfWork, who: Caller, pid: str, changes: Mapping[str, Any]) -> domain.MatchPolicy:
     if not who.admin:
         raise Problem(403, "Forbidden", "only an admin key changes how a partnership matches")
     _visible_partnership(who, pid)

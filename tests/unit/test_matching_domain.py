@@ -16,9 +16,9 @@ def test_similarity_is_mapped_onto_0_to_1():
 def test_score_weighs_the_parts_and_stays_within_0_and_1():
     parts = domain.parts_of(0.6, True, ["garten", "klima"], ["garten"], 0.6)
     assert parts == domain.Parts(semantic=1.0, theme=1.0, tags=0.5, complement=1.0)
-    settings = domain.Settings(semantic=1, theme=1, tags=1, complement=1)
+    settings = domain.MatchPolicy(semantic=1, theme=1, tags=1, complement=1)
     assert parts.score(settings) == pytest.approx(0.875)
-    assert domain.Parts(0, 0, 0, 0).score(domain.Settings(semantic=0, theme=0, tags=0, complement=0)) == 0.0
+    assert domain.Parts(0, 0, 0, 0).score(domain.MatchPolicy(semantic=0, theme=0, tags=0, complement=0)) == 0.0
 
 
 def test_tag_overlap_is_jaccard_and_ignores_case():
@@ -32,8 +32,8 @@ def test_an_idea_pair_has_one_key_whichever_side_comes_first():
 
 
 def test_settings_from_a_stored_document_keep_defaults_for_what_is_missing():
-    s = domain.Settings.from_doc({"top_k": 5, "unknown": 1})
-    assert s.top_k == 5 and s.threshold == domain.Settings().threshold
+    s = domain.MatchPolicy.from_doc({"top_k": 5, "unknown": 1})
+    assert s.top_k == 5 and s.threshold == domain.MatchPolicy().threshold
 
 
 MATCH = {"status": "proposed", "sides": [{"city": "karlsruhe"}, {"city": "krasnodar"}]}

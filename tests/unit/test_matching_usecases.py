@@ -33,7 +33,7 @@ class FakeModels:
     def __init__(self) -> None:
         self.people: dict[str, dict[str, Any]] = {}
         self.ideas_: dict[str, dict[str, Any]] = {}
-        self.settings_: dict[str, domain.Settings] = {}
+        self.settings_: dict[str, domain.MatchPolicy] = {}
         self.statuses: list[tuple[str, str]] = []
 
     def participant(self, pid: str) -> dict[str, Any] | None:
@@ -45,10 +45,10 @@ class FakeModels:
     def ideas_by_id(self, ids: Any) -> dict[str, dict[str, Any]]:
         return {i: self.ideas_[i] for i in ids if i in self.ideas_}
 
-    def settings(self, pid: str) -> domain.Settings:
-        return self.settings_.get(pid, domain.Settings())
+    def settings(self, pid: str) -> domain.MatchPolicy:
+        return self.settings_.get(pid, domain.MatchPolicy())
 
-    def put_settings(self, pid: str, settings: domain.Settings) -> None:
+    def put_settings(self, pid: str, settings: domain.MatchPolicy) -> None:
         self.settings_[pid] = settings
 
     def set_idea_status(self, idea_id: str, status: str, version: int) -> bool:
