@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from services.aggregate import page
 from services.store import Index, new_id
 
 COLLECTION = "audit"
@@ -24,6 +25,4 @@ class AuditLog:
         })
 
     def page(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        query: dict[str, Any] = {"_id": {"$lt": cursor}} if cursor else {}
-        docs = list(self.collection.find(query).sort("_id", -1).limit(limit + 1))
-        return docs[:limit], (docs[limit - 1]["_id"] if len(docs) > limit else None)
+        return page(self.collection, {}, limit, cursor)

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from services import inbox, outbox
-from services.aggregate import Recorded
+from services.aggregate import HIDDEN, Recorded, page
 from services.contract import ContractError, new_event
 from services.store import DuplicateKeyError, Index, NotFound, new_id, now
 
@@ -43,7 +43,6 @@ INDEXES = {
         Index(keys=[("subscription_id", 1), ("_id", -1)], name="deliveries_subscription"),
     ],
 }
-HIDDEN = {outbox.FIELD: 0, inbox.FIELD: 0}
 
 
 class Repository:
@@ -99,10 +98,7 @@ class Repository:
         query: dict[str, Any] = {"recipient": pid, "channel": "inbox"}
         if unread:
             query["read_at"] = None
-        if cursor:
-            query["_id"] = {"$lt": cursor}
-        docs = list(self.notifications.find(query, HIDDEN).sort("_id", -1).limit(limit + 1))
-        return docs[:limit], (docs[limit - 1]["_id"] if len(docs) > limit else None)
+        return page(self.notifications, query, limit, cursor)
 
     def mark_read(self, pid: str, nid: str) -> dict[str, Any]:
         doc = self.notifications.find_one_and_update(
@@ -221,11 +217,7 @@ class Repository:
         return created
 
     def deliveries_of(self, sid: str, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
-        query: dict[str, Any] = {"subscription_id": sid}
-        if cursor:
-            query["_id"] = {"$lt": cursor}
-        docs = list(self.deliveries.find(query, HIDDEN).sort("_id", -1).limit(limit + 1))
-        return docs[:limit], (docs[limit - 1]["_id"] if len(docs) > limit else None)
+        return page(self.deliveries, {"subscription_id": sid}, limit, cursor)
 
 
 def _due(at: Any) -> dict[str, Any]:
