@@ -17,10 +17,12 @@ from markupsafe import Markup, escape
 from gateway import schemas, usecases
 from gateway.audit import AuditLog
 from gateway.clients import ServiceClient
+from gateway.domain import Exists, Invalid, RuleViolation, Unknown
 from gateway.keys import ApiKey, KeyStore
-from gateway.repository import Directory, Exists, Unknown
+from gateway.repository import Directory
 from gateway.themes import DEFAULT_THEMES
 from services.openapi import ApiDocs, build_spec
+from services.store import NotFound
 from services.tenancy import HEADER as CALLER_HEADER
 from services.tenancy import Caller
 from services.web import REQUEST_ID_HEADER, Problem, json_body, problem_response, query_args
@@ -142,13 +144,25 @@ def gateway() -> Gateway:
 
 
 @bp.errorhandler(Exists)
-def _exists(exc: Exists) -> Response:
+@bp.errorhandler(RuleViolation)
+def _conflict(exc: Exception) -> Response:
     return problem_response(409, "Conflict", str(exc))
 
 
 @bp.errorhandler(Unknown)
 def _unknown(exc: Unknown) -> Response:
     return problem_response(422, "Unprocessable Content", str(exc))
+
+
+@bp.errorhandler(Invalid)
+def _invalid(exc: Invalid) -> Response:
+    return problem_response(422, "Unprocessable Content", "some fields are missing or wrong; see errors",
+                            errors={exc.field: [exc.message]})
+
+
+@bp.errorhandler(NotFound)
+def _not_found(exc: NotFound) -> Response:
+    return problem_response(404, "Not Found", f"no {exc}")
 
 
 @bp.after_request
@@ -209,7 +223,8 @@ def add_partnership() -> tuple[Response, int]:
 def list_partnerships() -> Response:
     key = need("read")
     query_args(schemas.NoQuery)
-    return jsonify(items=partnership_out.dump(usecases.list_partnerships(gateway().directory, key), many=True))
+    city = None if key.admin else key.city
+    return jsonify(items=partnership_out.dump(usecases.list_partnerships(gateway().directory, city), many=True))
 
 
 @bp.post("/api-keys")
@@ -228,13 +243,15 @@ def list_keys() -> Response:
 
 @bp.delete("/api-keys/<key_id>")
 def revoke_key(key_id: str) -> tuple[str, int]:
-    usecases.revoke_key(gateway().keys, need("admin"), key_id, gateway().bootstrap_key)
+    usecases.revoke_key(gateway().keys, key_id, caller_id=need("admin").id, configured_id=gateway().bootstrap_key)
     return "", 204
 
 
 @bp.post("/api-keys/<key_id>/rotate")
 def rotate_key(key_id: str) -> Response:
-    return jsonify(key_out.dump(usecases.rotate_key(gateway().keys, need("admin"), key_id, gateway().bootstrap_key)))
+    made = usecases.rotate_key(gateway().keys, key_id, caller_id=need("admin").id,
+                               configured_id=gateway().bootstrap_key)
+    return jsonify(key_out.dump(made))
 
 
 @bp.get("/audit")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from gateway.themes import DEFAULT_THEMES
-from services import outbox
-from services.contract import new_event
+from gateway.domain import City, Exists, Partnership
+from services.aggregate import HIDDEN, DocumentRepository
 from services.store import DuplicateKeyError, Index
 from services.tenancy import Caller, PartnershipRef
 
@@ -25,16 +23,9 @@ INDEXES = {
 }
 
 
-class Exists(Exception):
-    pass
-
-
-class Unknown(Exception):
-    pass
-
-
 class Directory:
-    """Cities and partnerships: who exists, and who is twinned with whom."""
+    """Cities and partnerships: who exists, and who is twinned with whom. It loads and stores; gateway.domain
+    decides (a City or Partnership comes with the event it causes, stored in the same write)."""
 
     # Who a key may see is asked on every API call and changes rarely: it is kept for a moment. A write through
     # any Directory of this process forgets it at once; other processes (gateway replicas, `twincity admin`)
@@ -46,7 +37,9 @@ class Directory:
     def __init__(self, db: Any, on_events: Callable[[], None] = lambda: None) -> None:
         self.cities = db[CITIES]
         self.partnerships = db[PARTNERSHIPS]
-        self._on_events = on_events
+        self._stored_cities = DocumentRepository(self.cities, PRODUCER, City, "city", on_events)
+        self._stored_partnerships = DocumentRepository(self.partnerships, PRODUCER, Partnership, "partnership",
+                                                       on_events)
         self._scopes: dict[str | None, tuple[int, float, tuple[str, ...], tuple[PartnershipRef, ...]]] = {}
 
     @classmethod
@@ -54,56 +47,36 @@ class Directory:
         with cls._generation_lock:
             cls._generation += 1
 
-    def add_city(self, key: str, name: str, country: str, language: str) -> dict[str, Any]:
-        doc = {"_id": key, "name": name, "country": country, "language": language,
-               "created_at": datetime.now(UTC)}
-        event = new_event("city.registered", {"city": key, "name": name, "country": country,
-                                              "language": language}, producer=PRODUCER, city=key)
+    def add_city(self, city: City) -> dict[str, Any]:
         try:
-            self.cities.insert_one(outbox.with_events(doc, [event]))
+            self._stored_cities.add(city)
         except DuplicateKeyError:
-            raise Exists(f"a city with key {key!r} exists already") from None
+            raise Exists(f"a city with key {city.id!r} exists already") from None
         self._changed()
-        self._on_events()
-        return doc
+        return city.doc
 
     def city(self, key: str) -> dict[str, Any] | None:
-        return self.cities.find_one({"_id": key}, {outbox.FIELD: 0})
+        return self.cities.find_one({"_id": key}, HIDDEN)
 
     def list_cities(self, keys: Sequence[str] | None = None) -> list[dict[str, Any]]:
         query = {} if keys is None else {"_id": {"$in": list(keys)}}
-        return list(self.cities.find(query, {outbox.FIELD: 0}).sort("_id", 1))
+        return list(self.cities.find(query, HIDDEN).sort("_id", 1))
 
-    def add_partnership(self, cities: Sequence[str], name: str, themes: Sequence[Mapping[str, Any]],
-                        partnership_id: str | None = None) -> dict[str, Any]:
-        a, b = sorted(cities)
-        if a == b:
-            raise Unknown("a partnership twins two different cities")
-        missing = [c for c in (a, b) if self.city(c) is None]
-        if missing:
-            raise Unknown(f"unknown {'city' if len(missing) == 1 else 'cities'}: {', '.join(missing)}")
-        pid = partnership_id or f"{a}-{b}"
-        doc = {"_id": pid, "name": name, "cities": [a, b], "pair": f"{a}|{b}",
-               "themes": [dict(t) for t in themes], "created_at": datetime.now(UTC)}
-        # The event names every theme with its labels (the common ones too), so that services can say
-        # "same theme: Ökologie & Gesundheit" without knowing the gateway's list.
-        all_themes = [{"key": k, "labels": v} for k, v in DEFAULT_THEMES.items()] + doc["themes"]
-        event = new_event("partnership.formed", {"partnership_id": pid, "name": name, "cities": [a, b],
-                                                 "themes": all_themes}, producer=PRODUCER, partnership=pid)
+    def add_partnership(self, partnership: Partnership) -> dict[str, Any]:
         try:
-            self.partnerships.insert_one(outbox.with_events(doc, [event]))
+            self._stored_partnerships.add(partnership)
         except DuplicateKeyError:
-            raise Exists(f"{a} and {b} are twinned already, or the id {pid!r} is taken") from None
+            a, b = partnership.get("cities")
+            raise Exists(f"{a} and {b} are twinned already, or the id {partnership.id!r} is taken") from None
         self._changed()
-        self._on_events()
-        return doc
+        return partnership.doc
 
     def partnership(self, pid: str) -> dict[str, Any] | None:
-        return self.partnerships.find_one({"_id": pid}, {outbox.FIELD: 0})
+        return self.partnerships.find_one({"_id": pid}, HIDDEN)
 
     def list_partnerships(self, city: str | None = None) -> list[dict[str, Any]]:
         query = {} if city is None else {"cities": city}
-        return list(self.partnerships.find(query, {outbox.FIELD: 0}).sort("_id", 1))
+        return list(self.partnerships.find(query, HIDDEN).sort("_id", 1))
 
     def caller(self, *, city: str | None, scopes: Sequence[str], key_id: str,
                default_themes: Sequence[str]) -> Caller:

@@ -6,7 +6,7 @@ from datetime import UTC
 
 from marshmallow import RAISE, Schema, fields, validate
 
-from gateway.keys import SCOPES
+from gateway.domain import SCOPES
 from services.contract import LANGUAGES
 from services.text import OneLine
 from services.web import cursor_field

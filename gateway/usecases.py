@@ -7,119 +7,95 @@ it matters; api.py only parses, calls one of these, and answers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from marshmallow import ValidationError
-
+from gateway import domain
 from gateway.audit import AuditLog
-from gateway.keys import ApiKey, KeyStore
+from gateway.domain import City, Invalid, Partnership
+from gateway.keys import KeyStore
 from gateway.repository import Directory
-from gateway.themes import DEFAULT_THEMES
+from services.store import NotFound, now
 from services.tenancy import Caller
-from services.web import Problem
 
-MAX_KEY_LIFE = timedelta(days=10 * 365)  # the furthest expiry a key may be given
+Clock = Callable[[], datetime]
 
 
 # --- cities and partnerships ------------------------------------------------------------------------------------
 
-def add_city(directory: Directory, data: Mapping[str, Any]) -> dict[str, Any]:
-    return directory.add_city(**data)
+def add_city(directory: Directory, data: Mapping[str, Any], clock: Clock = now) -> dict[str, Any]:
+    return directory.add_city(City.register(**data, at=clock()))
 
 
 def list_cities(directory: Directory, who: Caller) -> list[dict[str, Any]]:
     return directory.list_cities(None if who.admin else who.visible_cities)
 
 
-def add_partnership(directory: Directory, data: Mapping[str, Any]) -> dict[str, Any]:
-    """Twin two cities; a partnership's own themes may not take a common theme's key."""
-    clash = [t["key"] for t in data["themes"] if t["key"] in DEFAULT_THEMES]
-    if clash:
-        raise ValidationError({"themes": [f"{', '.join(clash)} is a common theme already"]})
-    return partnership_view(directory.add_partnership(data["cities"], data["name"], data["themes"], data.get("id")))
+def add_partnership(directory: Directory, data: Mapping[str, Any], clock: Clock = now) -> dict[str, Any]:
+    """Twin two cities (gateway.domain.Partnership.form has the rules)."""
+    partnership = Partnership.form(data["cities"], data["name"], data.get("themes", ()), at=clock(),
+                                   known=lambda city: directory.city(city) is not None,
+                                   partnership_id=data.get("id"))
+    return partnership_view(directory.add_partnership(partnership))
 
 
-def list_partnerships(directory: Directory, key: ApiKey) -> list[dict[str, Any]]:
-    return [partnership_view(d) for d in directory.list_partnerships(None if key.admin else key.city)]
+def list_partnerships(directory: Directory, city: str | None) -> list[dict[str, Any]]:
+    """Every partnership (city None: an admin key), or those of one city."""
+    return [partnership_view(d) for d in directory.list_partnerships(city)]
 
 
 def partnership_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A partnership with all the themes its ideas may have: the common four, then its own."""
-    themes = [{"key": k, "labels": v, "partnership": None} for k, v in DEFAULT_THEMES.items()]
-    themes += [{"key": t["key"], "labels": t["labels"], "partnership": doc["_id"]} for t in doc.get("themes", [])]
-    return {**doc, "themes": themes}
+    return {**doc, "themes": domain.common_themes() + domain.own_themes(doc)}
 
 
 def themes(directory: Directory, who: Caller, wanted: str | None) -> list[dict[str, Any]]:
     """The common themes and the own themes of the caller's partnerships (of one, when `wanted` names it)."""
     if wanted and wanted not in {p.id for p in who.partnerships}:
-        raise Problem(404, "Not Found", f"no partnership {wanted} visible to this key")
-    items = [{"key": k, "labels": labels, "partnership": None} for k, labels in DEFAULT_THEMES.items()]
+        raise NotFound("partnership", wanted)
+    items = domain.common_themes()
     for p in directory.list_partnerships(None if who.admin else who.city):
         if wanted is None or p["_id"] == wanted:
-            items += [{"key": t["key"], "labels": t["labels"], "partnership": p["_id"]} for t in p.get("themes", [])]
+            items += domain.own_themes(p)
     return items
 
 
 # --- API keys ---------------------------------------------------------------------------------------------------
 
-def add_key(directory: Directory, keys: KeyStore, data: Mapping[str, Any]) -> dict[str, Any]:
+def add_key(directory: Directory, keys: KeyStore, data: Mapping[str, Any], clock: Clock = now) -> dict[str, Any]:
     """A new key (its secret in the answer, this once): of a known city, or an admin key of none."""
-    if data["city"] is not None and directory.city(data["city"]) is None:
-        raise ValidationError({"city": [f"unknown city {data['city']!r}"]})
-    expires = _expiry(data.get("expires_at"))
-    try:
-        key, secret = keys.create(data["scopes"], data["city"], label=data["label"], expires_at=expires)
-    except ValueError as exc:
-        raise ValidationError({"scopes": [str(exc)]}) from None
-    return {"id": key.id, "city": key.city, "scopes": list(key.scopes), "label": data["label"], "revoked": False,
+    city = data.get("city")
+    if city is not None and directory.city(city) is None:
+        raise Invalid("city", f"unknown city {city!r}")
+    scopes, expires = domain.new_key_terms(data["scopes"], city, data.get("expires_at"), clock())
+    label = data.get("label", "")
+    key, secret = keys.create(scopes, city, label=label, expires_at=expires)
+    return {"id": key.id, "city": key.city, "scopes": list(key.scopes), "label": label, "revoked": False,
             "expires_at": key.expires_at, "expired": False, "key": secret}
 
 
-def _expiry(expires: datetime | None) -> datetime | None:
-    if expires is None:
-        return None
-    if expires <= datetime.now(UTC):
-        raise ValidationError({"expires_at": ["must lie in the future"]})
-    if expires > datetime.now(UTC) + MAX_KEY_LIFE:
-        raise ValidationError({"expires_at": [f"at most {MAX_KEY_LIFE.days // 365} years from now; leave it out "
-                                              "for a key that works until revoked"]})
-    return expires.astimezone(UTC)
-
-
-def _not_this_key(caller: ApiKey, key_id: str, change: str, bootstrap_key: str | None) -> None:
-    """The key making the call, and the configured TWINCITY_ADMIN_KEY, are not revoked or rotated here."""
-    if key_id == caller.id:
-        raise Problem(409, "Conflict", f"this is the key making the call: {change} it with another admin key, "
-                      "so that one admin key always remains")
-    if key_id == bootstrap_key:
-        raise Problem(409, "Conflict", f"this key is configured as TWINCITY_ADMIN_KEY: the gateway would bring it "
-                      f"back at its next start. To {change} it, give TWINCITY_ADMIN_KEY another value (or none) "
-                      "and restart the gateway first")
-
-
-def revoke_key(keys: KeyStore, caller: ApiKey, key_id: str, bootstrap_key: str | None) -> None:
-    _not_this_key(caller, key_id, "revoke", bootstrap_key)
+def revoke_key(keys: KeyStore, key_id: str, *, caller_id: str | None, configured_id: str | None) -> None:
+    """Revoke a key (it gets 401 from now on). `caller_id`: the key making the call (None from the CLI);
+    `configured_id`: the key TWINCITY_ADMIN_KEY configures."""
+    domain.check_key_change(key_id, "revoke", caller_id=caller_id, configured_id=configured_id)
     target = keys.active(key_id)
-    if target is not None and target.admin and not keys.other_admins(key_id):
-        raise Problem(409, "Conflict", "this is the last active admin key: make another admin key first, so "
-                      "that one always remains")
+    if target is not None:
+        domain.check_revoke(admin=target.admin, other_admins=keys.other_admins(key_id))
     if not keys.revoke(key_id):
-        raise Problem(404, "Not Found", f"no API key {key_id}")
+        raise NotFound("API key", key_id)
 
 
-def rotate_key(keys: KeyStore, caller: ApiKey, key_id: str, bootstrap_key: str | None) -> dict[str, Any]:
+def rotate_key(keys: KeyStore, key_id: str, *, caller_id: str | None, configured_id: str | None) -> dict[str, Any]:
     """A new secret for the key (in the answer, this once); the old one stops working at once."""
-    _not_this_key(caller, key_id, "rotate", bootstrap_key)
+    domain.check_key_change(key_id, "rotate", caller_id=caller_id, configured_id=configured_id)
     secret = keys.rotate(key_id)
     listed = {k["id"]: k for k in keys.list_keys()}
     if secret is None:
         if key_id in listed and listed[key_id]["expired"] and not listed[key_id]["revoked"]:
-            raise Problem(409, "Conflict", f"API key {key_id} has expired: a new secret would not work either; "
-                          "make a new key")
-        raise Problem(404, "Not Found", f"no active API key {key_id}")
+            raise domain.RuleViolation(f"API key {key_id} has expired: a new secret would not work either; make a "
+                                       "new key")
+        raise NotFound("active API key", key_id)
     return {**listed[key_id], "key": secret}
 
 

@@ -22,7 +22,7 @@ from services.config import VARIABLES, ConfigError, Settings, redacted_url, show
 
 # service name -> module with create_app() (and run_worker() for services with a queue)
 SERVICES = {
-    "gateway": "gateway.app",
+    "gateway": "gateway.bootstrap",
     "ideas": "ideas.bootstrap",
     "matching": "matching.bootstrap",
     "notify": "notify.bootstrap",
@@ -392,6 +392,30 @@ def _audit(action: str, target: str) -> None:
     AuditLog(store.database(_settings(), "gateway")).record(actor="cli", action=action, target=target)
 
 
+def _refused(exc: Exception) -> click.ClickException:
+    """A refusal of the gateway's rules (gateway.domain) or of a field (marshmallow), as the CLI says it."""
+    from marshmallow import ValidationError
+
+    from services.store import NotFound
+
+    if isinstance(exc, NotFound):
+        return click.ClickException(f"no {exc}")
+    if isinstance(exc, ValidationError):
+        return click.ClickException("; ".join(f"{field}: {' '.join(map(str, messages))}"
+                                              for field, messages in exc.normalized_messages().items()))
+    field = getattr(exc, "field", None)
+    return click.ClickException(f"{field}: {exc}" if field else str(exc))
+
+
+def _gateway_rules() -> tuple[type[Exception], ...]:
+    from marshmallow import ValidationError
+
+    from gateway import domain
+    from services.store import NotFound
+
+    return ValidationError, domain.Exists, domain.Unknown, domain.Invalid, domain.RuleViolation, NotFound
+
+
 @admin.command("create-key")
 @click.option("--admin", "is_admin", is_flag=True, help="An admin key (all cities; manages cities and keys).")
 @click.option("--city", default=None, help="The city the key acts for.")
@@ -403,28 +427,26 @@ def create_key(is_admin: bool, city: str | None, scopes: str, label: str, expire
     """Make an API key and print its secret (shown this once)."""
     from datetime import UTC
 
-    from marshmallow import ValidationError
-
+    from gateway import usecases
     from gateway.schemas import ApiKeyIn
 
-    try:
-        label = ApiKeyIn(only=("label",)).load({"label": label})["label"]
-    except ValidationError as exc:
-        raise click.ClickException(f"invalid label: {exc.messages['label'][0]}") from None
-    directory, key_store = _directory()
-    wanted = ["admin", "read", "write"] if is_admin else [s.strip() for s in scopes.split(",") if s.strip()]
     if not is_admin and not city:
         raise click.UsageError("give --city for a city key, or --admin")
-    if city and directory.city(city) is None:
-        raise click.ClickException(f"unknown city {city!r}; create it first with `twincity admin create-city`")
+    wanted = ["admin", "read", "write"] if is_admin else [s.strip() for s in scopes.split(",") if s.strip()]
+    directory, key_store = _directory()
     try:
-        key, secret = key_store.create(wanted, None if is_admin else city, label=label,
-                                       expires_at=expires.replace(tzinfo=UTC) if expires else None)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    _audit("admin create-key", key.id)
-    click.echo(f"id:      {key.id}\nkey:     {secret}\ncity:    {key.city or '(all: admin)'}\n"
-               f"scopes:  {', '.join(key.scopes)}\nexpires: {key.expires_at.isoformat() if key.expires_at else 'never'}"
+        label = ApiKeyIn(only=("label",)).load({"label": label})["label"]
+        made = usecases.add_key(directory, key_store, {
+            "scopes": wanted, "city": None if is_admin else city, "label": label,
+            "expires_at": expires.replace(tzinfo=UTC) if expires else None})
+    except _gateway_rules() as exc:
+        if getattr(exc, "field", None) == "city":
+            raise click.ClickException(f"{exc}; create it first with `twincity admin create-city`") from None
+        raise _refused(exc) from None
+    _audit("admin create-key", made["id"])
+    click.echo(f"id:      {made['id']}\nkey:     {made['key']}\ncity:    {made['city'] or '(all: admin)'}\n"
+               f"scopes:  {', '.join(made['scopes'])}\n"
+               f"expires: {made['expires_at'].isoformat() if made['expires_at'] else 'never'}"
                "\nKeep the key now: it is stored only as a hash.")
 
 
@@ -435,19 +457,15 @@ def create_key(is_admin: bool, city: str | None, scopes: str, label: str, expire
 @click.option("--language", required=True, help="Default language (ISO 639-1), e.g. de.")
 def create_city(key: str, name: str, country: str, language: str) -> None:
     """Add a city to the deployment."""
-    from marshmallow import ValidationError
-
-    from gateway.repository import Exists
+    from gateway import usecases
     from gateway.schemas import CityIn
 
     directory, _ = _directory()
     try:
         data = CityIn().load({"key": key, "name": name, "country": country, "language": language})
-        city = directory.add_city(**data)
-    except ValidationError as exc:
-        raise click.ClickException(f"invalid city: {exc.messages}") from None
-    except Exists as exc:
-        raise click.ClickException(str(exc)) from None
+        city = usecases.add_city(directory, data)
+    except _gateway_rules() as exc:
+        raise _refused(exc) from None
     _audit("admin create-city", city["_id"])
     click.echo(f"city {city['_id']} ({city['name']}, {city['country']}, {city['language']}) added")
 
@@ -459,20 +477,16 @@ def create_city(key: str, name: str, country: str, language: str) -> None:
 @click.option("--id", "partnership_id", default=None, help="Default: <city-a>-<city-b>.")
 def create_partnership(city_a: str, city_b: str, name: str, partnership_id: str | None) -> None:
     """Twin two cities."""
-    from marshmallow import ValidationError
-
-    from gateway.repository import Exists, Unknown
+    from gateway import usecases
     from gateway.schemas import PartnershipIn
 
     directory, _ = _directory()
     try:
         data = PartnershipIn().load({"cities": [city_a, city_b], "name": name,
                                      **({"id": partnership_id} if partnership_id else {})})
-        doc = directory.add_partnership(data["cities"], data["name"], [], data.get("id"))
-    except ValidationError as exc:
-        raise click.ClickException(f"invalid partnership: {exc.messages}") from None
-    except (Exists, Unknown) as exc:
-        raise click.ClickException(str(exc)) from None
+        doc = usecases.add_partnership(directory, data)
+    except _gateway_rules() as exc:
+        raise _refused(exc) from None
     _audit("admin create-partnership", doc["_id"])
     click.echo(f"partnership {doc['_id']} ({' – '.join(doc['cities'])}) formed")
 
@@ -495,19 +509,15 @@ def list_directory() -> None:
 @click.argument("key_id")
 def revoke_key(key_id: str) -> None:
     """Revoke an API key by its id (it gets 401 from now on)."""
-    from gateway.keys import hash_secret
+    from gateway import usecases
 
     _, key_store = _directory()
     configured = _settings().admin_key
-    if configured and key_store.collection.count_documents({"_id": key_id, "hash": hash_secret(configured)}):
-        raise click.ClickException(f"{key_id} is the key configured as TWINCITY_ADMIN_KEY: the gateway would bring it "
-                                   "back at its next start. Give TWINCITY_ADMIN_KEY another value (or none) first")
-    target = key_store.active(key_id)
-    if target is not None and target.admin and not key_store.other_admins(key_id):
-        raise click.ClickException(f"{key_id} is the last active admin key: make another one first "
-                                   "(twincity admin create-key --admin), so that one always remains")
-    if not key_store.revoke(key_id):
-        raise click.ClickException(f"no API key {key_id}")
+    try:
+        usecases.revoke_key(key_store, key_id, caller_id=None,
+                            configured_id=key_store.id_of(configured) if configured else None)
+    except _gateway_rules() as exc:
+        raise _refused(exc) from None
     _audit("admin revoke-key", key_id)
     click.echo(f"key {key_id} revoked")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask
 
-import gateway.app
+import gateway.bootstrap
 import ideas.bootstrap
 import matching.bootstrap
 import notify.bootstrap
@@ -45,7 +45,7 @@ class EmbeddedPlatform:
             platform.services[name] = service
             platform.runtimes[name] = service.runtime
             platform.apps[name] = service.runtime.create_app(relay=False)  # the worker side runs the relay
-        platform.gateway = gateway.app.create_app(settings, service_apps=platform.apps)
+        platform.gateway = gateway.bootstrap.create_app(settings, service_apps=platform.apps)
         return platform
 
     def start(self, ready_timeout: float = 15.0) -> EmbeddedPlatform:

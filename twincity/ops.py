@@ -26,7 +26,7 @@ from services.operations import BINDINGS_NOTE, OpsError, Outcome, ParkedMessage,
 
 # The services with a queue (a worker), and every service with an outbox (the gateway has no queue).
 WORKERS = {"ideas": "ideas.bootstrap", "matching": "matching.bootstrap", "notify": "notify.bootstrap"}
-OUTBOXES = {**WORKERS, "gateway": "gateway.app"}
+OUTBOXES = {**WORKERS, "gateway": "gateway.bootstrap"}
 
 
 # --- topology ----------------------------------------------------------------------------------------------------

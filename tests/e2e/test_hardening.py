@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
-from gateway import app as gateway_app
+from gateway import bootstrap as gateway_app
 from gateway.keys import KeyStore
 from services import store
 from tests.conftest import make_settings, wait_for
@@ -406,6 +406,13 @@ def test_the_admin_commands_hold_names_and_labels_to_one_line_and_keep_the_last_
         key_id = re.search(r"id:\s+(\S+)", made.output).group(1)
         last = run.invoke(main, ["admin", "revoke-key", key_id], env=env)
         assert last.exit_code == 1 and "last active admin key" in last.output
+        # The CLI runs the same use cases as the API: the same rules, said plainly.
+        nowhere = run.invoke(main, ["admin", "create-key", "--city", "nowhere"], env=env)
+        assert nowhere.exit_code == 1 and "unknown city 'nowhere'; create it first" in nowhere.output
+        missing = run.invoke(main, ["admin", "revoke-key", "key_nope"], env=env)
+        assert missing.exit_code == 1 and "no API key key_nope" in missing.output
+        twin = run.invoke(main, ["admin", "create-partnership", "karlsruhe", "karlsruhe", "--name", "Solo"], env=env)
+        assert twin.exit_code == 1 and "two different cities" in twin.output
     finally:
         store.forget("mongomock://cli-hardening")
 

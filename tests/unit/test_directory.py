@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mongomock
 
+from gateway import usecases
 from gateway.repository import Directory
 
 
@@ -17,9 +18,9 @@ def test_a_new_city_or_partnership_is_seen_at_once_through_any_directory_of_the_
     db = mongomock.MongoClient()["gateway"]
     gateway, cli = Directory(db), Directory(db)  # the web app's, and one `twincity admin` would make
     for key in ("karlsruhe", "krasnodar", "nancy"):
-        cli.add_city(key, key.title(), "DE", "de")
+        usecases.add_city(cli, {"key": key, "name": key.title(), "country": "DE", "language": "de"})
     assert scope(gateway, "karlsruhe") == (("karlsruhe",), ())
-    cli.add_partnership(["karlsruhe", "krasnodar"], "KA-KR", [])
+    usecases.add_partnership(cli, {"cities": ["karlsruhe", "krasnodar"], "name": "KA-KR", "themes": []})
     assert scope(gateway, "karlsruhe") == (("karlsruhe", "krasnodar"), ("karlsruhe-krasnodar",))
     assert scope(gateway, None) == (("karlsruhe", "krasnodar", "nancy"), ("karlsruhe-krasnodar",))
     # A write this process did not see (another replica) shows within SCOPE_SECONDS.

@@ -694,7 +694,7 @@ def test_only_the_gateway_is_reachable_from_outside(rendered: list[dict[str, Any
 @pytest.fixture(scope="module")
 def gateway_routes(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     """Every URL rule of the gateway's app, built in memory (no broker, no MongoDB)."""
-    from gateway.app import create_app
+    from gateway.bootstrap import create_app
 
     url = "mongomock://k8s-test"
     settings = Settings(mongo_url=url, db_prefix=tmp_path_factory.mktemp("k8s").name.lower()[:40],

@@ -1,7 +1,10 @@
 """API keys: shown once, stored hashed, scoped."""
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
 
+from gateway import domain
 from gateway.keys import KeyStore, hash_secret
 from services import store
 
@@ -33,9 +36,10 @@ def test_admin_key_from_the_environment_is_idempotent(keys):
 
 @pytest.mark.parametrize(("scopes", "city"), [([], "k"), (["root"], "k"), (["read"], None), (["admin"], "k"),
                                              (["read", "admin"], "k")])
-def test_bad_scopes_are_refused(keys, scopes, city):
-    with pytest.raises(ValueError):
-        keys.create(scopes, city=city)
+def test_bad_scopes_are_refused(scopes, city):
+    with pytest.raises(domain.Invalid) as refused:
+        domain.new_key_terms(scopes, city, None, datetime.now(UTC))
+    assert refused.value.field == "scopes"
 
 
 def test_a_city_key_stored_with_the_admin_scope_is_no_admin(keys):
@@ -66,10 +70,10 @@ def test_two_workers_making_the_configured_key_at_once_both_start(keys, monkeypa
 
 
 def test_an_expiry_is_kept_in_utc_and_an_expired_key_gets_no_new_secret(keys):
-    from datetime import UTC, datetime, timedelta, timezone
-
     later = datetime.now(timezone(timedelta(hours=-14))) + timedelta(days=1)
-    key, _ = keys.create(["read"], city="karlsruhe", expires_at=later)
+    scopes, expires = domain.new_key_terms(["read", "read"], "karlsruhe", later, datetime.now(UTC))
+    assert scopes == ("read",)
+    key, _ = keys.create(scopes, city="karlsruhe", expires_at=expires)
     assert key.expires_at.tzinfo == UTC and key.expires_at == later
     keys.collection.update_one({"_id": key.id}, {"$set": {"expires_at": datetime.now(UTC) - timedelta(seconds=1)}})
     assert keys.rotate(key.id) is None

@@ -1,0 +1,129 @@
+"""The gateway's own rules: cities, the partnerships that twin them, and which API keys may be made or changed.
+
+`City` and `Partnership` are aggregates (services.aggregate): made here with the event they cause, stored by the
+Directory (repository.py), which only loads and stores. The key rules are plain functions the use cases call
+before the KeyStore writes. Nothing here knows HTTP or the store: api.py and the CLI turn the exceptions below
+into answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway.themes import DEFAULT_THEMES
+from services.aggregate import Aggregate
+
+SCOPES = ("read", "write", "admin")
+MAX_KEY_LIFE = timedelta(days=10 * 365)  # the furthest expiry a key may be given
+
+
+class Exists(Exception):
+    """The key or id is taken already (409)."""
+
+
+class Unknown(Exception):
+    """The request names a city that does not exist, or twins a city with itself (422)."""
+
+
+class Invalid(Exception):
+    """One field of the request breaks a rule (422, with the field's message)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+class RuleViolation(Exception):
+    """A change the rules forbid in the present state (409)."""
+
+
+# --- cities and partnerships --------------------------------------------------------------------------------------
+
+class City(Aggregate):
+    @classmethod
+    def register(cls, *, key: str, name: str, country: str, language: str, at: datetime) -> City:
+        city = cls({"_id": key, "name": name, "country": country, "language": language, "created_at": at})
+        city.record("city.registered", {"city": key, "name": name, "country": country, "language": language},
+                    city=key)
+        return city
+
+
+class Partnership(Aggregate):
+    @classmethod
+    def form(cls, cities: Sequence[str], name: str, themes: Sequence[Mapping[str, Any]], *, at: datetime,
+             known: Callable[[str], bool], partnership_id: str | None = None) -> Partnership:
+        """Twin two known, different cities. Its own themes may not take a common theme's key; the event names
+        every theme with its labels (the common ones too), so that services can say "same theme: Ökologie &
+        Gesundheit" without knowing the gateway's list."""
+        a, b = sorted(cities)
+        if a == b:
+            raise Unknown("a partnership twins two different cities")
+        missing = [c for c in (a, b) if not known(c)]
+        if missing:
+            raise Unknown(f"unknown {'city' if len(missing) == 1 else 'cities'}: {', '.join(missing)}")
+        clash = [t["key"] for t in themes if t["key"] in DEFAULT_THEMES]
+        if clash:
+            raise Invalid("themes", f"{', '.join(clash)} is a common theme already")
+        pid = partnership_id or f"{a}-{b}"
+        own = [dict(t) for t in themes]
+        partnership = cls({"_id": pid, "name": name, "cities": [a, b], "pair": f"{a}|{b}", "themes": own,
+                           "created_at": at})
+        every_theme = [{"key": k, "labels": v} for k, v in DEFAULT_THEMES.items()] + own
+        partnership.record("partnership.formed", {"partnership_id": pid, "name": name, "cities": [a, b],
+                                                  "themes": every_theme}, partnership=pid)
+        return partnership
+
+
+def common_themes() -> list[dict[str, Any]]:
+    """The themes every partnership has (partnership None)."""
+    return [{"key": k, "labels": labels, "partnership": None} for k, labels in DEFAULT_THEMES.items()]
+
+
+def own_themes(partnership: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A partnership's own themes, each saying whose it is."""
+    return [{"key": t["key"], "labels": t["labels"], "partnership": partnership["_id"]}
+            for t in partnership.get("themes", [])]
+
+
+# --- API keys -----------------------------------------------------------------------------------------------------
+
+def new_key_terms(scopes: Sequence[str], city: str | None, expires_at: datetime | None,
+                  now: datetime) -> tuple[tuple[str, ...], datetime | None]:
+    """The scopes (each once, in order) and the expiry (UTC) of a key that may be made, or Invalid."""
+    wanted = tuple(dict.fromkeys(scopes))
+    unknown = [s for s in wanted if s not in SCOPES]
+    if unknown or not wanted:
+        raise Invalid("scopes", f"scopes must be some of {', '.join(SCOPES)}; got {', '.join(wanted) or 'none'}")
+    if city is None and "admin" not in wanted:
+        raise Invalid("scopes", "a key without a city must be an admin key")
+    if city is not None and "admin" in wanted:
+        raise Invalid("scopes", "an admin key belongs to no city: leave out the city, or the admin scope")
+    if expires_at is None:
+        return wanted, None
+    expires = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+    if expires <= now:
+        raise Invalid("expires_at", "must lie in the future")
+    if expires > now + MAX_KEY_LIFE:  # compared before converting: 9999-12-31T23:59-14:00 has no UTC datetime
+        raise Invalid("expires_at", f"at most {MAX_KEY_LIFE.days // 365} years from now; leave it out for a key "
+                                    "that works until revoked")
+    return wanted, expires.astimezone(UTC)
+
+
+def check_key_change(key_id: str, change: str, *, caller_id: str | None, configured_id: str | None) -> None:
+    """The key making the call, and the key TWINCITY_ADMIN_KEY configures, are not revoked or rotated."""
+    if key_id == caller_id:
+        raise RuleViolation(f"this is the key making the call: {change} it with another admin key, so that one "
+                            "admin key always remains")
+    if key_id == configured_id:
+        raise RuleViolation(f"this key is configured as TWINCITY_ADMIN_KEY: the gateway would bring it back at its "
+                            f"next start. To {change} it, give TWINCITY_ADMIN_KEY another value (or none) and "
+                            "restart the gateway first")
+
+
+def check_revoke(*, admin: bool, other_admins: int) -> None:
+    """One active admin key always remains."""
+    if admin and not other_admins:
+        raise RuleViolation("this is the last active admin key: make another admin key first, so that one always "
+                            "remains")
