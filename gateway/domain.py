@@ -95,7 +95,7 @@ def new_key_terms(scopes: Sequence[str], city: str | None, expires_at: datetime 
     wanted = tuple(dict.fromkeys(scopes))
     unknown = [s for s in wanted if s not in SCOPES]
     if unknown or not wanted:
-        raise Invalid("scopes", f"scopes must be some of {', '.join(SCOPES)}; got {', '.join(wanted) or 'none'}")
+        raise Invalid("scopes", f"must be some of {', '.join(SCOPES)}; got {', '.join(wanted) or 'none'}")
     if city is None and "admin" not in wanted:
         raise Invalid("scopes", "a key without a city must be an admin key")
     if city is not None and "admin" in wanted:

@@ -392,8 +392,10 @@ def _audit(action: str, target: str) -> None:
     AuditLog(store.database(_settings(), "gateway")).record(actor="cli", action=action, target=target)
 
 
-def _refused(exc: Exception) -> click.ClickException:
-    """A refusal of the gateway's rules (gateway.domain) or of a field (marshmallow), as the CLI says it."""
+def _refused(exc: Exception, options: dict[str, str] | None = None) -> click.ClickException:
+    """A refusal of the gateway's rules (gateway.domain) or of a field (marshmallow), as the CLI says it: a field
+    named by its option where it has one (`options`: field -> --option)."""
+    named = options or {}
     from marshmallow import ValidationError
 
     from services.store import NotFound
@@ -401,10 +403,10 @@ def _refused(exc: Exception) -> click.ClickException:
     if isinstance(exc, NotFound):
         return click.ClickException(f"no {exc}")
     if isinstance(exc, ValidationError):
-        return click.ClickException("; ".join(f"{field}: {' '.join(map(str, messages))}"
+        return click.ClickException("; ".join(f"{named.get(field, field)}: {' '.join(map(str, messages))}"
                                               for field, messages in exc.normalized_messages().items()))
     field = getattr(exc, "field", None)
-    return click.ClickException(f"{field}: {exc}" if field else str(exc))
+    return click.ClickException(f"{named.get(field, field)}: {exc}" if field else str(exc))
 
 
 def _gateway_rules() -> tuple[type[Exception], ...]:
@@ -432,6 +434,9 @@ def create_key(is_admin: bool, city: str | None, scopes: str, label: str, expire
 
     if not is_admin and not city:
         raise click.UsageError("give --city for a city key, or --admin")
+    if is_admin and (city or scopes != "read,write"):
+        raise click.UsageError("an admin key belongs to no city and has every scope: give --admin alone, or "
+                               "--city with --scopes")
     wanted = ["admin", "read", "write"] if is_admin else [s.strip() for s in scopes.split(",") if s.strip()]
     directory, key_store = _directory()
     try:
@@ -442,7 +447,7 @@ def create_key(is_admin: bool, city: str | None, scopes: str, label: str, expire
     except _gateway_rules() as exc:
         if getattr(exc, "field", None) == "city":
             raise click.ClickException(f"{exc}; create it first with `twincity admin create-city`") from None
-        raise _refused(exc) from None
+        raise _refused(exc, options={"expires_at": "--expires", "scopes": "--scopes", "label": "--label"}) from None
     _audit("admin create-key", made["id"])
     click.echo(f"id:      {made['id']}\nkey:     {made['key']}\ncity:    {made['city'] or '(all: admin)'}\n"
                f"scopes:  {', '.join(made['scopes'])}\n"
@@ -495,11 +500,14 @@ def create_partnership(city_a: str, city_b: str, name: str, partnership_id: str 
 def list_directory() -> None:
     """Show cities, partnerships and keys (never the keys' secrets)."""
     directory, key_store = _directory()
-    for city in directory.list_cities():
+    cities, partnerships, keys = directory.list_cities(), directory.list_partnerships(), key_store.list_keys()
+    if not (cities or partnerships or keys):
+        click.echo("no cities, partnerships or keys yet: start with `twincity admin create-city`")
+    for city in cities:
         click.echo(f"city         {city['_id']:20} {city['name']} ({city['country']}, {city['language']})")
-    for p in directory.list_partnerships():
+    for p in partnerships:
         click.echo(f"partnership  {p['_id']:20} {p['name']}")
-    for k in key_store.list_keys():
+    for k in keys:
         state = "revoked" if k["revoked"] else "expired" if k["expired"] else ",".join(k["scopes"])
         until = f" until {k['expires_at']:%Y-%m-%d %H:%M}" if k["expires_at"] and not k["revoked"] else ""
         click.echo(f"key          {k['id']:20} {k['city'] or '(admin)'} {state}{until} {k['label']}")

@@ -394,6 +394,8 @@ def test_the_admin_commands_hold_names_and_labels_to_one_line_and_keep_the_last_
     env = {"MONGO_URL": "mongomock://cli-hardening", "TWINCITY_MEMORY_STORE": "1", "TWINCITY_ADMIN_KEY": ""}
     run = CliRunner()
     try:
+        empty = run.invoke(main, ["admin", "list"], env=env)
+        assert empty.exit_code == 0 and "no cities, partnerships or keys yet" in empty.output
         for city in ("karlsruhe", "krasnodar"):
             assert run.invoke(main, ["admin", "create-city", city, "--name", city.title(), "--country", "DE",
                                      "--language", "de"], env=env).exit_code == 0
@@ -409,6 +411,12 @@ def test_the_admin_commands_hold_names_and_labels_to_one_line_and_keep_the_last_
         # The CLI runs the same use cases as the API: the same rules, said plainly.
         nowhere = run.invoke(main, ["admin", "create-key", "--city", "nowhere"], env=env)
         assert nowhere.exit_code == 1 and "unknown city 'nowhere'; create it first" in nowhere.output
+        both = run.invoke(main, ["admin", "create-key", "--admin", "--city", "karlsruhe", "--scopes", "read"], env=env)
+        assert both.exit_code == 2 and "give --admin alone" in both.output
+        past = run.invoke(main, ["admin", "create-key", "--city", "karlsruhe", "--expires", "2020-01-01"], env=env)
+        assert past.exit_code == 1 and "--expires: must lie in the future" in past.output
+        scope = run.invoke(main, ["admin", "create-key", "--city", "karlsruhe", "--scopes", "root"], env=env)
+        assert scope.exit_code == 1 and "--scopes: must be some of read, write, admin; got root" in scope.output
         missing = run.invoke(main, ["admin", "revoke-key", "key_nope"], env=env)
         assert missing.exit_code == 1 and "no API key key_nope" in missing.output
         twin = run.invoke(main, ["admin", "create-partnership", "karlsruhe", "karlsruhe", "--name", "Solo"], env=env)
