@@ -44,7 +44,7 @@ def load() -> dict[str, Any]:
 
 def encode(ideas: list[dict[str, Any]], encoder: Encoder) -> None:
     """Attach int8 vectors to each idea the way the matching service stores them."""
-    engine = Engine(repo=None, matches=None, encoder=encoder)  # type: ignore[arg-type]  # ideas_vectors reads no store
+    engine = Engine(repo=None, encoder=encoder)  # type: ignore[arg-type]  # ideas_vectors reads no store
     for idea, vectors in zip(ideas, engine.ideas_vectors(ideas), strict=True):
         idea.update(vectors)
 

@@ -92,27 +92,26 @@ class Relay:
             backlog = sum(self._count(c) if more else sum(len(d.get(FIELD) or []) for d in docs)
                           for c, docs, more in found)
             metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog)
-            published = 0
+            # One publish for the pass, every collection's events in the order they happened: a participant's
+            # registration goes out before the idea they submitted a moment later, though the two wait in
+            # different collections (a consumer hears of the author before the idea that names them).
+            taken: list[tuple[Any, list[Any], list[dict[str, Any]]]] = []
             for collection, docs, _more in found:
-                batch: list[tuple[Any, list[dict[str, Any]]]] = []
-                for doc in docs:
-                    events = doc.get(FIELD) or []
-                    if cutoff is not None:
-                        events = [e for e in events if _occurred(e) <= cutoff]
-                    if events:
-                        batch.append((doc["_id"], events))
-                if not batch:
-                    continue
-                envelopes = [event for _, events in batch for event in events]
+                batch = [(doc["_id"], [e for e in doc.get(FIELD) or [] if cutoff is None or _occurred(e) <= cutoff])
+                         for doc in docs]
+                batch = [(doc_id, events) for doc_id, events in batch if events]
+                if batch:
+                    taken.append((collection, [doc_id for doc_id, _ in batch], [e for _, ev in batch for e in ev]))
+            envelopes = sorted((e for _, _, events in taken for e in events), key=_occurred)
+            published = len(envelopes)
+            if envelopes:
                 if self._publisher is None:
                     self._publisher = self._publisher_factory()
                 self._publisher.publish(envelopes)  # raises PublishError: nothing is removed
-                # One write removes the whole batch (event ids are unique, so the $in is exact).
-                collection.update_many(
-                    {"_id": {"$in": [doc_id for doc_id, _ in batch]}},
-                    {"$pull": {FIELD: {"id": {"$in": [e["id"] for e in envelopes]}}}},
-                )
-                published += len(envelopes)
+            for collection, doc_ids, events in taken:
+                # One write removes a collection's part of the batch (event ids are unique: the $in is exact).
+                collection.update_many({"_id": {"$in": doc_ids}},
+                                       {"$pull": {FIELD: {"id": {"$in": [e["id"] for e in events]}}}})
             self.published_total += published
             metrics.OUTBOX_PUBLISHED.labels(self.service).inc(published)
             metrics.OUTBOX_BACKLOG.labels(self.service).set(max(backlog - published, 0))

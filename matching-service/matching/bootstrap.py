@@ -43,7 +43,7 @@ def bootstrap(settings: Settings | None = None, *, clock: usecases.Clock = now) 
     runtime = Runtime(SPEC, settings)
     uow = repository.unit_of_work(runtime.db, on_events=runtime.relay.kick)
     hold_blas_to_one_thread()
-    engine = Engine(uow.models, uow.matches, Encoder(threads=1), runtime.settings.sync_overlap)
+    engine = Engine(uow.models, Encoder(threads=1), runtime.settings.sync_overlap)
     service = MatchingService(runtime, uow, engine, clock)
     runtime.wire(Wiring(
         handlers=registry.bind(EVENT_HANDLERS, uow=uow, engine=engine, clock=clock),

@@ -51,6 +51,15 @@ def similarity_part(cosine: float) -> float:
 
 
 @dataclass(frozen=True)
+class Proposal:
+    """A pair the engine found and worded: pair, kind, partnership, score, parts, reasons, sides (`fields`), and
+    the policy of its partnership (how long it stays open)."""
+
+    fields: Mapping[str, Any]
+    policy: MatchPolicy
+
+
+@dataclass(frozen=True)
 class Parts:
     """The score's parts, each 0..1, before weighting."""
 
@@ -208,9 +217,10 @@ class Match(Aggregate):
     """A proposal that two ideas (or a person's interests and an idea) of partner cities belong together."""
 
     @classmethod
-    def propose(cls, proposal: Mapping[str, Any], *, at: datetime) -> Match:
-        """A new proposal: `proposal` holds pair, kind, partnership, score, parts, reasons, sides, expires_at."""
-        match = cls({"_id": new_id("match"), **proposal, "status": PROPOSED, "version": 1, "created_at": at})
+    def propose(cls, proposal: Proposal, *, at: datetime) -> Match:
+        """A new proposal, open until its partnership's expiry from `at`."""
+        match = cls({"_id": new_id("match"), **proposal.fields, "status": PROPOSED, "version": 1, "created_at": at,
+                     "expires_at": expires_at(at, proposal.policy)})
         doc = match.doc
         payload = {k: doc[k] for k in ("partnership", "kind", "score", "parts", "reasons", "version")}
         payload.update(match_id=match.id, sides=[side_payload(s) for s in doc["sides"]],

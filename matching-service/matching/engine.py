@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from matching import domain
-from matching.domain import Match
-from matching.repository import MatchRepository, ReadModels
+from matching.domain import Proposal
+from matching.repository import ReadModels
 from matching.vectors import DIM, Encoder, Index, dequantize, quantize
 from services.store import now
 
@@ -44,11 +44,10 @@ def idea_text(idea: Mapping[str, Any]) -> str:
 
 
 class Engine:
-    """Finds the partners of ideas and people in its index, and proposes them (`matches`)."""
+    """Finds the partners of ideas and people in its index and words the proposals; the use cases store them."""
 
-    def __init__(self, repo: ReadModels, matches: MatchRepository, encoder: Encoder, sync_overlap: float = 1.0) -> None:
+    def __init__(self, repo: ReadModels, encoder: Encoder, sync_overlap: float = 1.0) -> None:
         self.repo = repo
-        self.matches = matches
         self.encoder = encoder
         # Each sync reads again the changes of this many seconds before the last one: a write stamped before
         # it may have become visible only after it. Its cost grows with the rate of changes times this.
@@ -239,34 +238,34 @@ class Engine:
         scored.sort(key=lambda c: -c["score"])
         return scored[: settings.top_k]
 
-    def match_idea(self, idea: Mapping[str, Any], *, synced: bool = False,
-                   nearest: Mapping[tuple[str, str], Hits] | None = None) -> int:
-        """Propose the best partners of an idea (ideas and interested people); returns proposals made.
+    def proposals_for_idea(self, idea: Mapping[str, Any], *, synced: bool = False,
+                           nearest: Mapping[tuple[str, str], Hits] | None = None) -> list[Proposal]:
+        """The best partners of an idea (ideas and interested people), as proposals to make.
 
         synced: the index was brought up to date after this idea was stored (see the module's docstring).
         nearest: its nearest ideas per partner city, searched after that (nearest_many); its keys are the
         partner cities, read once there.
         """
         if idea.get("status") not in domain.MATCHABLE:
-            return 0
+            return []
         if not synced:
             self.sync()
-        made = 0
+        found = []
         for pid, city in (self.partners_of(idea) if nearest is None else nearest):
             settings = self.repo.settings(pid)
             hits = nearest[(pid, city)] if nearest is not None else None
             for candidate in self.candidates(idea, pid, city, settings, hits):
-                made += self._propose(self._idea_match(idea, candidate, pid, settings))
-            made += self._propose_interested(idea, pid, city, settings)
-        return made
+                found.append(Proposal(self._idea_match(idea, candidate, pid), settings))
+            found += self._interested_in(idea, pid, city, settings)
+        return found
 
-    def match_participant(self, person: Mapping[str, Any]) -> int:
-        """Propose to a participant the partner cities' ideas that fit their interests."""
+    def proposals_for_person(self, person: Mapping[str, Any]) -> list[Proposal]:
+        """The partner cities' ideas that fit a participant's interests, as proposals to make."""
         if person.get("erased") or not person.get("vec") or not person.get("vec_scale"):
-            return 0
+            return []
         self.sync()
         query = dequantize(bytes(person["vec"]), person["vec_scale"])
-        made = 0
+        found = []
         for partnership in self.repo.partnerships.find({"cities": person["city"]}):
             settings = domain.MatchPolicy.from_doc(partnership.get("settings"))
             for city in partnership["cities"]:
@@ -277,29 +276,25 @@ class Engine:
                 for idea_id, cosine in hits:
                     idea = docs.get(idea_id)
                     if idea is not None and domain.similarity_part(cosine) >= settings.interest_threshold:
-                        made += self._propose(self._interest_match(person, idea, cosine, partnership["_id"],
-                                                                   settings))
-        return made
+                        found.append(Proposal(self._interest_match(person, idea, cosine, partnership["_id"]),
+                                              settings))
+        return found
 
-    def _propose_interested(self, idea: Mapping[str, Any], pid: str, city: str, settings: domain.MatchPolicy) -> int:
+    def _interested_in(self, idea: Mapping[str, Any], pid: str, city: str,
+                       settings: domain.MatchPolicy) -> list[Proposal]:
         query = dequantize(bytes(idea["vec"]), idea["vec_scale"])
-        made = 0
+        found = []
         for person_id, cosine in self.interests.search((city,), query, settings.top_k):
             if domain.similarity_part(cosine) < settings.interest_threshold:
                 continue
             person = self.repo.participant(person_id)
             if person and not person.get("erased"):
-                made += self._propose(self._interest_match(person, idea, cosine, pid, settings))
-        return made
+                found.append(Proposal(self._interest_match(person, idea, cosine, pid), settings))
+        return found
 
     # --- proposals -------------------------------------------------------------------------------------------
 
-    def _propose(self, proposal: dict[str, Any]) -> bool:
-        """Store the proposal (False: the pair was proposed before, by this worker or another)."""
-        return self.matches.propose(Match.propose(proposal, at=now()))
-
-    def _idea_match(self, idea: Mapping[str, Any], candidate: Mapping[str, Any], pid: str,
-                    settings: domain.MatchPolicy) -> dict[str, Any]:
+    def _idea_match(self, idea: Mapping[str, Any], candidate: Mapping[str, Any], pid: str) -> dict[str, Any]:
         other, parts = candidate["other"], candidate["parts"]
         shared = sorted({t.lower() for t in idea.get("tags", [])} & {t.lower() for t in other.get("tags", [])})
         complement = self.complement_phrases(idea, other) if parts.complement > 0 else None
@@ -319,11 +314,10 @@ class Engine:
             "parts": parts.as_dict(),
             "reasons": reasons,
             "sides": [_idea_side(idea), _idea_side(other)],
-            "expires_at": domain.expires_at(now(), settings),
         }
 
-    def _interest_match(self, person: Mapping[str, Any], idea: Mapping[str, Any], cosine: float, pid: str,
-                        settings: domain.MatchPolicy) -> dict[str, Any]:
+    def _interest_match(self, person: Mapping[str, Any], idea: Mapping[str, Any], cosine: float,
+                        pid: str) -> dict[str, Any]:
         part = domain.similarity_part(cosine)
         return {
             "pair": domain.pair_key("interest", person["_id"], idea["_id"]),
@@ -334,7 +328,6 @@ class Engine:
             "reasons": [domain.interest_reason(person.get("interests", ""), idea["title"], cosine)],
             "sides": [{"city": person["city"], "participant_id": person["_id"], "idea_id": None, "author_id": None,
                        "title": None, "language": person.get("language")}, _idea_side(idea)],
-            "expires_at": domain.expires_at(now(), settings),
         }
 
     def complement_phrases(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> domain.Complement | None:

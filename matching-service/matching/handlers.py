@@ -21,8 +21,8 @@ def partnership_changed(event: Event, uow: UnitOfWork) -> None:
     usecases.partnership_changed(uow, p["partnership_id"], p["name"], p["cities"], p["themes"])
 
 
-def ideas_changed(events: Sequence[Event], uow: UnitOfWork, engine: Engine) -> None:
-    usecases.take_ideas(uow, engine, events)
+def ideas_changed(events: Sequence[Event], uow: UnitOfWork, engine: Engine, clock: usecases.Clock) -> None:
+    usecases.take_ideas(uow, engine, events, clock)
 
 
 def idea_withdrawn(event: Event, uow: UnitOfWork, engine: Engine, clock: usecases.Clock) -> None:
@@ -30,8 +30,8 @@ def idea_withdrawn(event: Event, uow: UnitOfWork, engine: Engine, clock: usecase
     usecases.idea_withdrawn(uow, engine, p["idea_id"], p["version"], p["city"], clock)
 
 
-def participant_changed(event: Event, uow: UnitOfWork, engine: Engine) -> None:
-    usecases.participant_changed(uow, engine, event.payload)
+def participant_changed(event: Event, uow: UnitOfWork, engine: Engine, clock: usecases.Clock) -> None:
+    usecases.participant_changed(uow, engine, event.payload, clock)
 
 
 def participant_erased(event: Event, uow: UnitOfWork, engine: Engine) -> None:

@@ -45,7 +45,7 @@ def partnership_changed(uow: UnitOfWork, pid: str, name: str, cities: Sequence[s
     uow.models.put_partnership(pid, name, cities, themes)
 
 
-def take_ideas(uow: UnitOfWork, engine: Engine, events: Sequence[Event]) -> None:
+def take_ideas(uow: UnitOfWork, engine: Engine, events: Sequence[Event], clock: Clock) -> None:
     """Ideas submitted or changed: each stored (with its vectors) first, then searched for (see engine.py for why
     that order). The texts of all of them are encoded in one call and the index is brought up to date once."""
     todo = []
@@ -69,18 +69,25 @@ def take_ideas(uow: UnitOfWork, engine: Engine, events: Sequence[Event]) -> None
         elif fields["status"] in domain.MATCHABLE and needs_vectors:
             to_match.append(event)  # a new or reworded idea is matched (again); a status change alone is not
     engine.sync()
-    _match_ideas(uow, engine, to_match)
+    _match_ideas(uow, engine, to_match, clock)
 
 
-def _match_ideas(uow: UnitOfWork, engine: Engine, events: Sequence[Event]) -> None:
+def _match_ideas(uow: UnitOfWork, engine: Engine, events: Sequence[Event], clock: Clock) -> None:
     ideas = [uow.models.idea(event.payload["idea_id"]) for event in events]
     # Several ideas: each partner city's index is searched once for all of them.
     nearest = engine.nearest_many([i for i in ideas if i is not None]) if len(ideas) > 1 else {}
     for event, idea in zip(events, ideas, strict=True):
         with in_context(event):
             assert idea is not None
-            made = engine.match_idea(idea, synced=True, nearest=nearest.get(idea["_id"]))
+            made = propose(uow, engine.proposals_for_idea(idea, synced=True, nearest=nearest.get(idea["_id"])), clock)
             log.info("idea %s: %d new proposal(s)", event.payload["idea_id"], made)
+
+
+def propose(uow: UnitOfWork, proposals: Sequence[domain.Proposal], clock: Clock) -> int:
+    """Store the proposals the engine found, each with its match.proposed event; a pair proposed before (by this
+    worker or another) is not proposed again. Returns the proposals made."""
+    at = clock()
+    return sum(uow.matches.propose(Match.propose(proposal, at=at)) for proposal in proposals)
 
 
 def idea_withdrawn(uow: UnitOfWork, engine: Engine, idea_id: str, version: int, city: str, clock: Clock) -> None:
@@ -89,7 +96,7 @@ def idea_withdrawn(uow: UnitOfWork, engine: Engine, idea_id: str, version: int, 
     close_matches_of(uow, idea_id, "withdrawn", city, clock)
 
 
-def participant_changed(uow: UnitOfWork, engine: Engine, payload: Mapping[str, Any]) -> None:
+def participant_changed(uow: UnitOfWork, engine: Engine, payload: Mapping[str, Any], clock: Clock) -> None:
     """A person's interests, kept with their vector; changed interests are matched (again)."""
     pid = payload["participant_id"]
     stored = uow.models.participant(pid)
@@ -102,7 +109,7 @@ def participant_changed(uow: UnitOfWork, engine: Engine, payload: Mapping[str, A
     if interests_changed and fields["interests"].strip():
         person = uow.models.participant(pid)
         assert person is not None
-        engine.match_participant(person)
+        propose(uow, engine.proposals_for_person(person), clock)
 
 
 def participant_erased(uow: UnitOfWork, engine: Engine, pid: str) -> None:

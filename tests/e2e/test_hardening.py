@@ -314,7 +314,7 @@ def test_a_match_is_answered_in_the_name_of_a_participant_of_the_acting_city_onl
         assert "participant_id" in refused.json_body["errors"]
     assert api.ok("GET", f"/matches/{match['id']}", keys["karlsruhe"])["status"] == "proposed"
     answered = api.call("POST", f"/matches/{match['id']}/decline", keys["karlsruhe"], {"participant_id": lena})
-    assert answered.status_code == 200
+    assert answered.status_code == 200, answered.json_body
 
 
 # --- 10. /docs and /metrics --------------------------------------------------------------------------------

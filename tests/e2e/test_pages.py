@@ -264,11 +264,13 @@ def test_both_sides_accept_and_see_the_project(lab):
     assert "Warum sie zusammenpassen" in page and "Ähnliches Vorhaben" in page
     assert "Похожие замыслы" in dmitry.text("/matches")
     accepted = lena.post(f"/matches/{match_id}/accept", {"next": "/matches"})
-    assert accepted.status_code == 302
+    assert accepted.status_code == 302, accepted.get_data(as_text=True)[-300:]
     assert "Du hast angenommen" in lena.text("/matches")
-    assert dmitry.post(f"/matches/{match_id}/accept").status_code == 302
+    second = dmitry.post(f"/matches/{match_id}/accept")
+    assert second.status_code == 302, second.get_data(as_text=True)[-300:]
     assert "Обе стороны согласились" in dmitry.text("/matches")
-    assert lena.post(f"/matches/{match_id}/accept").status_code == 302
+    again = lena.post(f"/matches/{match_id}/accept")
+    assert again.status_code == 302, again.get_data(as_text=True)[-300:]
     assert "kann nicht mehr geantwortet werden" in lena.text("/matches")
     wait_for(lambda: "Start-up-Netzwerk" in lena.text("/projects"), 20, message="the project page")
     assert "Start-up-Netzwerk" in dmitry.text("/projects")

@@ -21,7 +21,7 @@ def test_waiting_ideas_are_encoded_together_and_each_pair_is_proposed_once(rabbi
     runtime, engine = service.runtime, service.engine
     encoded: list[int] = []  # texts per encoder call
     proposed_in: dict[str, str | None] = {}  # pair -> correlation id in force when it was proposed
-    original_encode, original_propose = engine.encoder.encode, engine.matches.propose
+    original_encode, original_propose = engine.encoder.encode, service.uow.matches.propose
 
     def counting_encode(texts: Any) -> Any:
         encoded.append(len(texts))
@@ -39,7 +39,7 @@ def test_waiting_ideas_are_encoded_together_and_each_pair_is_proposed_once(rabbi
         return original_nearest(ideas)
 
     engine.encoder.encode = counting_encode
-    engine.matches.propose = recording_propose
+    service.uow.matches.propose = recording_propose
     engine.nearest_many = counting_nearest
 
     writer = store.database(settings, "batch_writer")

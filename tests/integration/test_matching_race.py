@@ -46,11 +46,12 @@ def test_two_workers_propose_each_fitting_pair_exactly_once(rabbitmq: str, overl
     attempts: Counter[str] = Counter()
 
     if overlap == "forced":
-        for runtime, engine in ((s.runtime, s.engine) for s in services):
-            original_match = engine.match_idea
-            original_propose = engine.matches.propose
+        for service in services:
+            runtime, engine, matches = service.runtime, service.engine, service.uow.matches
+            original_match = engine.proposals_for_idea
+            original_propose = matches.propose
 
-            def match_after_partner(idea: dict, original_match=original_match, db=runtime.db, **_: Any) -> int:
+            def match_after_partner(idea: dict, original_match=original_match, db=runtime.db, **_: Any) -> Any:
                 kind, _, n = idea["_id"].partition("-")
                 partner = f"{'ru' if kind == 'de' else 'de'}-{n}"
                 pause = threading.Event()
@@ -65,8 +66,8 @@ def test_two_workers_propose_each_fitting_pair_exactly_once(rabbitmq: str, overl
                     attempts[match.get("pair")] += 1
                 return original_propose(match)
 
-            engine.match_idea = match_after_partner
-            engine.matches.propose = counting_propose
+            engine.proposals_for_idea = match_after_partner
+            matches.propose = counting_propose
 
     # Record which worker handled which idea event (wrapping each worker's own handler).
     for name, runtime in zip(("w1", "w2"), workers, strict=True):

@@ -147,7 +147,7 @@ def test_nearest_of_several_ideas_at_once_are_each_ideas_own():
         def partnership(self, pid: str) -> dict | None:
             return {"cities": ["ka", "kr"]} if pid == "p" else None
 
-    engine = Engine(repo=Partnerships(), matches=None, encoder=None)  # type: ignore[arg-type]
+    engine = Engine(repo=Partnerships(), encoder=None)  # type: ignore[arg-type]
     rng = np.random.default_rng(9)
 
     def idea(i: int, city: str, partnerships: list[str], status: str = "open") -> dict:

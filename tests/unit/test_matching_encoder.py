@@ -71,7 +71,7 @@ def test_a_text_has_the_same_vector_alone_or_in_company(encoder: Encoder):
 
 
 def test_seeks_and_offers_vectors_are_the_mean_of_their_phrases(encoder: Encoder):
-    engine = Engine(repo=None, matches=None, encoder=encoder)  # type: ignore[arg-type]
+    engine = Engine(repo=None, encoder=encoder)  # type: ignore[arg-type]
     idea = {"title": "Gärten", "description": "Gemeinsam gärtnern", "tags": [], "seeks": ["Saatgut", "Gärtner"],
             "offers": []}
     fields = engine.idea_vectors(idea)

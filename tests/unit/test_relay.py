@@ -46,6 +46,20 @@ def test_pending_events_are_published_in_order_then_removed(db):
     assert relay.relay_once() == 0 and relay.backlog() == 0
 
 
+def test_events_of_several_collections_go_out_in_the_order_they_happened(db):
+    """A participant registered (participants) just before submitting an idea (ideas): a consumer hears of the
+    author first, whichever collection the relay reads first. Before, each collection went out in turn, and
+    matching could propose a match to a person it did not know yet (an accept in their name was refused)."""
+    at = datetime.now(UTC) - timedelta(seconds=5)
+    stamped = [{**ev(n), "occurred_at": (at + timedelta(milliseconds=n)).isoformat()} for n in range(4)]
+    db.ideas.insert_one(outbox.with_events({"_id": "i"}, [stamped[1], stamped[3]]))
+    db.participants.insert_one(outbox.with_events({"_id": "p"}, [stamped[0], stamped[2]]))
+    fake = FakePublisher()
+    relay = outbox.Relay("t", db, ["ideas", "participants"], lambda: fake)
+    assert relay.relay_once() == 4 and relay.backlog() == 0
+    assert [e["payload"]["idea_id"] for e in fake.sent] == ["0", "1", "2", "3"]
+
+
 def test_a_failed_publish_removes_nothing(db):
     db.things.insert_one(outbox.with_events({"_id": 1}, [ev(1)]))
     relay = outbox.Relay("t", db, ["things"], lambda: FakePublisher(fail=True))
