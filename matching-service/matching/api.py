@@ -66,6 +66,11 @@ def _not_found(exc: NotFound) -> Response:
     return problem_response(404, "Not Found", f"no {exc} here")
 
 
+@bp.errorhandler(domain.NotASide)
+def _not_a_side(exc: domain.NotASide) -> Response:
+    return problem_response(403, "Forbidden", str(exc))
+
+
 @bp.errorhandler(Conflict)
 @bp.errorhandler(domain.RuleViolation)
 def _conflict(exc: Exception) -> Response:

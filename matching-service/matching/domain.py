@@ -183,6 +183,10 @@ class RuleViolation(Exception):
     """The match cannot do that now (rendered as 409)."""
 
 
+class NotASide(RuleViolation):
+    """The city is not one of the match's sides: it may not answer it (rendered as 403)."""
+
+
 @dataclass
 class Answer:
     status: str
@@ -192,12 +196,12 @@ class Answer:
 def answer(match: Mapping[str, Any], city: str, accept: bool) -> Answer:
     """The match after `city` accepted or declined; which events that causes."""
     status = match["status"]
-    if status not in OPEN_STATUSES:
-        raise RuleViolation(f"this match is {status}; it can no longer be answered")
     sides = match["sides"]
     mine = [s for s in sides if s["city"] == city]
     if not mine:
-        raise RuleViolation(f"{city} is not a side of this match")
+        raise NotASide(f"{city} is not a side of this match")
+    if status not in OPEN_STATUSES:
+        raise RuleViolation(f"this match is {status}; it can no longer be answered")
     if not accept:
         return Answer(DECLINED, ["match.declined"])
     if mine[0].get("answer") == "accepted":

@@ -55,7 +55,7 @@ def test_declining_closes_and_closed_matches_take_no_answers():
     for status in ("confirmed", "declined", "expired"):
         with pytest.raises(domain.RuleViolation):
             domain.answer({**MATCH, "status": status}, "karlsruhe", accept=True)
-    with pytest.raises(domain.RuleViolation, match="not a side"):
+    with pytest.raises(domain.NotASide, match="not a side"):
         domain.answer(MATCH, "nancy", accept=True)
     twice = {"status": "accepted", "sides": [{"city": "karlsruhe", "answer": "accepted"}, {"city": "krasnodar"}]}
     with pytest.raises(domain.RuleViolation, match="already"):
