@@ -79,7 +79,7 @@ class Directory:
         return list(self.partnerships.find(query, HIDDEN).sort("_id", 1))
 
     def caller(self, *, city: str | None, scopes: Sequence[str], key_id: str,
-               default_themes: Sequence[str]) -> Caller:
+               default_themes: Sequence[str], participant: str | None = None) -> Caller:
         """What a key may see: its city and the partner cities, or everything for an admin key."""
         admin = "admin" in scopes
         visible, refs = self._scope(None if admin else city)
@@ -90,6 +90,7 @@ class Directory:
             partnerships=refs,
             default_themes=tuple(default_themes),
             key_id=key_id,
+            participant=participant,
         )
 
     def _scope(self, city: str | None) -> tuple[tuple[str, ...], tuple[PartnershipRef, ...]]:

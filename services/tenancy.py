@@ -36,6 +36,9 @@ class Caller:
     partnerships: tuple[PartnershipRef, ...] = field(default_factory=tuple)
     default_themes: tuple[str, ...] = ()
     key_id: str | None = None
+    # The person acting, when a signed-in participant uses the pages: they act for themselves only (their own
+    # ideas, answers in their own name, the projects they are a member of). None for an API key.
+    participant: str | None = None
 
     @property
     def admin(self) -> bool:
@@ -56,6 +59,10 @@ class Caller:
         """`city` is the caller's own (or the caller an admin): its objects are the caller's to change, with the
         `write` scope, which caller() checks for every request that may change something."""
         return self.admin or (city is not None and city == self.city)
+
+    def acts_for(self, participant_id: str | None) -> bool:
+        """A key acts for anyone of its city; a signed-in participant only for themselves."""
+        return self.participant is None or participant_id == self.participant
 
     def acting_city(self, asked: str | None) -> str:
         """The city a change is made for: a city key's own (it may name it, not another), or the city an admin key
@@ -85,7 +92,7 @@ class Caller:
         return json.dumps({
             "city": self.city, "scopes": self.scopes, "visible_cities": self.visible_cities,
             "partnerships": [{"id": p.id, "cities": p.cities, "themes": p.themes} for p in self.partnerships],
-            "default_themes": self.default_themes, "key_id": self.key_id,
+            "default_themes": self.default_themes, "key_id": self.key_id, "participant": self.participant,
         }, separators=(",", ":"), ensure_ascii=True)
 
     @classmethod
@@ -101,6 +108,7 @@ class Caller:
             ),
             default_themes=tuple(data.get("default_themes", ())),
             key_id=data.get("key_id"),
+            participant=data.get("participant"),
         )
 
 

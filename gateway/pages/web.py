@@ -98,7 +98,8 @@ class Backend:
     def caller_of(self, visitor: Visitor) -> Caller:
         key_id = visitor.key_id or f"web:{visitor.participant_id}"
         return self.directory.caller(city=visitor.city, scopes=visitor.scopes or ("read", "write"), key_id=key_id,
-                                     default_themes=list(DEFAULT_THEMES))
+                                     default_themes=list(DEFAULT_THEMES),
+                                     participant=None if visitor.key_id else visitor.participant_id)
 
     def gateway_caller(self) -> Caller:
         """The gateway itself (finding a person by e-mail, asking for a sign-in e-mail)."""

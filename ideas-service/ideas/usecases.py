@@ -48,6 +48,8 @@ def submit_idea(uow: UnitOfWork, who: Caller, raw: Any, clock: Clock) -> Idea:
 def import_ideas(uow: UnitOfWork, who: Caller, rows: Sequence[Any], *, dry_run: bool, clock: Clock) -> list[Idea]:
     """A workshop's ideas in one go: every row checked before any is stored (nothing half-imported); the stored
     ideas (none on a dry run). Raises RowErrors naming each invalid row's fields."""
+    if who.participant is not None:
+        raise Problem(403, "Forbidden", "a workshop's ideas are imported by its coordinator (a city key)")
     checked, errors = [], {}
     for number, raw in enumerate(rows):
         try:
@@ -235,6 +237,10 @@ def _check_author(uow: UnitOfWork, city: str, data: dict[str, Any], errors: dict
 
 def _new_idea(uow: UnitOfWork, who: Caller, data: dict[str, Any]) -> dict[str, Any]:
     """A submitted idea (POST /ideas, or a row of an import) checked and completed for storing."""
+    if who.participant is not None:  # a signed-in participant submits in their own name only
+        if data.get("author_email") or data.get("author_id") not in (None, who.participant):
+            raise Problem(403, "Forbidden", "a participant submits ideas in their own name only")
+        data["author_id"] = who.participant
     errors: dict[str, Any] = {}
     city = _context_errors(uow, who, data, errors)
     if errors or city is None:
@@ -258,8 +264,12 @@ def _author(uow: UnitOfWork, author_id: str | None) -> Mapping[str, Any]:
 
 
 def _own(who: Caller, thing: Any) -> Any:
-    """`thing` (an Idea or a Participant the caller can see) if the caller's city may change it, else 403."""
+    """`thing` (an Idea or a Participant the caller can see) if the caller may change it, else 403: a key its
+    city's; a signed-in participant only their own ideas and their own details."""
     city = thing.get("city")
     if not who.can_change(city):
         raise Problem(403, "Forbidden", f"this belongs to {city}; your key may change only its own city's")
+    if not who.acts_for(thing.id if isinstance(thing, Participant) else thing.get("author_id")):
+        raise Problem(403, "Forbidden", "only its author may change this idea" if isinstance(thing, Idea)
+                      else "a participant may change only their own details")
     return thing

@@ -212,6 +212,16 @@ def answer(match: Mapping[str, Any], city: str, accept: bool) -> Answer:
     return Answer(ACCEPTED, ["match.accepted"])
 
 
+def is_a_side(match: Mapping[str, Any], person: str) -> bool:
+    """The person wrote one of the match's ideas, or is the participant whose interests it matched."""
+    return any(person in (s.get("author_id"), s.get("participant_id")) for s in match.get("sides", []))
+
+
+def is_member(project: Mapping[str, Any], person: str) -> bool:
+    """A member of the project, or one of the people whose match formed it."""
+    return any(m.get("participant_id") == person for m in project.get("members", [])) or is_a_side(project, person)
+
+
 def side_payload(side: Mapping[str, Any]) -> dict[str, Any]:
     """What an event tells of a side: whose idea (or interests), in which city and language."""
     return {k: side.get(k) for k in ("city", "idea_id", "participant_id", "author_id", "title", "language")}

@@ -186,9 +186,12 @@ class ProjectRepository(DocumentRepository[Project]):
             return False
         return True
 
-    def page(self, *, partnerships: Sequence[str] | None, limit: int,
-             cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        query = {} if partnerships is None else {"partnership": {"$in": list(partnerships)}}
+    def page(self, *, partnerships: Sequence[str] | None, limit: int, cursor: str | None,
+             member: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        query: dict[str, Any] = {} if partnerships is None else {"partnership": {"$in": list(partnerships)}}
+        if member is not None:
+            query["$or"] = [{"members.participant_id": member}, {"sides.author_id": member},
+                            {"sides.participant_id": member}]
         return page(self.collection, query, limit, cursor)
 
     def forget_person(self, pid: str) -> None:

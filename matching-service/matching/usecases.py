@@ -128,6 +128,10 @@ def answer_match(uow: UnitOfWork, who: Caller, match_id: str, accept: bool, part
     match = _visible_match(uow, who, match_id)
     if who.city is None:
         raise Problem(403, "Forbidden", "a match is answered by a key of one of its cities, not an admin key")
+    if who.participant is not None:  # a signed-in participant answers their own match, in their own name
+        participant_id = participant_id or who.participant
+        if not who.acts_for(participant_id) or not domain.is_a_side(match.doc, who.participant):
+            raise domain.NotASide("only the people of this match answer it, each in their own name")
     if participant_id is not None and who.city in [s["city"] for s in match.get("sides")]:
         # Named in match.accepted/declined, which partner cities and webhooks read: a person of this city only.
         person = uow.models.participant(participant_id)
@@ -210,13 +214,17 @@ def list_matches(uow: UnitOfWork, who: Caller, query: Mapping[str, Any]) -> tupl
 
 
 def list_projects(uow: UnitOfWork, who: Caller, query: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
-    return uow.projects.page(partnerships=_visible_partnerships(who), limit=query["limit"], cursor=query.get("cursor"))
+    """The projects of the caller's partnerships; a signed-in participant's own only."""
+    return uow.projects.page(partnerships=_visible_partnerships(who), member=who.participant, limit=query["limit"],
+                             cursor=query.get("cursor"))
 
 
 def read_project(uow: UnitOfWork, who: Caller, project_id: str) -> Project:
     project = uow.projects.get(project_id)
     allowed = _visible_partnerships(who)
     if allowed is not None and project.get("partnership") not in allowed:
+        raise NotFound("project", project_id)
+    if who.participant is not None and not domain.is_member(project.doc, who.participant):
         raise NotFound("project", project_id)
     return project
 

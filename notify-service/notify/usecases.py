@@ -220,8 +220,8 @@ def deliveries(repo: Repository, who: Caller, sid: str, limit: int,
 
 def _own_person(repo: Repository, who: Caller, pid: str) -> dict[str, Any]:
     person = repo.person(pid)
-    if person is None or person.get("erased") or not who.can_change(person.get("city")):
-        raise NotFound("participant", pid)  # an inbox is private to the person's own city
+    if person is None or person.get("erased") or not who.can_change(person.get("city")) or not who.acts_for(pid):
+        raise NotFound("participant", pid)  # an inbox is private: the person's own city's keys, or the person
     return person
 
 

@@ -264,3 +264,37 @@ def test_an_erasure_leaves_a_tombstone_and_tells_everyone(uow, clock):
         usecases.read_participant(uow, KARLSRUHE, person.id)
     with pytest.raises(Problem):
         usecases.erase_participant(uow, KRASNODAR, lena(uow, clock).id, clock)
+
+
+# --- a signed-in participant acts for themselves only ------------------------------------------------------
+
+def signed_in(person: Participant) -> Caller:
+    """The caller the pages send for a signed-in participant (services.tenancy.Caller.participant)."""
+    return Caller(city="karlsruhe", scopes=("read", "write"), visible_cities=("karlsruhe", "krasnodar"),
+                  partnerships=(PARTNERSHIP,), default_themes=THEMES, key_id=f"web:{person.id}",
+                  participant=person.id)
+
+
+def test_a_participant_submits_changes_and_withdraws_only_in_their_own_name(uow, clock):
+    author = lena(uow, clock)
+    jonas = usecases.register_participant(uow, KARLSRUHE, {"name": "Jonas Weber", "email": "jonas@example.org",
+                                                           "language": "de"}, clock)
+    as_lena, as_jonas = signed_in(author), signed_in(jonas)
+    own = usecases.submit_idea(uow, as_lena, GARDEN, clock)
+    assert own.get("author_id") == author.id, "the author is the person signed in"
+    with pytest.raises(Problem) as in_another_name:
+        usecases.submit_idea(uow, as_lena, {**GARDEN, "author_id": jonas.id}, clock)
+    assert in_another_name.value.status == 403
+    for attempt in (lambda: usecases.change_idea(uow, as_jonas, own.id, {"title": "Meins"}, clock),
+                    lambda: usecases.withdraw_idea(uow, as_jonas, own.id, clock),
+                    lambda: usecases.change_participant(uow, as_jonas, author.id, {"name": "Lena X"}, clock),
+                    lambda: usecases.import_ideas(uow, as_jonas, [GARDEN], dry_run=True, clock=clock)):
+        with pytest.raises(Problem) as refused:
+            attempt()
+        assert refused.value.status == 403
+    assert uow.ideas.get(own.id).get("title") == "Gemeinschaftsgarten"
+    usecases.change_idea(uow, as_lena, own.id, {"title": "Gemeinschaftsgarten am Rhein"}, clock)
+    assert usecases.withdraw_idea(uow, as_lena, own.id, clock).get("status") == domain.WITHDRAWN
+    # A city key acts for anyone of its city, as before.
+    other = usecases.submit_idea(uow, KARLSRUHE, {**GARDEN, "author_id": jonas.id}, clock)
+    usecases.change_idea(uow, KARLSRUHE, other.id, {"title": "Lastenrad"}, clock)

@@ -112,6 +112,11 @@ class FakeProjects(FakeDocuments[Project]):
         for doc in self.docs.values():
             doc["members"] = [m for m in doc["members"] if m["participant_id"] != pid]
 
+    def page(self, *, partnerships: Any, limit: int, cursor: Any, member: str | None = None) -> tuple[list, None]:
+        found = [d for d in self.docs.values() if (partnerships is None or d["partnership"] in partnerships)
+                 and (member is None or domain.is_member(d, member))]
+        return found[:limit], None
+
 
 class FakeEngine:
     """The index and the encoder stood in for: ideas get fixed vectors, and the proposals it "finds" for an idea
@@ -362,3 +367,26 @@ def test_the_handler_table_wires_each_event_to_its_use_case(uow, clock):
                                             "idea.submitted", "idea.updated", "idea.withdrawn",
                                             "participant.registered", "participant.updated", "participant.erased",
                                             "match.confirmed"}
+
+
+def test_a_signed_in_participant_answers_only_their_own_match_and_sees_only_their_projects(uow, clock):
+    from dataclasses import replace as changed
+
+    match = proposed(uow, clock)
+    jonas = changed(KARLSRUHE, participant="jonas")  # of Karlsruhe, but not on this match
+    lena = changed(KARLSRUHE, participant="lena")
+    with pytest.raises(domain.NotASide):
+        usecases.answer_match(uow, jonas, match.id, True, None, clock)
+    with pytest.raises(domain.NotASide):
+        usecases.answer_match(uow, lena, match.id, True, "jonas", clock)  # in another's name
+    answered = usecases.answer_match(uow, lena, match.id, True, None, clock)
+    assert uow.matches.events("match.accepted")[0].payload["participant_id"] == "lena" and answered.id == match.id
+    usecases.answer_match(uow, KRASNODAR, match.id, True, "anna", clock)
+    usecases.form_project(uow, match.id, "evt-confirmed", clock)
+    [project] = uow.projects.docs.values()
+    query = {"limit": 10}
+    assert [p["_id"] for p in usecases.list_projects(uow, lena, query)[0]] == [project["_id"]]
+    assert usecases.list_projects(uow, jonas, query)[0] == []
+    assert len(usecases.list_projects(uow, KARLSRUHE, query)[0]) == 1, "a city key sees its partnerships' projects"
+    with pytest.raises(NotFound):
+        usecases.read_project(uow, jonas, project["_id"])

@@ -82,6 +82,18 @@ class FakeRepository:
         self.unsubscribed.append(pid)
         return True
 
+    def inbox_of(self, pid: str, limit: int, cursor: Any, unread: bool) -> tuple[list[dict[str, Any]], None]:
+        mine = [n for n in self.notifications.values() if n["recipient"] == pid and n["channel"] == "inbox"
+                and not (unread and n.get("read_at"))]
+        return mine[:limit], None
+
+    def mark_read(self, pid: str, nid: str) -> dict[str, Any]:
+        found = self.notifications.get(nid)
+        if found is None or found["recipient"] != pid:
+            raise NotFound("notification", nid)
+        found["read_at"] = "now"
+        return found
+
 
 @pytest.fixture
 def repo() -> FakeRepository:
@@ -208,3 +220,20 @@ def test_an_unsubscribe_link_works_for_its_person_only_and_only_when_confirmed(r
     assert repo.unsubscribed == ["lena"]
     with pytest.raises(Problem):
         usecases.unsubscribe(repo, LETTERHEAD, token.replace("lena", "anna"), confirm=True)  # type: ignore[arg-type]
+
+
+def test_an_inbox_is_read_by_its_person_or_a_key_of_their_city_only(repo):
+    from dataclasses import replace as changed
+
+    handlers.notify_people(proposed(), repo, LETTERHEAD)  # type: ignore[arg-type]
+    query = {"limit": 10, "unread": True}
+    as_lena, as_jonas = changed(KARLSRUHE, participant="lena"), changed(KARLSRUHE, participant="jonas")
+    [note] = usecases.inbox(repo, as_lena, "lena", query)[0]  # type: ignore[arg-type]
+    assert usecases.inbox(repo, KARLSRUHE, "lena", query)[0] == [note]  # type: ignore[arg-type]
+    for who, pid in ((as_jonas, "lena"), (KRASNODAR, "lena"), (as_lena, "anna")):
+        with pytest.raises(NotFound):
+            usecases.inbox(repo, who, pid, query)  # type: ignore[arg-type]
+    with pytest.raises(NotFound):
+        usecases.mark_read(repo, as_jonas, "lena", note["_id"])  # type: ignore[arg-type]
+    assert usecases.mark_read(repo, as_lena, "lena", note["_id"])["read_at"]  # type: ignore[arg-type]
+    assert usecases.inbox(repo, as_lena, "lena", query)[0] == []  # type: ignore[arg-type]
