@@ -221,10 +221,9 @@ def add_partnership() -> tuple[Response, int]:
 
 @bp.get("/partnerships")
 def list_partnerships() -> Response:
-    key = need("read")
+    who = caller_of(need("read"))
     query_args(schemas.NoQuery)
-    city = None if key.admin else key.city
-    return jsonify(items=partnership_out.dump(usecases.list_partnerships(gateway().directory, city), many=True))
+    return jsonify(items=partnership_out.dump(usecases.list_partnerships(gateway().directory, who), many=True))
 
 
 @bp.post("/api-keys")

@@ -40,9 +40,9 @@ def add_partnership(directory: Directory, data: Mapping[str, Any], clock: Clock 
     return partnership_view(directory.add_partnership(partnership))
 
 
-def list_partnerships(directory: Directory, city: str | None) -> list[dict[str, Any]]:
-    """Every partnership (city None: an admin key), or those of one city."""
-    return [partnership_view(d) for d in directory.list_partnerships(city)]
+def list_partnerships(directory: Directory, who: Caller) -> list[dict[str, Any]]:
+    """Every partnership for an admin key; a city's key, those of its city."""
+    return [partnership_view(d) for d in directory.list_partnerships(None if who.admin else who.city)]
 
 
 def partnership_view(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,24 @@ from typing import Any
 from services.aggregate import Recorded
 
 LANGUAGES = ("de", "ru", "en")
-CHANNELS = ("email", "inbox")  # per person; webhooks are per city (subscriptions)
+CHANNELS = ("email", "inbox")  # per person (both unless they chose); webhooks are per city (subscriptions)
+
+
+def channels_of(person: Mapping[str, Any]) -> tuple[str, ...]:
+    """The channels a person gets messages on: those they chose, else both."""
+    return tuple(person.get("channels") or CHANNELS)
+
+
+def email_status(person: Mapping[str, Any], *, can_send: bool) -> tuple[str | None, str | None]:
+    """What becomes of the e-mail of a message to this person, and why when it is skipped: None (they did not ask
+    for e-mail), "skipped" (no address, unsubscribed, or no mail server: `can_send` False), "digest" (once a day)
+    or "pending" (sent on its own)."""
+    if "email" not in channels_of(person):
+        return None, None
+    if not person.get("email") or person.get("unsubscribed") or not can_send:
+        return "skipped", ("no e-mail address" if not person.get("email") else
+                           "unsubscribed" if person.get("unsubscribed") else "no SMTP_URL configured")
+    return ("digest" if person.get("digest") == "daily" else "pending"), None
 # Events a webhook may subscribe to (everything the platform publishes).
 WEBHOOK_EVENTS = (
     "idea.submitted", "idea.updated", "idea.withdrawn",

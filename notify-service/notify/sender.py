@@ -236,7 +236,10 @@ class Sender:
 
     def _send_digest(self, day: str, recipient: str, items: list[dict[str, Any]]) -> int:
         person = self.repo.person(recipient)
-        if not person or person.get("erased") or not person.get("email") or person.get("unsubscribed"):
+        # The same rule as when the items were stored, asked again now: the person may have left, unsubscribed
+        # or chosen the inbox alone since (one who chose single e-mails since still gets what waited).
+        if not person or person.get("erased") or domain.email_status(person, can_send=True)[0] not in ("digest",
+                                                                                                       "pending"):
             self.repo.fold_into_digest([i["_id"] for i in items], "skipped")
             return 0
         lang = domain.language_of(person)

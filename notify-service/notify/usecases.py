@@ -52,7 +52,7 @@ def person_changed(repo: Repository, payload: Mapping[str, Any]) -> None:
     prefs = payload.get("preferences") or {}
     repo.put_person(payload["participant_id"], payload["version"], {
         "city": payload["city"], "name": payload["name"], "email": payload.get("email"),
-        "language": payload["language"], "channels": prefs.get("channels", ["email", "inbox"]),
+        "language": payload["language"], "channels": prefs.get("channels", list(domain.CHANNELS)),
         "digest": prefs.get("digest", "immediate")})
 
 
@@ -80,15 +80,8 @@ def notify_people(repo: Repository, letterhead: Letterhead, event: Event) -> Non
 
 
 def _email_status(person: Mapping[str, Any], letterhead: Letterhead) -> tuple[str | None, dict[str, str]]:
-    """What becomes of the e-mail of a message to this person: None (not asked for), skipped (and why), digest or
-    pending (to be sent)."""
-    if "email" not in (person.get("channels") or ["email", "inbox"]):
-        return None, {}
-    if not person.get("email") or person.get("unsubscribed") or not letterhead.email:
-        why = ("no e-mail address" if not person.get("email") else
-               "unsubscribed" if person.get("unsubscribed") else "no SMTP_URL configured")
-        return "skipped", {"skipped_because": why}
-    return ("digest" if person.get("digest") == "daily" else "pending"), {}
+    status, why = domain.email_status(person, can_send=letterhead.email)
+    return status, ({"skipped_because": why} if why else {})
 
 
 def _store(repo: Repository, letterhead: Letterhead, event: Event, message: domain.Message,
@@ -111,7 +104,7 @@ def _store(repo: Repository, letterhead: Letterhead, event: Event, message: doma
             "summary": "\n\n".join(part for part in (
                 "\n".join(f"- {r}" for r in message.context.get("reasons", [])), link) if part),
             "day": datetime.now(UTC).date().isoformat()}
-    if "inbox" in (person.get("channels") or ["email", "inbox"]):
+    if "inbox" in domain.channels_of(person):
         repo.add_notification({**base, "key": derived_id(event.id, person["_id"], "inbox"),
                                "channel": "inbox", "status": "delivered", "read_at": None})
     if status is not None:

@@ -172,7 +172,9 @@ def test_a_city_key_sees_its_partnerships_themes_and_no_other(twinned):
     every = [t["key"] for t in usecases.themes(twinned, caller(None), None)]
     assert {"sister-schools", "wine"} <= set(every)
     assert [c["_id"] for c in usecases.list_cities(twinned, krasnodar)] == ["karlsruhe", "krasnodar"]
-    assert [p["_id"] for p in usecases.list_partnerships(twinned, "nancy")] == ["karlsruhe-nancy"]
+    nancy = caller("nancy", [twinned.partnerships["karlsruhe-nancy"]])
+    assert [p["_id"] for p in usecases.list_partnerships(twinned, nancy)] == ["karlsruhe-nancy"]
+    assert len(usecases.list_partnerships(twinned, caller(None))) == 2
 
 
 # --- API keys ---------------------------------------------------------------------------------------------------
