@@ -14,6 +14,7 @@ from typing import Any
 from flask import request
 from marshmallow import ValidationError
 
+from services.errors import Forbidden
 from services.web import Problem
 
 HEADER = "X-Twincity-Caller"
@@ -66,7 +67,7 @@ class Caller:
 
     def acting_city(self, asked: str | None) -> str:
         """The city a change is made for: a city key's own (it may name it, not another), or the city an admin key
-        names (it must). Raises ValidationError (422) for a missing or unknown city, Problem 403 for another's."""
+        names (it must). Raises ValidationError (422) for a missing or unknown city, Forbidden for another's."""
         if self.admin:
             if not asked:
                 raise ValidationError({"city": ["an admin key must say which city this belongs to"]})
@@ -74,9 +75,9 @@ class Caller:
                 raise ValidationError({"city": [f"unknown city {asked!r}"]})
             return asked
         if asked and asked != self.city:
-            raise Problem(403, "Forbidden", f"your key belongs to {self.city}; it cannot act for {asked}")
+            raise Forbidden(f"your key belongs to {self.city}; it cannot act for {asked}")
         if self.city is None:
-            raise Problem(403, "Forbidden", "this key belongs to no city")
+            raise Forbidden("this key belongs to no city")
         return self.city
 
     def partnerships_of(self, city: str) -> list[PartnershipRef]:

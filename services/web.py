@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from services import context, metrics
 from services.contract import schema_instance
+from services.errors import Refused
 from services.store import ID_PATTERN
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,7 @@ def create_base_app(service: str, readiness: Mapping[str, ReadinessCheck] | None
     app.after_request(_finish)
     app.teardown_request(_teardown)
     app.register_error_handler(Problem, _problem)
+    app.register_error_handler(Refused, _refused)
     app.register_error_handler(ValidationError, _invalid)
     app.register_error_handler(HTTPException, _http)
     app.register_error_handler(Exception, _unexpected)
@@ -219,6 +221,10 @@ def _problem(exc: Problem) -> Response:
     response = problem_response(exc.status, exc.title, exc.detail, **exc.extra)
     response.headers.update(exc.headers)
     return response
+
+
+def _refused(exc: Refused) -> Response:
+    return problem_response(exc.status, exc.title, str(exc))
 
 
 def _invalid(exc: ValidationError) -> Response:

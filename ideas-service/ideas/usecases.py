@@ -21,9 +21,9 @@ from ideas.repository import UnitOfWork
 from ideas.schemas import IdeaIn, IdeaPatch, IdeaRow, ParticipantPatch
 from services.aggregate import Conflict, retrying
 from services.contract import schema_instance
+from services.errors import Forbidden
 from services.store import NotFound
 from services.tenancy import Caller
-from services.web import Problem
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -49,7 +49,7 @@ def import_ideas(uow: UnitOfWork, who: Caller, rows: Sequence[Any], *, dry_run: 
     """A workshop's ideas in one go: every row checked before any is stored (nothing half-imported); the stored
     ideas (none on a dry run). Raises RowErrors naming each invalid row's fields."""
     if who.participant is not None:
-        raise Problem(403, "Forbidden", "a workshop's ideas are imported by its coordinator (a city key)")
+        raise Forbidden("a workshop's ideas are imported by its coordinator (a city key)")
     checked, errors = [], {}
     for number, raw in enumerate(rows):
         try:
@@ -199,7 +199,7 @@ def _loaded(uow: UnitOfWork, who: Caller, schema: type[Schema], raw: Any) -> dic
         if isinstance(raw, dict) and "city" not in errors:
             # As the schema saw them (stripped): a padded theme is no unknown theme.
             passed = {k: v.strip() for k, v in raw.items() if k not in errors and isinstance(v, str)}
-            with contextlib.suppress(Problem):  # a key that may not act for the city: field errors first
+            with contextlib.suppress(Forbidden):  # a key that may not act for the city: field errors first
                 _context_errors(uow, who, passed, errors)
         raise ValidationError(errors) from None
 
@@ -239,7 +239,7 @@ def _new_idea(uow: UnitOfWork, who: Caller, data: dict[str, Any]) -> dict[str, A
     """A submitted idea (POST /ideas, or a row of an import) checked and completed for storing."""
     if who.participant is not None:  # a signed-in participant submits in their own name only
         if data.get("author_email") or data.get("author_id") not in (None, who.participant):
-            raise Problem(403, "Forbidden", "a participant submits ideas in their own name only")
+            raise Forbidden("a participant submits ideas in their own name only")
         data["author_id"] = who.participant
     errors: dict[str, Any] = {}
     city = _context_errors(uow, who, data, errors)
@@ -268,8 +268,8 @@ def _own(who: Caller, thing: Any) -> Any:
     city's; a signed-in participant only their own ideas and their own details."""
     city = thing.get("city")
     if not who.can_change(city):
-        raise Problem(403, "Forbidden", f"this belongs to {city}; your key may change only its own city's")
+        raise Forbidden(f"this belongs to {city}; your key may change only its own city's")
     if not who.acts_for(thing.id if isinstance(thing, Participant) else thing.get("author_id")):
-        raise Problem(403, "Forbidden", "only its author may change this idea" if isinstance(thing, Idea)
-                      else "a participant may change only their own details")
+        raise Forbidden("only its author may change this idea" if isinstance(thing, Idea)
+                        else "a participant may change only their own details")
     return thing

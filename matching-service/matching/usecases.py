@@ -23,9 +23,9 @@ from matching.repository import UnitOfWork
 from services.aggregate import Conflict
 from services.bus import in_context
 from services.contract import Event
+from services.errors import Forbidden, Unprocessable
 from services.store import NotFound
 from services.tenancy import Caller
-from services.web import Problem
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -127,7 +127,7 @@ def answer_match(uow: UnitOfWork, who: Caller, match_id: str, accept: bool, part
     """The caller's city accepts or declines (in the name of one of its participants); the second yes confirms."""
     match = _visible_match(uow, who, match_id)
     if who.city is None:
-        raise Problem(403, "Forbidden", "a match is answered by a key of one of its cities, not an admin key")
+        raise Forbidden("a match is answered by a key of one of its cities, not an admin key")
     if who.participant is not None:  # a signed-in participant answers their own match, in their own name
         participant_id = participant_id or who.participant
         if not who.acts_for(participant_id) or not domain.is_a_side(match.doc, who.participant):
@@ -244,10 +244,10 @@ def read_settings(uow: UnitOfWork, who: Caller, pid: str) -> domain.MatchPolicy:
 
 def change_settings(uow: UnitOfWork, who: Caller, pid: str, changes: Mapping[str, Any]) -> domain.MatchPolicy:
     if not who.admin:
-        raise Problem(403, "Forbidden", "only an admin key changes how a partnership matches")
+        raise Forbidden("only an admin key changes how a partnership matches")
     _visible_partnership(who, pid)
     settings = replace(uow.models.settings(pid), **changes)
     if settings.semantic + settings.theme + settings.tags + settings.complement <= 0:
-        raise Problem(422, "Unprocessable Content", "at least one weight must be above 0")
+        raise Unprocessable("at least one weight must be above 0")
     uow.models.put_settings(pid, settings)
     return settings

@@ -13,9 +13,9 @@ from matching.domain import Match, Project
 from matching.repository import UnitOfWork
 from services.aggregate import Conflict
 from services.contract import new_event, parse_event
+from services.errors import Refused
 from services.store import DuplicateKeyError, NotFound
 from services.tenancy import Caller, PartnershipRef
-from services.web import Problem
 from tests.unit.fakes import Clock, FakeDocuments
 
 PARTNERSHIP = PartnershipRef("karlsruhe-krasnodar", ("karlsruhe", "krasnodar"))
@@ -250,7 +250,7 @@ def test_both_sides_accept_and_the_second_yes_confirms(uow, clock):
 def test_only_a_side_answers_and_in_the_name_of_its_own_people(uow, clock):
     match = proposed(uow, clock)
     for who, status in ((ADMIN, 403), (NANCY, 404)):
-        with pytest.raises((Problem, NotFound)) as refused:
+        with pytest.raises((Refused, NotFound)) as refused:
             usecases.answer_match(uow, who, match.id, True, None, clock)
         assert getattr(refused.value, "status", 404) == status
     with pytest.raises(ValidationError):
@@ -321,10 +321,10 @@ def test_an_erased_person_leaves_matches_and_projects(uow, clock):
 
 
 def test_a_partnership_s_matching_is_changed_by_an_admin_only_and_never_to_no_weight(uow):
-    with pytest.raises(Problem) as forbidden:
+    with pytest.raises(Refused) as forbidden:
         usecases.change_settings(uow, KARLSRUHE, "karlsruhe-krasnodar", {"threshold": 0.5})
     assert forbidden.value.status == 403
-    with pytest.raises(Problem) as refused:
+    with pytest.raises(Refused) as refused:
         usecases.change_settings(uow, ADMIN, "karlsruhe-krasnodar",
                                  {"semantic": 0, "theme": 0, "tags": 0, "complement": 0})
     assert refused.value.status == 422
