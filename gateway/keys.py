@@ -126,6 +126,10 @@ class KeyStore:
                                                                       "revoked_at": datetime.now(UTC)}})
         return result.matched_count == 1
 
+    def restore(self, key_id: str) -> None:
+        """Take a revocation back (see gateway.usecases.revoke_key: the last admin key stays)."""
+        self.collection.update_one({"_id": key_id}, {"$set": {"revoked": False}, "$unset": {"revoked_at": ""}})
+
     def active(self, key_id: str) -> ApiKey | None:
         """The key with this id while it is neither revoked nor expired."""
         doc = self.active_document(key_id, {"hash": 0})

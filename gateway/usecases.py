@@ -7,19 +7,23 @@ it matters; api.py only parses, calls one of these, and answers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from gateway import domain
 from gateway.audit import AuditLog
 from gateway.domain import City, Invalid, Partnership
-from gateway.keys import KeyStore
+from gateway.keys import ApiKey, KeyStore
 from gateway.repository import Directory
+from gateway.signin import LinkInvalid, Sessions, SignInLinks
 from services.store import NotFound, now
 from services.tenancy import Caller
 
 Clock = Callable[[], datetime]
+log = logging.getLogger(__name__)
 
 
 # --- cities and partnerships ------------------------------------------------------------------------------------
@@ -84,6 +88,11 @@ def revoke_key(keys: KeyStore, key_id: str, *, caller_id: str | None, configured
         domain.check_revoke(admin=target.admin, other_admins=keys.other_admins(key_id))
     if not keys.revoke(key_id):
         raise NotFound("API key", key_id)
+    if target is not None and target.admin and not keys.other_admins(key_id):
+        # Two admins revoking the last two admin keys at the same moment both passed the check above: looked at
+        # again after the write, each sees none left, and both take their revocation back (one may then retry).
+        keys.restore(key_id)
+        domain.check_revoke(admin=True, other_admins=0)
 
 
 def rotate_key(keys: KeyStore, key_id: str, *, caller_id: str | None, configured_id: str | None) -> dict[str, Any]:
@@ -105,3 +114,87 @@ def list_keys(keys: KeyStore) -> Sequence[dict[str, Any]]:
 
 def read_audit(audit: AuditLog, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
     return audit.page(limit, cursor)
+
+
+# --- signing in and out -----------------------------------------------------------------------------------------
+
+class People(Protocol):
+    """The participants the gateway may sign in (the ideas service owns them)."""
+
+    def with_email(self, email: str) -> list[dict[str, Any]]: ...
+
+    def read(self, participant_id: str, city: str) -> dict[str, Any] | None: ...
+
+
+class SignInMail(Protocol):
+    """Writes and sends a sign-in e-mail in the person's language (the notify service does)."""
+
+    def send(self, person: Mapping[str, Any], link: str, minutes: int, token_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SentLink:
+    name: str
+    city: str
+    path: str
+
+
+def request_sign_in(links: SignInLinks, people: People, mail: SignInMail, email: str,
+                    link_to: Callable[[str], tuple[str, str]]) -> list[SentLink]:
+    """Send a sign-in link to every participant with this address (one address may have one per city).
+
+    `link_to(token)` gives the link's (path, full address). Nobody learns from the answer whether the address is
+    known: the caller answers the same either way, and a few e-mails per address and quarter hour are the most
+    (more are dropped, and written down).
+    """
+    if not links.may_send(email):
+        log.warning("sign-in e-mails for one address throttled")
+        return []
+    sent = []
+    for person in people.with_email(email):
+        token, link_id = links.make(person["id"], person["city"])
+        path, address = link_to(token)
+        mail.send(person, address, links.minutes, link_id)
+        sent.append(SentLink(person.get("name", ""), person["city"], path))
+    return sent
+
+
+def check_sign_in_link(links: SignInLinks, token: str) -> None:
+    """Is the link genuine, fresh and unspent? (LinkInvalid says why not.) Opening it does not spend it: mail
+    scanners open links, and a link works once."""
+    links.check(token)
+
+
+def sign_in_with_link(links: SignInLinks, sessions: Sessions, people: People, token: str) -> tuple[dict[str, Any], str]:
+    """Spend the link (of two tabs, one signs in) and open a session: (the person, the session id).
+    LinkInvalid("gone") when the person was erased since the link was sent."""
+    link = links.spend(token)
+    person = people.read(link.participant_id, link.city)
+    if person is None:
+        raise LinkInvalid("gone")
+    return person, sessions.open(person["city"], participant_id=person["id"])
+
+
+class CoordinatorRefused(Exception):
+    """A coordinator may not sign in with this key; `reason`: unknown (or revoked, expired), admin, no-read."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def sign_in_coordinator(keys: KeyStore, sessions: Sessions, secret: str) -> tuple[ApiKey, str]:
+    """A coordinator signs in with a key of their city that may read: (the key, the session id)."""
+    key = keys.authenticate(secret)
+    if key is None:
+        raise CoordinatorRefused("unknown")
+    if key.city is None:
+        raise CoordinatorRefused("admin")  # an admin key belongs to no city, and the pages are a city's
+    if not key.allows("read"):
+        raise CoordinatorRefused("no-read")
+    return key, sessions.open(key.city, key_id=key.id)
+
+
+def sign_out(sessions: Sessions, session_id: Any) -> None:
+    """End the session on the server: a copy of the cookie stops working too."""
+    sessions.close(session_id)

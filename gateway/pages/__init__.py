@@ -17,9 +17,10 @@ from flask import Blueprint, Flask, Response, g, request, session
 from flask_babel import Babel
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from gateway import signin
 from gateway.clients import ServiceClient
 from gateway.keys import KeyStore
-from gateway.pages import account, coordinator, errors, ideas, matches, projects, signin
+from gateway.pages import account, coordinator, errors, ideas, matches, projects
 from gateway.pages.web import (
     EXTENSION,
     LOCALES,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,8 +23,8 @@ from flask import (
 from flask_babel import gettext as _
 from marshmallow import ValidationError, fields
 
+from gateway import usecases
 from gateway.pages.messages import all_in_words
-from gateway.pages.signin import LinkInvalid
 from gateway.pages.web import (
     LOCALES,
     ServiceError,
@@ -36,6 +37,7 @@ from gateway.pages.web import (
     participant_only,
     seg,
 )
+from gateway.signin import LinkInvalid
 from gateway.themes import DEFAULT_THEMES
 
 log = logging.getLogger(__name__)
@@ -78,9 +80,7 @@ def signin() -> Any:
         return render_template("pages/signin.html", email=email[:EMAIL_MAX], next=next_page,
                                error=_("Please enter a valid e-mail address, like name@example.org.")), 422
     dev_links: list[dict[str, str]] = []
-    if not pages().links.may_send(email):
-        log.warning("sign-in e-mails for one address throttled")
-    elif pages().settings.embedded:
+    if pages().settings.embedded:
         dev_links = send_links(email, next_page)  # `twincity dev` has no mail server: the link goes onto the page
     else:
         send_later(email, next_page)
@@ -104,22 +104,45 @@ def send_later(email: str, next_page: str) -> None:
     pages().mailer.submit(later)
 
 
-def send_links(email: str, next_page: str) -> list[dict[str, str]]:
-    """Find the people with this address and have notify send each a link; the links (for `twincity dev`)."""
-    sent = []
-    links, settings, gateway = pages().links, pages().settings, backend().gateway_caller()
-    found = backend().call(gateway, "ideas", "GET", "/internal/participants", query={"email": email})
-    for person in found.get("items", []):
-        token, link_id = links.make(person["id"], person["city"])
-        path = url_for("pages.account.signin_link", token=token, next=next_page or None)
-        backend().call(gateway, "notify", "POST", "/sign-in-mails", body={
+class _People:
+    """usecases.People through the ideas service's endpoints."""
+
+    def with_email(self, email: str) -> list[dict[str, Any]]:
+        found = backend().call(backend().gateway_caller(), "ideas", "GET", "/internal/participants",
+                               query={"email": email})
+        return list(found.get("items", []))
+
+    def read(self, participant_id: str, city: str) -> dict[str, Any] | None:
+        caller = backend().directory.caller(city=city, scopes=("read",), key_id=f"web:{participant_id}",
+                                            default_themes=list(DEFAULT_THEMES))
+        try:
+            return backend().call(caller, "ideas", "GET", f"/participants/{seg(participant_id)}")
+        except ServiceError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+
+class _SignInMail:
+    """usecases.SignInMail through the notify service."""
+
+    def send(self, person: Mapping[str, Any], link: str, minutes: int, token_id: str) -> None:
+        backend().call(backend().gateway_caller(), "notify", "POST", "/sign-in-mails", body={
             "participant_id": person["id"], "city": person["city"], "to": person["email"],
             "name": person.get("name", ""), "language": person.get("language", "en"),
-            "link": settings.public_url + path, "minutes": links.minutes, "token_id": link_id})
-        if settings.embedded:
-            log.info("sign-in link for %s (%s): %s%s", person["id"], person["city"], settings.public_url, path)
-        sent.append({"name": person.get("name", ""), "city": person["city"], "path": path})
-    return sent
+            "link": link, "minutes": minutes, "token_id": token_id})
+        if pages().settings.embedded:
+            log.info("sign-in link for %s (%s): %s", person["id"], person["city"], link)
+
+
+def send_links(email: str, next_page: str) -> list[dict[str, str]]:
+    """Have a link sent to everyone with this address; the links (shown on the page by `twincity dev`)."""
+    def link_to(token: str) -> tuple[str, str]:
+        path = url_for("pages.account.signin_link", token=token, next=next_page or None)
+        return path, pages().settings.public_url + path
+
+    sent = usecases.request_sign_in(pages().links, _People(), _SignInMail(), email, link_to)
+    return [{"name": s.name, "city": s.city, "path": s.path} for s in sent]
 
 
 @bp.get("/signin/sent")
@@ -134,25 +157,16 @@ def signin_sent() -> Any:
 @bp.route("/signin/<token>", methods=["GET", "POST"])
 def signin_link(token: str) -> Any:
     next_page = local_path(request.values.get("next"), url_for("pages.ideas.list"))
-    links = pages().links
     try:
-        # A GET only shows the button: mail scanners open links, and the link works once.
-        link = links.check(token) if request.method == "GET" else links.spend(token)
+        if request.method == "GET":
+            usecases.check_sign_in_link(pages().links, token)
+            return render_template("pages/signin_confirm.html", token=token, next=next_page)
+        person, sid = usecases.sign_in_with_link(pages().links, pages().sessions, _People(), token)
     except LinkInvalid as exc:
-        status = 410 if exc.reason in ("expired", "used") else 400
+        status = 410 if exc.reason in ("expired", "used", "gone") else 400
         return render_template("pages/signin_invalid.html", reason=exc.reason), status
-    if request.method == "GET":
-        return render_template("pages/signin_confirm.html", token=token, next=next_page)
-    caller = backend().directory.caller(city=link.city, scopes=("read",), key_id=f"web:{link.participant_id}",
-                                        default_themes=list(DEFAULT_THEMES))
-    try:
-        person = backend().call(caller, "ideas", "GET", f"/participants/{seg(link.participant_id)}")
-    except ServiceError as exc:
-        if exc.status == 404:
-            return render_template("pages/signin_invalid.html", reason="gone"), 410
-        raise
     _new_session({"kind": "participant", "id": person["id"], "city": person["city"], "name": person.get("name", ""),
-                  "sid": pages().sessions.open(person["city"], participant_id=person["id"])})
+                  "sid": sid})
     flash(_("Welcome, %(name)s! You are signed in.", name=person.get("name", "")), "ok")
     return redirect(next_page)
 
@@ -172,7 +186,7 @@ def _new_session(who: dict[str, Any]) -> None:
 def signout() -> Any:
     who = session.get("who")
     if isinstance(who, dict):
-        pages().sessions.close(who.get("sid"))  # a copy of the cookie stops working too
+        usecases.sign_out(pages().sessions, who.get("sid"))
     _new_session({})
     flash(_("You are signed out."), "ok")
     return redirect(url_for("pages.account.home"))
@@ -185,16 +199,17 @@ def coordinator_signin() -> Any:
     next_page = local_path(request.values.get("next"), url_for("pages.coordinator.overview"))
     if request.method == "GET":
         return render_template("pages/coordinator_signin.html", error=None, next=next_page)
-    key = backend().keys.authenticate(request.form.get("key", "").strip())
-    if key is None or key.city is None or not key.allows("read"):
-        error = (_("This key is unknown, revoked or expired.") if key is None
-                 else _("Sign in with the key of a city (an admin key belongs to no city).") if key.city is None
-                 else _("This key may not read; the coordinator pages need a key with the read scope."))
-        return render_template("pages/coordinator_signin.html", error=error, next=next_page), 401
+    try:
+        key, sid = usecases.sign_in_coordinator(backend().keys, pages().sessions, request.form.get("key", "").strip())
+    except usecases.CoordinatorRefused as exc:
+        error = {"unknown": _("This key is unknown, revoked or expired."),
+                 "admin": _("Sign in with the key of a city (an admin key belongs to no city)."),
+                 "no-read": _("This key may not read; the coordinator pages need a key with the read scope.")}
+        return render_template("pages/coordinator_signin.html", error=error[exc.reason], next=next_page), 401
     # The key's id and a fingerprint of its secret, never the secret itself: the cookie is signed, not secret.
     current = backend().coordinator_key(key.id)
     _new_session({"kind": "coordinator", "key": key.id, "city": key.city, "fp": current[1] if current else "",
-                  "sid": pages().sessions.open(key.city, key_id=key.id)})  # signing out ends it on the server
+                  "sid": sid})  # signing out ends it on the server
     city = backend().directory.city(key.city)
     flash(_("You are signed in as coordinator of %(city)s.", city=city["name"] if city else key.city), "ok")
     return redirect(next_page)

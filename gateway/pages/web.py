@@ -25,8 +25,8 @@ from flask_babel import get_locale, lazy_gettext
 
 from gateway.clients import ServiceClient
 from gateway.keys import ApiKey, KeyStore, key_of
-from gateway.pages.signin import Sessions, SignInLinks
 from gateway.repository import Directory
+from gateway.signin import Sessions, SignInLinks
 from gateway.themes import DEFAULT_THEMES
 from services.config import Settings
 from services.tenancy import HEADER as CALLER_HEADER

@@ -185,8 +185,4 @@ def _shown(who: Caller, idea: dict[str, Any]) -> dict[str, Any]:
 
 
 def _only_visible_partnerships(who: Caller, shown: dict[str, Any]) -> dict[str, Any]:
-    """An idea names only the partnerships the caller is in: Nancy must not learn Karlsruhe's other twins."""
-    if not who.admin:
-        mine = {p.id for p in who.partnerships}
-        shown["partnerships"] = [p for p in shown.get("partnerships", []) if p in mine]
-    return shown
+    return domain.partnerships_shown(shown, admin=who.admin, callers_partnerships={p.id for p in who.partnerships})

@@ -192,3 +192,11 @@ class Participant(Aggregate):
         self.remove(*[name for name in self.doc if name not in ("_id", "city", "version")])
         self.set(erased=True, erased_at=at, version=self.read_version + 1)
         self.record("participant.erased", {"participant_id": self.id, "city": self.doc["city"]}, city=self.doc["city"])
+
+
+def partnerships_shown(shown: dict[str, Any], *, admin: bool, callers_partnerships: set[str]) -> dict[str, Any]:
+    """An idea names only the partnerships the caller is in (all of them to an admin): Nancy must not learn
+    Karlsruhe's other twins."""
+    if not admin:
+        shown["partnerships"] = [p for p in shown.get("partnerships", []) if p in callers_partnerships]
+    return shown

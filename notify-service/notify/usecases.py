@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,13 +24,14 @@ from notify import domain, render
 from notify.repository import Repository
 from notify.sender import resolve
 from services import lease
-from services.contract import Event, now_iso
+from services.contract import Event
+from services.errors import Forbidden, Gone, Unavailable
 from services.inbox import derived_id
-from services.store import NotFound, new_id
+from services.store import NotFound, new_id, now
 from services.tenancy import Caller
-from services.web import Problem
 
 log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
 Bindings = Callable[[], AbstractContextManager[None]]  # held around a change of what webhooks want
 
 
@@ -66,7 +67,7 @@ def city_registered(repo: Repository, city: str, name: str, language: str) -> No
 
 # --- telling people -----------------------------------------------------------------------------------------
 
-def notify_people(repo: Repository, letterhead: Letterhead, event: Event) -> None:
+def notify_people(repo: Repository, letterhead: Letterhead, event: Event, clock: Clock = now) -> None:
     """Everyone this event concerns hears of it (domain.messages_for), once per event, channel and person."""
     def lang_of(pid: str) -> str:
         return domain.language_of(repo.person(pid))
@@ -76,7 +77,7 @@ def notify_people(repo: Repository, letterhead: Letterhead, event: Event) -> Non
         if person is None or person.get("erased"):
             log.info("%s: no one to tell for recipient %s (unknown or erased)", event.type, message.recipient)
             continue
-        _store(repo, letterhead, event, message, person)
+        _store(repo, letterhead, event, message, person, clock().date().isoformat())
 
 
 def _email_status(person: Mapping[str, Any], letterhead: Letterhead) -> tuple[str | None, dict[str, str]]:
@@ -85,7 +86,7 @@ def _email_status(person: Mapping[str, Any], letterhead: Letterhead) -> tuple[st
 
 
 def _store(repo: Repository, letterhead: Letterhead, event: Event, message: domain.Message,
-           person: Mapping[str, Any]) -> None:
+           person: Mapping[str, Any], day: str) -> None:
     lang = domain.language_of(person)
     unsubscribe_url = letterhead.unsubscribe_url(person["_id"])
     # The gateway's web pages answer the same paths as the API (without /api/v1): a person's e-mail opens a page.
@@ -103,7 +104,7 @@ def _store(repo: Repository, letterhead: Letterhead, event: Event, message: doma
             # What a daily digest shows of it: the reasons and the link, not a whole mail's greeting.
             "summary": "\n\n".join(part for part in (
                 "\n".join(f"- {r}" for r in message.context.get("reasons", [])), link) if part),
-            "day": datetime.now(UTC).date().isoformat()}
+            "day": day}  # the digest of that day (UTC) carries it
     if "inbox" in domain.channels_of(person):
         repo.add_notification({**base, "key": derived_id(event.id, person["_id"], "inbox"),
                                "channel": "inbox", "status": "delivered", "read_at": None})
@@ -154,15 +155,15 @@ def subscribe(repo: Repository, who: Caller, data: Mapping[str, Any], allow: Seq
         with bindings():  # stored, then bound, before any other process may unbind (services/runtime.py)
             doc = repo.add_subscription(city, data["url"], events, data["secret"])
     except lease.LockBusy:
-        raise Problem(503, "Service Unavailable", "webhooks are being changed by another request; nothing "
-                      "was kept: try again shortly") from None
+        raise Unavailable("webhooks are being changed by another request; nothing was kept: try again "
+                          "shortly") from None
     except Exception as exc:
         if doc is None:
             raise
         repo.delete_subscription(doc["_id"])
         log.warning("webhook %s not kept: its events could not be bound (%r)", doc["_id"], exc)
-        raise Problem(503, "Service Unavailable", "the message broker does not answer right now, so this "
-                      "webhook would miss events; nothing was kept: try again shortly") from None
+        raise Unavailable("the message broker does not answer right now, so this webhook would miss events; "
+                          "nothing was kept: try again shortly") from None
     return doc
 
 
@@ -174,7 +175,7 @@ def unsubscribe_webhook(repo: Repository, who: Caller, sid: str, bindings: Bindi
             repo.delete_subscription(doc["_id"])
             deleted = True
     except lease.LockBusy:
-        raise Problem(503, "Service Unavailable", "webhooks are being changed by another request; the webhook "
+        raise Unavailable("webhooks are being changed by another request; the webhook "
                       "is still there: try again shortly") from None
     except Exception as exc:
         if not deleted:
@@ -187,12 +188,13 @@ def list_webhooks(repo: Repository, who: Caller) -> list[dict[str, Any]]:
     return repo.subscriptions_of(None if who.admin else who.city)
 
 
-def ping(repo: Repository, who: Caller, sid: str) -> str:
+def ping(repo: Repository, who: Caller, sid: str, clock: Clock = now) -> str:
     """A test delivery to the webhook now (even while it is paused); its event id."""
     doc = own_subscription(repo, who, sid)
     event_id = new_id("ping")
-    envelope = {"id": event_id, "type": domain.PING, "version": 1, "occurred_at": now_iso(),
-                "city": doc["city"], "producer": "notify", "payload": {"webhook_id": sid}}
+    envelope = {"id": event_id, "type": domain.PING, "version": 1,
+                "occurred_at": clock().isoformat(timespec="microseconds"), "city": doc["city"], "producer": "notify",
+                "payload": {"webhook_id": sid}}
     repo.add_delivery({"key": event_id, "subscription_id": sid, "city": doc["city"], "event": envelope,
                        "event_id": event_id})
     return event_id
@@ -232,7 +234,7 @@ def sign_in_mail(repo: Repository, who: Caller, letterhead: Letterhead, data: Ma
     """A sign-in link by e-mail, in the person's language (the gateway made the link); the mail's status.
     Sent even to people who unsubscribed from notifications: they asked for this one themselves."""
     if not who.admin:
-        raise Problem(403, "Forbidden", "only the gateway itself asks for sign-in e-mails")
+        raise Forbidden("only the gateway itself asks for sign-in e-mails")
     lang = domain.language_of({"language": data["language"]})
     unsubscribe_url = letterhead.unsubscribe_url(data["participant_id"])
     subject, text, html = render.render("sign_in", lang, {
@@ -252,7 +254,7 @@ def unsubscribe(repo: Repository, letterhead: Letterhead, token: str, *, confirm
     """The link in every e-mail: the token proves who it is for; only a confirmed one (POST) unsubscribes."""
     pid = domain.check_unsubscribe_token(letterhead.secret, token)
     if pid is None:
-        raise Problem(404, "Not Found", "this unsubscribe link is not valid")
+        raise Gone("this unsubscribe link is not valid")
     if confirm:
         with contextlib.suppress(NotFound):
             repo.unsubscribe(pid)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
-from gateway.pages.signin import SignInLinks
+from gateway.signin import SignInLinks
 from tests.conftest import wait_for
 from tests.e2e.conftest import ADMIN, Api, running_platform
 from twincity.demo import seed

@@ -81,6 +81,9 @@ class FakeKeyStore:
         self.keys[key_id]["revoked"] = True
         return True
 
+    def restore(self, key_id: str) -> None:
+        self.keys[key_id]["revoked"] = False
+
     def rotate(self, key_id: str) -> str | None:
         if self.active(key_id) is None:
             return None
@@ -217,6 +220,25 @@ def test_the_calling_key_the_configured_key_and_the_last_admin_key_stay(twinned)
         usecases.revoke_key(keys, first, caller_id=None, configured_id=None)
     with pytest.raises(NotFound):
         usecases.revoke_key(keys, "key_nope", caller_id=first, configured_id=None)
+
+
+def test_two_admins_revoking_the_last_two_admin_keys_at_once_leave_one(twinned):
+    class Racing(FakeKeyStore):
+        """Another admin's revocation of `other` lands between this one's check and its write."""
+
+        other = ""
+
+        def revoke(self, key_id: str) -> bool:
+            if self.other and key_id != self.other:
+                self.keys[self.other]["revoked"] = True
+            return super().revoke(key_id)
+
+    keys = Racing()
+    first = usecases.add_key(twinned, keys, {"scopes": ["admin"], "city": None})["id"]
+    keys.other = usecases.add_key(twinned, keys, {"scopes": ["admin"], "city": None})["id"]
+    with pytest.raises(RuleViolation, match="last active admin key"):
+        usecases.revoke_key(keys, first, caller_id=None, configured_id=None)
+    assert keys.active(first) is not None, "the revocation that found no admin left afterwards was taken back"
 
 
 def test_a_rotated_key_gets_a_new_secret_and_an_expired_one_is_told_to_make_a_new_key(twinned):

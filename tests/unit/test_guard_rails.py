@@ -61,3 +61,15 @@ def test_every_service_has_the_same_rooms(service: str):
     assert isinstance(handlers.EVENT_HANDLERS, dict) and handlers.EVENT_HANDLERS, "a static table of handlers"
     assert tuple(bootstrap.SPEC.event_types) == tuple(sorted(handlers.EVENT_HANDLERS))
     assert all(callable(getattr(bootstrap, name)) for name in ("bootstrap", "create_app", "run_worker"))
+
+
+def test_the_gateway_has_its_rooms_too():
+    """The gateway owns cities, partnerships, keys and sign-in (no events to handle): the same rooms but handlers,
+    and its use cases (sign-in included) in one file."""
+    for room in ("domain", "usecases", "repository", "schemas", "api", "bootstrap"):
+        importlib.import_module(f"gateway.{room}")
+    usecases = importlib.import_module("gateway.usecases")
+    for name in ("add_city", "add_partnership", "add_key", "revoke_key", "rotate_key", "request_sign_in",
+                 "sign_in_with_link", "sign_in_coordinator", "sign_out"):
+        assert callable(getattr(usecases, name)), name
+    assert callable(importlib.import_module("gateway.bootstrap").create_app)

@@ -12,9 +12,9 @@ from ideas.domain import Idea, Participant
 from ideas.repository import DuplicateEmail, UnitOfWork
 from services.aggregate import Conflict
 from services.contract import new_event, parse_event
+from services.errors import Refused
 from services.store import NotFound
 from services.tenancy import Caller, PartnershipRef
-from services.web import Problem
 from tests.unit.fakes import Clock, FakeDocuments
 
 PARTNERSHIP = PartnershipRef("karlsruhe-krasnodar", ("karlsruhe", "krasnodar"), ("twin-sports",))
@@ -120,7 +120,7 @@ def test_an_admin_key_names_the_city_and_a_city_key_acts_for_its_own(uow, clock)
         usecases.submit_idea(uow, ADMIN, GARDEN, clock)
     assert "must say which city" in refused.value.messages["city"][0]
     assert usecases.submit_idea(uow, ADMIN, {**GARDEN, "city": "krasnodar"}, clock).get("city") == "krasnodar"
-    with pytest.raises(Problem) as forbidden:
+    with pytest.raises(Refused) as forbidden:
         usecases.submit_idea(uow, KARLSRUHE, {**GARDEN, "city": "krasnodar"}, clock)
     assert forbidden.value.status == 403
 
@@ -173,7 +173,7 @@ def test_a_change_without_a_version_is_retried_when_another_writer_got_there_fir
 def test_partners_read_but_do_not_change_and_others_see_nothing(uow, clock):
     idea = usecases.submit_idea(uow, KARLSRUHE, GARDEN, clock)
     assert usecases.read_idea(uow, KRASNODAR, idea.id).id == idea.id
-    with pytest.raises(Problem) as forbidden:
+    with pytest.raises(Refused) as forbidden:
         usecases.change_idea(uow, KRASNODAR, idea.id, {"title": "Übernommen"}, clock)
     assert forbidden.value.status == 403
     stranger = Caller(city="nancy", scopes=("read", "write"), visible_cities=("nancy", "dijon"))
@@ -262,7 +262,7 @@ def test_an_erasure_leaves_a_tombstone_and_tells_everyone(uow, clock):
     assert uow.participants.events()[-1].payload == {"participant_id": person.id, "city": "karlsruhe"}
     with pytest.raises(NotFound):
         usecases.read_participant(uow, KARLSRUHE, person.id)
-    with pytest.raises(Problem):
+    with pytest.raises(Refused):
         usecases.erase_participant(uow, KRASNODAR, lena(uow, clock).id, clock)
 
 
@@ -282,14 +282,14 @@ def test_a_participant_submits_changes_and_withdraws_only_in_their_own_name(uow,
     as_lena, as_jonas = signed_in(author), signed_in(jonas)
     own = usecases.submit_idea(uow, as_lena, GARDEN, clock)
     assert own.get("author_id") == author.id, "the author is the person signed in"
-    with pytest.raises(Problem) as in_another_name:
+    with pytest.raises(Refused) as in_another_name:
         usecases.submit_idea(uow, as_lena, {**GARDEN, "author_id": jonas.id}, clock)
     assert in_another_name.value.status == 403
     for attempt in (lambda: usecases.change_idea(uow, as_jonas, own.id, {"title": "Meins"}, clock),
                     lambda: usecases.withdraw_idea(uow, as_jonas, own.id, clock),
                     lambda: usecases.change_participant(uow, as_jonas, author.id, {"name": "Lena X"}, clock),
                     lambda: usecases.import_ideas(uow, as_jonas, [GARDEN], dry_run=True, clock=clock)):
-        with pytest.raises(Problem) as refused:
+        with pytest.raises(Refused) as refused:
             attempt()
         assert refused.value.status == 403
     assert uow.ideas.get(own.id).get("title") == "Gemeinschaftsgarten"
@@ -298,3 +298,12 @@ def test_a_participant_submits_changes_and_withdraws_only_in_their_own_name(uow,
     # A city key acts for anyone of its city, as before.
     other = usecases.submit_idea(uow, KARLSRUHE, {**GARDEN, "author_id": jonas.id}, clock)
     usecases.change_idea(uow, KARLSRUHE, other.id, {"title": "Lastenrad"}, clock)
+
+
+def test_an_idea_names_only_the_partnerships_of_the_one_who_reads_it():
+    from ideas import domain
+
+    idea = {"id": "i1", "partnerships": ["karlsruhe-krasnodar", "karlsruhe-nancy"]}
+    seen = domain.partnerships_shown(dict(idea), admin=False, callers_partnerships={"karlsruhe-nancy"})
+    assert seen["partnerships"] == ["karlsruhe-nancy"], "Nancy does not learn of Karlsruhe's other twin"
+    assert domain.partnerships_shown(dict(idea), admin=True, callers_partnerships=set()) == idea

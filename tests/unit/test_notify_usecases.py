@@ -11,9 +11,10 @@ from marshmallow import ValidationError
 
 from notify import domain, handlers, usecases
 from services.contract import new_event, parse_event
+from services.errors import Refused
 from services.store import NotFound
 from services.tenancy import Caller
-from services.web import Problem
+from tests.unit.fakes import Clock
 
 KARLSRUHE = Caller(city="karlsruhe", scopes=("read", "write"), visible_cities=("karlsruhe", "krasnodar"))
 KRASNODAR = Caller(city="krasnodar", scopes=("read", "write"), visible_cities=("karlsruhe", "krasnodar"))
@@ -78,6 +79,18 @@ class FakeRepository:
     def delete_subscription(self, sid: str) -> None:
         self.subscriptions.pop(sid, None)
 
+    def subscriptions_of(self, city: str | None) -> list[dict[str, Any]]:
+        return [s for s in self.subscriptions.values() if city is None or s["city"] == city]
+
+    def resume_subscription(self, sid: str) -> None:
+        self.subscriptions[sid]["status"] = "active"
+        for d in self.deliveries.values():
+            if d["subscription_id"] == sid and d["status"] == "held":
+                d["status"] = "pending"
+
+    def deliveries_of(self, sid: str, limit: int, cursor: Any) -> tuple[list[dict[str, Any]], None]:
+        return [d for d in self.deliveries.values() if d["subscription_id"] == sid][:limit], None
+
     def unsubscribe(self, pid: str) -> bool:
         self.unsubscribed.append(pid)
         return True
@@ -129,6 +142,13 @@ def test_both_authors_hear_of_a_proposal_in_their_language_once_per_channel(repo
     assert by[("lena", "email")]["link"] == "http://lab.example/ideas/i-de/matches"
 
 
+def test_a_notification_belongs_to_the_digest_of_the_day_on_the_services_clock(repo):
+    clock = Clock()
+    clock.at = clock.at.replace(hour=23, minute=59)
+    usecases.notify_people(repo, LETTERHEAD, proposed(), clock)  # type: ignore[arg-type]
+    assert {n["day"] for n in repo.notifications.values()} == {"2026-12-02"}
+
+
 def test_without_a_mail_server_an_email_is_skipped_and_says_why(repo):
     handlers.notify_people(proposed(), repo, usecases.Letterhead("http://lab.example", "s", email=False))  # type: ignore[arg-type]
     emails = [n for n in repo.notifications.values() if n["channel"] == "email"]
@@ -172,7 +192,7 @@ def test_a_webhook_goes_only_to_a_public_address_and_belongs_to_its_city(repo, m
                                              "secret": "s" * 16, "city": None}, (), no_bindings)
     assert "public internet" in refused.value.messages["url"][0]
     monkeypatch.setattr(usecases, "resolve", lambda url: ["93.184.215.14"])
-    with pytest.raises(Problem) as forbidden:
+    with pytest.raises(Refused) as forbidden:
         usecases.subscribe(repo, KARLSRUHE, {"url": "https://hooks.example.org/x", "events": ["*"],  # type: ignore[arg-type]
                                              "secret": "s" * 16, "city": "krasnodar"}, (), no_bindings)
     assert forbidden.value.status == 403
@@ -193,17 +213,17 @@ def test_a_webhook_that_cannot_be_bound_is_not_kept(repo, monkeypatch):
         yield
         raise ConnectionRefusedError("broker down")
 
-    with pytest.raises(Problem) as unavailable:
+    with pytest.raises(Refused) as unavailable:
         usecases.subscribe(repo, KARLSRUHE, {"url": "https://hooks.example.org/x", "events": ["*"],  # type: ignore[arg-type]
                                              "secret": "s" * 16, "city": None}, (), broker_down)
-    assert unavailable.value.status == 503 and "nothing was kept" in unavailable.value.detail
+    assert unavailable.value.status == 503 and "nothing was kept" in str(unavailable.value)
     assert repo.subscriptions == {}
 
 
 def test_only_the_gateway_asks_for_sign_in_mails_and_they_go_even_to_the_unsubscribed(repo):
     data = {"participant_id": "lena", "city": "karlsruhe", "to": "lena@example.org", "name": "Lena\u2028Hoffmann",
             "language": "de", "link": "http://lab.example/signin/abc", "minutes": 30, "token_id": "tok-12345678"}
-    with pytest.raises(Problem):
+    with pytest.raises(Refused):
         usecases.sign_in_mail(repo, KARLSRUHE, LETTERHEAD, data)  # type: ignore[arg-type]
     repo.people["lena"]["unsubscribed"] = True
     assert usecases.sign_in_mail(repo, GATEWAY, LETTERHEAD, data) == "pending"  # type: ignore[arg-type]
@@ -218,7 +238,7 @@ def test_an_unsubscribe_link_works_for_its_person_only_and_only_when_confirmed(r
     assert repo.unsubscribed == []
     usecases.unsubscribe(repo, LETTERHEAD, token, confirm=True)  # type: ignore[arg-type]
     assert repo.unsubscribed == ["lena"]
-    with pytest.raises(Problem):
+    with pytest.raises(Refused):
         usecases.unsubscribe(repo, LETTERHEAD, token.replace("lena", "anna"), confirm=True)  # type: ignore[arg-type]
 
 
@@ -237,3 +257,34 @@ def test_an_inbox_is_read_by_its_person_or_a_key_of_their_city_only(repo):
         usecases.mark_read(repo, as_jonas, "lena", note["_id"])  # type: ignore[arg-type]
     assert usecases.mark_read(repo, as_lena, "lena", note["_id"])["read_at"]  # type: ignore[arg-type]
     assert usecases.inbox(repo, as_lena, "lena", query)[0] == []  # type: ignore[arg-type]
+
+
+def test_a_city_lists_resumes_reads_and_removes_only_its_own_webhooks(repo, monkeypatch):
+    monkeypatch.setattr(usecases, "resolve", lambda url: ["93.184.215.14"])
+    hook = usecases.subscribe(repo, KARLSRUHE, {"url": "https://hooks.example.org/x", "events": ["match.proposed"],  # type: ignore[arg-type]
+                                                "secret": "s" * 16, "city": None}, (), no_bindings)
+    theirs = usecases.subscribe(repo, KRASNODAR, {"url": "https://hooks.example.org/y", "events": ["*"],  # type: ignore[arg-type]
+                                                  "secret": "s" * 16, "city": None}, (), no_bindings)
+    assert [h["_id"] for h in usecases.list_webhooks(repo, KARLSRUHE)] == [hook["_id"]]  # type: ignore[arg-type]
+    assert len(usecases.list_webhooks(repo, GATEWAY)) == 2  # type: ignore[arg-type]
+    hook["status"] = "paused"
+    handlers.notify_webhooks(proposed(), repo)  # type: ignore[arg-type]
+    held = [d for d in repo.deliveries.values() if d["subscription_id"] == hook["_id"]]
+    assert [d["status"] for d in held] == ["held"]
+    for other in (lambda: usecases.resume(repo, KRASNODAR, hook["_id"]),  # type: ignore[arg-type]
+                  lambda: usecases.deliveries(repo, KRASNODAR, hook["_id"], 10, None),  # type: ignore[arg-type]
+                  lambda: usecases.unsubscribe_webhook(repo, KRASNODAR, hook["_id"], no_bindings)):  # type: ignore[arg-type]
+        with pytest.raises(NotFound):
+            other()
+    assert usecases.resume(repo, KARLSRUHE, hook["_id"])["status"] == "active"  # type: ignore[arg-type]
+    shown, _ = usecases.deliveries(repo, KARLSRUHE, hook["_id"], 10, None)  # type: ignore[arg-type]
+    assert [d["status"] for d in shown] == ["pending"], "what was held while paused goes out on resume"
+    usecases.unsubscribe_webhook(repo, KARLSRUHE, hook["_id"], no_bindings)  # type: ignore[arg-type]
+    assert list(repo.subscriptions) == [theirs["_id"]]
+
+
+def test_a_city_s_name_and_language_are_kept_for_the_messages(repo):
+    registered = parse_event(new_event("city.registered", {"city": "nancy", "name": "Ville de Nancy", "country": "FR",
+                                                           "language": "fr"}, producer="gateway", city="nancy"))
+    handlers.city_registered(registered, repo)  # type: ignore[arg-type]
+    assert repo.city_name("nancy") == "Ville de Nancy"
