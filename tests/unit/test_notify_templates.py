@@ -197,7 +197,7 @@ def test_only_an_email_sent_on_its_own_is_stored_with_html(person: dict, email_s
                   correlation_id="c", producer="matching", payload={})
     message = domain.Message("p-1", "match_proposed", context("match_proposed"), link="/ideas/i-1/matches")
     usecases._store(repo, letterhead, event, message,  # type: ignore[arg-type]
-                    {"_id": "p-1", "city": "karlsruhe", "name": "Lena", "language": "de", **person})
+                    {"_id": "p-1", "city": "karlsruhe", "name": "Lena", "language": "de", **person}, "2026-11-26")
     inbox, email = repo.docs
     assert inbox["channel"] == "inbox" and "html" not in inbox and inbox["text"]
     assert email["channel"] == "email" and email["status"] == email_status
