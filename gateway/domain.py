@@ -43,10 +43,13 @@ class RuleViolation(Exception):
 
 class City(Aggregate):
     @classmethod
-    def register(cls, *, key: str, name: str, country: str, language: str, at: datetime) -> City:
-        city = cls({"_id": key, "name": name, "country": country, "language": language, "created_at": at})
-        city.record("city.registered", {"city": key, "name": name, "country": country, "language": language},
-                    city=key)
+    def register(cls, *, key: str, name: str, country: str, language: str, at: datetime,
+                 names: Mapping[str, str] | None = None) -> City:
+        names = dict(names or {})
+        city = cls({"_id": key, "name": name, "country": country, "language": language, "names": names,
+                    "created_at": at})
+        city.record("city.registered", {"city": key, "name": name, "country": country, "language": language,
+                                        "names": names}, city=key)
         return city
 
 

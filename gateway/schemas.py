@@ -25,6 +25,12 @@ class CityIn(Strict):
     country = fields.Str(required=True, validate=validate.Regexp(r"^[A-Z]{2}$", error="ISO 3166 code, e.g. DE"))
     language = fields.Str(required=True, validate=validate.OneOf(LANGUAGES),
                           metadata={"description": "The city's default language (ISO 639-1)."})
+    names = fields.Dict(keys=fields.Str(validate=validate.Regexp(r"^[a-z]{2}$", error="ISO 639-1 code, e.g. ru")),
+                        values=OneLine(validate=validate.Length(min=1, max=200)), load_default=dict,
+                        validate=validate.Length(max=20),
+                        metadata={"description": "Its name in other languages, e.g. {\"ru\": \"Карлсруэ\"}: shown to "
+                                                 "readers of that language, and never taken for what an idea is "
+                                                 "about when ideas are matched."})
 
 
 class CityOut(Schema):
@@ -32,6 +38,7 @@ class CityOut(Schema):
     name = fields.Str()
     country = fields.Str()
     language = fields.Str()
+    names = fields.Dict(keys=fields.Str(), values=fields.Str())
 
 
 class ThemeIn(Strict):

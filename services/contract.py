@@ -206,6 +206,9 @@ class CityV1(Lenient):
     name = _text(200, required=True)
     country = fields.Str(required=True, validate=validate.Regexp(r"^[A-Z]{2}$"))
     language = fields.Str(required=True, validate=validate.OneOf(LANGUAGES))
+    # Added later (consumers of older events get none): the city's name in other languages, e.g. {"ru": "Карлсруэ"}.
+    names = fields.Dict(keys=fields.Str(validate=validate.Regexp(r"^[a-z]{2}$")), values=_text(200),
+                        load_default=dict)
 
 
 class ThemeV1(Lenient):

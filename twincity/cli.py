@@ -460,14 +460,23 @@ def create_key(is_admin: bool, city: str | None, scopes: str, label: str, expire
 @click.option("--name", required=True, help="The city's name, e.g. Karlsruhe.")
 @click.option("--country", required=True, help="ISO 3166 code, e.g. DE.")
 @click.option("--language", required=True, help="Default language (ISO 639-1), e.g. de.")
-def create_city(key: str, name: str, country: str, language: str) -> None:
+@click.option("--name-in", "names", multiple=True, metavar="LANG=NAME",
+              help="Its name in another language, e.g. --name-in ru=Карлсруэ (repeatable).")
+def create_city(key: str, name: str, country: str, language: str, names: tuple[str, ...]) -> None:
     """Add a city to the deployment."""
     from gateway import usecases
     from gateway.schemas import CityIn
 
     directory, _ = _directory()
+    other_names = {}
+    for item in names:
+        lang, sep, value = item.partition("=")
+        if not sep or not value.strip():
+            raise click.BadParameter(f"{item!r}: write LANG=NAME, e.g. ru=Карлсруэ", param_hint="--name-in")
+        other_names[lang.strip()] = value.strip()
     try:
-        data = CityIn().load({"key": key, "name": name, "country": country, "language": language})
+        data = CityIn().load({"key": key, "name": name, "country": country, "language": language,
+                              "names": other_names})
         city = usecases.add_city(directory, data)
     except _gateway_rules() as exc:
         raise _refused(exc) from None

@@ -9,8 +9,9 @@ from typing import Any
 from werkzeug.test import Client
 
 CITIES = [
-    {"key": "karlsruhe", "name": "Karlsruhe", "country": "DE", "language": "de"},
-    {"key": "krasnodar", "name": "Краснодар", "country": "RU", "language": "ru"},
+    {"key": "karlsruhe", "name": "Karlsruhe", "country": "DE", "language": "de", "names": {"ru": "Карлсруэ"}},
+    {"key": "krasnodar", "name": "Краснодар", "country": "RU", "language": "ru",
+     "names": {"de": "Krasnodar", "en": "Krasnodar"}},
 ]
 PARTNERSHIP = {"cities": ["karlsruhe", "krasnodar"], "name": "Twin City Lab Karlsruhe–Krasnodar"}
 

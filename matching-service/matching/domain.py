@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,9 +20,16 @@ MATCHABLE = ("open", "matched")  # idea statuses that can get new proposals
 
 @dataclass(frozen=True)
 class MatchPolicy:
-    """How one partnership matches: weights of the score's parts, threshold, proposals per idea, expiry."""
+    """How one partnership matches: weights of the score's parts, when a pair is proposed, proposals per idea,
+    expiry.
 
-    # Defaults from bench/matching_quality.py on the labelled set: text similarity carries the match;
+    A pair is proposed when its score reaches `threshold` (up to `top_k` an idea), or when the partner is the idea's
+    best, its score reaches `floor` and leads the idea's next candidate by `margin` (`chosen`): two
+    workshop cards of a title and a sentence rarely score as high as two long descriptions with tags, but their
+    ranking is as good (bench/matching_quality.py).
+    """
+
+    # Defaults from bench/matching_quality.py on the labelled sets: text similarity carries the match;
     # theme, tags and complementarity refine it (more weight on them pushed right partners down).
     semantic: float = 0.80
     theme: float = 0.05
@@ -31,6 +39,8 @@ class MatchPolicy:
     top_k: int = 3
     expiry_days: float = 21.0
     interest_threshold: float = 0.40
+    floor: float = 0.40
+    margin: float = 0.10
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any] | None) -> MatchPolicy:
@@ -39,6 +49,11 @@ class MatchPolicy:
 
     def as_doc(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def lowest(self) -> float:
+        """The lowest score that may be proposed at all."""
+        return min(self.threshold, self.floor)
 
 
 # Cosine similarity of two multilingual sentence vectors: about 0.1 for unrelated texts, 0.3 to 0.6 for
@@ -61,41 +76,105 @@ class Proposal:
 
 @dataclass(frozen=True)
 class Parts:
-    """The score's parts, each 0..1, before weighting."""
+    """The score's parts, each 0..1, before weighting. A part neither card can speak to is None (two workshop cards
+    without tags have no tag overlap to show): it does not count, and its weight goes to the parts both have."""
 
     semantic: float
     theme: float
-    tags: float
-    complement: float
+    tags: float | None = None
+    complement: float | None = None
 
     def score(self, s: MatchPolicy) -> float:
-        total = s.semantic + s.theme + s.tags + s.complement
+        weighted = [(s.semantic, self.semantic), (s.theme, self.theme), (s.tags, self.tags),
+                    (s.complement, self.complement)]
+        total = sum(w for w, part in weighted if part is not None)
         if total <= 0:
             return 0.0
-        weighted = (s.semantic * self.semantic + s.theme * self.theme + s.tags * self.tags
-                    + s.complement * self.complement)
-        return round(weighted / total, 4)
+        return round(sum(w * part for w, part in weighted if part is not None) / total, 4)
 
     def as_dict(self) -> dict[str, float]:
-        return {k: round(v, 4) for k, v in asdict(self).items()}
+        return {k: round(v, 4) for k, v in asdict(self).items() if v is not None}
 
 
-def tag_overlap(a: Sequence[str], b: Sequence[str]) -> float:
-    """Jaccard overlap of two tag sets (0 when either is empty)."""
+def tag_overlap(a: Sequence[str], b: Sequence[str]) -> float | None:
+    """Jaccard overlap of two tag sets; None when either has none (nothing to compare)."""
     sa, sb = {t.lower() for t in a}, {t.lower() for t in b}
     if not sa or not sb:
-        return 0.0
+        return None
     return len(sa & sb) / len(sa | sb)
 
 
 def parts_of(cosine: float, same_theme: bool, tags_a: Sequence[str], tags_b: Sequence[str],
-             complement_cosine: float) -> Parts:
+             complement_cosine: float | None) -> Parts:
+    """complement_cosine: None when neither side seeks what the other could offer (one has no seeks, the other no
+    offers, both ways round)."""
     return Parts(
         semantic=similarity_part(cosine),
         theme=1.0 if same_theme else 0.0,
         tags=tag_overlap(tags_a, tags_b),
-        complement=similarity_part(complement_cosine),
+        complement=None if complement_cosine is None else similarity_part(complement_cosine),
     )
+
+
+def chosen(candidates: Sequence[Mapping[str, Any]], policy: MatchPolicy) -> list[Mapping[str, Any]]:
+    """Which of an idea's candidates (each with its "score", best first) are proposed.
+
+    Those that reach the threshold, up to top_k; else the best alone when its score reaches the floor and leads
+    the next candidate by the margin. Rank carries what an absolute cut throws away on short texts (two cards
+    about the same plan score 0.45 where two long descriptions with tags score 0.9); the floor and the margin keep
+    an idea without a real partner quiet (nothing stands out among its candidates).
+    """
+    clear = [c for c in candidates[: policy.top_k] if c["score"] >= policy.threshold]
+    if clear or not candidates:
+        return clear
+    best = candidates[0]
+    runner_up = candidates[1]["score"] if len(candidates) > 1 else 0.0
+    if best["score"] >= policy.floor and best["score"] - runner_up >= policy.margin:
+        return [best]
+    return []
+
+
+# --- what a text says about its topic --------------------------------------------------------------------------
+
+# Words about the partnership itself that most ideas carry in some form ("gemeinsam", "beider Städte", "двух
+# городов"): they say nothing about the topic, and two cards sharing them are no closer in plan. With the city
+# names (`TopicFilter`) they are taken out of the text before it is encoded.
+TOPIC_FREE = (
+    r"gemeinsam\w*", r"beide[nrs]?\s+St[aä]dte\w*", r"Partnerst[aä]dt\w*", r"St[aä]dtepartnerschaft\w*",
+    r"zusammen",
+    r"(?:двух|обоих|наших)\s+город\w*", r"город\w*-побратим\w*", r"побратим\w*", r"совместн\w*", r"вместе",
+    r"(?:nos\s+)?deux\s+villes", r"villes?\s+jumel\w*", r"jumel\w*", r"ensemble",
+    r"both\s+(?:cities|towns)", r"twin\s+(?:towns?|cit(?:y|ies))", r"partner\s+(?:towns?|cit(?:y|ies))",
+    r"together", r"twinning",
+)
+
+
+class TopicFilter:
+    """Takes out of an idea's text what says nothing about its topic: the names of the cities (in every form the
+    service knows, with their endings: Karlsruher, Краснодаре) and TOPIC_FREE words. Two cards naming both cities
+    scored higher against each other than against their real partners (issue 19)."""
+
+    def __init__(self, city_names: Iterable[str]) -> None:
+        stems = sorted({_stem(n) for n in city_names if len(n.strip()) >= 3}, key=len, reverse=True)
+        words = [re.escape(s) + r"\w*" for s in stems] + list(TOPIC_FREE)
+        self._pattern = re.compile(r"(?<!\w)(?:" + "|".join(words) + r")(?!\w)", re.IGNORECASE)
+
+    def __call__(self, text: str) -> str:
+        cleaned = self._pattern.sub(" ", text)
+        cleaned = re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"[ \t]+", " ", cleaned))
+        return cleaned.strip(" -–—,;:")
+
+
+def _stem(name: str) -> str:
+    """A name without its last letter when it is long enough to have endings (Krasnodar -> Krasnoda[r|re|ra])."""
+    name = name.strip()
+    return name[:-1] if len(name) >= 6 else name
+
+
+def topic_text(idea: Mapping[str, Any], topic: Callable[[str], str]) -> str:
+    """What is encoded of an idea: title, description and tags, without the words that say nothing of its topic."""
+    tags = " ".join(idea.get("tags") or ())
+    return topic(f"{idea['title']}. {idea.get('description', '')} {tags}".strip())
 
 
 def pair_key(kind: str, a: str, b: str) -> str:
@@ -147,12 +226,12 @@ def reasons(
         }))
     if shared_tags:
         tags = ", ".join(shared_tags)
-        found.append((parts.tags, {
+        found.append((parts.tags or 0.0, {
             "code": "shared_tags", "params": {"tags": list(shared_tags)},
             "text": {"de": f"Gemeinsame Schlagwörter: {tags}", "ru": f"Общие ключевые слова: {tags}",
                      "en": f"Shared tags: {tags}"},
         }))
-    if complement is not None and parts.complement > 0:
+    if complement is not None and parts.complement:
         c = complement
         found.append((parts.complement + 0.1, {
             "code": "offers_what_is_sought",

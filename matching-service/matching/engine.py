@@ -38,9 +38,9 @@ class NotReady(Exception):
     """An event refers to something this service has not heard of yet (retried later by the bus)."""
 
 
-def idea_text(idea: Mapping[str, Any]) -> str:
-    tags = " ".join(idea.get("tags") or ())
-    return f"{idea['title']}. {idea.get('description', '')} {tags}".strip()
+# What most ideas of a partner city share is taken out when they are compared (Segment.search_many): this much of
+# their mean. bench/matching_quality.py: the right partner first more often, the wrong ones further down.
+COMMON_WEIGHT = 0.5
 
 
 class Engine:
@@ -60,6 +60,7 @@ class Engine:
         self._sync_lock = threading.Lock()
         self._phrases: OrderedDict[str, np.ndarray] = OrderedDict()  # phrase -> vector, least recently used first
         self._phrases_lock = threading.Lock()
+        self._topic: tuple[tuple[str, ...], domain.TopicFilter] | None = None
 
     # --- vectors -------------------------------------------------------------------------------------------
 
@@ -79,7 +80,8 @@ class Engine:
         parts = [(list(idea.get("seeks") or ()), list(idea.get("offers") or ())) for idea in ideas]
         known = self._remembered([p for seeks, offers in parts for p in seeks + offers])
         missing = list(dict.fromkeys(p for seeks, offers in parts for p in seeks + offers if p not in known))
-        vectors = self.encoder.encode([*(idea_text(idea) for idea in ideas), *missing])
+        topic = self.topic_filter()
+        vectors = self.encoder.encode([*(domain.topic_text(idea, topic) for idea in ideas), *missing])
         known.update(self._remember_phrases(missing, vectors[len(ideas):]))
         found = []
         for vector, (seeks, offers) in zip(vectors[: len(ideas)], parts, strict=True):
@@ -95,6 +97,14 @@ class Engine:
                 fields[f"{part}_codes"], fields[f"{part}_scales"] = [c for c, _ in codes], [x for _, x in codes]
             found.append(fields)
         return found
+
+    def topic_filter(self) -> domain.TopicFilter:
+        """The names of every city this service knows (a card may name a city of another partnership too)."""
+        names = self.repo.city_name_forms() if self.repo is not None else []
+        key = tuple(sorted(names))
+        if self._topic is None or self._topic[0] != key:
+            self._topic = (key, domain.TopicFilter(names))
+        return self._topic[1]
 
     def phrase_vectors(self, phrases: Sequence[str]) -> dict[str, np.ndarray]:
         """The vectors of single seek/offer phrases: remembered ones, the others encoded in one call."""
@@ -197,31 +207,33 @@ class Engine:
         for group, members in wanted.items():
             queries = np.stack([dequantize(bytes(m["vec"]), m["vec_scale"]) for m in members])
             excludes = [[m["_id"]] for m in members]
-            for idea, hits in zip(members, self.ideas.search_many(group, queries, CANDIDATES, excludes), strict=True):
-                found[idea["_id"]][group] = hits
+            hits = self.ideas.search_many(group, queries, CANDIDATES, excludes, COMMON_WEIGHT)
+            for idea, found_hits in zip(members, hits, strict=True):
+                found[idea["_id"]][group] = found_hits
         return found
 
     def candidates(self, idea: Mapping[str, Any], pid: str, city: str, settings: domain.MatchPolicy,
                    hits: Hits | None = None) -> list[dict[str, Any]]:
-        """The partner city's ideas that fit, scored in full, best first (at most top_k, above threshold).
+        """The partner city's ideas scored in full, best first: those that may be proposed (settings.lowest), and
+        the two nearest by text in any case (the runner-up's score is what `domain.chosen`'s margin is over).
 
         hits: the nearest ideas of that city, if searched already (nearest_many); else searched here.
         """
         if hits is None:
             query = dequantize(bytes(idea["vec"]), idea["vec_scale"])
-            hits = self.ideas.search((pid, city), query, CANDIDATES, exclude=[idea["_id"]])
-        # Scored first from what the index keeps of each idea (SCORED); only those that reach the threshold
-        # are read from the store and scored again from their documents. Reading a document (a copy, with its
-        # vectors) costs more than scoring it, and with many similar ideas most of the 50 nearest could reach
-        # the threshold by their text alone (may_reach) but do not in full.
-        known = [(other_id, cosine, scored) for other_id, cosine in hits
-                 if may_reach(cosine, settings) and (scored := self._scored.get(other_id)) is not None]
+            hits = self.ideas.search((pid, city), query, CANDIDATES, exclude=[idea["_id"]], common=COMMON_WEIGHT)
+        # Scored first from what the index keeps of each idea (SCORED); only those that may be proposed are read
+        # from the store and scored again from their documents. Reading a document (a copy, with its vectors)
+        # costs more than scoring it, and with many similar ideas most of the 50 nearest could reach the
+        # threshold by their text alone (may_reach) but do not in full.
+        known = [(other_id, cosine, scored) for rank, (other_id, cosine) in enumerate(hits)
+                 if (rank < 2 or may_reach(cosine, settings)) and (scored := self._scored.get(other_id)) is not None]
         fits = []
-        for (other_id, cosine, other), complement in zip(
-                known, complement_cosines(idea, [k for _, _, k in known]), strict=True):
+        for rank, ((other_id, cosine, other), complement) in enumerate(zip(
+                known, complement_cosines(idea, [k for _, _, k in known]), strict=True)):
             parts = domain.parts_of(cosine, idea.get("theme") == other.get("theme"), idea.get("tags", []),
-                                    other.get("tags", []), float(complement))
-            if parts.score(settings) >= settings.threshold:
+                                    other.get("tags", []), float(complement) if complements(idea, other) else None)
+            if rank < 2 or parts.score(settings) >= settings.lowest:
                 fits.append((other_id, cosine))
         if not fits:
             return []
@@ -232,11 +244,10 @@ class Engine:
             if other is None or other.get("status") not in domain.MATCHABLE or other["city"] == idea["city"]:
                 continue
             parts, score, complement = score_of(idea, other, cosine, settings)
-            if score >= settings.threshold:
-                scored.append({"other": other, "cosine": cosine, "parts": parts, "score": score,
-                               "complement": complement})
+            scored.append({"other": other, "cosine": cosine, "parts": parts, "score": score,
+                           "complement": complement})
         scored.sort(key=lambda c: -c["score"])
-        return scored[: settings.top_k]
+        return scored
 
     def proposals_for_idea(self, idea: Mapping[str, Any], *, synced: bool = False,
                            nearest: Mapping[tuple[str, str], Hits] | None = None) -> list[Proposal]:
@@ -254,7 +265,8 @@ class Engine:
         for pid, city in (self.partners_of(idea) if nearest is None else nearest):
             settings = self.repo.settings(pid)
             hits = nearest[(pid, city)] if nearest is not None else None
-            for candidate in self.candidates(idea, pid, city, settings, hits):
+            candidates = self.candidates(idea, pid, city, settings, hits)
+            for candidate in domain.chosen(candidates, settings):
                 found.append(Proposal(self._idea_match(idea, candidate, pid), settings))
             found += self._interested_in(idea, pid, city, settings)
         return found
@@ -297,7 +309,7 @@ class Engine:
     def _idea_match(self, idea: Mapping[str, Any], candidate: Mapping[str, Any], pid: str) -> dict[str, Any]:
         other, parts = candidate["other"], candidate["parts"]
         shared = sorted({t.lower() for t in idea.get("tags", [])} & {t.lower() for t in other.get("tags", [])})
-        complement = self.complement_phrases(idea, other) if parts.complement > 0 else None
+        complement = self.complement_phrases(idea, other) if parts.complement else None
         reasons = domain.reasons(
             parts=parts,
             theme_labels=self.repo.theme_labels(pid, idea["theme"]) or {"en": idea["theme"]},
@@ -368,9 +380,10 @@ def may_reach(cosine: float, settings: domain.MatchPolicy) -> bool:
     total = sum(weights)
     if total <= 0 or min(weights) < 0:
         return True  # scores that are not a weighted mean of parts in 0..1: no bound, score them all
+    # With every part full: a part the cards lack only shifts weight onto those they have, so this is the most.
     best = (settings.semantic * domain.similarity_part(cosine) + settings.theme + settings.tags
             + settings.complement) / total
-    return best >= settings.threshold - 1e-3
+    return best >= settings.lowest - 1e-3
 
 
 def _mean(vectors: Sequence[np.ndarray]) -> np.ndarray:
@@ -387,8 +400,14 @@ def score_of(idea: Mapping[str, Any], other: Mapping[str, Any], cosine: float,
     """The parts, the score and the complement cosine of a pair whose texts have this cosine."""
     complement = best_complement_cosine(idea, other)
     parts = domain.parts_of(cosine, idea.get("theme") == other.get("theme"), idea.get("tags", []),
-                            other.get("tags", []), complement)
+                            other.get("tags", []), complement if complements(idea, other) else None)
     return parts, parts.score(settings), complement
+
+
+def complements(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether one side seeks and the other offers (either way round): else complementarity is no part."""
+    return bool((a.get("seeks_vec_scale") and b.get("offers_vec_scale"))
+                or (a.get("offers_vec_scale") and b.get("seeks_vec_scale")))
 
 
 def complement_cosines(idea: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> np.ndarray:

@@ -13,7 +13,7 @@ from services.registry import Batched, Registry
 
 def city_registered(event: Event, uow: UnitOfWork) -> None:
     p = event.payload
-    usecases.city_registered(uow, p["city"], p["name"], p["language"])
+    usecases.city_registered(uow, p["city"], p["name"], p["language"], p.get("names"))
 
 
 def partnership_changed(event: Event, uow: UnitOfWork) -> None:

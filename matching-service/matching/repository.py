@@ -102,8 +102,17 @@ class ReadModels:
             upsert=True,
         )
 
-    def put_city(self, key: str, name: str, language: str) -> None:
-        self.cities.update_one({"_id": key}, {"$set": {"name": name, "language": language}}, upsert=True)
+    def put_city(self, key: str, name: str, language: str, names: Mapping[str, str] | None = None) -> None:
+        self.cities.update_one({"_id": key}, {"$set": {"name": name, "language": language, "names": dict(names or {})}},
+                               upsert=True)
+
+    def city_name_forms(self) -> list[str]:
+        """Every name of every city known here (key, name, and its names in other languages): taken out of the
+        texts that are compared (domain.TopicFilter)."""
+        forms: list[str] = []
+        for doc in self.cities.find({}, {"name": 1, "names": 1}):
+            forms += [doc["_id"], doc.get("name") or "", *(doc.get("names") or {}).values()]
+        return sorted({f for f in forms if f})
 
     def city_name(self, key: str) -> str:
         doc = self.cities.find_one({"_id": key})

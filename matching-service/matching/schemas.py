@@ -102,7 +102,14 @@ class MatchingSettings(Strict):
     tags = fields.Float(validate=validate.Range(min=0, max=10))
     complement = fields.Float(validate=validate.Range(min=0, max=10))
     threshold = fields.Float(validate=validate.Range(min=0, max=1),
-                             metadata={"description": "Lowest score (0..1) that is proposed."})
+                             metadata={"description": "Score (0..1) from which an idea's best candidates are "
+                                                      "proposed (up to top_k)."})
+    floor = fields.Float(validate=validate.Range(min=0, max=1),
+                         metadata={"description": "Below the threshold, an idea's best candidate is proposed from "
+                                                  "this score on when it leads the next one by `margin`."})
+    margin = fields.Float(validate=validate.Range(min=0, max=1),
+                          metadata={"description": "How far the best candidate below the threshold must lead the "
+                                                   "next one to be proposed."})
     top_k = fields.Int(strict=True, validate=validate.Range(min=1, max=20),
                        metadata={"description": "Most proposals per idea and partner city."})
     expiry_days = fields.Float(validate=validate.Range(min=0.00001, max=365),

@@ -36,8 +36,9 @@ IDEA_FIELDS = ("city", "partnerships", "title", "description", "theme", "tags", 
 
 # --- what this service hears of the others -----------------------------------------------------------------
 
-def city_registered(uow: UnitOfWork, city: str, name: str, language: str) -> None:
-    uow.models.put_city(city, name, language)
+def city_registered(uow: UnitOfWork, city: str, name: str, language: str,
+                    names: Mapping[str, str] | None = None) -> None:
+    uow.models.put_city(city, name, language, names)
 
 
 def partnership_changed(uow: UnitOfWork, pid: str, name: str, cities: Sequence[str],

@@ -108,16 +108,30 @@ def dequantize(data: bytes, scale: float) -> np.ndarray:
 
 @dataclass
 class Segment:
-    """The vectors of one group (e.g. the open ideas of one city in one partnership)."""
+    """The vectors of one group (e.g. the open ideas of one city in one partnership).
+
+    It also knows what its vectors share (their mean, `common`): searches may compare vectors less it, so that what
+    most ideas say (a city's name in every language, "gemeinsam", "двух городов") brings no two of them closer. Each
+    row's projection onto that mean is kept, so that a search still reads the codes once; the mean is taken again
+    when the segment has grown or shrunk by a tenth since (a mean of many ideas moves slowly).
+    """
 
     codes: np.ndarray = field(default_factory=lambda: np.zeros((0, DIM), dtype=np.int8))
     scales: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     ids: list[str] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     size: int = 0
+    total: np.ndarray = field(default_factory=lambda: np.zeros(DIM, dtype=np.float64))  # sum of the vectors
+    mean: np.ndarray | None = None  # the mean the projections are onto (None: none taken yet)
+    mean_of: int = 0  # how many vectors it was the mean of
+    projections: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))  # row . mean
 
     def put(self, key: str, code: bytes, scale: float) -> None:
         row = self.rows.get(key)
+        vector = np.frombuffer(code, dtype=np.int8)
+        if row is not None:
+            self.total -= self.codes[row].astype(np.float64) * float(self.scales[row])
+        self.total += vector.astype(np.float64) * scale
         if row is None:
             if self.size == len(self.scales):
                 self._grow(max(64, 2 * self.size))
@@ -125,19 +139,23 @@ class Segment:
             self.size += 1
             self.ids.append(key)
             self.rows[key] = row
-        self.codes[row] = np.frombuffer(code, dtype=np.int8)
+        self.codes[row] = vector
         self.scales[row] = scale
+        if self.mean is not None:
+            self.projections[row] = float(vector.astype(np.float32) @ self.mean) * scale
 
     def remove(self, key: str) -> None:
         """Swap the last row into the gap, so searches never skip over holes."""
         row = self.rows.pop(key, None)
         if row is None:
             return
+        self.total -= self.codes[row].astype(np.float64) * float(self.scales[row])
         last = self.size - 1
         if row != last:
             moved = self.ids[last]
             self.codes[row] = self.codes[last]
             self.scales[row] = self.scales[last]
+            self.projections[row] = self.projections[last]
             self.ids[row] = moved
             self.rows[moved] = row
         self.ids.pop()
@@ -148,19 +166,39 @@ class Segment:
         codes[: self.size] = self.codes[: self.size]
         scales = np.zeros(capacity, dtype=np.float32)
         scales[: self.size] = self.scales[: self.size]
-        self.codes, self.scales = codes, scales
+        projections = np.zeros(capacity, dtype=np.float32)
+        projections[: self.size] = self.projections[: self.size]
+        self.codes, self.scales, self.projections = codes, scales, projections
 
-    def search(self, query: np.ndarray, k: int, exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
+    def common(self) -> np.ndarray | None:
+        """The mean of the vectors (as of the last time it was taken), each row's projection onto it kept."""
+        if self.size == 0:
+            return None
+        if self.mean is None or abs(self.size - self.mean_of) > max(8, self.mean_of // 10):
+            self.mean = (self.total / self.size).astype(np.float32)
+            self.mean_of = self.size
+            for start in range(0, self.size, _CHUNK):
+                stop = min(start + _CHUNK, self.size)
+                self.projections[start:stop] = (self.codes[start:stop].astype(np.float32) @ self.mean
+                                                ) * self.scales[start:stop]
+        return self.mean
+
+    def search(self, query: np.ndarray, k: int, exclude: Iterable[str] = (),
+               common: float = 0.0) -> list[tuple[str, float]]:
         """The k most similar ids with their cosine similarity, best first."""
-        return self.search_many(np.asarray(query)[None, :], k, [exclude])[0]
+        return self.search_many(np.asarray(query)[None, :], k, [exclude], common)[0]
 
-    def search_many(self, queries: np.ndarray, k: int,
-                    excludes: Sequence[Iterable[str]]) -> list[list[tuple[str, float]]]:
+    def search_many(self, queries: np.ndarray, k: int, excludes: Sequence[Iterable[str]],
+                    common: float = 0.0) -> list[list[tuple[str, float]]]:
         """`search` for each row of `queries` (each with its own exclusions), in one pass over the codes.
 
         Turning the int8 codes into float32 costs more than multiplying them (0.38 of a search's 0.46 ms at
         5,000 ideas): several queries at once convert each chunk once. The nearest are those each search
         alone finds, up to float32 rounding (two ideas tied at the k-th place may swap).
+
+        common: compare the vectors less this much of what they share (`common`), shrunk while there are few (n /
+        (n + COMMON_SHRINK): two ideas alone would be opposites once their mean is taken out): the cosine of q - c
+        and v - c, from q.v and the kept projections.
         """
         queries = np.asarray(queries, dtype=np.float32).reshape(-1, DIM)
         if self.size == 0 or k <= 0:
@@ -170,6 +208,10 @@ class Segment:
             stop = min(start + _CHUNK, self.size)
             sims[:, start:stop] = queries @ self.codes[start:stop].astype(np.float32).T
         sims *= self.scales[: self.size]
+        mean = self.common() if common > 0 else None
+        if mean is not None:
+            weight = common * self.size / (self.size + COMMON_SHRINK)
+            sims = _centered(sims, weight * self.projections[: self.size], queries, weight * mean)
         k = min(k, self.size)
         found = []
         for row, exclude in zip(sims, excludes, strict=True):
@@ -183,7 +225,21 @@ class Segment:
         return found
 
     def nbytes(self) -> int:
-        return int(self.codes[: self.size].nbytes + self.scales[: self.size].nbytes)
+        return int(self.codes[: self.size].nbytes + self.scales[: self.size].nbytes
+                   + self.projections[: self.size].nbytes)
+
+
+COMMON_SHRINK = 20.0
+
+
+def _centered(sims: np.ndarray, with_center: np.ndarray, queries: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """cos(q - c, v - c) from q.v, v.c, q.c and c.c (the stored vectors are unit vectors, up to int8 rounding)."""
+    cc = float(center @ center)
+    qc = queries @ center
+    numerators = sims - with_center[None, :] - qc[:, None] + cc
+    v_norms = np.sqrt(np.maximum(1.0 - 2.0 * with_center + cc, 1e-6))
+    q_norms = np.sqrt(np.maximum(np.einsum("ij,ij->i", queries, queries) - 2.0 * qc + cc, 1e-6))
+    return (numerators / v_norms[None, :] / q_norms[:, None]).astype(np.float32)
 
 
 class Index:
@@ -208,15 +264,15 @@ class Index:
             for group in self.memberships.pop(key, set()):
                 self.segments[group].remove(key)
 
-    def search(self, group: tuple[str, ...], query: np.ndarray, k: int,
-               exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
-        return self.search_many(group, np.asarray(query)[None, :], k, [exclude])[0]
+    def search(self, group: tuple[str, ...], query: np.ndarray, k: int, exclude: Iterable[str] = (),
+               common: float = 0.0) -> list[tuple[str, float]]:
+        return self.search_many(group, np.asarray(query)[None, :], k, [exclude], common)[0]
 
-    def search_many(self, group: tuple[str, ...], queries: np.ndarray, k: int,
-                    excludes: Sequence[Iterable[str]]) -> list[list[tuple[str, float]]]:
+    def search_many(self, group: tuple[str, ...], queries: np.ndarray, k: int, excludes: Sequence[Iterable[str]],
+                    common: float = 0.0) -> list[list[tuple[str, float]]]:
         with self.lock:
             segment = self.segments.get(group)
-            return segment.search_many(queries, k, excludes) if segment else [[] for _ in excludes]
+            return segment.search_many(queries, k, excludes, common) if segment else [[] for _ in excludes]
 
     def __len__(self) -> int:
         return len(self.memberships)

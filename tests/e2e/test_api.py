@@ -47,8 +47,14 @@ def test_admin_resources_refuse_bad_input_and_duplicates(api: Api):
     keys = api.lab()
     assert api.call("POST", "/cities", body={"key": "karlsruhe", "name": "K", "country": "DE",
                                              "language": "de"}).status_code == 409
-    r = api.call("POST", "/cities", body={"key": "Bad Key", "name": "", "country": "Germany", "language": "xx"})
-    assert r.status_code == 422 and set(r.json_body["errors"]) == {"key", "name", "country", "language"}
+    r = api.call("POST", "/cities", body={"key": "Bad Key", "name": "", "country": "Germany", "language": "xx",
+                                          "names": {"Russian": "Карлсруэ", "ru": "line\u2028break"}})
+    assert r.status_code == 422 and set(r.json_body["errors"]) == {"key", "name", "country", "language", "names"}
+    city = api.ok("POST", "/cities", body={"key": "brest", "name": "Brest", "country": "BY", "language": "ru",
+                                           "names": {"ru": "Брест", "de": "Brest"}})
+    assert city["names"] == {"ru": "Брест", "de": "Brest"}
+    api.settle()
+    assert api.observer.of("city.registered", city="brest")[0].payload["names"] == {"ru": "Брест", "de": "Brest"}
     assert api.call("POST", "/partnerships", body={"cities": ["krasnodar", "karlsruhe"],
                                                    "name": "again"}).status_code == 409
     r = api.call("POST", "/partnerships", body={"cities": ["karlsruhe", "atlantis"], "name": "x"})

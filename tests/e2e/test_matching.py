@@ -195,4 +195,37 @@ def test_matching_settings_are_per_partnership_and_admin_only(api: Api):
     assert api.ok("PUT", "/partnerships/karlsruhe-krasnodar/matching", body={"top_k": 5, "theme": 0.3})["top_k"] == 5
     assert api.ok("GET", "/partnerships/karlsruhe-nancy/matching", keys["karlsruhe"])["top_k"] == 3
     assert api.call("PUT", "/partnerships/karlsruhe-krasnodar/matching", body={"threshold": 2}).status_code == 422
+    changed = api.ok("PUT", "/partnerships/karlsruhe-krasnodar/matching", body={"floor": 0.5, "margin": 0.2})
+    assert (changed["floor"], changed["margin"], changed["threshold"]) == (0.5, 0.2, 0.65)
+    r = api.call("PUT", "/partnerships/karlsruhe-krasnodar/matching", body={"floor": -1, "margin": "wide"})
+    assert r.status_code == 422 and set(r.json_body["errors"]) == {"floor", "margin"}
     assert api.call("GET", "/partnerships/dijon-nancy/matching", keys["krasnodar"]).status_code == 404
+
+
+def test_workshop_cards_of_a_title_and_a_sentence_find_their_partner_and_city_names_do_not(api: Api):
+    """As people write them at a workshop: no tags, no seeks or offers; one pair of cards names both cities."""
+    keys = api.lab()
+    card = {"theme": "ecology-health", "tags": [], "seeks": [], "offers": []}
+    green_de = api.ok("POST", "/ideas", keys["karlsruhe"], {
+        **card, "title": "Mehr Grün gegen die Sommerhitze",
+        "description": "Wir wollen Straßen und Schulhöfe begrünen, damit es in der Stadt im Sommer kühler bleibt."})
+    cookbook = api.ok("POST", "/ideas", keys["karlsruhe"], {
+        **card, "theme": "leisure-youth-social", "title": "Ein Kochbuch für Karlsruhe und Krasnodar",
+        "description": "Familien aus beiden Städten sammeln ihre liebsten Rezepte für ein gemeinsames Kochbuch."})
+    trams = api.ok("POST", "/ideas", keys["krasnodar"], {
+        **card, "theme": "city-admin-development", "title": "Трамваи Краснодара и Карлсруэ",
+        "description": "Сравнить, как устроены трамвайные сети двух городов и как их обновляют."})
+    green_ru = api.ok("POST", "/ideas", keys["krasnodar"], {
+        **card, "title": "Зелёные дворы против жары",
+        "description": "Озеленим дворы и остановки, чтобы летом в городе было не так жарко."})
+
+    def green_pair() -> list[dict[str, Any]]:
+        return [m for m in matches_of(api, green_de["id"], keys["karlsruhe"])
+                if green_ru["id"] in {s["idea_id"] for s in m["sides"]}]
+
+    wait_for(green_pair, timeout=30, message="the cards' proposal")
+    [match] = green_pair()
+    assert set(match["parts"]) == {"semantic", "theme"}, "no tags, no seeks or offers: parts they lack do not count"
+    api.settle()
+    assert matches_of(api, cookbook["id"], keys["karlsruhe"]) == [], "sharing the cities' names is no match"
+    assert matches_of(api, trams["id"], keys["krasnodar"]) == []

@@ -123,10 +123,12 @@ def caller(city: str | None, partnerships: Sequence[Mapping[str, Any]] = ()) -> 
 # --- cities and partnerships ----------------------------------------------------------------------------------
 
 def test_a_city_is_registered_with_its_event(directory):
-    doc = usecases.add_city(directory, CITY, clock=Clock())
-    assert doc == {"_id": "karlsruhe", "name": "Karlsruhe", "country": "DE", "language": "de", "created_at": T0}
+    doc = usecases.add_city(directory, {**CITY, "names": {"ru": "Карлсруэ"}}, clock=Clock())
+    assert doc == {"_id": "karlsruhe", "name": "Karlsruhe", "country": "DE", "language": "de",
+                   "names": {"ru": "Карлсруэ"}, "created_at": T0}
     assert directory.published == [Recorded("city.registered", {"city": "karlsruhe", "name": "Karlsruhe",
-                                                                "country": "DE", "language": "de"}, "karlsruhe")]
+                                                                "country": "DE", "language": "de",
+                                                                "names": {"ru": "Карлсруэ"}}, "karlsruhe")]
     with pytest.raises(Exists):
         usecases.add_city(directory, CITY)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from matching import domain
-from matching.engine import CANDIDATES, Engine
+from matching.engine import CANDIDATES, COMMON_WEIGHT, Engine
 from matching.vectors import DIM, Index, Segment, dequantize, quantize
 
 
@@ -23,7 +23,46 @@ def test_score_weighs_the_parts_and_stays_within_0_and_1():
 
 def test_tag_overlap_is_jaccard_and_ignores_case():
     assert domain.tag_overlap(["Garten", "klima"], ["garten", "jugend"]) == pytest.approx(1 / 3)
-    assert domain.tag_overlap([], ["x"]) == 0.0
+    assert domain.tag_overlap(["x"], ["y"]) == 0.0
+    assert domain.tag_overlap([], ["x"]) is None, "nothing to compare is no overlap of 0"
+
+
+def test_a_part_the_cards_do_not_have_gives_its_weight_to_those_they_have():
+    policy = domain.MatchPolicy()
+    card = domain.parts_of(0.45, True, [], [], None)
+    assert card.tags is None and card.complement is None and "tags" not in card.as_dict()
+    expected = (policy.semantic * card.semantic + policy.theme * 1.0) / (policy.semantic + policy.theme)
+    assert card.score(policy) == pytest.approx(expected, abs=1e-4)
+    assert domain.parts_of(0.45, True, ["x"], ["y"], 0.1).score(policy) < card.score(policy), \
+        "tags that differ and needs nobody offers do count against a pair"
+
+
+def cands(*scores: float) -> list[dict]:
+    return [{"id": chr(ord("a") + i), "score": score} for i, score in enumerate(scores)]
+
+
+def test_above_the_threshold_the_best_few_are_proposed():
+    policy = domain.MatchPolicy(threshold=0.65, top_k=2)
+    assert [c["id"] for c in domain.chosen(cands(0.9, 0.7, 0.66, 0.5), policy)] == ["a", "b"]
+
+
+def test_below_the_threshold_only_a_best_that_stands_out_is_proposed():
+    policy = domain.MatchPolicy(threshold=0.65, floor=0.40, margin=0.10)
+    assert [c["id"] for c in domain.chosen(cands(0.50, 0.38), policy)] == ["a"]
+    assert domain.chosen(cands(0.50, 0.45), policy) == [], "two about as good: no clear partner"
+    assert domain.chosen(cands(0.39), policy) == [], "below the floor"
+    assert [c["id"] for c in domain.chosen(cands(0.42), policy)] == ["a"], "alone, it leads"
+    assert domain.chosen([], policy) == []
+
+
+def test_city_names_and_words_about_the_partnership_say_nothing_about_the_topic():
+    topic = domain.TopicFilter(["karlsruhe", "Karlsruhe", "Карлсруэ", "krasnodar", "Краснодар"])
+    assert topic("Ein Kochbuch für Karlsruhe und Krasnodar. Familien aus beiden Städten sammeln Rezepte für ein "
+                 "gemeinsames Kochbuch.") == "Ein Kochbuch für und. Familien aus sammeln Rezepte für ein Kochbuch."
+    assert topic("Трамваи Краснодара и Карлсруэ: сравнить трамвайные сети двух городов") == \
+        "Трамваи и: сравнить трамвайные сети"
+    assert topic("Karlsruher Stadtbäume") == "Stadtbäume", "with its endings"
+    assert topic("Krasse Ideen") == "Krasse Ideen", "only the names, not words that begin like them"
 
 
 def test_an_idea_pair_has_one_key_whichever_side_comes_first():
@@ -164,6 +203,6 @@ def test_nearest_of_several_ideas_at_once_are_each_ideas_own():
     for doc in stored[:7]:
         partner = "kr" if doc["city"] == "ka" else "ka"
         alone = engine.ideas.search(("p", partner), dequantize(bytes(doc["vec"]), doc["vec_scale"]), CANDIDATES,
-                                    exclude=[doc["_id"]])
+                                    exclude=[doc["_id"]], common=COMMON_WEIGHT)
         assert list(nearest[doc["_id"]]) == [("p", partner)]
         assert [k for k, _ in nearest[doc["_id"]][("p", partner)]] == [k for k, _ in alone]

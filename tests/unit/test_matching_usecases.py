@@ -49,8 +49,11 @@ class FakeModels:
             return True
         return held == version
 
-    def put_city(self, city: str, name: str, language: str) -> None:
-        self.cities[city] = {"name": name, "language": language}
+    def put_city(self, city: str, name: str, language: str, names: Any = None) -> None:
+        self.cities[city] = {"name": name, "language": language, "names": dict(names or {})}
+
+    def city_name_forms(self) -> list[str]:
+        return sorted({f for key, c in self.cities.items() for f in (key, c["name"], *c["names"].values())})
 
     def put_partnership(self, pid: str, name: str, cities: Any, themes: Any) -> None:
         self.partnerships_[pid] = {"name": name, "cities": list(cities), "themes": list(themes)}
