@@ -31,7 +31,7 @@ PREFIX = "/api/v1"
 
 # Which service answers which public path (below /api/v1); the first match wins.
 ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"^ideas/[^/]+/matches$"), "matching"),
+    (re.compile(r"^ideas/[^/]+/(matches|candidates)$"), "matching"),
     (re.compile(r"^partnerships/[^/]+/matching$"), "matching"),
     (re.compile(r"^(matches|projects)(/.*)?$"), "matching"),
     (re.compile(r"^participants/[^/]+/notifications(/.*)?$"), "notify"),
@@ -40,7 +40,7 @@ ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 # Paths about an idea that another service answers: the ideas service checks the idea first.
-_OWNED_BY_AN_IDEA = re.compile(r"^ideas/([^/]+)/matches$")
+_OWNED_BY_AN_IDEA = re.compile(r"^ideas/([^/]+)/(?:matches|candidates)$")
 
 DOCS = ApiDocs("gateway")
 DOCS.operation("/cities", "post", "Add a city", tag="Cities", scope="admin", body=schemas.CityIn,

@@ -148,7 +148,8 @@ class MatchSideV1(Lenient):
 class MatchProposedV1(Lenient):
     match_id = _key(required=True)
     partnership = _key(required=True)
-    kind = fields.Str(required=True, validate=validate.OneOf(("idea", "interest")))
+    # "coordinator": two ideas a coordinator paired by hand (its note is among the reasons).
+    kind = fields.Str(required=True, validate=validate.OneOf(("idea", "interest", "coordinator")))
     score = fields.Float(required=True, validate=validate.Range(min=0.0, max=1.0))
     parts = fields.Dict(keys=fields.Str(), values=fields.Float(), load_default=dict)
     reasons = fields.List(fields.Nested(ReasonV1), load_default=list)
@@ -184,6 +185,14 @@ class MatchClosedV1(Lenient):
     status = fields.Str(required=True)
     sides = fields.List(fields.Nested(MatchSideV1), load_default=list)
     version = fields.Int(required=True, strict=True, validate=validate.Range(min=1))
+
+
+class MatchWithdrawnV1(MatchClosedV1):
+    """An open proposal was withdrawn: by a coordinator of `city`, or (city None) by matching when it no longer
+    qualifies under its partnership's settings."""
+
+    city = _key(load_default=None, allow_none=True)
+    reason = _text(500, required=True)
 
 
 class ProjectMemberV1(Lenient):
@@ -264,6 +273,8 @@ EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
     ("match.declined", 1, MatchAnsweredV1, "One side declined a match; it is closed."),
     ("match.confirmed", 1, MatchClosedV1, "Both sides accepted; a project forms."),
     ("match.expired", 1, MatchClosedV1, "Nobody answered in time; the match is closed."),
+    ("match.withdrawn", 1, MatchWithdrawnV1, "An open proposal was withdrawn (by a coordinator, or because it no "
+                                             "longer qualifies); the reason says why."),
     ("project.formed", 1, ProjectFormedV1, "A confirmed match became a joint project."),
     ("notification.delivered", 1, NotificationV1, "A notification reached its recipient over one channel."),
     ("notification.failed", 1, NotificationFailedV1, "A notification could not be delivered (final or retrying)."),

@@ -92,7 +92,7 @@ def matrix_cells(p: dict[str, Any], ideas: dict[str, dict[str, Any]], home: str,
     """The live matches between the home city's ideas and the partner's: (home idea, partner idea) -> match."""
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     for m in matches_of(p):
-        if m.get("kind") != "idea" or m.get("status") not in LIVE:
+        if m.get("kind") not in ("idea", "coordinator") or m.get("status") not in LIVE:
             continue
         sides = {s.get("city"): s for s in m.get("sides", [])}
         a, b = sides.get(home), sides.get(partner)

@@ -47,7 +47,8 @@ def list_matches() -> Any:
         ("partner", _("Waiting for the partner city"),
          [m for m in everything if m["status"] in OPEN_MATCH and not m["can_answer"]]),
         ("confirmed", _("Confirmed"), [m for m in everything if m["status"] == "confirmed"]),
-        ("closed", _("Declined or expired"), [m for m in everything if m["status"] in ("declined", "expired")]),
+        ("closed", _("Declined, expired or withdrawn"),
+         [m for m in everything if m["status"] in ("declined", "expired", "withdrawn")]),
     ]
     return render_template("pages/matches.html", groups=groups, total=len(everything))
 

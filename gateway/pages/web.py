@@ -41,7 +41,7 @@ IDEA_STATUS = {"open": lazy_gettext("open"), "matched": lazy_gettext("matched"),
                "in_project": lazy_gettext("in a project"), "withdrawn": lazy_gettext("withdrawn")}
 MATCH_STATUS = {"proposed": lazy_gettext("proposed"), "accepted": lazy_gettext("accepted by one side"),
                 "confirmed": lazy_gettext("confirmed"), "declined": lazy_gettext("declined"),
-                "expired": lazy_gettext("expired")}
+                "expired": lazy_gettext("expired"), "withdrawn": lazy_gettext("proposal withdrawn")}
 
 
 class ServiceError(Exception):

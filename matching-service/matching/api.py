@@ -8,17 +8,22 @@ from typing import Protocol
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from matching import domain, usecases
+from matching.engine import Engine
 from matching.repository import UnitOfWork
 from matching.schemas import (
     AnswerIn,
+    CandidateList,
+    CandidatesQuery,
     IdeaMatchesQuery,
     MatchingSettings,
     MatchOut,
     MatchPage,
     MatchQuery,
     PageQuery,
+    PairIn,
     ProjectOut,
     ProjectPage,
+    WithdrawIn,
 )
 from services.aggregate import Conflict
 from services.openapi import ApiDocs
@@ -37,6 +42,20 @@ DOCS.operation("/matches/{match_id}/accept", "post", "Accept a match for your ci
                description="When both sides accepted, the match is confirmed and a joint project forms.")
 DOCS.operation("/matches/{match_id}/decline", "post", "Decline a match for your city", tag="Matches",
                scope="write", body=AnswerIn, responses={200: MatchOut})
+DOCS.operation("/ideas/{idea_id}/candidates", "get", "An idea's candidates in its partner cities, near misses too",
+               tag="Matches", query=CandidatesQuery, responses={200: CandidateList},
+               description="Best first, with score, parts and reasons; `proposed` says whether the partnership's "
+                           "rules propose the pair, `match_id` names its match where one exists.")
+DOCS.operation("/matches", "post", "Pair two ideas by hand (a coordinator)", tag="Matches", scope="write",
+               body=PairIn, responses={201: MatchOut},
+               description="A match of kind `coordinator`, the note first among its reasons; then both sides accept "
+                           "as for any proposal. 422 when the ideas are not of two partner cities of one "
+                           "partnership or one is withdrawn or in a project; 409 with `match_id` when the pair has "
+                           "a match already.")
+DOCS.operation("/matches/{match_id}/withdraw", "post", "Withdraw an open proposal (a coordinator)", tag="Matches",
+               scope="write", body=WithdrawIn, responses={200: MatchOut},
+               description="By a key of either side's city; both sides are told, with the reason. 409 when the "
+                           "match is no longer open.")
 DOCS.operation("/projects", "get", "List joint projects of your partnerships", tag="Projects",
                query=PageQuery, responses={200: ProjectPage})
 DOCS.operation("/projects/{project_id}", "get", "Read one project", tag="Projects", responses={200: ProjectOut})
@@ -54,6 +73,7 @@ EXTENSION = "twincity.matching"  # app.extensions[EXTENSION]: the service's wiri
 
 class Wired(Protocol):
     uow: UnitOfWork
+    engine: Engine
     clock: usecases.Clock
 
 
@@ -71,6 +91,11 @@ def _not_a_side(exc: domain.NotASide) -> Response:
     return problem_response(403, "Forbidden", str(exc))
 
 
+@bp.errorhandler(usecases.PairExists)
+def _pair_exists(exc: usecases.PairExists) -> Response:
+    return problem_response(409, "Conflict", str(exc), match_id=exc.match_id)
+
+
 @bp.errorhandler(Conflict)
 @bp.errorhandler(domain.RuleViolation)
 def _conflict(exc: Exception) -> Response:
@@ -81,6 +106,26 @@ def _conflict(exc: Exception) -> Response:
 def idea_matches(idea_id: str) -> Response:
     items = usecases.idea_matches(wired().uow, caller(), idea_id, query_args(IdeaMatchesQuery).get("status"))
     return jsonify(match_page.dump({"items": items, "next_cursor": None}))
+
+
+@bp.get("/ideas/<idea_id>/candidates")
+def candidates(idea_id: str) -> Response:
+    items = usecases.candidates(wired().uow, wired().engine, caller(), idea_id, query_args(CandidatesQuery)["limit"])
+    return jsonify(CandidateList().dump({"items": items}))
+
+
+@bp.post("/matches")
+def pair_ideas() -> tuple[Response, int, dict[str, str]]:
+    body = json_body(PairIn)
+    match = usecases.pair_ideas(wired().uow, wired().engine, caller(), body["ideas"], body["note"], wired().clock)
+    return jsonify(match_out.dump(match.doc)), 201, {"Location": f"/matches/{match.id}"}
+
+
+@bp.post("/matches/<match_id>/withdraw")
+def withdraw(match_id: str) -> Response:
+    body = json_body(WithdrawIn)
+    return jsonify(match_out.dump(usecases.withdraw_match(wired().uow, caller(), match_id, body["reason"],
+                                                          wired().clock).doc))
 
 
 @bp.get("/matches")

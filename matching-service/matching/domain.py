@@ -14,6 +14,7 @@ from services.aggregate import Aggregate
 from services.store import new_id
 
 PROPOSED, ACCEPTED, CONFIRMED, DECLINED, EXPIRED = "proposed", "accepted", "confirmed", "declined", "expired"
+WITHDRAWN = "withdrawn"  # an open proposal closed by a coordinator (or by a re-run of matching)
 OPEN_STATUSES = (PROPOSED, ACCEPTED)  # still waiting for answers
 MATCHABLE = ("open", "matched")  # idea statuses that can get new proposals
 
@@ -246,6 +247,34 @@ def reasons(
     return [reason for _, reason in sorted(found, key=lambda item: -item[0])]
 
 
+def coordinator_reason(note: str) -> dict[str, Any]:
+    """Why a coordinator paired two ideas, in their words (first among the reasons)."""
+    return {"code": "coordinator_note", "params": {"note": note},
+            "text": {"de": f"Vorschlag der Koordination: {note}" if note else "Vorschlag der Koordination",
+                     "ru": f"Предложение координаторов: {note}" if note else "Предложение координаторов",
+                     "en": f"Proposed by the coordinators: {note}" if note else "Proposed by the coordinators"}}
+
+
+def check_pairing(a: Mapping[str, Any], b: Mapping[str, Any], partnership: Mapping[str, Any] | None) -> None:
+    """Two ideas a coordinator pairs: of the two cities of one partnership, both still open to partners."""
+    if a["_id"] == b["_id"] or a["city"] == b["city"]:
+        raise Unpaired("ideas", "two ideas of two partner cities are paired, not two of one city")
+    if partnership is None:
+        raise Unpaired("ideas", "the two ideas are not of one partnership")
+    for idea in (a, b):
+        if idea.get("status") not in MATCHABLE:
+            state = "in a project" if idea.get("status") == "in_project" else idea.get("status", "unknown")
+            raise Unpaired("ideas", f"idea {idea['_id']} is {state}: only open ideas are paired")
+
+
+class Unpaired(ValueError):
+    """Two ideas that cannot be paired (the field, and why)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def interest_reason(interests: str, title: str, cosine: float) -> dict[str, Any]:
     excerpt = interests if len(interests) <= 80 else interests[:77].rstrip() + "…"
     return {
@@ -335,6 +364,12 @@ class Match(Aggregate):
     def expire(self, *, at: datetime) -> None:
         self._move(EXPIRED, ["match.expired"], at)
 
+    def withdraw(self, reason: str, *, city: str | None, at: datetime) -> None:
+        """Close an open proposal: a coordinator of `city` saw it was a poor one, or (None) it no longer qualifies."""
+        if self.doc["status"] not in OPEN_STATUSES:
+            raise RuleViolation(f"match {self.id} is {self.doc['status']}: only an open proposal is withdrawn")
+        self._move(WITHDRAWN, ["match.withdrawn"], at, closed_reason=reason, city=city, reason=reason)
+
     def _move(self, status: str, event_types: Sequence[str], at: datetime, *, city: str | None = None,
               participant_id: str | None = None, reason: str | None = None, **fields: Any) -> None:
         self.set(status=status, **fields)
@@ -347,6 +382,8 @@ class Match(Aggregate):
                 payload.update(city=city or sides[0]["city"], participant_id=participant_id)
                 if reason:
                     payload["reason"] = reason
+            elif event_type == "match.withdrawn":
+                payload.update(city=city, reason=reason or "")
             self.record(event_type, payload, partnership=self.doc["partnership"], city=city)
 
 

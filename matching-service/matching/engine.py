@@ -13,6 +13,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -270,6 +271,33 @@ class Engine:
                 found.append(Proposal(self._idea_match(idea, candidate, pid), settings))
             found += self._interested_in(idea, pid, city, settings)
         return found
+
+    def ranking(self, idea: Mapping[str, Any], pid: str, city: str,
+                settings: domain.MatchPolicy) -> list[dict[str, Any]]:
+        """Every near candidate of a partner city, best first, with its reasons and whether the partnership's rules
+        propose it (what a coordinator looks at in the workshop: the near misses too)."""
+        candidates = self.candidates(idea, pid, city, replace(settings, threshold=0.0, floor=0.0))
+        proposed = {c["other"]["_id"] for c in domain.chosen(candidates, settings)}
+        return [{**self._idea_match(idea, c, pid), "proposed": c["other"]["_id"] in proposed} for c in candidates]
+
+    def pairing(self, a: Mapping[str, Any], b: Mapping[str, Any], pid: str, note: str) -> Proposal:
+        """Two ideas a coordinator paired: scored and worded as any pair, the coordinator's note first."""
+        settings = self.repo.settings(pid)
+        cosine = self.cosine(a, b, pid)
+        parts, score, complement = score_of(a, b, cosine, settings)
+        fields = self._idea_match(a, {"other": b, "cosine": cosine, "parts": parts, "score": score,
+                                      "complement": complement}, pid)
+        fields.update(kind="coordinator", reasons=[domain.coordinator_reason(note), *fields["reasons"]])
+        return Proposal(fields, settings)
+
+    def cosine(self, a: Mapping[str, Any], b: Mapping[str, Any], pid: str) -> float:
+        """The two ideas' similarity as a search from `a` would see it (what b's city shares taken out)."""
+        self.sync()
+        query = dequantize(bytes(a["vec"]), a["vec_scale"])
+        found = self.ideas.similarity((pid, b["city"]), query, b["_id"], common=COMMON_WEIGHT)
+        if found is not None:
+            return found
+        return float(query @ dequantize(bytes(b["vec"]), b["vec_scale"]))  # not indexed (yet): as written
 
     def proposals_for_person(self, person: Mapping[str, Any]) -> list[Proposal]:
         """The partner cities' ideas that fit a participant's interests, as proposals to make."""

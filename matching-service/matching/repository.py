@@ -160,6 +160,10 @@ class MatchRepository(DocumentRepository[Match]):
             return False
         return True
 
+    def by_pairs(self, pairs: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The matches of these pair keys (domain.pair_key), by pair."""
+        return {m.doc["pair"]: m.doc for m in self.find({"pair": {"$in": list(pairs)}})} if pairs else {}
+
     def of_idea(self, idea_id: str, status: str | None = None) -> list[dict[str, Any]]:
         """An idea's matches, best first."""
         query: dict[str, Any] = {"sides.idea_id": idea_id, **({"status": status} if status else {})}

@@ -5,9 +5,11 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from matching import domain
+from services.text import OneLine
 from services.web import cursor_field
 
-STATUSES = (domain.PROPOSED, domain.ACCEPTED, domain.CONFIRMED, domain.DECLINED, domain.EXPIRED)
+STATUSES = (domain.PROPOSED, domain.ACCEPTED, domain.CONFIRMED, domain.DECLINED, domain.EXPIRED, domain.WITHDRAWN)
+KINDS = ("idea", "interest", "coordinator")
 
 
 class Strict(Schema):
@@ -34,7 +36,8 @@ class Reason(Schema):
 
 class MatchOut(Schema):
     id = fields.Str(attribute="_id")
-    kind = fields.Str(metadata={"description": "idea (two ideas) or interest (a person's interests and an idea)"})
+    kind = fields.Str(metadata={"description": "idea (two ideas the rules proposed), coordinator (two ideas a "
+                                               "coordinator paired) or interest (a person's interests and an idea)"})
     partnership = fields.Str()
     status = fields.Str(validate=validate.OneOf(STATUSES))
     score = fields.Float()
@@ -44,6 +47,8 @@ class MatchOut(Schema):
     sides = fields.List(fields.Nested(Side))
     expires_at = fields.DateTime()
     created_at = fields.DateTime()
+    closed_reason = fields.Str(allow_none=True, dump_default=None,
+                               metadata={"description": "Why it closed without both answers (withdrawn, declined)."})
     version = fields.Int()
 
 
@@ -56,13 +61,46 @@ class MatchQuery(Strict):
     status = fields.Str(validate=validate.OneOf(STATUSES))
     city = fields.Str(validate=validate.Length(max=64))
     idea = fields.Str(validate=validate.Length(max=64))
-    kind = fields.Str(validate=validate.OneOf(("idea", "interest")))
+    kind = fields.Str(validate=validate.OneOf(KINDS))
     limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
     cursor = cursor_field("match")
 
 
 class IdeaMatchesQuery(Strict):
     status = fields.Str(validate=validate.OneOf(STATUSES))
+
+
+class CandidatesQuery(Strict):
+    limit = fields.Int(load_default=10, validate=validate.Range(min=1, max=50))
+
+
+class Candidate(Schema):
+    partnership = fields.Str()
+    idea = fields.Function(lambda c: Side().dump(c["sides"][1]), metadata={"description": "The partner idea."})
+    score = fields.Float()
+    parts = fields.Dict(keys=fields.Str(), values=fields.Float())
+    reasons = fields.List(fields.Nested(Reason))
+    proposed = fields.Bool(metadata={"description": "Whether the partnership's rules propose this pair (false: a "
+                                                    "near miss a coordinator may pair by hand)."})
+    match_id = fields.Str(allow_none=True, metadata={"description": "The pair's match, where one exists."})
+    match_status = fields.Str(allow_none=True)
+
+
+class CandidateList(Schema):
+    items = fields.List(fields.Nested(Candidate))
+
+
+class PairIn(Strict):
+    ideas = fields.List(fields.Str(validate=validate.Length(min=1, max=64)), required=True,
+                        validate=validate.Length(equal=2), metadata={"description": "Two ideas of partner cities."})
+    note = OneLine(load_default="", validate=validate.Length(max=500),
+                   metadata={"description": "Why they belong together, in the coordinator's words (shown first "
+                                            "among the reasons)."})
+
+
+class WithdrawIn(Strict):
+    reason = OneLine(required=True, validate=validate.Length(min=1, max=500),
+                     metadata={"description": "Why, for both sides (they are told)."})
 
 
 class AnswerIn(Strict):
@@ -106,7 +144,7 @@ class MatchingSettings(Strict):
                                                       "proposed (up to top_k)."})
     floor = fields.Float(validate=validate.Range(min=0, max=1),
                          metadata={"description": "Below the threshold, an idea's best candidate is proposed from "
-                                                  "this score on when it leads the next one by `margin`."})
+                                                  "this score on when it leads the next one by the margin."})
     margin = fields.Float(validate=validate.Range(min=0, max=1),
                           metadata={"description": "How far the best candidate below the threshold must lead the "
                                                    "next one to be proposed."})

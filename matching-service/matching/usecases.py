@@ -146,6 +146,80 @@ def answer_match(uow: UnitOfWork, who: Caller, match_id: str, accept: bool, part
     return match
 
 
+def withdraw_match(uow: UnitOfWork, who: Caller, match_id: str, reason: str, clock: Clock) -> Match:
+    """A coordinator of either side closes an open proposal they find poor; both sides are told why."""
+    match = _visible_match(uow, who, match_id)
+    if who.participant is not None:
+        raise Forbidden("a proposal is withdrawn by a coordinator (a city's key), not by a participant")
+    if not who.admin and who.city not in [s["city"] for s in match.get("sides")]:
+        raise domain.NotASide(f"only a coordinator of one of the match's cities withdraws it, not {who.city}")
+    match.withdraw(reason, city=who.city, at=clock())
+    try:
+        uow.matches.save(match)
+    except Conflict:
+        raise Conflict(f"match {match_id} changed meanwhile; read it again") from None
+    return match
+
+
+def pair_ideas(uow: UnitOfWork, engine: Engine, who: Caller, idea_ids: Sequence[str], note: str,
+               clock: Clock) -> Match:
+    """A coordinator pairs two ideas of partner cities by hand (a match of kind coordinator, the note among its
+    reasons); then both sides answer as to any proposal."""
+    found = uow.models.ideas_by_id(idea_ids)
+    missing = [i for i in idea_ids if i not in found or not who.can_see(found[i]["city"])]
+    if missing:
+        raise ValidationError({"ideas": [f"no idea {', '.join(missing)} here (yet)"]})
+    a, b = (found[i] for i in idea_ids)
+    if not who.admin and who.city not in (a["city"], b["city"]):
+        raise Forbidden("a coordinator of one of the two ideas' cities pairs them")
+    pid = next((p for p in a.get("partnerships", []) if p in b.get("partnerships", [])
+                and (who.admin or p in {x.id for x in who.partnerships})), None)
+    try:
+        domain.check_pairing(a, b, uow.models.partnership(pid) if pid else None)
+    except domain.Unpaired as exc:
+        raise ValidationError({exc.field: [str(exc)]}) from None
+    assert pid is not None
+    pair = domain.pair_key("idea", a["_id"], b["_id"])
+    existing = uow.matches.by_pairs([pair]).get(pair)
+    if existing is None:
+        match = Match.propose(engine.pairing(a, b, pid, note), at=clock())
+        if uow.matches.propose(match):
+            return match
+        existing = uow.matches.by_pairs([pair]).get(pair)  # proposed meanwhile
+    raise PairExists(existing["_id"] if existing else "")
+
+
+class PairExists(Conflict):
+    """The two ideas have a match already (any status): its id."""
+
+    def __init__(self, match_id: str) -> None:
+        super().__init__(f"these two ideas have a match already: {match_id}")
+        self.match_id = match_id
+
+
+def candidates(uow: UnitOfWork, engine: Engine, who: Caller, idea_id: str, limit: int) -> list[dict[str, Any]]:
+    """An idea's candidates in its partner cities, best first, with score, parts, reasons, whether the rules
+    propose it and its match where one exists: the near misses a coordinator may pair by hand."""
+    idea = uow.models.idea(idea_id)
+    if idea is None:
+        return []  # matching has not heard of it yet (the gateway asked the ideas service whether it exists)
+    if not who.can_see(idea["city"]):
+        raise NotFound("idea", idea_id)
+    if not idea.get("vec"):
+        return []
+    engine.sync()
+    allowed = _visible_partnerships(who)
+    found = []
+    for pid, city in engine.partners_of(idea):
+        if allowed is None or pid in allowed:
+            found += engine.ranking(idea, pid, city, uow.models.settings(pid))
+    found.sort(key=lambda c: -c["score"])
+    found = found[:limit]
+    matches = uow.matches.by_pairs([c["pair"] for c in found])
+    return [{**c, "match_id": (matches.get(c["pair"]) or {}).get("_id"),
+             "match_status": (matches.get(c["pair"]) or {}).get("status")} for c in found]
+
+
 def close_matches_of(uow: UnitOfWork, idea_id: str, reason: str, city: str, clock: Clock) -> int:
     """A withdrawn idea's open proposals close (declined, with the reason). A Conflict (answered meanwhile)
     propagates: the bus retries the event, which reads them again."""

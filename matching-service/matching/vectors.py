@@ -224,6 +224,19 @@ class Segment:
             found.append([(self.ids[i], float(row[i])) for i in best if np.isfinite(row[i])])
         return found
 
+    def similarity(self, query: np.ndarray, key: str, common: float = 0.0) -> float | None:
+        """The cosine of one stored vector with the query, as a search would give it (None: not stored here)."""
+        row = self.rows.get(key)
+        if row is None:
+            return None
+        query = np.asarray(query, dtype=np.float32).reshape(1, DIM)
+        sims = (query @ self.codes[row].astype(np.float32)) * self.scales[row]
+        mean = self.common() if common > 0 else None
+        if mean is not None:
+            weight = common * self.size / (self.size + COMMON_SHRINK)
+            sims = _centered(sims.reshape(1, 1), weight * self.projections[row: row + 1], query, weight * mean)
+        return float(np.asarray(sims).reshape(-1)[0])
+
     def nbytes(self) -> int:
         return int(self.codes[: self.size].nbytes + self.scales[: self.size].nbytes
                    + self.projections[: self.size].nbytes)
@@ -273,6 +286,11 @@ class Index:
         with self.lock:
             segment = self.segments.get(group)
             return segment.search_many(queries, k, excludes, common) if segment else [[] for _ in excludes]
+
+    def similarity(self, group: tuple[str, ...], query: np.ndarray, key: str, common: float = 0.0) -> float | None:
+        with self.lock:
+            segment = self.segments.get(group)
+            return segment.similarity(query, key, common) if segment else None
 
     def __len__(self) -> int:
         return len(self.memberships)

@@ -33,12 +33,12 @@ def email_status(person: Mapping[str, Any], *, can_send: bool) -> tuple[str | No
 # Events a webhook may subscribe to (everything the platform publishes).
 WEBHOOK_EVENTS = (
     "idea.submitted", "idea.updated", "idea.withdrawn",
-    "match.proposed", "match.accepted", "match.declined", "match.confirmed", "match.expired",
+    "match.proposed", "match.accepted", "match.declined", "match.confirmed", "match.expired", "match.withdrawn",
     "project.formed",
 )
 # What people hear about (notify_people); the other webhook events matter only while a subscription names them,
 # and the worker's queue is bound to them only then (Runtime.sync_bindings).
-PEOPLE_EVENTS = ("match.proposed", "match.accepted", "match.declined", "project.formed")
+PEOPLE_EVENTS = ("match.proposed", "match.accepted", "match.declined", "match.withdrawn", "project.formed")
 WEBHOOK_ONLY_EVENTS = tuple(t for t in WEBHOOK_EVENTS if t not in PEOPLE_EVENTS)
 
 
@@ -72,7 +72,7 @@ def messages_for(event_type: str, payload: Mapping[str, Any], city_name: Names, 
     """
     if event_type == "match.proposed":
         kind = payload.get("kind")
-        if kind == "idea":
+        if kind in ("idea", "coordinator"):
             return _ideas_proposed(payload, city_name, lang_of)
         return _interest_proposed(payload, city_name, lang_of) if kind == "interest" else []
     if event_type in ("match.accepted", "match.declined"):
@@ -80,9 +80,27 @@ def messages_for(event_type: str, payload: Mapping[str, Any], city_name: Names, 
         if payload.get("reason") == "withdrawn" or payload.get("status") == "confirmed":
             return []
         return _answered(event_type, payload, city_name)
+    if event_type == "match.withdrawn":
+        return _withdrawn(payload, city_name)
     if event_type == "project.formed":
         return _project_formed(payload, city_name)
     return []
+
+
+def _withdrawn(payload: Mapping[str, Any], city_name: Names) -> list[Message]:
+    """Both sides hear that an open proposal was withdrawn, and why."""
+    sides = payload.get("sides") or []
+    by = payload.get("city")
+    out = []
+    for me, other in ((sides[0], sides[1]), (sides[1], sides[0])) if len(sides) == 2 else ():
+        person = me.get("author_id") or me.get("participant_id")
+        if person:
+            out.append(Message(person, "match_withdrawn", {
+                "own_title": me.get("title") or other.get("title"), "other_title": other.get("title") or "",
+                "other_city": city_name(other["city"]), "by_city": city_name(by) if by else "",
+                "reason": payload.get("reason", ""),
+            }, link=f"/matches/{payload['match_id']}"))
+    return out
 
 
 def _ideas_proposed(payload: Mapping[str, Any], city_name: Names, lang_of: Names) -> list[Message]:

@@ -77,7 +77,7 @@ class Lab:
                                                      "preferences": {"channels": ["inbox"], "digest": "immediate"}})
         api.settle()  # the notify service knows Jonas before his idea is matched: an inbox entry
         pairs = [(api.ok("POST", "/ideas", k, {**GARDEN_DE, "author_id": person["id"]} if i == 0 else GARDEN_DE),
-                  api.ok("POST", "/ideas", kr, GARDEN_RU)) for i in range(6)]
+                  api.ok("POST", "/ideas", kr, GARDEN_RU)) for i in range(9)]
 
         def match_of(de: dict[str, Any], ru: dict[str, Any]) -> str | None:
             found = [m["id"] for m in api.ok("GET", f"/ideas/{de['id']}/matches", k)["items"]
@@ -109,6 +109,15 @@ class Lab:
 
     def new_idea(self) -> str:
         return self.api.ok("POST", "/ideas", self.keys["owner"], PLAIN_IDEA)["id"]
+
+    def new_pair(self) -> dict[str, Any]:
+        """Two fresh ideas of Karlsruhe and Krasnodar, once matching has heard of both, for a coordinator to pair."""
+        a = self.api.ok("POST", "/ideas", self.keys["owner"], PLAIN_IDEA)["id"]
+        b = self.api.ok("POST", "/ideas", self.keys["krasnodar"], {  # nothing like any other: never proposed
+            "title": "Ремонт подъездов", "description": "Жильцы сами красят стены и меняют лампы в подъездах.",
+            "theme": "leisure-youth-social", "tags": []})["id"]
+        self.api.settle()
+        return {"ideas": [a, b], "note": "Beide wollen lesen"}
 
     def new_participant(self) -> str:
         return self.api.ok("POST", "/participants", self.keys["owner"], self.participant_body())["id"]
@@ -221,6 +230,12 @@ ROUTES: tuple[Route, ...] = (
           lambda x, ok: f"/matches/{x.open_match() if ok else x.match}/accept"),
     Route("POST", "/matches/{match_id}/decline", (200, 200, 404, 404, 403, 403),
           lambda x, ok: f"/matches/{x.open_match() if ok else x.match}/decline"),
+    Route("GET", "/ideas/{idea_id}/candidates", (200, 200, 200, 404, 200, 200),
+          lambda x, _: f"/ideas/{x.matched_idea}/candidates"),
+    # a coordinator pairs ideas of the two cities by hand (Nancy and Dijon do not see Krasnodar's: no such idea)
+    Route("POST", "/matches", (201, 201, 422, 422, 403, 201), lambda x, _: "/matches", lambda x: x.new_pair()),
+    Route("POST", "/matches/{match_id}/withdraw", (200, 200, 404, 404, 403, 200),
+          lambda x, ok: f"/matches/{x.open_match() if ok else x.match}/withdraw", lambda x: {"reason": "Doppelt"}),
     Route("GET", "/projects", (200, 200, 200, 200, 200, 200), lambda x, _: "/projects"),
     Route("GET", "/projects/{project_id}", (200, 200, 404, 404, 200, 200), lambda x, _: f"/projects/{x.project}"),
     Route("GET", "/partnerships/{partnership_id}/matching", (200, 200, 404, 404, 200, 200),
@@ -315,7 +330,7 @@ def test_an_unknown_id_is_a_404_like_an_object_of_another_partnership(lab: Lab, 
 def test_an_idea_names_only_the_partnerships_the_reader_is_in(lab: Lab):
     seen = {role: lab.api.ok("GET", f"/ideas/{lab.idea}", lab.keys[role])["partnerships"]
             for role in ("owner", "admin", "krasnodar", "nancy")}
-    listed = {role: {i["id"]: i["partnerships"] for i in lab.api.ok("GET", "/ideas?city=karlsruhe",
+    listed = {role: {i["id"]: i["partnerships"] for i in lab.api.ok("GET", "/ideas?city=karlsruhe&limit=100",
                                                                      lab.keys[role])["items"]}[lab.idea]
               for role in ("krasnodar", "nancy")}
     assert seen == {"owner": ["karlsruhe-krasnodar", "karlsruhe-nancy"],

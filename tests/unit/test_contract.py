@@ -20,7 +20,7 @@ def test_every_event_type_the_platform_names_has_a_schema():
         "city.registered", "partnership.formed", "partnership.updated",
         "idea.submitted", "idea.updated", "idea.withdrawn",
         "participant.registered", "participant.updated", "participant.erased",
-        "match.proposed", "match.accepted", "match.declined", "match.confirmed", "match.expired",
+        "match.proposed", "match.accepted", "match.declined", "match.confirmed", "match.expired", "match.withdrawn",
         "project.formed", "notification.delivered", "notification.failed",
     ])
 

@@ -67,6 +67,9 @@ class FakeModels:
     def ideas_by_id(self, ids: Any) -> dict[str, dict[str, Any]]:
         return {i: self.ideas_[i] for i in ids if i in self.ideas_}
 
+    def partnership(self, pid: str) -> dict[str, Any] | None:
+        return self.partnerships_.get(pid)
+
     def settings(self, pid: str) -> domain.MatchPolicy:
         return self.settings_.get(pid, domain.MatchPolicy())
 
@@ -99,6 +102,9 @@ class FakeMatches(FakeDocuments[Match]):
         for doc in self.docs.values():
             doc["sides"] = [{**s, **{k: None for k in ("participant_id", "author_id") if s.get(k) == pid}}
                             for s in doc["sides"]]
+
+    def by_pairs(self, pairs: Any) -> dict[str, dict[str, Any]]:
+        return {d["pair"]: d for d in self.docs.values() if d["pair"] in pairs}
 
 
 class FakeProjects(FakeDocuments[Project]):
@@ -150,6 +156,11 @@ class FakeEngine:
 
     def proposals_for_person(self, person: Any) -> list[domain.Proposal]:
         return self.for_person.get(person["_id"], [])
+
+    def pairing(self, a: Any, b: Any, pid: str, note: str) -> domain.Proposal:
+        proposal = a_proposal(kind="idea")
+        return domain.Proposal({**proposal.fields, "kind": "coordinator",
+                                "reasons": [domain.coordinator_reason(note)]}, proposal.policy)
 
 
 @pytest.fixture
@@ -393,3 +404,58 @@ def test_a_signed_in_participant_answers_only_their_own_match_and_sees_only_thei
     assert len(usecases.list_projects(uow, KARLSRUHE, query)[0]) == 1, "a city key sees its partnerships' projects"
     with pytest.raises(NotFound):
         usecases.read_project(uow, jonas, project["_id"])
+
+
+# --- coordinators steer the workshop ----------------------------------------------------------------------
+
+def open_ideas(uow: UnitOfWork, **status: str) -> None:
+    uow.models.partnerships_["karlsruhe-krasnodar"] = {"cities": ["karlsruhe", "krasnodar"]}
+    for idea in ("idea-de", "idea-ru"):
+        uow.models.ideas_[idea].update(_id=idea, partnerships=["karlsruhe-krasnodar"], status=status.get(idea, "open"))
+
+
+def test_a_coordinator_pairs_two_ideas_by_hand_and_the_note_comes_first(uow, clock):
+    open_ideas(uow)
+    match = usecases.pair_ideas(uow, FakeEngine(), KARLSRUHE, ["idea-de", "idea-ru"], "Beide wollen Gärten",
+                                clock)
+    assert match.get("kind") == "coordinator" and match.get("status") == "proposed"
+    assert match.get("reasons")[0]["text"]["ru"] == "Предложение координаторов: Beide wollen Gärten"
+    [event] = uow.matches.published
+    assert event.type == "match.proposed" and event.payload["kind"] == "coordinator"
+    with pytest.raises(usecases.PairExists) as again:
+        usecases.pair_ideas(uow, FakeEngine(), KRASNODAR, ["idea-ru", "idea-de"], "", clock)
+    assert again.value.match_id == match.id
+
+
+@pytest.mark.parametrize(("who", "ideas", "status", "refused"), [
+    (KARLSRUHE, ["idea-de", "idea-de"], {}, ValidationError),
+    (KARLSRUHE, ["idea-de", "idea-nope"], {}, ValidationError),
+    (KARLSRUHE, ["idea-de", "idea-ru"], {"idea-ru": "withdrawn"}, ValidationError),
+    (KARLSRUHE, ["idea-de", "idea-ru"], {"idea-de": "in_project"}, ValidationError),
+    (NANCY, ["idea-de", "idea-ru"], {}, ValidationError),  # Nancy does not see them: no such ideas for it
+])
+def test_only_open_ideas_of_two_partner_cities_are_paired(uow, clock, who, ideas, status, refused):
+    open_ideas(uow, **status)
+    with pytest.raises(refused):
+        usecases.pair_ideas(uow, FakeEngine(), who, ideas, "", clock)
+    assert uow.matches.published == []
+
+
+def test_a_coordinator_of_either_side_withdraws_an_open_proposal_with_a_reason(uow, clock):
+    match = proposed(uow, clock)
+    with pytest.raises(Refused):
+        usecases.withdraw_match(uow, replace_participant(KARLSRUHE, "lena"), match.id, "no", clock)
+    with pytest.raises(NotFound):
+        usecases.withdraw_match(uow, NANCY, match.id, "no", clock)
+    withdrawn = usecases.withdraw_match(uow, KRASNODAR, match.id, "Die Themen passen doch nicht", clock)
+    assert withdrawn.get("status") == "withdrawn" and withdrawn.get("closed_reason") == "Die Themen passen doch nicht"
+    event = uow.matches.published[-1]
+    assert event.type == "match.withdrawn" and event.payload["city"] == "krasnodar"
+    with pytest.raises(domain.RuleViolation, match="only an open proposal"):
+        usecases.withdraw_match(uow, KARLSRUHE, match.id, "again", clock)
+
+
+def replace_participant(who: Caller, participant: str) -> Caller:
+    from dataclasses import replace
+
+    return replace(who, participant=participant)

@@ -23,6 +23,8 @@ VARIABLES: dict[str, set[str]] = {
     "interested_person": {"recipient_name", "own_title", "person_city", "reasons", "link", "unsubscribe_url"},
     "match_accepted": {"recipient_name", "own_title", "other_title", "other_city", "link", "unsubscribe_url"},
     "match_declined": {"recipient_name", "own_title", "other_title", "other_city", "unsubscribe_url"},
+    "match_withdrawn": {"recipient_name", "own_title", "other_title", "other_city", "by_city", "reason",
+                        "unsubscribe_url"},
     "project_formed": {"recipient_name", "project_title", "partner_cities", "link", "unsubscribe_url"},
     "digest": {"recipient_name", "day", "items", "unsubscribe_url"},
     # Asked for by the person (web sign-in): no unsubscribe footer, it is not a notification.
@@ -48,6 +50,8 @@ SAMPLE = {
     "partner_cities": "Karlsruhe, Краснодар",
     "day": "2026-11-25",
     "minutes": 30,
+    "by_city": "Karlsruhe",
+    "reason": "Die Ideen passen thematisch doch nicht zusammen.",
     "items": [
         {"subject": "Eine Partneridee aus Краснодар für „Stadtgärten für alle“",
          "text": "Hallo Ольга,\n\nfür deine Idee gibt es vielleicht eine Partneridee.\n"},

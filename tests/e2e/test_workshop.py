@@ -1,0 +1,101 @@
+"""The bilateral workshop, end to end through the gateway: workshop cards from two cities, the near misses an idea
+has, a pair made by hand, a poor proposal withdrawn (both sides told, in their language), both accept, a project."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import wait_for
+from tests.e2e.conftest import Api
+from tests.e2e.test_notify import authors
+
+CARD = {"tags": [], "seeks": [], "offers": []}
+KARLSRUHE_CARDS = [
+    ("Mehr Grün gegen die Sommerhitze", "ecology-health",
+     "Wir wollen Straßen und Schulhöfe begrünen, damit es in der Stadt im Sommer kühler bleibt."),
+    ("Bienen auf dem Rathausdach", "ecology-health",
+     "Bienenstöcke auf öffentlichen Dächern sollen die Artenvielfalt in der Stadt fördern."),
+]
+KRASNODAR_CARDS = [
+    ("Зелёные дворы против жары", "ecology-health",
+     "Озеленим дворы и остановки, чтобы летом в городе было не так жарко."),
+    ("Чистые берега Кубани", "ecology-health",
+     "Волонтёры собирают мусор на берегах реки и рассказывают о её охране."),
+]
+
+
+def cards(api: Api, key: str, author: str, texts: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    return [api.ok("POST", "/ideas", key, {**CARD, "title": t, "theme": theme, "description": d, "author_id": author})
+            for t, theme, d in texts]
+
+
+def inbox(api: Api, key: str, person: dict[str, Any]) -> list[dict[str, Any]]:
+    return api.ok("GET", f"/participants/{person['id']}/notifications", key)["items"]
+
+
+def test_coordinators_see_near_misses_pair_by_hand_withdraw_and_a_project_forms(api: Api):
+    keys = api.lab()
+    lena, anna = authors(api, keys)
+    api.settle()
+    green_de, bees = cards(api, keys["karlsruhe"], lena["id"], KARLSRUHE_CARDS)
+    green_ru, river = cards(api, keys["krasnodar"], anna["id"], KRASNODAR_CARDS)
+    api.settle()
+
+    # The Karlsruhe coordinator looks at the bees card: every Krasnodar card, best first, near misses included.
+    def candidates(idea: dict[str, Any]) -> list[dict[str, Any]]:
+        return api.ok("GET", f"/ideas/{idea['id']}/candidates?limit=10", keys["karlsruhe"])["items"]
+
+    wait_for(lambda: len(candidates(bees)) == 2 and candidates(green_de)[0]["match_id"], 30,
+             message="matching to have heard of every card")
+    seen = candidates(bees)
+    assert {c["idea"]["idea_id"] for c in seen} == {green_ru["id"], river["id"]}
+    assert [c["score"] for c in seen] == sorted((c["score"] for c in seen), reverse=True)
+    assert all(c["reasons"] and set(c["parts"]) == {"semantic", "theme"} for c in seen)
+    near = next(c for c in seen if c["idea"]["idea_id"] == river["id"])
+    assert near["proposed"] is False and near["match_id"] is None, "a near miss, not proposed by the rules"
+    green = candidates(green_de)[0]
+    assert green["idea"]["idea_id"] == green_ru["id"] and green["proposed"] is True and green["match_id"]
+    assert api.ok("GET", f"/ideas/{bees['id']}/candidates", keys["nancy"])["items"] == [], \
+        "Nancy sees the card (Karlsruhe's other twin) but none of Krasnodar's"
+    assert api.call("GET", f"/ideas/{bees['id']}/candidates", keys["dijon"]).status_code == 404
+
+    # Pairing by hand: the bees and the river, with a note; again is a 409 naming the match; same city is a 422.
+    paired = api.ok("POST", "/matches", keys["karlsruhe"], {"ideas": [bees["id"], river["id"]],
+                                                             "note": "Beide schützen die Natur in der Stadt"})
+    assert paired["kind"] == "coordinator" and paired["status"] == "proposed"
+    assert paired["reasons"][0]["text"]["ru"] == "Предложение координаторов: Beide schützen die Natur in der Stadt"
+    again = api.call("POST", "/matches", keys["krasnodar"], {"ideas": [river["id"], bees["id"]]})
+    assert again.status_code == 409 and again.json_body["match_id"] == paired["id"]
+    same = api.call("POST", "/matches", keys["karlsruhe"], {"ideas": [bees["id"], green_de["id"]]})
+    assert same.status_code == 422 and "ideas" in same.json_body["errors"]
+    assert api.call("POST", "/matches", keys["nancy"], {"ideas": [bees["id"], river["id"]]}).status_code == 422, \
+        "Nancy does not see Krasnodar's card"
+    assert api.call("POST", "/matches", keys["karlsruhe"], {"ideas": [bees["id"]]}).status_code == 422
+
+    # The Krasnodar coordinator withdraws the greening proposal: both authors are told, each in their language.
+    withdrawn = api.ok("POST", f"/matches/{green['match_id']}/withdraw", keys["krasnodar"],
+                       {"reason": "Дворы уже озеленяет другой проект"})
+    assert withdrawn["status"] == "withdrawn" and withdrawn["closed_reason"] == "Дворы уже озеленяет другой проект"
+    assert api.call("POST", f"/matches/{green['match_id']}/withdraw", keys["karlsruhe"],
+                    {"reason": "again"}).status_code == 409
+    assert api.call("POST", f"/matches/{paired['id']}/withdraw", keys["karlsruhe"], {}).status_code == 422
+
+    def told(key: str, person: dict[str, Any]) -> list[dict[str, Any]]:
+        return [n for n in inbox(api, key, person) if n["template"] == "match_withdrawn"]
+
+    wait_for(lambda: told(keys["karlsruhe"], lena) and told(keys["krasnodar"], anna), 30, message="both told")
+    [for_lena], [for_anna] = told(keys["karlsruhe"], lena), told(keys["krasnodar"], anna)
+    assert for_lena["language"] == "de" and "zurückgezogen" in for_lena["subject"]
+    assert "Дворы уже озеленяет другой проект" in for_lena["text"]
+    assert for_anna["language"] == "ru" and "отозвано" in for_anna["subject"]
+
+    # Both sides accept the pair made by hand: a project forms.
+    api.ok("POST", f"/matches/{paired['id']}/accept", keys["karlsruhe"])
+    confirmed = api.ok("POST", f"/matches/{paired['id']}/accept", keys["krasnodar"])
+    assert confirmed["status"] == "confirmed"
+
+    def project() -> list[dict[str, Any]]:
+        return [p for p in api.ok("GET", "/projects", keys["karlsruhe"])["items"] if p["match_id"] == paired["id"]]
+
+    wait_for(project, 30, message="the project")
+    assert sorted(project()[0]["idea_ids"]) == sorted([bees["id"], river["id"]])
