@@ -195,6 +195,11 @@ class MatchWithdrawnV1(MatchClosedV1):
     reason = _text(500, required=True)
 
 
+class MatchingRunV1(Lenient):
+    run_id = _key(required=True)
+    partnership = _key(required=True)
+
+
 class ProjectMemberV1(Lenient):
     participant_id = _key(required=True)
     city = _key(required=True)
@@ -273,6 +278,8 @@ EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
     ("match.declined", 1, MatchAnsweredV1, "One side declined a match; it is closed."),
     ("match.confirmed", 1, MatchClosedV1, "Both sides accepted; a project forms."),
     ("match.expired", 1, MatchClosedV1, "Nobody answered in time; the match is closed."),
+    ("matching.run_requested", 1, MatchingRunV1, "A partnership's matching settings changed: the matching service "
+                                                 "matches its open ideas again (and says so in GET .../matching)."),
     ("match.withdrawn", 1, MatchWithdrawnV1, "An open proposal was withdrawn (by a coordinator, or because it no "
                                              "longer qualifies); the reason says why."),
     ("project.formed", 1, ProjectFormedV1, "A confirmed match became a joint project."),

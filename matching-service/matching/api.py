@@ -63,8 +63,11 @@ DOCS.operation("/partnerships/{partnership_id}/matching", "get", "How a partners
                responses={200: MatchingSettings})
 DOCS.operation("/partnerships/{partnership_id}/matching", "put", "Change how a partnership matches",
                tag="Partnerships", scope="admin", body=MatchingSettings, responses={200: MatchingSettings},
-               description="Weights of the score's parts, threshold, proposals per idea, days until expiry. "
-                           "Applies to matching from now on.")
+               description="Weights of the score's parts, threshold, floor and margin, proposals per idea, days "
+                           "until expiry. The partnership's open ideas are matched again (off the request; "
+                           "`last_run` says when it started and finished and what it did): new proposals are "
+                           "made, none twice; unanswered ones the rules no longer make are withdrawn with that "
+                           "reason; answered ones stay.")
 
 match_out, match_page, project_out, project_page = MatchOut(), MatchPage(), ProjectOut(), ProjectPage()
 bp = Blueprint("matching", __name__)
@@ -169,11 +172,13 @@ def read_project(project_id: str) -> Response:
 
 @bp.get("/partnerships/<pid>/matching")
 def read_settings(pid: str) -> Response:
-    return jsonify(MatchingSettings().dump(usecases.read_settings(wired().uow, caller(), pid).as_doc()))
+    settings = usecases.read_settings(wired().uow, caller(), pid)
+    return jsonify(MatchingSettings().dump({**settings.as_doc(), "last_run": usecases.last_run(wired().uow, pid)}))
 
 
 @bp.put("/partnerships/<pid>/matching")
 def change_settings(pid: str) -> Response:
     who = caller()
-    settings = usecases.change_settings(wired().uow, who, pid, json_body(MatchingSettings) if who.admin else {})
-    return jsonify(MatchingSettings().dump(settings.as_doc()))
+    settings = usecases.change_settings(wired().uow, who, pid, json_body(MatchingSettings) if who.admin else {},
+                                        wired().clock)
+    return jsonify(MatchingSettings().dump({**settings.as_doc(), "last_run": usecases.last_run(wired().uow, pid)}))

@@ -410,5 +410,29 @@ class Project(Aggregate):
         return project
 
 
+NO_LONGER_PROPOSED = "no longer proposed under the partnership's changed matching settings"
+
+
+class MatchingRun(Aggregate):
+    """One pass of matching over a partnership's open ideas, after its settings changed: what it saw and did."""
+
+    @classmethod
+    def request(cls, partnership: str, *, at: datetime) -> MatchingRun:
+        run = cls({"_id": new_id("run"), "partnership": partnership, "status": "requested", "requested_at": at,
+                   "started_at": None, "finished_at": None, "ideas_seen": 0, "proposals_added": 0,
+                   "proposals_withdrawn": 0, "version": 1})
+        run.record("matching.run_requested", {"run_id": run.id, "partnership": partnership}, partnership=partnership)
+        return run
+
+    def start(self, *, at: datetime) -> None:
+        self.set(status="running", started_at=at)
+        self.next_version(at)
+
+    def finish(self, *, seen: int, added: int, withdrawn: int, at: datetime) -> None:
+        self.set(status="finished", finished_at=at, ideas_seen=seen, proposals_added=added,
+                 proposals_withdrawn=withdrawn)
+        self.next_version(at)
+
+
 def expires_at(now: datetime, settings: MatchPolicy) -> datetime:
     return now + timedelta(days=settings.expiry_days)

@@ -272,6 +272,18 @@ class Engine:
             found += self._interested_in(idea, pid, city, settings)
         return found
 
+    def proposals_in(self, ideas: Sequence[Mapping[str, Any]], pid: str) -> list[Proposal]:
+        """What the rules propose now to each of several ideas in one partnership (two ideas each; a re-run)."""
+        settings = self.repo.settings(pid)
+        nearest = self.nearest_many(ideas)
+        found = []
+        for idea in ideas:
+            for (p, city), hits in nearest.get(idea["_id"], {}).items():
+                if p == pid:
+                    for candidate in domain.chosen(self.candidates(idea, p, city, settings, hits), settings):
+                        found.append(Proposal(self._idea_match(idea, candidate, p), settings))
+        return found
+
     def ranking(self, idea: Mapping[str, Any], pid: str, city: str,
                 settings: domain.MatchPolicy) -> list[dict[str, Any]]:
         """Every near candidate of a partner city, best first, with its reasons and whether the partnership's rules

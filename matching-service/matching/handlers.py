@@ -38,6 +38,10 @@ def participant_erased(event: Event, uow: UnitOfWork, engine: Engine) -> None:
     usecases.participant_erased(uow, engine, event.payload["participant_id"])
 
 
+def run_requested(event: Event, uow: UnitOfWork, engine: Engine, clock: usecases.Clock) -> None:
+    usecases.run_matching(uow, engine, event.payload["run_id"], clock)
+
+
 def match_confirmed(event: Event, uow: UnitOfWork, clock: usecases.Clock) -> None:
     usecases.form_project(uow, event.payload["match_id"], event.id, clock)
 
@@ -55,4 +59,5 @@ EVENT_HANDLERS: Registry = {
     "participant.updated": [participant_changed],
     "participant.erased": [participant_erased],
     "match.confirmed": [match_confirmed],
+    "matching.run_requested": [run_requested],
 }

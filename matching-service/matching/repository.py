@@ -7,20 +7,20 @@ project is one single-document write that carries its events (the outbox; servic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from matching import domain
-from matching.domain import Match, Project
+from matching.domain import Match, MatchingRun, Project
 from services import metrics
 from services.aggregate import DocumentRepository, page
 from services.store import DuplicateKeyError, Index, now
 
 PRODUCER = "matching"
 IDEAS, PARTICIPANTS, CITIES, PARTNERSHIPS = "ideas", "participants", "cities", "partnerships"
-MATCHES, PROJECTS = "matches", "projects"
+MATCHES, PROJECTS, RUNS = "matches", "projects", "matching_runs"
 
 INDEXES = {
     IDEAS: [Index(keys=[("synced_at", 1)], name="ideas_synced"), Index(keys=[("author_id", 1)], name="ideas_author")],
@@ -34,6 +34,7 @@ INDEXES = {
         Index(keys=[("partnership", 1), ("_id", -1)], name="matches_partnership"),
         Index(keys=[("status", 1), ("expires_at", 1)], name="matches_expiry"),
     ],
+    RUNS: [Index(keys=[("partnership", 1), ("requested_at", -1)], name="runs_partnership")],
     PROJECTS: [
         Index(keys=[("match_id", 1)], unique=True, name="projects_match"),
         Index(keys=[("partnership", 1), ("_id", -1)], name="projects_partnership"),
@@ -72,6 +73,17 @@ class ReadModels:
 
     def idea(self, idea_id: str) -> dict[str, Any] | None:
         return self.ideas.find_one({"_id": idea_id})
+
+    def open_ideas_of(self, partnership: str, batch: int = 200) -> Iterator[list[dict[str, Any]]]:
+        """A partnership's ideas that can get proposals, with their vectors, a batch at a time."""
+        found: list[dict[str, Any]] = []
+        for doc in self.ideas.find({"partnerships": partnership, "status": {"$in": list(domain.MATCHABLE)}}):
+            found.append(doc)
+            if len(found) == batch:
+                yield found
+                found = []
+        if found:
+            yield found
 
     def ideas_by_id(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         return {d["_id"]: d for d in self.ideas.find({"_id": {"$in": list(ids)}})}
@@ -169,6 +181,10 @@ class MatchRepository(DocumentRepository[Match]):
         query: dict[str, Any] = {"sides.idea_id": idea_id, **({"status": status} if status else {})}
         return sorted((m.doc for m in self.find(query)), key=lambda m: -m["score"])
 
+    def unanswered_of(self, partnership: str) -> list[Match]:
+        """The proposals the rules made in a partnership that nobody has answered yet."""
+        return self.find({"partnership": partnership, "status": domain.PROPOSED, "kind": "idea"})
+
     def open_of_idea(self, idea_id: str) -> list[Match]:
         return self.find({"sides.idea_id": idea_id, "status": {"$in": list(domain.OPEN_STATUSES)}})
 
@@ -213,6 +229,12 @@ class ProjectRepository(DocumentRepository[Project]):
         self.collection.update_many({"members.participant_id": pid}, {"$pull": {"members": {"participant_id": pid}}})
 
 
+class RunRepository(DocumentRepository[MatchingRun]):
+    def last_of(self, partnership: str) -> dict[str, Any] | None:
+        found = self.find({"partnership": partnership}, sort=(("requested_at", -1),), limit=1)
+        return found[0].doc if found else None
+
+
 @dataclass(frozen=True)
 class UnitOfWork:
     """The service's repositories, as its use cases see them."""
@@ -220,9 +242,11 @@ class UnitOfWork:
     models: ReadModels
     matches: MatchRepository
     projects: ProjectRepository
+    runs: RunRepository
 
 
 def unit_of_work(db: Any, on_events: Callable[[], None] = lambda: None) -> UnitOfWork:
     return UnitOfWork(models=ReadModels(db),
                       matches=MatchRepository(db[MATCHES], PRODUCER, Match, "match", on_events),
-                      projects=ProjectRepository(db[PROJECTS], PRODUCER, Project, "project", on_events))
+                      projects=ProjectRepository(db[PROJECTS], PRODUCER, Project, "project", on_events),
+                      runs=RunRepository(db[RUNS], PRODUCER, MatchingRun, "matching run", on_events))

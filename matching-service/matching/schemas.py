@@ -70,6 +70,17 @@ class IdeaMatchesQuery(Strict):
     status = fields.Str(validate=validate.OneOf(STATUSES))
 
 
+class MatchingRunOut(Schema):
+    id = fields.Str(attribute="_id")
+    status = fields.Str(metadata={"description": "requested, running or finished"})
+    requested_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+    ideas_seen = fields.Int()
+    proposals_added = fields.Int()
+    proposals_withdrawn = fields.Int()
+
+
 class CandidatesQuery(Strict):
     limit = fields.Int(load_default=10, validate=validate.Range(min=1, max=50))
 
@@ -153,6 +164,9 @@ class MatchingSettings(Strict):
     expiry_days = fields.Float(validate=validate.Range(min=0.00001, max=365),
                                metadata={"description": "Days an unanswered proposal stays open."})
     interest_threshold = fields.Float(validate=validate.Range(min=0, max=1))
+    last_run = fields.Nested(lambda: MatchingRunOut(), dump_only=True, allow_none=True,
+                             metadata={"description": "The last time the partnership's ideas were matched again "
+                                                      "(after a change of these settings); null before the first."})
 
     @validates_schema
     def _some_weight(self, data: dict, **_: object) -> None:

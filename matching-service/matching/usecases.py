@@ -317,7 +317,14 @@ def read_settings(uow: UnitOfWork, who: Caller, pid: str) -> domain.MatchPolicy:
     return uow.models.settings(pid)
 
 
-def change_settings(uow: UnitOfWork, who: Caller, pid: str, changes: Mapping[str, Any]) -> domain.MatchPolicy:
+def last_run(uow: UnitOfWork, pid: str) -> dict[str, Any] | None:
+    return uow.runs.last_of(pid)
+
+
+def change_settings(uow: UnitOfWork, who: Caller, pid: str, changes: Mapping[str, Any],
+                    clock: Clock) -> domain.MatchPolicy:
+    """New settings, and a run of matching over the partnership's open ideas (through the bus, not in the
+    request: matching.run_requested)."""
     if not who.admin:
         raise Forbidden("only an admin key changes how a partnership matches")
     _visible_partnership(who, pid)
@@ -325,4 +332,37 @@ def change_settings(uow: UnitOfWork, who: Caller, pid: str, changes: Mapping[str
     if settings.semantic + settings.theme + settings.tags + settings.complement <= 0:
         raise Unprocessable("at least one weight must be above 0")
     uow.models.put_settings(pid, settings)
+    uow.runs.add(domain.MatchingRun.request(pid, at=clock()))
     return settings
+
+
+def run_matching(uow: UnitOfWork, engine: Engine, run_id: str, clock: Clock) -> domain.MatchingRun:
+    """Match a partnership's open ideas again under its settings as they are now: new proposals are made (none
+    twice), the unanswered ones the rules no longer make are withdrawn with that reason, answered ones stay."""
+    run = uow.runs.get(run_id)
+    if run.get("status") == "finished":
+        return run  # delivered again: done before
+    pid = run.get("partnership")
+    run.start(at=clock())
+    uow.runs.save(run)
+    engine.sync()
+    seen, added, qualifying = 0, 0, set()
+    for ideas in uow.models.open_ideas_of(pid):
+        proposals = engine.proposals_in(ideas, pid)
+        qualifying |= {p.fields["pair"] for p in proposals}
+        added += propose(uow, proposals, clock)
+        seen += len(ideas)
+    withdrawn = 0
+    for match in uow.matches.unanswered_of(pid):
+        if match.get("pair") in qualifying:
+            continue
+        match.withdraw(domain.NO_LONGER_PROPOSED, city=None, at=clock())
+        try:
+            uow.matches.save(match)
+            withdrawn += 1
+        except Conflict:
+            log.info("match %s was answered while matching ran again: it stays", match.id)
+    run.finish(seen=seen, added=added, withdrawn=withdrawn, at=clock())
+    uow.runs.save(run)
+    log.info("matching of %s ran again: %d ideas, %d proposals added, %d withdrawn", pid, seen, added, withdrawn)
+    return run

@@ -99,3 +99,42 @@ def test_coordinators_see_near_misses_pair_by_hand_withdraw_and_a_project_forms(
 
     wait_for(project, 30, message="the project")
     assert sorted(project()[0]["idea_ids"]) == sorted([bees["id"], river["id"]])
+
+
+def test_changed_settings_take_effect_on_the_ideas_already_there(api: Api):
+    keys = api.lab()
+    lena, anna = authors(api, keys)
+    api.settle()
+    green_de, bees = cards(api, keys["karlsruhe"], lena["id"], KARLSRUHE_CARDS)
+    green_ru, river = cards(api, keys["krasnodar"], anna["id"], KRASNODAR_CARDS)
+    settings = "/partnerships/karlsruhe-krasnodar/matching"
+
+    def matches() -> list[dict[str, Any]]:
+        return api.ok("GET", "/matches?city=karlsruhe&limit=100", keys["karlsruhe"])["items"]
+
+    wait_for(lambda: any(m["status"] == "proposed" for m in matches()), 30, message="the greening proposal")
+    assert api.ok("GET", settings, keys["karlsruhe"])["last_run"] is None
+    [green] = [m for m in matches() if m["status"] == "proposed"]
+
+    def finished(after: str | None) -> dict[str, Any] | None:
+        run = api.ok("GET", settings, keys["karlsruhe"])["last_run"]
+        return run if run and run["status"] == "finished" and run["id"] != after else None
+
+    # Stricter than anything: the unanswered proposal no longer qualifies and is withdrawn, with that reason.
+    changed = api.ok("PUT", settings, body={"threshold": 1.0, "floor": 1.0})
+    assert changed["last_run"]["status"] in ("requested", "running", "finished")
+    wait_for(lambda: finished(None), 30, message="the run after the change")
+    run = finished(None)
+    assert (run["ideas_seen"], run["proposals_added"], run["proposals_withdrawn"]) == (4, 0, 1)
+    assert run["started_at"] and run["finished_at"] >= run["started_at"]
+    gone = api.ok("GET", f"/matches/{green['id']}", keys["karlsruhe"])
+    assert gone["status"] == "withdrawn" and "no longer proposed" in gone["closed_reason"]
+
+    # Looser than anything: every pair is proposed, the withdrawn one not again.
+    api.ok("PUT", settings, body={"threshold": 0.0, "floor": 0.0, "top_k": 5})
+    wait_for(lambda: finished(run["id"]), 30, message="the second run")
+    second = finished(run["id"])
+    assert (second["ideas_seen"], second["proposals_added"], second["proposals_withdrawn"]) == (4, 3, 0)
+    pairs = [frozenset(s["idea_id"] for s in m["sides"]) for m in matches()]
+    assert len(pairs) == len(set(pairs)) == 4, "each pair once, the withdrawn one included"
+    assert {m["status"] for m in matches()} == {"proposed", "withdrawn"}

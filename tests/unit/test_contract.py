@@ -21,6 +21,7 @@ def test_every_event_type_the_platform_names_has_a_schema():
         "idea.submitted", "idea.updated", "idea.withdrawn",
         "participant.registered", "participant.updated", "participant.erased",
         "match.proposed", "match.accepted", "match.declined", "match.confirmed", "match.expired", "match.withdrawn",
+        "matching.run_requested",
         "project.formed", "notification.delivered", "notification.failed",
     ])
 

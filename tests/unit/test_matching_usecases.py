@@ -70,6 +70,11 @@ class FakeModels:
     def partnership(self, pid: str) -> dict[str, Any] | None:
         return self.partnerships_.get(pid)
 
+    def open_ideas_of(self, pid: str) -> Any:
+        found = [i for i in self.ideas_.values() if pid in i.get("partnerships", [])
+                 and i.get("status") in domain.MATCHABLE]
+        return [found] if found else []
+
     def settings(self, pid: str) -> domain.MatchPolicy:
         return self.settings_.get(pid, domain.MatchPolicy())
 
@@ -106,6 +111,9 @@ class FakeMatches(FakeDocuments[Match]):
     def by_pairs(self, pairs: Any) -> dict[str, dict[str, Any]]:
         return {d["pair"]: d for d in self.docs.values() if d["pair"] in pairs}
 
+    def unanswered_of(self, pid: str) -> list[Match]:
+        return self.find({"partnership": pid, "status": domain.PROPOSED, "kind": "idea"})
+
 
 class FakeProjects(FakeDocuments[Project]):
     def form(self, project: Project) -> bool:
@@ -125,6 +133,12 @@ class FakeProjects(FakeDocuments[Project]):
         found = [d for d in self.docs.values() if (partnerships is None or d["partnership"] in partnerships)
                  and (member is None or domain.is_member(d, member))]
         return found[:limit], None
+
+
+class FakeRuns(FakeDocuments[domain.MatchingRun]):
+    def last_of(self, pid: str) -> dict[str, Any] | None:
+        found = [d for d in self.docs.values() if d["partnership"] == pid]
+        return max(found, key=lambda d: d["requested_at"]) if found else None
 
 
 class FakeEngine:
@@ -157,6 +171,9 @@ class FakeEngine:
     def proposals_for_person(self, person: Any) -> list[domain.Proposal]:
         return self.for_person.get(person["_id"], [])
 
+    def proposals_in(self, ideas: Any, pid: str) -> list[domain.Proposal]:
+        return [p for i in ideas for p in self.for_idea.get(i["_id"], [])]
+
     def pairing(self, a: Any, b: Any, pid: str, note: str) -> domain.Proposal:
         proposal = a_proposal(kind="idea")
         return domain.Proposal({**proposal.fields, "kind": "coordinator",
@@ -170,7 +187,8 @@ def uow() -> UnitOfWork:
     models.ideas_.update({"idea-de": {"city": "karlsruhe", "title": "Stadtgarten"},
                           "idea-ru": {"city": "krasnodar", "title": "Городской сад"}})
     return UnitOfWork(models=models, matches=FakeMatches(Match, "match"),  # type: ignore[arg-type]
-                      projects=FakeProjects(Project, "project"))  # type: ignore[arg-type]
+                      projects=FakeProjects(Project, "project"),  # type: ignore[arg-type]
+                      runs=FakeRuns(domain.MatchingRun, "matching run"))  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -334,15 +352,16 @@ def test_an_erased_person_leaves_matches_and_projects(uow, clock):
     assert uow.models.participant("lena") == {"erased": True} and engine.synced == 1
 
 
-def test_a_partnership_s_matching_is_changed_by_an_admin_only_and_never_to_no_weight(uow):
+def test_a_partnership_s_matching_is_changed_by_an_admin_only_and_never_to_no_weight(uow, clock):
     with pytest.raises(Refused) as forbidden:
-        usecases.change_settings(uow, KARLSRUHE, "karlsruhe-krasnodar", {"threshold": 0.5})
+        usecases.change_settings(uow, KARLSRUHE, "karlsruhe-krasnodar", {"threshold": 0.5}, clock)
     assert forbidden.value.status == 403
     with pytest.raises(Refused) as refused:
         usecases.change_settings(uow, ADMIN, "karlsruhe-krasnodar",
-                                 {"semantic": 0, "theme": 0, "tags": 0, "complement": 0})
+                                 {"semantic": 0, "theme": 0, "tags": 0, "complement": 0}, clock)
     assert refused.value.status == 422
-    changed = usecases.change_settings(uow, ADMIN, "karlsruhe-krasnodar", {"threshold": 0.5})
+    assert uow.runs.docs == {}, "refused: nothing runs"
+    changed = usecases.change_settings(uow, ADMIN, "karlsruhe-krasnodar", {"threshold": 0.5}, clock)
     assert usecases.read_settings(uow, KARLSRUHE, "karlsruhe-krasnodar") == changed
     with pytest.raises(NotFound):
         usecases.read_settings(uow, NANCY, "karlsruhe-krasnodar")
@@ -380,7 +399,7 @@ def test_the_handler_table_wires_each_event_to_its_use_case(uow, clock):
     assert set(handlers.EVENT_HANDLERS) == {"city.registered", "partnership.formed", "partnership.updated",
                                             "idea.submitted", "idea.updated", "idea.withdrawn",
                                             "participant.registered", "participant.updated", "participant.erased",
-                                            "match.confirmed"}
+                                            "match.confirmed", "matching.run_requested"}
 
 
 def test_a_signed_in_participant_answers_only_their_own_match_and_sees_only_their_projects(uow, clock):
@@ -459,3 +478,38 @@ def replace_participant(who: Caller, participant: str) -> Caller:
     from dataclasses import replace
 
     return replace(who, participant=participant)
+
+
+# --- settings that take effect ------------------------------------------------------------------------------
+
+def test_changed_settings_match_the_partnership_again_through_the_bus(uow, clock):
+    engine = FakeEngine()
+    open_ideas(uow)
+    kept = proposed(uow, clock)  # the rules still make this one
+    stale_fields = {"pair": domain.pair_key("idea", "idea-de", "idea-old"), "sides": [
+        {"city": "karlsruhe", "idea_id": "idea-de", "author_id": "lena", "title": "Stadtgarten"},
+        {"city": "krasnodar", "idea_id": "idea-old", "author_id": None, "title": "Старое"}]}
+    stale = proposed(uow, clock, **stale_fields)  # made under the old settings, unanswered
+    answered = proposed(uow, clock, pair=domain.pair_key("idea", "idea-x", "idea-y"))
+    usecases.answer_match(uow, KARLSRUHE, answered.id, True, None, clock)  # one side said yes: it stays
+    new = a_proposal(pair=domain.pair_key("idea", "idea-de", "idea-new"))
+    engine.for_idea = {"idea-de": [a_proposal(), new]}
+
+    settings = usecases.change_settings(uow, ADMIN, "karlsruhe-krasnodar", {"floor": 0.3}, clock)
+    assert settings.floor == 0.3
+    [requested] = [e for e in uow.runs.published if e.type == "matching.run_requested"]
+    assert usecases.last_run(uow, "karlsruhe-krasnodar")["status"] == "requested", "not run in the request"
+
+    clock.advance(minutes=1)
+    handlers.run_requested(parse_event(new_event(requested.type, requested.payload, producer="matching")),
+                           uow, engine, clock)  # type: ignore[arg-type]
+    run = usecases.last_run(uow, "karlsruhe-krasnodar")
+    assert (run["status"], run["ideas_seen"], run["proposals_added"], run["proposals_withdrawn"]) == \
+        ("finished", 2, 1, 1)
+    assert run["started_at"] == run["finished_at"] == clock()
+    assert uow.matches.get(kept.id).get("status") == "proposed", "still made by the rules: kept, not twice"
+    assert uow.matches.get(stale.id).get("status") == "withdrawn"
+    assert uow.matches.get(stale.id).get("closed_reason") == domain.NO_LONGER_PROPOSED
+    assert uow.matches.get(answered.id).get("status") == "accepted", "answered: it stays"
+    again = usecases.run_matching(uow, engine, run["_id"], clock)  # the event delivered again
+    assert again.get("proposals_added") == 1 and len(uow.matches.docs) == 4

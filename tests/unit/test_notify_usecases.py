@@ -288,3 +288,20 @@ def test_a_city_s_name_and_language_are_kept_for_the_messages(repo):
                                                            "language": "fr"}, producer="gateway", city="nancy"))
     handlers.city_registered(registered, repo)  # type: ignore[arg-type]
     assert repo.city_name("nancy") == "Ville de Nancy"
+
+
+@pytest.mark.parametrize(("city", "reason", "de", "ru"), [
+    ("krasnodar", "Дворы уже озеленяет другой проект", "von der Koordination in Краснодар", "Дворы уже озеленяет"),
+    (None, "no longer proposed under the partnership's changed matching settings", "Einstellungen des Matchings",
+     "настройки подбора партнёров изменились"),
+])
+def test_both_sides_hear_why_a_proposal_was_withdrawn_in_their_language(repo, city, reason, de, ru):
+    sides = [{"city": "karlsruhe", "idea_id": "i-de", "author_id": "lena", "title": "Stadtgarten", "language": "de"},
+             {"city": "krasnodar", "idea_id": "i-ru", "author_id": "anna", "title": "Городской сад", "language": "ru"}]
+    event = parse_event(new_event("match.withdrawn", {
+        "match_id": "match_1", "partnership": "karlsruhe-krasnodar", "status": "withdrawn", "sides": sides,
+        "version": 2, "city": city, "reason": reason}, producer="matching", partnership="karlsruhe-krasnodar"))
+    handlers.notify_people(event, repo, LETTERHEAD)  # type: ignore[arg-type]
+    by = {n["recipient"]: n for n in repo.notifications.values() if n["channel"] == "inbox"}
+    assert de in by["lena"]["text"] and "Городской сад" in by["lena"]["text"]
+    assert ru in by["anna"]["text"] and by["anna"]["subject"].startswith("Предложение «Городской сад»")
