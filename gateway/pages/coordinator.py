@@ -10,12 +10,14 @@ from flask_babel import gettext as _
 
 from gateway.pages import csvfiles
 from gateway.pages.messages import all_in_words
-from gateway.pages.web import ServiceError, backend, coordinator_only, label, locale, me
+from gateway.pages.web import ServiceError, backend, city_name, coordinator_only, label, locale, me
 from gateway.themes import DEFAULT_THEMES
 
 bp = Blueprint("coordinator", __name__)
 EXPORTS = ("ideas", "matches", "projects")
 LIVE = ("proposed", "accepted", "confirmed")  # what the matrix shows
+OPEN = ("proposed", "accepted")  # what a coordinator may withdraw
+NEAR = 3  # candidates per idea the matrix asks for: the near misses among them are shown
 
 
 def caller() -> Any:
@@ -101,6 +103,25 @@ def matrix_cells(p: dict[str, Any], ideas: dict[str, dict[str, Any]], home: str,
     return cells
 
 
+def near_misses(ideas: dict[str, dict[str, Any]], home: str, partner: str,
+                cells: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The pairs the rules did not propose among each home idea's best candidates (the workshop's second look)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for a, idea in ideas.items():
+        if idea.get("city") != home or idea.get("status") not in ("open", "matched"):
+            continue
+        try:
+            items = backend().call(caller(), "matching", "GET", f"/ideas/{a}/candidates", query={"limit": NEAR})
+        except ServiceError:
+            continue  # not heard of yet by matching: no candidates to show
+        for c in items.get("items", []):
+            b = c["idea"]["idea_id"]
+            if (c["idea"]["city"] == partner and b in ideas and not c["proposed"] and not c.get("match_id")
+                    and (a, b) not in cells):
+                found[(a, b)] = c
+    return found
+
+
 @bp.get("/coordinator/matrix")
 @coordinator_only
 def matrix() -> Any:
@@ -113,13 +134,77 @@ def matrix() -> Any:
     home = me().city
     partner = next(c for c in p["cities"] if c != home)
     cells = matrix_cells(p, ideas, home, partner)
-    rows = sorted({a for a, _ in cells}, key=lambda i: ideas[i]["title"].lower())
-    columns = sorted({b for _, b in cells}, key=lambda i: ideas[i]["title"].lower())
+    near = near_misses(ideas, home, partner, cells)
+    pairs = set(cells) | set(near)
+    rows = sorted({a for a, _ in pairs}, key=lambda i: ideas[i]["title"].lower())
+    columns = sorted({b for _, b in pairs}, key=lambda i: ideas[i]["title"].lower())
     return render_template(
         "pages/matrix.html", partnership=p, partnerships=backend().directory.list_partnerships(home), home=home,
-        partner=partner, ideas=ideas, rows=rows, columns=columns, cells=cells,
+        partner=partner, ideas=ideas, rows=rows, columns=columns, cells=cells, near=near, OPEN=OPEN,
         counts=Counter(m["status"] for m in cells.values()), rounds=g.rounds, round_id=round_id, theme=theme,
         themes=theme_map(p))
+
+
+def back_to_matrix() -> Any:
+    return redirect(url_for("pages.coordinator.matrix", **{k: v for k, v in request.form.items()
+                                                           if k in ("partnership", "round", "theme") and v}))
+
+
+def refused(exc: ServiceError) -> str:
+    words = all_in_words(exc.errors, city_name) if exc.errors else {}
+    return "; ".join(m for messages in words.values() for m in messages) or exc.detail
+
+
+@bp.post("/coordinator/pair")
+@coordinator_only
+def pair() -> Any:
+    """Two ideas paired by hand from the matrix (a near miss the coordinator finds right)."""
+    body = {"ideas": [request.form.get("a", ""), request.form.get("b", "")], "note": request.form.get("note", "")}
+    try:
+        backend().call(caller(), "matching", "POST", "/matches", body=body)
+        flash(_("The two ideas are proposed to each other. Both sides are told and can accept."), "ok")
+    except ServiceError as exc:
+        if exc.status not in (403, 409, 422):
+            raise
+        flash(_("The two ideas could not be paired: %(why)s", why=refused(exc)), "error")
+    return back_to_matrix()
+
+
+@bp.post("/coordinator/matches/<match_id>/withdraw")
+@coordinator_only
+def withdraw(match_id: str) -> Any:
+    reason = request.form.get("reason", "").strip()
+    try:
+        backend().call(caller(), "matching", "POST", f"/matches/{match_id}/withdraw", body={"reason": reason})
+        flash(_("The proposal is withdrawn. Both sides are told why."), "ok")
+    except ServiceError as exc:
+        if exc.status not in (403, 404, 409, 422):
+            raise
+        flash(_("The proposal could not be withdrawn: %(why)s", why=refused(exc)), "error")
+    return back_to_matrix()
+
+
+@bp.get("/coordinator/projector")
+@coordinator_only
+def projector() -> Any:
+    """A theme's ideas of both cities side by side, large, for the screen of the live workshop."""
+    p = partnership()
+    if p is None:
+        return no_partnership()
+    round_id = request.args.get("round") or None
+    themes = theme_map(p)
+    theme = request.args.get("theme") or next(iter(themes))
+    ideas = [i for i in ideas_of(p, round_id) if i["theme"] == theme and i.get("status") != "withdrawn"]
+    columns = [(city, sorted((i for i in ideas if i["city"] == city), key=lambda i: i["title"].lower()))
+               for city in [me().city, *[c for c in p["cities"] if c != me().city]]]
+    pairs: Counter[str] = Counter()
+    for m in matches_of(p):
+        if m.get("status") in LIVE:
+            for s in m.get("sides", []):
+                pairs[s.get("idea_id")] += 1
+    return render_template("pages/projector.html", partnership=p, columns=columns, theme=theme, themes=themes,
+                           pairs=pairs, round_id=round_id, rounds=g.rounds,
+                           partnerships=backend().directory.list_partnerships(me().city))
 
 
 # --- import -------------------------------------------------------------------------------------------

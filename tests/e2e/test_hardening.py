@@ -428,3 +428,58 @@ def test_the_admin_commands_hold_names_and_labels_to_one_line_and_keep_the_last_
 def test_metrics_say_their_content_type_once(lab):
     api, _demo, _keys = lab
     assert api.client.get("/metrics").headers["Content-Type"].count("charset") == 1
+
+
+def fresh_pair(api: Api, keys: dict[str, str]) -> tuple[str, str]:
+    """A Karlsruhe and a Krasnodar idea that resemble nothing, once matching has heard of both and has not paired
+    them (should the rules ever propose such a pair, another one is made)."""
+    for _ in range(3):
+        n = secrets.token_hex(3)
+        a = api.ok("POST", "/ideas", keys["karlsruhe"], {
+            "title": f"Schachturnier im Park {n}", "theme": "leisure-youth-social",
+            "description": "Jeden Sonntag Schach unter den Platanen."})["id"]
+        b = api.ok("POST", "/ideas", keys["krasnodar"], {
+            "title": f"Ремонт подъездов {n}", "theme": "city-admin-development",
+            "description": "Жильцы сами красят стены в подъездах."})["id"]
+
+        def known(a: str = a, b: str = b) -> list[dict[str, Any]]:
+            return (api.ok("GET", f"/ideas/{a}/candidates?limit=50", keys["karlsruhe"])["items"]
+                    and api.ok("GET", f"/ideas/{b}/candidates?limit=50", keys["krasnodar"])["items"])
+
+        wait_for(known, 20, message="matching to know them")
+        api.settle()
+        if not api.ok("GET", f"/ideas/{a}/matches", keys["karlsruhe"])["items"]:
+            return a, b
+    raise AssertionError("every fresh pair got a proposal")
+
+
+@pytest.mark.parametrize("kind", ["read", "read+write", "revoked"])
+def test_pairing_and_withdrawing_from_the_matrix_by_key_kind(lab, kind):
+    api, _demo, keys = lab
+    scopes = ["read"] if kind == "read" else ["read", "write"]
+    made = api.ok("POST", "/api-keys", body={"city": "karlsruhe", "scopes": scopes, "label": f"matrix {kind}"})
+    coordinator = Browser(api.platform.gateway, "en")
+    assert coordinator.coordinator(made["key"]).status_code == 302
+    coordinator.get("/coordinator/matrix")
+    if kind == "revoked":
+        assert api.call("DELETE", f"/api-keys/{made['id']}").status_code == 204
+    a, b = fresh_pair(api, keys)
+    c, d = fresh_pair(api, keys)
+    open_match = api.ok("POST", "/matches", keys["krasnodar"], {"ideas": [d, c], "note": "zum Zurückziehen"})
+
+    paired = coordinator.post("/coordinator/pair", {"a": a, "b": b, "note": "Beide draußen"})
+    withdrawn = coordinator.post(f"/coordinator/matches/{open_match['id']}/withdraw", {"reason": "Doppelt"})
+    for answer in (paired, withdrawn):
+        assert answer.status_code == 302
+        if kind == "revoked":
+            assert "/coordinator/signin" in answer.headers["Location"]
+    said = coordinator.text("/coordinator/matrix") if kind != "revoked" else ""
+    pairs = [m for m in api.ok("GET", f"/ideas/{a}/matches", keys["karlsruhe"])["items"]]
+    status = api.ok("GET", f"/matches/{open_match['id']}", keys["karlsruhe"])["status"]
+    if kind == "read+write":
+        assert [m["kind"] for m in pairs] == ["coordinator"] and status == "withdrawn"
+        assert "The proposal is withdrawn" in said or "are proposed to each other" in said
+    else:
+        assert pairs == [] and status == "proposed"
+    if kind == "read":
+        assert "could not be" in said and "may only read" in said

@@ -480,3 +480,30 @@ def test_a_form_whose_change_may_have_been_saved_says_look_before_sending_it_aga
     r = api.call("POST", "/ideas", key, {"title": "Lastenräder teilen", "theme": "ecology-health"})
     assert r.status_code == 504 and "the change may have been made" in r.json_body["detail"]
     assert "Retry-After" not in r.headers
+
+
+def test_the_matrix_shows_near_misses_a_coordinator_pairs_by_hand_and_a_projector_view(lab):
+    api, demo = lab
+    coordinator = Browser(api.platform.gateway, "de")
+    coordinator.coordinator(demo.city_keys["karlsruhe"])
+    wait_for(lambda: 'name="a" value=' in coordinator.text("/coordinator/matrix"), 20, message="a near miss")
+    matrix = coordinator.text("/coordinator/matrix")
+    assert "Beinahe-Treffer" in matrix and "Paar bilden" in matrix
+    a, b = re.search(r'name="a" value="([^"]+)"><input type="hidden" name="b" value="([^"]+)"', matrix).groups()
+    done = coordinator.post("/coordinator/pair", {"a": a, "b": b, "note": "Passt thematisch gut", "theme": ""})
+    assert done.status_code == 302 and "/coordinator/matrix" in done.headers["Location"]
+    after = coordinator.text("/coordinator/matrix")
+    assert "Die beiden Ideen sind einander vorgeschlagen" in after
+    [paired] = [m for m in api.ok("GET", f"/ideas/{a}/matches", demo.city_keys["karlsruhe"])["items"]
+                if b in {s["idea_id"] for s in m["sides"]}]
+    assert paired["kind"] == "coordinator" and paired["reasons"][0]["params"]["note"] == "Passt thematisch gut"
+    assert f'<li id="why-{paired["id"]}">' in after, "now a match with its reasons"
+    again = coordinator.post("/coordinator/pair", {"a": a, "b": b})
+    assert again.status_code == 302 and "konnten nicht" in coordinator.text("/coordinator/matrix")
+    empty = coordinator.post(f"/coordinator/matches/{paired['id']}/withdraw", {"reason": ""})
+    assert empty.status_code == 302 and "konnte nicht zurückgezogen" in coordinator.text("/coordinator/matrix")
+    coordinator.post(f"/coordinator/matches/{paired['id']}/withdraw", {"reason": "Doch nicht"})
+    assert api.ok("GET", f"/matches/{paired['id']}", demo.city_keys["karlsruhe"])["status"] == "withdrawn"
+    projector = coordinator.text("/coordinator/projector?theme=ecology-health")
+    assert 'class="projector"' in projector and "Ökologie &amp; Gesundheit" in projector
+    assert "Karlsruhe" in projector and "Краснодар" in projector
