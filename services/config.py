@@ -163,6 +163,9 @@ VARIABLES: tuple[Var, ...] = (
     Var("TWINCITY_SECRET", "",
         "Gateway: key of web sessions and sign-in links; empty: a random one kept in the gateway's store."),
     Var("TWINCITY_SIGNIN_MINUTES", "30", "Gateway: minutes a sign-in link sent by e-mail stays valid (used once)."),
+    Var("TWINCITY_TRANSLATE_URL", "", "Ideas: base URL of a LibreTranslate-compatible service (POST /translate) that "
+        "translates idea texts on demand (?translate=ru, the pages' translate link); empty: off."),
+    Var("TWINCITY_TRANSLATE_KEY", "", "Ideas: the api_key that translation service asks for, if any."),
     Var("NOTIFY_RETRY_BASE", "30", "Notify: seconds before the first retry of a failed delivery (then doubling)."),
     Var("NOTIFY_MAX_ATTEMPTS", "12", "Notify: tries of one e-mail or webhook delivery before it is given up."),
     Var("NOTIFY_SEND_INTERVAL", "1", "Notify: seconds between the worker's passes over pending deliveries."),
@@ -209,6 +212,8 @@ class Settings:
     notify_secret: str = ""
     web_secret: str = ""
     signin_minutes: float = 30.0
+    translate_url: str = ""
+    translate_key: str = ""
     notify_retry_base: float = 30.0
     notify_max_attempts: int = 12
     notify_send_interval: float = 1.0
@@ -277,6 +282,9 @@ class Settings:
             notify_secret=get("NOTIFY_SECRET"),
             web_secret=get("TWINCITY_SECRET"),
             signin_minutes=_float("TWINCITY_SIGNIN_MINUTES", get("TWINCITY_SIGNIN_MINUTES"), minimum=1),
+            translate_url=(_url("TWINCITY_TRANSLATE_URL", get("TWINCITY_TRANSLATE_URL"), ("http", "https")).rstrip("/")
+                           if get("TWINCITY_TRANSLATE_URL") else ""),
+            translate_key=get("TWINCITY_TRANSLATE_KEY"),
             notify_retry_base=_float("NOTIFY_RETRY_BASE", get("NOTIFY_RETRY_BASE"), minimum=0.01),
             notify_max_attempts=_int("NOTIFY_MAX_ATTEMPTS", get("NOTIFY_MAX_ATTEMPTS"), minimum=1),
             notify_send_interval=_float("NOTIFY_SEND_INTERVAL", get("NOTIFY_SEND_INTERVAL"), minimum=0.01),

@@ -14,7 +14,9 @@ from gateway.pages.web import (
     ServiceError,
     call,
     city_name,
+    locale,
     me,
+    pages,
     participant_only,
     seg,
     themes_of,
@@ -111,7 +113,9 @@ def own_idea(idea_id: str) -> dict[str, Any]:
 @bp.get("/ideas/<idea_id>", endpoint="show")
 @participant_only
 def show_idea(idea_id: str) -> Any:
-    found = call("ideas", "GET", f"/ideas/{seg(idea_id)}")
+    # The translate link (when the platform has a translation service) asks for the idea in the visitor's language.
+    wanted = locale() if request.args.get("translate") == "1" and pages().settings.translate_url else None
+    found = call("ideas", "GET", f"/ideas/{seg(idea_id)}", query={"translate": wanted})
     author = None
     if found.get("author_id"):
         try:
@@ -121,7 +125,8 @@ def show_idea(idea_id: str) -> Any:
     mine = found.get("author_id") == me().participant_id
     matches = call("matching", "GET", f"/ideas/{seg(idea_id)}/matches").get("items", []) if mine else []
     return render_template("pages/idea.html", idea=found, author=author, mine=mine,
-                           matches=[view_match(m) for m in matches])
+                           matches=[view_match(m) for m in matches], translation=found.get("translation"),
+                           can_translate=bool(pages().settings.translate_url) and found.get("language") != locale())
 
 
 @bp.route("/ideas/<idea_id>/edit", methods=["GET", "POST"], endpoint="edit")

@@ -84,13 +84,14 @@ class Backend:
         self.keys = keys
 
     def city_name(self, key: str | None) -> str:
-        """A city's name (its key when unknown), looked up once per request."""
+        """A city's name in the visitor's language where it has one (Карлсруэ), else its own name (its key when
+        unknown), looked up once per request."""
         if not key:
             return ""
         cache = g.setdefault("city_cache", {})
         if key not in cache:
             doc = self.directory.city(key)
-            cache[key] = doc["name"] if doc else key
+            cache[key] = ((doc.get("names") or {}).get(locale()) or doc["name"]) if doc else key
         return cache[key]
 
     # --- who ----------------------------------------------------------------------------------------------

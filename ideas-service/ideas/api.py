@@ -8,13 +8,14 @@ from typing import Any, Protocol
 from flask import Blueprint, Response, current_app, jsonify
 
 from ideas import domain, usecases
-from ideas.repository import DuplicateEmail, UnitOfWork
+from ideas.repository import DuplicateEmail, TranslationCache, UnitOfWork
 from ideas.schemas import (
     IdeaIn,
     IdeaOut,
     IdeaPage,
     IdeaPatch,
     IdeaQuery,
+    IdeaRead,
     ImportIn,
     ImportOut,
     ParticipantIn,
@@ -22,7 +23,9 @@ from ideas.schemas import (
     ParticipantOut,
     ParticipantPatch,
     ParticipantQuery,
+    ReadQuery,
 )
+from ideas.translation import Translator
 from services.aggregate import Conflict
 from services.openapi import ApiDocs
 from services.store import NotFound
@@ -36,7 +39,11 @@ DOCS.operation("/ideas", "post", "Submit an idea", tag="Ideas", scope="write", b
 DOCS.operation("/ideas", "get", "List ideas of your city and its partner cities", tag="Ideas",
                query=IdeaQuery, responses={200: IdeaPage},
                description="Newest first. Pass `next_cursor` back as `cursor` for the next page.")
-DOCS.operation("/ideas/{idea_id}", "get", "Read one idea", tag="Ideas", responses={200: IdeaOut})
+DOCS.operation("/ideas/{idea_id}", "get", "Read one idea", tag="Ideas", query=ReadQuery, responses={200: IdeaRead},
+               description="With `translate=ru` (any ISO 639-1 code) the answer carries `translation`: the title and "
+                           "description machine-translated into that language, made once per version of the "
+                           "idea; when the translation service is off or down, `translation.error` says so and "
+                           "the idea is shown as written.")
 DOCS.operation("/ideas/{idea_id}", "patch", "Change an idea of your city", tag="Ideas", scope="write",
                body=IdeaPatch, responses={200: IdeaOut},
                description="Send only the fields to change; with `version`, a concurrent change gives 409.")
@@ -61,6 +68,8 @@ EXTENSION = "twincity.ideas"  # app.extensions[EXTENSION]: the service's wiring 
 class Wired(Protocol):
     uow: UnitOfWork
     clock: usecases.Clock
+    translations: TranslationCache
+    translator: Translator | None
 
 
 def wired() -> Wired:
@@ -110,7 +119,13 @@ def list_ideas() -> Response:
 @bp.get("/ideas/<idea_id>")
 def read_idea(idea_id: str) -> Response:
     who = caller()
-    return jsonify(_shown(who, usecases.read_idea(wired().uow, who, idea_id).doc))
+    target = query_args(ReadQuery).get("translate")
+    idea = usecases.read_idea(wired().uow, who, idea_id)
+    shown = _shown(who, idea.doc)
+    if target:
+        found = usecases.translated(wired().translations, wired().translator, idea.doc, target, wired().clock)
+        shown["translation"] = None if found is None else IdeaRead().dump({"translation": found})["translation"]
+    return jsonify(shown)
 
 
 @bp.patch("/ideas/<idea_id>")

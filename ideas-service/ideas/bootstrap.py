@@ -12,6 +12,7 @@ from flask import Flask
 
 from ideas import api, repository, usecases
 from ideas.handlers import EVENT_HANDLERS
+from ideas.translation import LibreTranslate, Translator
 from services import registry
 from services.config import Settings
 from services.runtime import Runtime, ServiceSpec, Wiring
@@ -31,12 +32,16 @@ class IdeasService:
     runtime: Runtime
     uow: repository.UnitOfWork
     clock: usecases.Clock
+    translations: repository.TranslationCache
+    translator: Translator | None  # None: translation is off (no TWINCITY_TRANSLATE_URL)
 
 
 def bootstrap(settings: Settings | None = None, *, clock: usecases.Clock = now) -> IdeasService:
     runtime = Runtime(SPEC, settings)
     uow = repository.unit_of_work(runtime.db, on_events=runtime.relay.kick)
-    service = IdeasService(runtime, uow, clock)
+    url = runtime.settings.translate_url
+    service = IdeasService(runtime, uow, clock, repository.TranslationCache(runtime.db),
+                           LibreTranslate(url, runtime.settings.translate_key) if url else None)
     runtime.wire(Wiring(handlers=registry.bind(EVENT_HANDLERS, uow=uow, clock=clock), blueprints=[api.bp],
                         extension_name=api.EXTENSION, extension=service))
     return service

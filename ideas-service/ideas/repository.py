@@ -1,4 +1,5 @@
-"""The only code that touches the ideas service's collections: ideas and participants. It loads and stores.
+"""The only code that touches the ideas service's collections: ideas, participants and the translations of ideas'
+texts. It loads and stores.
 
 Every change is one single-document write that carries its events (the outbox) and is conditional on the
 version read (services.aggregate), so two concurrent edits never overwrite each other.
@@ -6,6 +7,7 @@ version read (services.aggregate), so two concurrent edits never overwrite each 
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from services.aggregate import HIDDEN, DocumentRepository, page
 from services.store import DuplicateKeyError, Index
 
 PRODUCER = "ideas"
-IDEAS, PARTICIPANTS = "ideas", "participants"
+IDEAS, PARTICIPANTS, TRANSLATIONS = "ideas", "participants", "translations"
 
 INDEXES = {
     IDEAS: [
@@ -80,6 +82,20 @@ class ParticipantRepository(DocumentRepository[Participant]):
 
     def exists(self, participant_id: str, city: str) -> bool:
         return self.collection.count_documents({"_id": participant_id, "city": city, **self.NOT_ERASED}, limit=1) == 1
+
+
+class TranslationCache:
+    """Machine translations of idea texts, one per idea version and language (a new version is translated anew)."""
+
+    def __init__(self, db: Any) -> None:
+        self.collection = db[TRANSLATIONS]
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.collection.find_one({"_id": key}, {"_id": 0})
+
+    def put(self, key: str, doc: Mapping[str, Any]) -> None:
+        with contextlib.suppress(DuplicateKeyError):  # translated twice at once: the first stays
+            self.collection.insert_one({"_id": key, **doc})
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,29 @@ class IdeaPage(Schema):
     next_cursor = fields.Str(allow_none=True)
 
 
+class TranslationOut(Schema):
+    language = fields.Str(metadata={"description": "The language asked for."})
+    title = fields.Str()
+    description = fields.Str()
+    machine = fields.Bool(metadata={"description": "Always true: a machine translation, not the author's words."})
+    provider = fields.Str(metadata={"description": "Which service translated it (e.g. LibreTranslate)."})
+    translated_at = fields.DateTime()
+    error = fields.Str(metadata={"description": "Why there is no translation now (the service is off, down or "
+                                                "slow); the idea is shown as written."})
+
+
+class IdeaRead(IdeaOut):
+    translation = fields.Nested(TranslationOut, allow_none=True,
+                                metadata={"description": "With ?translate=: the title and description in that "
+                                                         "language (null when written in it)."})
+
+
+class ReadQuery(Strict):
+    translate = fields.Str(validate=validate.Regexp(r"^[a-z]{2}$", error="an ISO 639-1 code, e.g. ru"),
+                           metadata={"description": "A language to translate the title and description into "
+                                                    "(machine translation, when the platform has it set up)."})
+
+
 class IdeaQuery(Strict):
     city = fields.Str(validate=KEY)
     theme = fields.Str(validate=KEY)

@@ -17,8 +17,9 @@ from marshmallow import Schema, ValidationError
 
 from ideas import domain
 from ideas.domain import Idea, Participant
-from ideas.repository import UnitOfWork
+from ideas.repository import TranslationCache, UnitOfWork
 from ideas.schemas import IdeaIn, IdeaPatch, IdeaRow, ParticipantPatch
+from ideas.translation import Translator, Unavailable
 from services.aggregate import Conflict, retrying
 from services.contract import schema_instance
 from services.errors import Forbidden
@@ -76,6 +77,28 @@ def read_idea(uow: UnitOfWork, who: Caller, idea_id: str) -> Idea:
     if not who.can_see(idea.get("city")):
         raise NotFound("idea", idea_id)  # not 403: another partnership's ideas do not exist for this key
     return idea
+
+
+def translated(cache: TranslationCache, translator: Translator | None, idea: Mapping[str, Any],
+               target: str, clock: Clock) -> dict[str, Any] | None:
+    """An idea's title and description in another language, machine-translated once per version and language;
+    None when it is written in that language. Never fails: an unavailable service says so in `error`."""
+    if target == idea.get("language"):
+        return None
+    if translator is None:
+        return {"language": target, "error": "translation is not set up on this platform (TWINCITY_TRANSLATE_URL)"}
+    key = f"{idea['_id']}:{idea.get('version', 0)}:{target}"
+    found = cache.get(key)
+    if found is None:
+        texts = [idea.get("title", ""), idea.get("description", "")]
+        try:
+            title, description = translator.translate(texts, idea.get("language"), target)
+        except Unavailable as exc:
+            return {"language": target, "error": str(exc)}
+        found = {"language": target, "title": title, "description": description, "machine": True,
+                 "provider": translator.name, "translated_at": clock()}
+        cache.put(key, found)
+    return found
 
 
 def change_idea(uow: UnitOfWork, who: Caller, idea_id: str, raw: Any, clock: Clock) -> Idea:

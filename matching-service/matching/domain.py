@@ -188,8 +188,8 @@ def pair_key(kind: str, a: str, b: str) -> str:
 
 @dataclass(frozen=True)
 class Complement:
-    offer_city: str
-    seek_city: str
+    offer_city: Mapping[str, str]  # the city's name in each language of the reasons (de, ru, en)
+    seek_city: Mapping[str, str]
     offer: str
     seek: str
     cosine: float
@@ -236,12 +236,13 @@ def reasons(
         c = complement
         found.append((parts.complement + 0.1, {
             "code": "offers_what_is_sought",
-            "params": {"offer_city": c.offer_city, "seek_city": c.seek_city, "offer": c.offer, "seek": c.seek},
-            "text": {"de": f"{c.offer_city} bietet, was {c.seek_city} sucht: {_q(c.offer, 'de')} "
+            "params": {"offer_city": c.offer_city["en"], "seek_city": c.seek_city["en"], "offer": c.offer,
+                       "seek": c.seek},
+            "text": {"de": f"{c.offer_city['de']} bietet, was {c.seek_city['de']} sucht: {_q(c.offer, 'de')} "
                            f"für {_q(c.seek, 'de')}",
-                     "ru": f"{c.offer_city} предлагает то, что ищет {c.seek_city}: {_q(c.offer, 'ru')} "
+                     "ru": f"{c.offer_city['ru']} предлагает то, что ищет {c.seek_city['ru']}: {_q(c.offer, 'ru')} "
                            f"для {_q(c.seek, 'ru')}",
-                     "en": f"{c.offer_city} offers what {c.seek_city} seeks: {_q(c.offer, 'en')} "
+                     "en": f"{c.offer_city['en']} offers what {c.seek_city['en']} seeks: {_q(c.offer, 'en')} "
                            f"for {_q(c.seek, 'en')}"},
         }))
     return [reason for _, reason in sorted(found, key=lambda item: -item[0])]

@@ -406,8 +406,8 @@ class Engine:
             sims = vectors[(s, "seeks")] @ vectors[(o, "offers")].T
             i, j = np.unravel_index(int(np.argmax(sims)), sims.shape)
             if best is None or sims[i, j] > best.cosine:
-                best = domain.Complement(offer_city=self.repo.city_name(offerer["city"]),
-                                         seek_city=self.repo.city_name(seeker["city"]),
+                best = domain.Complement(offer_city=self.repo.city_names(offerer["city"]),
+                                         seek_city=self.repo.city_names(seeker["city"]),
                                          offer=offers[j], seek=seeks[i], cosine=float(sims[i, j]))
         return best
 

@@ -118,6 +118,12 @@ class ReadModels:
         self.cities.update_one({"_id": key}, {"$set": {"name": name, "language": language, "names": dict(names or {})}},
                                upsert=True)
 
+    def city_names(self, key: str, languages: Sequence[str] = ("de", "ru", "en")) -> dict[str, str]:
+        """A city's name in each language of the reasons: its name in that language where it has one."""
+        doc = self.cities.find_one({"_id": key}) or {}
+        name = doc.get("name") or key.capitalize()
+        return {lang: (doc.get("names") or {}).get(lang) or name for lang in languages}
+
     def city_name_forms(self) -> list[str]:
         """Every name of every city known here (key, name, and its names in other languages): taken out of the
         texts that are compared (domain.TopicFilter)."""

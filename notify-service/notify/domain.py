@@ -62,13 +62,16 @@ def _reasons(reasons: Sequence[Mapping[str, Any]], lang: str) -> list[str]:
     return [r.get("text", {}).get(lang) or r.get("text", {}).get("en", "") for r in reasons]
 
 
-Names = Callable[[str], str]  # a city's display name, or a person's language, by key
+Names = Callable[[str], str]  # a person's language, by their id
+CityNames = Callable[[str, str], str]  # a city's name in a language, by its key
 
 
-def messages_for(event_type: str, payload: Mapping[str, Any], city_name: Names, lang_of: Names) -> list[Message]:
+def messages_for(event_type: str, payload: Mapping[str, Any], city_name: CityNames,
+                 lang_of: Names) -> list[Message]:
     """Who must know about this event, and what each is told.
 
-    `city_name(key)` gives a city's display name; `lang_of(participant_id)` the person's language.
+    `city_name(key, language)` gives a city's name in the reader's language; `lang_of(participant_id)` the
+    person's language.
     """
     if event_type == "match.proposed":
         kind = payload.get("kind")
@@ -79,15 +82,15 @@ def messages_for(event_type: str, payload: Mapping[str, Any], city_name: Names, 
         # A withdrawn idea's closing tells no one; the second yes: both sides hear of the project instead.
         if payload.get("reason") == "withdrawn" or payload.get("status") == "confirmed":
             return []
-        return _answered(event_type, payload, city_name)
+        return _answered(event_type, payload, city_name, lang_of)
     if event_type == "match.withdrawn":
-        return _withdrawn(payload, city_name)
+        return _withdrawn(payload, city_name, lang_of)
     if event_type == "project.formed":
-        return _project_formed(payload, city_name)
+        return _project_formed(payload, city_name, lang_of)
     return []
 
 
-def _withdrawn(payload: Mapping[str, Any], city_name: Names) -> list[Message]:
+def _withdrawn(payload: Mapping[str, Any], city_name: CityNames, lang_of: Names) -> list[Message]:
     """Both sides hear that an open proposal was withdrawn, and why."""
     sides = payload.get("sides") or []
     by = payload.get("city")
@@ -95,43 +98,45 @@ def _withdrawn(payload: Mapping[str, Any], city_name: Names) -> list[Message]:
     for me, other in ((sides[0], sides[1]), (sides[1], sides[0])) if len(sides) == 2 else ():
         person = me.get("author_id") or me.get("participant_id")
         if person:
+            lang = lang_of(person)
             out.append(Message(person, "match_withdrawn", {
                 "own_title": me.get("title") or other.get("title"), "other_title": other.get("title") or "",
-                "other_city": city_name(other["city"]), "by_city": city_name(by) if by else "",
+                "other_city": city_name(other["city"], lang), "by_city": city_name(by, lang) if by else "",
                 "reason": payload.get("reason", ""),
             }, link=f"/matches/{payload['match_id']}"))
     return out
 
 
-def _ideas_proposed(payload: Mapping[str, Any], city_name: Names, lang_of: Names) -> list[Message]:
+def _ideas_proposed(payload: Mapping[str, Any], city_name: CityNames, lang_of: Names) -> list[Message]:
     """Each author hears of the other side's idea, with the reasons in their language."""
     sides = payload.get("sides") or []
     return [Message(me["author_id"], "match_proposed", {
-        "own_title": me.get("title"), "other_title": other.get("title"), "other_city": city_name(other["city"]),
+        "own_title": me.get("title"), "other_title": other.get("title"),
+        "other_city": city_name(other["city"], lang_of(me["author_id"])),
         "score_percent": round(100 * payload["score"]),
         "reasons": _reasons(payload.get("reasons", []), lang_of(me["author_id"])),
     }, link=f"/ideas/{me['idea_id']}/matches")
         for me, other in ((sides[0], sides[1]), (sides[1], sides[0])) if me.get("author_id")]
 
 
-def _interest_proposed(payload: Mapping[str, Any], city_name: Names, lang_of: Names) -> list[Message]:
+def _interest_proposed(payload: Mapping[str, Any], city_name: CityNames, lang_of: Names) -> list[Message]:
     """The person whose interests fit hears of the idea; its author, of an interested person."""
     person, idea = (payload.get("sides") or [{}, {}])[:2]
     out = []
     if person.get("participant_id"):
         out.append(Message(person["participant_id"], "interest_match", {
-            "idea_title": idea.get("title"), "idea_city": city_name(idea["city"]),
+            "idea_title": idea.get("title"), "idea_city": city_name(idea["city"], lang_of(person["participant_id"])),
             "reasons": _reasons(payload.get("reasons", []), lang_of(person["participant_id"])),
         }, link=f"/matches/{payload['match_id']}"))
     if idea.get("author_id"):
         out.append(Message(idea["author_id"], "interested_person", {
-            "own_title": idea.get("title"), "person_city": city_name(person["city"]),
+            "own_title": idea.get("title"), "person_city": city_name(person["city"], lang_of(idea["author_id"])),
             "reasons": _reasons(payload.get("reasons", []), lang_of(idea["author_id"])),
         }, link=f"/matches/{payload['match_id']}"))
     return out
 
 
-def _answered(event_type: str, payload: Mapping[str, Any], city_name: Names) -> list[Message]:
+def _answered(event_type: str, payload: Mapping[str, Any], city_name: CityNames, lang_of: Names) -> list[Message]:
     """The other side hears that a city accepted or declined."""
     template = "match_accepted" if event_type == "match.accepted" else "match_declined"
     answering = payload.get("city")
@@ -143,15 +148,17 @@ def _answered(event_type: str, payload: Mapping[str, Any], city_name: Names) -> 
         if me["city"] != answering and person:
             out.append(Message(person, template, {
                 "own_title": me.get("title") or other.get("title"), "other_title": other.get("title"),
-                "other_city": city_name(answering),
+                "other_city": city_name(answering, lang_of(person)),
             }, link=f"/matches/{payload['match_id']}"))
     return out
 
 
-def _project_formed(payload: Mapping[str, Any], city_name: Names) -> list[Message]:
-    cities = ", ".join(dict.fromkeys(city_name(m["city"]) for m in payload.get("members", [])))
+def _project_formed(payload: Mapping[str, Any], city_name: CityNames, lang_of: Names) -> list[Message]:
+    def cities(lang: str) -> str:
+        return ", ".join(dict.fromkeys(city_name(m["city"], lang) for m in payload.get("members", [])))
+
     return [Message(member["participant_id"], "project_formed", {
-        "project_title": payload.get("title"), "partner_cities": cities,
+        "project_title": payload.get("title"), "partner_cities": cities(lang_of(member["participant_id"])),
     }, link=f"/projects/{payload['project_id']}") for member in payload.get("members", [])]
 
 

@@ -76,12 +76,16 @@ class Repository:
     def unsubscribe(self, pid: str) -> bool:
         return self.people.update_one({"_id": pid}, {"$set": {"unsubscribed": True}}).matched_count == 1
 
-    def put_city(self, key: str, name: str, language: str) -> None:
-        self.cities.update_one({"_id": key}, {"$set": {"name": name, "language": language}}, upsert=True)
+    def put_city(self, key: str, name: str, language: str, names: Mapping[str, str] | None = None) -> None:
+        self.cities.update_one({"_id": key}, {"$set": {"name": name, "language": language,
+                                                       "names": dict(names or {})}}, upsert=True)
 
-    def city_name(self, key: str) -> str:
+    def city_name(self, key: str, language: str | None = None) -> str:
+        """A city's name in a reader's language where it has one (Карлсруэ), else its own."""
         doc = self.cities.find_one({"_id": key})
-        return doc["name"] if doc else key.capitalize()
+        if doc is None:
+            return key.capitalize()
+        return (doc.get("names") or {}).get(language or "") or doc["name"]
 
     # --- notifications --------------------------------------------------------------------------------------
 

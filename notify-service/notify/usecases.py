@@ -61,8 +61,9 @@ def person_erased(repo: Repository, participant_id: str) -> None:
     repo.erase_person(participant_id)
 
 
-def city_registered(repo: Repository, city: str, name: str, language: str) -> None:
-    repo.put_city(city, name, language)
+def city_registered(repo: Repository, city: str, name: str, language: str,
+                    names: Mapping[str, str] | None = None) -> None:
+    repo.put_city(city, name, language, names)
 
 
 # --- telling people -----------------------------------------------------------------------------------------

@@ -157,14 +157,15 @@ def test_two_cities_find_each_other_accept_and_see_their_project(served, chromiu
 
     # Each sees the other's idea proposed, in the other's language (marked), with reasons in their own.
     card_de = match_card(german, RUSSIAN_IDEA["title"])
-    assert card_de.locator("span[lang=ru]", has_text=RUSSIAN_IDEA["title"]).count() == 1
+    assert card_de.locator("a[lang=ru]", has_text=RUSSIAN_IDEA["title"]).count() == 1
+    assert card_de.locator("a[lang=ru]").get_attribute("href").startswith("/ideas/"), "the partner idea's page"
     assert "Warum sie zusammenpassen" in card_de.inner_text()
     reasons_de = card_de.locator("ul.reasons").inner_text()
     assert "Ähnliches Vorhaben" in reasons_de and "Gleiches Thema: Ökologie & Gesundheit" in reasons_de
     german.screenshot(path=str(shots / "03-matches-de.png"), full_page=True)
 
     card_ru = match_card(russian, GERMAN_IDEA["title"])
-    assert card_ru.locator("span[lang=de]", has_text=GERMAN_IDEA["title"]).count() == 1
+    assert card_ru.locator("a[lang=de]", has_text=GERMAN_IDEA["title"]).count() == 1
     assert "Почему они подходят друг другу" in card_ru.inner_text()
     reasons_ru = card_ru.locator("ul.reasons").inner_text()
     assert "Похожие замыслы" in reasons_ru and "Общая тема: Экология и здоровье" in reasons_ru

@@ -334,7 +334,7 @@ def test_coordinator_overview_matrix_and_exports(lab):
     # The demo lab's ideas are matched a moment after seeding (run alone, this test can be first).
     wait_for(lambda: 'class="matrix"' in coordinator.text("/coordinator/matrix"), 20, message="the matrix")
     matrix = coordinator.text("/coordinator/matrix")
-    assert 'class="matrix"' in matrix and "Karlsruhe ↔ Краснодар" in matrix
+    assert 'class="matrix"' in matrix and "Karlsruhe ↔ Krasnodar" in matrix, "the partner city's German name"
     # Every cell links to its reasons, written out below the table (not only in a tooltip).
     cells = re.findall(r'<a href="#why-([^"]+)"', matrix)
     assert cells and all(f'<li id="why-{m}">' in matrix for m in cells)

@@ -307,3 +307,39 @@ def test_an_idea_names_only_the_partnerships_of_the_one_who_reads_it():
     seen = domain.partnerships_shown(dict(idea), admin=False, callers_partnerships={"karlsruhe-nancy"})
     assert seen["partnerships"] == ["karlsruhe-nancy"], "Nancy does not learn of Karlsruhe's other twin"
     assert domain.partnerships_shown(dict(idea), admin=True, callers_partnerships=set()) == idea
+
+
+class FakeTranslator:
+    name = "Fake"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[list[str], str | None, str]] = []
+        self.fail = fail
+
+    def translate(self, texts, source, target):
+        from ideas.translation import Unavailable
+
+        self.calls.append((list(texts), source, target))
+        if self.fail:
+            raise Unavailable("down")
+        return [f"[{target}] {t}" for t in texts]
+
+
+class FakeCache(dict):
+    def put(self, key, doc):
+        self.setdefault(key, doc)
+
+
+def test_a_translation_is_made_once_per_version_and_language_and_never_fails():
+    from tests.unit.fakes import Clock
+
+    idea = {"_id": "i1", "version": 1, "language": "ru", "title": "Зелёные дворы", "description": "Озеленим."}
+    cache, translator = FakeCache(), FakeTranslator()
+    first = usecases.translated(cache, translator, idea, "de", Clock())
+    assert first["title"] == "[de] Зелёные дворы" and first["machine"] and first["provider"] == "Fake"
+    assert usecases.translated(cache, translator, idea, "de", Clock()) == first and len(translator.calls) == 1
+    usecases.translated(cache, translator, {**idea, "version": 2}, "de", Clock())
+    assert len(translator.calls) == 2, "a new version is translated anew"
+    assert usecases.translated(cache, translator, idea, "ru", Clock()) is None, "written in it"
+    assert "error" in usecases.translated(FakeCache(), FakeTranslator(fail=True), idea, "en", Clock())
+    assert "TWINCITY_TRANSLATE_URL" in usecases.translated(FakeCache(), None, idea, "en", Clock())["error"]

@@ -106,13 +106,17 @@ def test_reasons_are_sentences_in_three_languages_strongest_first():
     reasons = domain.reasons(
         parts=parts, theme_labels={"de": "Ökologie & Gesundheit", "ru": "Экология и здоровье", "en": "Ecology"},
         shared_tags=["garten"], titles=("Gärten", "Сады"), cosine=0.55,
-        complement=domain.Complement("Краснодар", "Karlsruhe", "Опыт", "Erfahrungen", 0.5),
+        complement=domain.Complement({"de": "Krasnodar", "ru": "Краснодар", "en": "Krasnodar"},
+                                     {"de": "Karlsruhe", "ru": "Карлсруэ", "en": "Karlsruhe"}, "Опыт", "Erfahrungen",
+                                     0.5),
     )
     assert [r["code"] for r in reasons] == ["similar_plans", "offers_what_is_sought", "same_theme", "shared_tags"]
     assert all(set(r["text"]) == {"de", "ru", "en"} for r in reasons)
     assert reasons[0]["text"]["de"] == "Ähnliches Vorhaben: „Gärten“ und „Сады“"
     assert reasons[0]["text"]["ru"] == "Похожие замыслы: «Gärten» и «Сады»"
-    assert reasons[1]["text"]["en"] == "Краснодар offers what Karlsruhe seeks: “Опыт” for “Erfahrungen”"
+    assert reasons[1]["text"]["en"] == "Krasnodar offers what Karlsruhe seeks: “Опыт” for “Erfahrungen”"
+    assert reasons[1]["text"]["ru"] == "Краснодар предлагает то, что ищет Карлсруэ: «Опыт» для «Erfahrungen»", \
+        "each language names the cities in its own way"
 
 
 def unit(rng, n):

@@ -14,7 +14,7 @@ LANG = {"lena": "de", "anna": "ru", "tom": "fr"}
 
 
 def messages(event_type, payload):
-    return domain.messages_for(event_type, payload, lambda c: c.capitalize(), lambda p: LANG.get(p, "en"))
+    return domain.messages_for(event_type, payload, lambda c, lang: c.capitalize(), lambda p: LANG.get(p, "en"))
 
 
 def test_a_proposed_match_tells_both_authors_about_the_other_side_in_their_language():

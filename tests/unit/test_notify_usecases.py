@@ -44,11 +44,14 @@ class FakeRepository:
         self.people[pid] = {"_id": pid, "erased": True}
         self.notifications = {k: n for k, n in self.notifications.items() if n["recipient"] != pid}
 
-    def put_city(self, key: str, name: str, language: str) -> None:
-        self.cities[key] = name
+    def put_city(self, key: str, name: str, language: str, names: Any = None) -> None:
+        self.cities[key] = {"name": name, "names": dict(names or {})}
 
-    def city_name(self, key: str) -> str:
-        return self.cities.get(key, key.capitalize())
+    def city_name(self, key: str, language: str | None = None) -> str:
+        city = self.cities.get(key)
+        if city is None:
+            return key.capitalize()
+        return city["names"].get(language or "") or city["name"]
 
     def add_notification(self, doc: dict[str, Any]) -> bool:
         if doc["key"] in self.notifications:
@@ -305,3 +308,12 @@ def test_both_sides_hear_why_a_proposal_was_withdrawn_in_their_language(repo, ci
     by = {n["recipient"]: n for n in repo.notifications.values() if n["channel"] == "inbox"}
     assert de in by["lena"]["text"] and "Городской сад" in by["lena"]["text"]
     assert ru in by["anna"]["text"] and by["anna"]["subject"].startswith("Предложение «Городской сад»")
+
+
+def test_each_reader_gets_the_partner_city_s_name_in_their_language(repo):
+    usecases.city_registered(repo, "karlsruhe", "Karlsruhe", "de", {"ru": "Карлсруэ"})
+    usecases.city_registered(repo, "krasnodar", "Краснодар", "ru", {"de": "Krasnodar", "en": "Krasnodar"})
+    handlers.notify_people(proposed(), repo, LETTERHEAD)  # type: ignore[arg-type]
+    by = {n["recipient"]: n for n in repo.notifications.values() if n["channel"] == "inbox"}
+    assert "Krasnodar" in by["lena"]["text"] and "Краснодар" not in by["lena"]["text"]
+    assert "Карлсруэ" in by["anna"]["text"]
