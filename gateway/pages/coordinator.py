@@ -18,6 +18,7 @@ EXPORTS = ("ideas", "matches", "projects")
 LIVE = ("proposed", "accepted", "confirmed")  # what the matrix shows
 OPEN = ("proposed", "accepted")  # what a coordinator may withdraw
 NEAR = 3  # candidates per idea the matrix asks for: the near misses among them are shown
+NEAR_MISS_MIN = 0.25  # a candidate scoring less is no near miss, only a stranger
 
 
 def caller() -> Any:
@@ -117,7 +118,7 @@ def near_misses(ideas: dict[str, dict[str, Any]], home: str, partner: str,
         for c in items.get("items", []):
             b = c["idea"]["idea_id"]
             if (c["idea"]["city"] == partner and b in ideas and not c["proposed"] and not c.get("match_id")
-                    and (a, b) not in cells):
+                    and c["score"] >= NEAR_MISS_MIN and (a, b) not in cells):
                 found[(a, b)] = c
     return found
 

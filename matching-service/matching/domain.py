@@ -344,12 +344,26 @@ class Match(Aggregate):
         """A new proposal, open until its partnership's expiry from `at`."""
         match = cls({"_id": new_id("match"), **proposal.fields, "status": PROPOSED, "version": 1, "created_at": at,
                      "expires_at": expires_at(at, proposal.policy)})
-        doc = match.doc
-        payload = {k: doc[k] for k in ("partnership", "kind", "score", "parts", "reasons", "version")}
-        payload.update(match_id=match.id, sides=[side_payload(s) for s in doc["sides"]],
-                       expires_at=doc["expires_at"].isoformat())
-        match.record("match.proposed", payload, partnership=doc["partnership"])
+        match._proposed()
         return match
+
+    def reopen(self, proposal: Proposal, *, at: datetime) -> None:
+        """A withdrawn proposal proposed again (the rules make it again, or a coordinator pairs the two): open as a
+        new proposal, nobody's answer carried over. A declined or expired match stays closed."""
+        if self.doc["status"] != WITHDRAWN:
+            raise RuleViolation(f"match {self.id} is {self.doc['status']}: only a withdrawn proposal is reopened")
+        self.set(**{k: v for k, v in proposal.fields.items() if k != "pair"}, status=PROPOSED,
+                 expires_at=expires_at(at, proposal.policy), reopened_at=at)
+        self.remove("closed_reason")
+        self.next_version(at)
+        self._proposed()
+
+    def _proposed(self) -> None:
+        doc = self.doc
+        payload = {k: doc[k] for k in ("partnership", "kind", "score", "parts", "reasons", "version")}
+        payload.update(match_id=self.id, sides=[side_payload(s) for s in doc["sides"]],
+                       expires_at=doc["expires_at"].isoformat())
+        self.record("match.proposed", payload, partnership=doc["partnership"])
 
     def answer(self, city: str, accept: bool, *, participant_id: str | None, at: datetime) -> None:
         """`city` accepts or declines (in the name of `participant_id`); the second yes confirms."""

@@ -146,6 +146,21 @@ def answer_match(uow: UnitOfWork, who: Caller, match_id: str, accept: bool, part
     return match
 
 
+def _reopen(uow: UnitOfWork, proposals: Mapping[str, domain.Proposal], clock: Clock) -> int:
+    """The proposals a run withdrew because the rules no longer made them, and that the rules make again now."""
+    reopened = 0
+    for pair, doc in uow.matches.by_pairs(list(proposals)).items():
+        if doc["status"] == domain.WITHDRAWN and doc.get("closed_reason") == domain.NO_LONGER_PROPOSED:
+            match = uow.matches.get(doc["_id"])
+            match.reopen(proposals[pair], at=clock())
+            try:
+                uow.matches.save(match)
+                reopened += 1
+            except Conflict:
+                log.info("match %s changed while matching ran again", match.id)
+    return reopened
+
+
 def withdraw_match(uow: UnitOfWork, who: Caller, match_id: str, reason: str, clock: Clock) -> Match:
     """A coordinator of either side closes an open proposal they find poor; both sides are told why."""
     match = _visible_match(uow, who, match_id)
@@ -153,7 +168,9 @@ def withdraw_match(uow: UnitOfWork, who: Caller, match_id: str, reason: str, clo
         raise Forbidden("a proposal is withdrawn by a coordinator (a city's key), not by a participant")
     if not who.admin and who.city not in [s["city"] for s in match.get("sides")]:
         raise domain.NotASide(f"only a coordinator of one of the match's cities withdraws it, not {who.city}")
-    match.withdraw(reason, city=who.city, at=clock())
+    if not reason.strip():
+        raise ValidationError({"reason": ["say why: both sides are told"]})
+    match.withdraw(reason.strip(), city=who.city, at=clock())
     try:
         uow.matches.save(match)
     except Conflict:
@@ -186,14 +203,19 @@ def pair_ideas(uow: UnitOfWork, engine: Engine, who: Caller, idea_ids: Sequence[
         if uow.matches.propose(match):
             return match
         existing = uow.matches.by_pairs([pair]).get(pair)  # proposed meanwhile
-    raise PairExists(existing["_id"] if existing else "")
+    elif existing["status"] == domain.WITHDRAWN:  # withdrawn before: the coordinators propose it again
+        match = uow.matches.get(existing["_id"])
+        match.reopen(engine.pairing(a, b, pid, note), at=clock())
+        uow.matches.save(match)
+        return match
+    raise PairExists(existing["_id"] if existing else "", existing["status"] if existing else "")
 
 
 class PairExists(Conflict):
-    """The two ideas have a match already (any status): its id."""
+    """The two ideas have a match already that is not withdrawn: its id and status."""
 
-    def __init__(self, match_id: str) -> None:
-        super().__init__(f"these two ideas have a match already: {match_id}")
+    def __init__(self, match_id: str, status: str) -> None:
+        super().__init__(f"these two ideas have a match already ({status}): {match_id}")
         self.match_id = match_id
 
 
@@ -328,11 +350,16 @@ def change_settings(uow: UnitOfWork, who: Caller, pid: str, changes: Mapping[str
     if not who.admin:
         raise Forbidden("only an admin key changes how a partnership matches")
     _visible_partnership(who, pid)
-    settings = replace(uow.models.settings(pid), **changes)
+    before = uow.models.settings(pid)
+    settings = replace(before, **changes)
     if settings.semantic + settings.theme + settings.tags + settings.complement <= 0:
         raise Unprocessable("at least one weight must be above 0")
-    uow.models.put_settings(pid, settings)
-    uow.runs.add(domain.MatchingRun.request(pid, at=clock()))
+    if settings.floor > settings.threshold:
+        raise ValidationError({"floor": [f"{settings.floor} is above the threshold {settings.threshold}: the floor "
+                                         "is for the best candidate below the threshold"]})
+    if settings != before:  # nothing changed: nothing to run again
+        uow.models.put_settings(pid, settings)
+        uow.runs.add(domain.MatchingRun.request(pid, at=clock()))
     return settings
 
 
@@ -347,11 +374,14 @@ def run_matching(uow: UnitOfWork, engine: Engine, run_id: str, clock: Clock) -> 
     uow.runs.save(run)
     engine.sync()
     seen, added, qualifying = 0, 0, set()
+    proposals_of_pairs: dict[str, domain.Proposal] = {}
     for ideas in uow.models.open_ideas_of(pid):
         proposals = engine.proposals_in(ideas, pid)
         qualifying |= {p.fields["pair"] for p in proposals}
+        proposals_of_pairs.update((p.fields["pair"], p) for p in proposals)
         added += propose(uow, proposals, clock)
         seen += len(ideas)
+    added += _reopen(uow, proposals_of_pairs, clock)
     withdrawn = 0
     for match in uow.matches.unanswered_of(pid):
         if match.get("pair") in qualifying:

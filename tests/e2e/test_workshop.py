@@ -79,6 +79,8 @@ def test_coordinators_see_near_misses_pair_by_hand_withdraw_and_a_project_forms(
     assert api.call("POST", f"/matches/{green['match_id']}/withdraw", keys["karlsruhe"],
                     {"reason": "again"}).status_code == 409
     assert api.call("POST", f"/matches/{paired['id']}/withdraw", keys["karlsruhe"], {}).status_code == 422
+    blank = api.call("POST", f"/matches/{paired['id']}/withdraw", keys["karlsruhe"], {"reason": "   "})
+    assert blank.status_code == 422 and "reason" in blank.json_body["errors"]
 
     def told(key: str, person: dict[str, Any]) -> list[dict[str, Any]]:
         return [n for n in inbox(api, key, person) if n["template"] == "match_withdrawn"]
@@ -130,11 +132,14 @@ def test_changed_settings_take_effect_on_the_ideas_already_there(api: Api):
     gone = api.ok("GET", f"/matches/{green['id']}", keys["karlsruhe"])
     assert gone["status"] == "withdrawn" and "no longer proposed" in gone["closed_reason"]
 
-    # Looser than anything: every pair is proposed, the withdrawn one not again.
+    # Looser than anything: every pair is proposed, the one the first run withdrew reopened (not made twice).
     api.ok("PUT", settings, body={"threshold": 0.0, "floor": 0.0, "top_k": 5})
     wait_for(lambda: finished(run["id"]), 30, message="the second run")
     second = finished(run["id"])
-    assert (second["ideas_seen"], second["proposals_added"], second["proposals_withdrawn"]) == (4, 3, 0)
+    assert (second["ideas_seen"], second["proposals_added"], second["proposals_withdrawn"]) == (4, 4, 0)
     pairs = [frozenset(s["idea_id"] for s in m["sides"]) for m in matches()]
-    assert len(pairs) == len(set(pairs)) == 4, "each pair once, the withdrawn one included"
-    assert {m["status"] for m in matches()} == {"proposed", "withdrawn"}
+    assert len(pairs) == len(set(pairs)) == 4, "each pair once"
+    assert {m["status"] for m in matches()} == {"proposed"}
+    back = api.ok("GET", f"/matches/{green['id']}", keys["karlsruhe"])
+    assert back["status"] == "proposed" and back["closed_reason"] is None and back["version"] == 3
+    assert api.call("PUT", settings, body={"floor": 0.9, "threshold": 0.5}).status_code == 422

@@ -513,3 +513,41 @@ def test_changed_settings_match_the_partnership_again_through_the_bus(uow, clock
     assert uow.matches.get(answered.id).get("status") == "accepted", "answered: it stays"
     again = usecases.run_matching(uow, engine, run["_id"], clock)  # the event delivered again
     assert again.get("proposals_added") == 1 and len(uow.matches.docs) == 4
+
+
+def test_a_withdrawn_pair_is_proposed_again_when_the_rules_make_it_again_or_a_coordinator_pairs_it(uow, clock):
+    engine = FakeEngine()
+    open_ideas(uow)
+    match = proposed(uow, clock)
+    engine.for_idea = {}
+    usecases.change_settings(uow, ADMIN, "karlsruhe-krasnodar", {"threshold": 0.99, "floor": 0.99}, clock)
+    first = usecases.last_run(uow, "karlsruhe-krasnodar")
+    usecases.run_matching(uow, engine, first["_id"], clock)
+    assert uow.matches.get(match.id).get("status") == "withdrawn"
+
+    engine.for_idea = {"idea-de": [a_proposal()]}  # back to settings that make it
+    clock.advance(minutes=5)
+    usecases.change_settings(uow, ADMIN, "karlsruhe-krasnodar", {"threshold": 0.65, "floor": 0.4}, clock)
+    second = usecases.last_run(uow, "karlsruhe-krasnodar")
+    run = usecases.run_matching(uow, engine, second["_id"], clock)
+    again = uow.matches.get(match.id)
+    assert run.get("proposals_added") == 1 and again.get("status") == "proposed" and again.get("closed_reason") is None
+    assert again.get("expires_at") == clock() + timedelta(days=21) and len(uow.matches.docs) == 1
+    assert uow.matches.published[-1].type == "match.proposed" and uow.matches.published[-1].payload["version"] == 3
+
+    usecases.withdraw_match(uow, KARLSRUHE, match.id, "Doch nicht", clock)
+    usecases.change_settings(uow, ADMIN, "karlsruhe-krasnodar", {"top_k": 4}, clock)
+    usecases.run_matching(uow, engine, usecases.last_run(uow, "karlsruhe-krasnodar")["_id"], clock)
+    assert uow.matches.get(match.id).get("status") == "withdrawn", "a coordinator's withdrawal is not undone by a run"
+    paired = usecases.pair_ideas(uow, engine, KRASNODAR, ["idea-ru", "idea-de"], "Nochmals", clock)
+    assert paired.id == match.id and paired.get("kind") == "coordinator" and paired.get("status") == "proposed"
+    usecases.answer_match(uow, KARLSRUHE, match.id, False, None, clock)
+    with pytest.raises(usecases.PairExists, match="declined"):
+        usecases.pair_ideas(uow, engine, KRASNODAR, ["idea-ru", "idea-de"], "", clock)
+
+
+def test_a_withdrawal_says_why(uow, clock):
+    match = proposed(uow, clock)
+    with pytest.raises(ValidationError):
+        usecases.withdraw_match(uow, KARLSRUHE, match.id, "   ", clock)
+    assert uow.matches.get(match.id).get("status") == "proposed"
