@@ -127,7 +127,7 @@ def evaluate(data: dict[str, Any], policy: domain.MatchPolicy, encoder: Encoder)
         pid = doc["partnerships"][0]
         city = next(c for c in repo.partnership(pid)["cities"] if c != doc["city"])
         ranking = [c["other"]["_id"] for c in matcher.candidates(doc, pid, city, replace(policy, threshold=0.0,
-                                                                                            floor=0.0))]
+                                                                                            floor=0.0), every=True)]
         wanted = expected[doc["_id"]]
         r1 += len(wanted & set(ranking[:1])) / min(len(wanted), 1)
         r3 += len(wanted & set(ranking[:3])) / len(wanted)

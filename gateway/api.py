@@ -45,6 +45,10 @@ _OWNED_BY_AN_IDEA = re.compile(r"^ideas/([^/]+)/(?:matches|candidates)$")
 DOCS = ApiDocs("gateway")
 DOCS.operation("/cities", "post", "Add a city", tag="Cities", scope="admin", body=schemas.CityIn,
                responses={201: schemas.CityOut})
+DOCS.operation("/cities/{city}", "patch", "Rename a city, or name it in other languages", tag="Cities",
+               scope="admin", body=schemas.CityPatch, responses={200: schemas.CityOut},
+               description="`names` replaces all its names in other languages, e.g. {\"ru\": \"Карлсруэ\"}: pages, "
+                           "reasons and e-mails show a reader the name in their language (city.updated).")
 DOCS.operation("/cities", "get", "List the cities your key can see", tag="Cities",
                responses={200: schemas.CityList})
 DOCS.operation("/partnerships", "post", "Twin two cities", tag="Partnerships", scope="admin",
@@ -203,6 +207,12 @@ def caller_of(key: ApiKey) -> Caller:
 def add_city() -> tuple[Response, int]:
     need("admin")
     return jsonify(city_out.dump(usecases.add_city(gateway().directory, json_body(schemas.CityIn)))), 201
+
+
+@bp.patch("/cities/<city>")
+def change_city(city: str) -> Response:
+    need("admin")
+    return jsonify(city_out.dump(usecases.change_city(gateway().directory, city, json_body(schemas.CityPatch))))
 
 
 @bp.get("/cities")

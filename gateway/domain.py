@@ -47,10 +47,23 @@ class City(Aggregate):
                  names: Mapping[str, str] | None = None) -> City:
         names = dict(names or {})
         city = cls({"_id": key, "name": name, "country": country, "language": language, "names": names,
-                    "created_at": at})
-        city.record("city.registered", {"city": key, "name": name, "country": country, "language": language,
-                                        "names": names}, city=key)
+                    "created_at": at, "version": 1})
+        city.record("city.registered", city._payload(), city=key)
         return city
+
+    def rename(self, *, at: datetime, name: str | None = None, names: Mapping[str, str] | None = None) -> None:
+        """A new name, or its names in other languages (replacing them all); city.updated when anything changed."""
+        changes = {k: v for k, v in (("name", name), ("names", None if names is None else dict(names)))
+                   if v is not None and v != self.doc.get(k)}
+        if changes:
+            self.set(**changes)
+            self.next_version(at)
+            self.record("city.updated", self._payload(), city=self.id)
+
+    def _payload(self) -> dict[str, Any]:
+        d = self.doc
+        return {"city": d["_id"], "name": d["name"], "country": d["country"], "language": d["language"],
+                "names": dict(d.get("names") or {})}
 
 
 class Partnership(Aggregate):

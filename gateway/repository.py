@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.domain import City, Exists, Partnership
-from services.aggregate import HIDDEN, DocumentRepository
+from services.aggregate import HIDDEN, DocumentRepository, retrying
 from services.store import DuplicateKeyError, Index
 from services.tenancy import Caller, PartnershipRef
 
@@ -54,6 +54,21 @@ class Directory:
             raise Exists(f"a city with key {city.id!r} exists already") from None
         self._changed()
         return city.doc
+
+    def change_city(self, key: str, change: Callable[[City], None]) -> dict[str, Any]:
+        """Apply `change` to the stored city and store it with its events (retried on a concurrent change)."""
+        # Cities stored before they had versions are at version 1, so that a change can be conditional on it.
+        self.cities.update_one({"_id": key, "version": {"$exists": False}}, {"$set": {"version": 1}})
+
+        def step() -> dict[str, Any]:
+            city = self._stored_cities.get(key)
+            change(city)
+            self._stored_cities.save(city)
+            return city.doc
+
+        doc = retrying(step)
+        self._changed()
+        return doc
 
     def city(self, key: str) -> dict[str, Any] | None:
         return self.cities.find_one({"_id": key}, HIDDEN)

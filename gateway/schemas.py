@@ -33,6 +33,16 @@ class CityIn(Strict):
                                                  "about when ideas are matched."})
 
 
+class CityPatch(Strict):
+    name = OneLine(validate=validate.Length(min=1, max=200))
+    names = fields.Dict(keys=fields.Str(validate=validate.Regexp(r"^[a-z]{2}$", error="ISO 639-1 code, e.g. ru")),
+                        values=OneLine(validate=validate.Length(min=1, max=200)), load_default=dict,
+                        validate=validate.Length(max=20),
+                        metadata={"description": "Its name in other languages, e.g. {\"ru\": \"Карлсруэ\"}: shown to "
+                                                 "readers of that language, and never taken for what an idea is "
+                                                 "about when ideas are matched."})
+
+
 class CityOut(Schema):
     key = fields.Str(attribute="_id")
     name = fields.Str()

@@ -32,6 +32,13 @@ def add_city(directory: Directory, data: Mapping[str, Any], clock: Clock = now) 
     return directory.add_city(City.register(**data, at=clock()))
 
 
+def change_city(directory: Directory, key: str, data: Mapping[str, Any], clock: Clock = now) -> dict[str, Any]:
+    """A city's name, or its names in other languages (what readers of those languages see, and what matching takes
+    out of texts as no topic)."""
+    return directory.change_city(key, lambda city: city.rename(at=clock(), name=data.get("name"),
+                                                               names=data.get("names")))
+
+
 def list_cities(directory: Directory, who: Caller) -> list[dict[str, Any]]:
     return directory.list_cities(None if who.admin else who.visible_cities)
 

@@ -265,6 +265,7 @@ def _types(*entries: tuple[str, int, type[Schema], str]) -> dict[tuple[str, int]
 # The whole contract: (type, version) -> schema. A new version goes beside the old, with an upcaster.
 EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
     ("city.registered", 1, CityV1, "A city joined the deployment."),
+    ("city.updated", 1, CityV1, "A city's name or its names in other languages changed (the whole city)."),
     ("partnership.formed", 1, PartnershipV1, "Two cities were twinned; their own themes included."),
     ("partnership.updated", 1, PartnershipV1, "A partnership's name or own themes changed."),
     ("idea.submitted", 1, IdeaV1, "A participant submitted an idea (full snapshot)."),

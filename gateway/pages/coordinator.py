@@ -152,6 +152,11 @@ def back_to_matrix() -> Any:
 
 
 def refused(exc: ServiceError) -> str:
+    """Why a service refused a coordinator's change, in the coordinator's words (its own for what it knows)."""
+    if exc.status == 409:
+        return _("the two ideas have a match already, or it changed meanwhile.")
+    if exc.status == 403:
+        return _("your key may only read; this needs a key with the write scope.")
     words = all_in_words(exc.errors, city_name) if exc.errors else {}
     return "; ".join(m for messages in words.values() for m in messages) or exc.detail
 

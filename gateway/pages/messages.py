@@ -34,6 +34,13 @@ def _messages() -> list[tuple[re.Pattern[str], Callable[[re.Match[str], Callable
          lambda m, name: _("No participant with this e-mail address in %(city)s.", city=name(m[1]))),
         (r"names another participant than author_id", lambda m, name: _("Names another participant than the author.")),
         (r"more cells than columns", lambda m, name: _("More cells than the header has columns.")),
+        (r"two ideas of two partner cities are paired, not two of one city",
+         lambda m, name: _("Two ideas of the two partner cities are paired, not two of one city.")),
+        (r"idea \S+ is .*: only open ideas are paired",
+         lambda m, name: _("One of the ideas is withdrawn or in a project: only open ideas are paired.")),
+        (r"the two ideas are not of one partnership", lambda m, name: _("The two ideas are not of one partnership.")),
+        (r"no idea .* here \(yet\)", lambda m, name: _("One of the ideas is unknown here (or not yet known).")),
+        (r"say why: both sides are told", lambda m, name: _("Say why, please: both sides are told.")),
     ]
     return [(re.compile(pattern), say) for pattern, say in rules]
 

@@ -214,9 +214,11 @@ class Engine:
         return found
 
     def candidates(self, idea: Mapping[str, Any], pid: str, city: str, settings: domain.MatchPolicy,
-                   hits: Hits | None = None) -> list[dict[str, Any]]:
-        """The partner city's ideas scored in full, best first: those that may be proposed (settings.lowest), and
-        the two nearest by text in any case (the runner-up's score is what `domain.chosen`'s margin is over).
+                   hits: Hits | None = None, *, every: bool = False) -> list[dict[str, Any]]:
+        """The partner city's nearest ideas that may be proposed (settings.lowest), and the two nearest in any case
+        (the runner-up's score is what `domain.chosen`'s margin is over), scored, best first. Those the rules could
+        propose (or all of them, `every`) come with their documents ("other") and are scored from them; the others
+        by what the index keeps ("other" None).
 
         hits: the nearest ideas of that city, if searched already (nearest_many); else searched here.
         """
@@ -226,26 +228,35 @@ class Engine:
         # Scored first from what the index keeps of each idea (SCORED); only those that may be proposed are read
         # from the store and scored again from their documents. Reading a document (a copy, with its vectors)
         # costs more than scoring it, and with many similar ideas most of the 50 nearest could reach the
-        # threshold by their text alone (may_reach) but do not in full.
+        # threshold by their text alone (may_reach) but do not in full. The two nearest are scored in any case:
+        # the runner-up's score is what domain.chosen's margin is over (its document is not needed for that).
         known = [(other_id, cosine, scored) for rank, (other_id, cosine) in enumerate(hits)
                  if (rank < 2 or may_reach(cosine, settings)) and (scored := self._scored.get(other_id)) is not None]
-        fits = []
-        for rank, ((other_id, cosine, other), complement) in enumerate(zip(
-                known, complement_cosines(idea, [k for _, _, k in known]), strict=True)):
+        quick = []
+        for (other_id, cosine, other), complement in zip(
+                known, complement_cosines(idea, [k for _, _, k in known]), strict=True):
             parts = domain.parts_of(cosine, idea.get("theme") == other.get("theme"), idea.get("tags", []),
                                     other.get("tags", []), float(complement) if complements(idea, other) else None)
-            if rank < 2 or parts.score(settings) >= settings.lowest:
-                fits.append((other_id, cosine))
-        if not fits:
-            return []
-        docs = self.repo.ideas_by_id([h for h, _ in fits])
+            quick.append((other_id, cosine, parts.score(settings)))
+        quick.sort(key=lambda q: -q[2])
+        if every:
+            wanted = [i for i, _, _ in quick]
+        else:  # what domain.chosen could pick: the best few above the threshold, else the best above the floor
+            wanted = [i for i, _, s in quick[: settings.top_k] if s >= settings.threshold]
+            if not wanted and quick and quick[0][2] >= settings.floor:
+                wanted = [quick[0][0]]
+        docs = self.repo.ideas_by_id(wanted) if wanted else {}
         scored = []
-        for other_id, cosine in fits:
+        for other_id, cosine, quick_score in quick:
             other = docs.get(other_id)
-            if other is None or other.get("status") not in domain.MATCHABLE or other["city"] == idea["city"]:
+            if other is None:
+                if other_id not in wanted:  # not one the rules could propose: its score alone, for the margin
+                    scored.append({"other": None, "id": other_id, "cosine": cosine, "score": quick_score})
+                continue
+            if other.get("status") not in domain.MATCHABLE or other["city"] == idea["city"]:
                 continue
             parts, score, complement = score_of(idea, other, cosine, settings)
-            scored.append({"other": other, "cosine": cosine, "parts": parts, "score": score,
+            scored.append({"other": other, "id": other_id, "cosine": cosine, "parts": parts, "score": score,
                            "complement": complement})
         scored.sort(key=lambda c: -c["score"])
         return scored
@@ -268,7 +279,8 @@ class Engine:
             hits = nearest[(pid, city)] if nearest is not None else None
             candidates = self.candidates(idea, pid, city, settings, hits)
             for candidate in domain.chosen(candidates, settings):
-                found.append(Proposal(self._idea_match(idea, candidate, pid), settings))
+                if candidate["other"] is not None:  # (its score moved above one read from its document)
+                    found.append(Proposal(self._idea_match(idea, candidate, pid), settings))
             found += self._interested_in(idea, pid, city, settings)
         return found
 
@@ -281,14 +293,15 @@ class Engine:
             for (p, city), hits in nearest.get(idea["_id"], {}).items():
                 if p == pid:
                     for candidate in domain.chosen(self.candidates(idea, p, city, settings, hits), settings):
-                        found.append(Proposal(self._idea_match(idea, candidate, p), settings))
+                        if candidate["other"] is not None:
+                            found.append(Proposal(self._idea_match(idea, candidate, p), settings))
         return found
 
     def ranking(self, idea: Mapping[str, Any], pid: str, city: str,
                 settings: domain.MatchPolicy) -> list[dict[str, Any]]:
         """Every near candidate of a partner city, best first, with its reasons and whether the partnership's rules
         propose it (what a coordinator looks at in the workshop: the near misses too)."""
-        candidates = self.candidates(idea, pid, city, replace(settings, threshold=0.0, floor=0.0))
+        candidates = self.candidates(idea, pid, city, replace(settings, threshold=0.0, floor=0.0), every=True)
         proposed = {c["other"]["_id"] for c in domain.chosen(candidates, settings)}
         return [{**self._idea_match(idea, c, pid), "proposed": c["other"]["_id"] in proposed} for c in candidates]
 

@@ -50,6 +50,7 @@ IDEAS_CHANGED = Batched(ideas_changed)  # one handler: submitted and updated ide
 
 EVENT_HANDLERS: Registry = {
     "city.registered": [city_registered],
+    "city.updated": [city_registered],
     "partnership.formed": [partnership_changed],
     "partnership.updated": [partnership_changed],
     "idea.submitted": [IDEAS_CHANGED],

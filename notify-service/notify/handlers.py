@@ -36,6 +36,7 @@ def _table() -> dict[str, list[Entry]]:
         "participant.updated": [person_changed],
         "participant.erased": [person_erased],
         "city.registered": [city_registered],
+        "city.updated": [city_registered],
     }
     for event_type in domain.PEOPLE_EVENTS:
         handlers.setdefault(event_type, []).append(notify_people)

@@ -55,6 +55,13 @@ def test_admin_resources_refuse_bad_input_and_duplicates(api: Api):
     assert city["names"] == {"ru": "Брест", "de": "Brest"}
     api.settle()
     assert api.observer.of("city.registered", city="brest")[0].payload["names"] == {"ru": "Брест", "de": "Brest"}
+    renamed = api.ok("PATCH", "/cities/brest", body={"names": {"ru": "Брест", "de": "Brest", "en": "Brest"}})
+    assert renamed["names"]["en"] == "Brest" and renamed["name"] == "Brest"
+    assert api.call("PATCH", "/cities/brest", keys["karlsruhe"], {"name": "x"}).status_code == 403
+    assert api.call("PATCH", "/cities/atlantis", body={"name": "x"}).status_code == 404
+    assert api.call("PATCH", "/cities/brest", body={"names": {"Russian": "Брест"}}).status_code == 422
+    api.settle()
+    assert api.observer.of("city.updated", city="brest")[0].payload["names"]["en"] == "Brest"
     assert api.call("POST", "/partnerships", body={"cities": ["krasnodar", "karlsruhe"],
                                                    "name": "again"}).status_code == 409
     r = api.call("POST", "/partnerships", body={"cities": ["karlsruhe", "atlantis"], "name": "x"})

@@ -193,6 +193,8 @@ ROUTES: tuple[Route, ...] = (
     #     method    path                          owner krasnod nancy dijon read  admin
     Route("POST", "/cities", (*ADMIN_ONLY, 201), lambda x, _: "/cities", lambda x: x.city_body()),
     Route("GET", "/cities", (200, 200, 200, 200, 200, 200), lambda x, _: "/cities"),
+    Route("PATCH", "/cities/{city}", (*ADMIN_ONLY, 200), lambda x, _: "/cities/dijon",
+          lambda x: {"names": {"de": f"Dijon {x.n()}"}}),
     Route("POST", "/partnerships", (*ADMIN_ONLY, 201), lambda x, _: "/partnerships",
           lambda x: x.partnership_body()),
     Route("GET", "/partnerships", (200, 200, 200, 200, 200, 200), lambda x, _: "/partnerships"),

@@ -17,7 +17,7 @@ def roundtrip(envelope):
 
 def test_every_event_type_the_platform_names_has_a_schema():
     assert contract.known_types() == sorted([
-        "city.registered", "partnership.formed", "partnership.updated",
+        "city.registered", "city.updated", "partnership.formed", "partnership.updated",
         "idea.submitted", "idea.updated", "idea.withdrawn",
         "participant.registered", "participant.updated", "participant.erased",
         "match.proposed", "match.accepted", "match.declined", "match.confirmed", "match.expired", "match.withdrawn",

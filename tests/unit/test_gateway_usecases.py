@@ -37,6 +37,15 @@ class FakeDirectory:
         self.published += city.events
         return city.doc
 
+    def change_city(self, key: str, change: Any) -> dict[str, Any]:
+        if key not in self.cities:
+            raise NotFound("city", key)
+        city = City(copy.deepcopy(self.cities[key]))
+        change(city)
+        self.cities[key] = copy.deepcopy(city.doc)
+        self.published += city.events
+        return city.doc
+
     def city(self, key: str) -> dict[str, Any] | None:
         return self.cities.get(key)
 
@@ -125,7 +134,7 @@ def caller(city: str | None, partnerships: Sequence[Mapping[str, Any]] = ()) -> 
 def test_a_city_is_registered_with_its_event(directory):
     doc = usecases.add_city(directory, {**CITY, "names": {"ru": "Карлсруэ"}}, clock=Clock())
     assert doc == {"_id": "karlsruhe", "name": "Karlsruhe", "country": "DE", "language": "de",
-                   "names": {"ru": "Карлсруэ"}, "created_at": T0}
+                   "names": {"ru": "Карлсруэ"}, "created_at": T0, "version": 1}
     assert directory.published == [Recorded("city.registered", {"city": "karlsruhe", "name": "Karlsruhe",
                                                                 "country": "DE", "language": "de",
                                                                 "names": {"ru": "Карлсруэ"}}, "karlsruhe")]
@@ -260,3 +269,16 @@ def test_a_rotated_key_gets_a_new_secret_and_an_expired_one_is_told_to_make_a_ne
 def test_the_last_moment_of_the_calendar_in_the_furthest_zone_is_refused_not_an_overflow():
     with pytest.raises(Invalid, match="at most 10 years"):
         domain.new_key_terms(["read"], "krasnodar", datetime.fromisoformat("9999-12-31T23:59:59-14:00"), T0)
+
+
+def test_a_city_is_named_in_other_languages_later_and_says_so_once(directory):
+    usecases.add_city(directory, CITY, clock=Clock())
+    renamed = usecases.change_city(directory, "karlsruhe", {"names": {"ru": "Карлсруэ"}}, clock=Clock())
+    assert renamed["names"] == {"ru": "Карлсруэ"} and renamed["name"] == "Karlsruhe" and renamed["version"] == 2
+    assert directory.published[-1] == Recorded("city.updated", {"city": "karlsruhe", "name": "Karlsruhe",
+                                                                "country": "DE", "language": "de",
+                                                                "names": {"ru": "Карлсруэ"}}, "karlsruhe")
+    usecases.change_city(directory, "karlsruhe", {"names": {"ru": "Карлсруэ"}}, clock=Clock())
+    assert len(directory.published) == 2, "nothing changed: no event"
+    with pytest.raises(NotFound):
+        usecases.change_city(directory, "atlantis", {"name": "Atlantis"})

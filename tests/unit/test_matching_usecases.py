@@ -396,8 +396,8 @@ def test_the_handler_table_wires_each_event_to_its_use_case(uow, clock):
     assert handle is table["idea.updated"][0], "submitted and updated ideas batch together"
     handle(idea_event("idea-new", "karlsruhe", "Gemeinschaftsgarten"))
     assert [e.type for e in uow.matches.events()] == ["match.proposed"]
-    assert set(handlers.EVENT_HANDLERS) == {"city.registered", "partnership.formed", "partnership.updated",
-                                            "idea.submitted", "idea.updated", "idea.withdrawn",
+    assert set(handlers.EVENT_HANDLERS) == {"city.registered", "city.updated", "partnership.formed",
+                                            "partnership.updated", "idea.submitted", "idea.updated", "idea.withdrawn",
                                             "participant.registered", "participant.updated", "participant.erased",
                                             "match.confirmed", "matching.run_requested"}
 
