@@ -200,6 +200,9 @@ def projector() -> Any:
     round_id = request.args.get("round") or None
     themes = theme_map(p)
     theme = request.args.get("theme") or next(iter(themes))
+    if theme not in themes:
+        return render_template("pages/message.html", title=_("Unknown theme"),
+                               text=_("This partnership has no theme “%(theme)s”.", theme=theme)), 404
     ideas = [i for i in ideas_of(p, round_id) if i["theme"] == theme and i.get("status") != "withdrawn"]
     columns = [(city, sorted((i for i in ideas if i["city"] == city), key=lambda i: i["title"].lower()))
                for city in [me().city, *[c for c in p["cities"] if c != me().city]]]

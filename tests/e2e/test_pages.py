@@ -506,4 +506,5 @@ def test_the_matrix_shows_near_misses_a_coordinator_pairs_by_hand_and_a_projecto
     assert api.ok("GET", f"/matches/{paired['id']}", demo.city_keys["karlsruhe"])["status"] == "withdrawn"
     projector = coordinator.text("/coordinator/projector?theme=ecology-health")
     assert 'class="projector"' in projector and "Ökologie &amp; Gesundheit" in projector
-    assert "Karlsruhe" in projector and "Краснодар" in projector
+    assert "Karlsruhe" in projector and "Krasnodar" in projector, "the cities as a German reader names them"
+    assert coordinator.get("/coordinator/projector?theme=nope").status_code == 404
