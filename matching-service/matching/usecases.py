@@ -18,7 +18,7 @@ from marshmallow import ValidationError
 
 from matching import domain
 from matching.domain import Match, Project
-from matching.engine import Engine
+from matching.engine import Engine, NotReady
 from matching.repository import UnitOfWork
 from services.aggregate import Conflict
 from services.bus import in_context
@@ -232,7 +232,11 @@ def candidates(uow: UnitOfWork, engine: Engine, who: Caller, idea_id: str, limit
     engine.sync()
     allowed = _visible_partnerships(who)
     found = []
-    for pid, city in engine.partners_of(idea):
+    try:
+        partners = engine.partners_of(idea)
+    except NotReady:
+        return []  # its partnership is not known here yet: no candidates yet, as for an idea not heard of
+    for pid, city in partners:
         if allowed is None or pid in allowed:
             found += engine.ranking(idea, pid, city, uow.models.settings(pid))
     found.sort(key=lambda c: -c["score"])

@@ -551,3 +551,16 @@ def test_a_withdrawal_says_why(uow, clock):
     with pytest.raises(ValidationError):
         usecases.withdraw_match(uow, KARLSRUHE, match.id, "   ", clock)
     assert uow.matches.get(match.id).get("status") == "proposed"
+
+
+def test_an_idea_whose_partnership_is_not_known_here_yet_has_no_candidates_yet(uow):
+    from matching.engine import NotReady
+
+    class Early(FakeEngine):
+        def partners_of(self, idea: Any) -> list[tuple[str, str]]:
+            raise NotReady("partnership karlsruhe-krasnodar is not known here yet")
+
+    uow.models.ideas_["idea-de"].update(_id="idea-de", vec=b"v", vec_scale=1.0, partnerships=["karlsruhe-krasnodar"])
+    assert usecases.candidates(uow, Early(), KARLSRUHE, "idea-de", 10) == []
+    with pytest.raises(NotFound):
+        usecases.candidates(uow, Early(), NANCY, "idea-de", 10)
