@@ -157,7 +157,8 @@ VARIABLES: tuple[Var, ...] = (
         "for writes of other workers that land late; raise it if a store write can take longer."),
     Var("SMTP_URL", "", "Notify: smtp://[user:pass@]host:port (smtps:// for TLS); empty sends no e-mail."),
     Var("SMTP_FROM", "Twin City Lab <noreply@twincity.invalid>", "Notify: the sender of e-mails."),
-    Var("TWINCITY_PUBLIC_URL", "http://127.0.0.1:8080", "Where people reach the gateway (links in e-mails)."),
+    Var("TWINCITY_PUBLIC_URL", "http://127.0.0.1:8080", "Where people reach the gateway (links in e-mails); "
+        "`twincity dev` uses its own address unless this is set."),
     Var("TWINCITY_WEBHOOK_ALLOW", "", "Comma-separated CIDRs webhooks may target although private or loopback."),
     Var("NOTIFY_SECRET", "", "Notify: key of the unsubscribe links (set it in production; empty: one per start)."),
     Var("TWINCITY_SECRET", "",

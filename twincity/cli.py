@@ -88,6 +88,9 @@ def dev(host: str, port: int, empty: bool) -> None:
     _check_port(host, port)
     admin_key = settings.admin_key or ("tcl_" + secrets.token_urlsafe(32))
     settings = settings.replace(admin_key=admin_key)
+    if not os.environ.get("TWINCITY_PUBLIC_URL"):  # links in e-mails and the inbox lead to this very process
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        settings = settings.replace(public_url=f"http://{f'[{shown}]' if ':' in shown else shown}:{port}")
     logs.setup("dev", settings.log_level, settings.log_format)
     platform = EmbeddedPlatform.build(settings).start()
     server = make_server(host, port, platform.gateway, threaded=True)

@@ -102,6 +102,20 @@ def test_dev_loads_the_demo_lab_and_makes_an_admin_key(dev):
     assert len(ideas) == 12 and sorted({i["language"] for i in ideas}) == ["de", "ru"]
     assert {i["city"] for i in ideas} == {"karlsruhe", "krasnodar"}
     assert get(f"{d.url}/docs")[0] == 200
+    # Links in notifications lead to this process's own port (not the default 8080).
+    authors = {i["author_id"] for i in ideas if i.get("author_id") and i["city"] == "karlsruhe"}
+    deadline, links = time.monotonic() + 20, []
+    while not links and time.monotonic() < deadline:
+        for author in authors:
+            inbox = urllib.request.Request(f"{d.url}/api/v1/participants/{author}/notifications",
+                                           headers={"Authorization": f"Bearer {city_key}"})
+            try:
+                with urllib.request.urlopen(inbox, timeout=5) as r:
+                    links += [n["link"] for n in json.loads(r.read())["items"] if n.get("link")]
+            except urllib.error.HTTPError:
+                pass  # notify has not heard of this person yet
+        time.sleep(0.2)
+    assert links and all(link.startswith(d.url + "/") for link in links), links
     text = "".join(banner)
     assert "made for this run" in text and "Demo lab:   karlsruhe-krasnodar: 12 ideas, 5 participants" in text
     admin_key = next(line.split()[2] for line in banner if line.strip().startswith("Admin key:"))
