@@ -89,8 +89,7 @@ def dev(host: str, port: int, empty: bool) -> None:
     admin_key = settings.admin_key or ("tcl_" + secrets.token_urlsafe(32))
     settings = settings.replace(admin_key=admin_key)
     if not os.environ.get("TWINCITY_PUBLIC_URL"):  # links in e-mails and the inbox lead to this very process
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        settings = settings.replace(public_url=f"http://{f'[{shown}]' if ':' in shown else shown}:{port}")
+        settings = settings.replace(public_url=_own_address(host, port))
     logs.setup("dev", settings.log_level, settings.log_format)
     platform = EmbeddedPlatform.build(settings).start()
     server = make_server(host, port, platform.gateway, threaded=True)
@@ -100,8 +99,27 @@ def dev(host: str, port: int, empty: bool) -> None:
         from twincity.demo import seed
 
         lab = seed(platform.gateway, admin_key)
+    click.echo(_banner(url, admin_key, platform, lab))
+    sys.stdout.flush()
+
+    def _interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops as cleanly as Ctrl-C
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        platform.stop()
+        click.echo("stopped; nothing was kept")
+
+
+def _banner(url: str, admin_key: str, platform: Any, lab: Any) -> str:
+    """What `twincity dev` says when it is up: where it answers, the admin key, the demo lab's keys."""
     origin = "from TWINCITY_ADMIN_KEY" if os.environ.get("TWINCITY_ADMIN_KEY") else "made for this run"
-    click.echo(
+    return (
         "\n".join([
             "",
             "  Twin City Lab is running (embedded mode)",
@@ -121,20 +139,12 @@ def dev(host: str, port: int, empty: bool) -> None:
             "",
         ])
     )
-    sys.stdout.flush()
 
-    def _interrupt(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt  # SIGTERM stops as cleanly as Ctrl-C
 
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        platform.stop()
-        click.echo("stopped; nothing was kept")
+def _own_address(host: str, port: int) -> str:
+    """Where a person on this machine reaches `twincity dev` (a wildcard address is reached on loopback)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
 
 
 def _check_port(host: str, port: int) -> None:
