@@ -19,28 +19,28 @@ class Strict(Schema):
         unknown = RAISE
 
 
+def city_names() -> fields.Dict:
+    """A city's names in other languages (new and changed cities alike)."""
+    return fields.Dict(keys=fields.Str(validate=validate.Regexp(r"^[a-z]{2}$", error="ISO 639-1 code, e.g. ru")),
+                       values=OneLine(validate=validate.Length(min=1, max=200)), load_default=dict,
+                       validate=validate.Length(max=20),
+                       metadata={"description": "Its name in other languages, e.g. {\"ru\": \"Карлсруэ\"}: shown to "
+                                                "readers of that language, and never taken for what an idea is "
+                                                "about when ideas are matched."})
+
+
 class CityIn(Strict):
     key = fields.Str(required=True, validate=KEY, metadata={"description": "Short id, e.g. karlsruhe."})
     name = OneLine(required=True, validate=validate.Length(min=1, max=200))
     country = fields.Str(required=True, validate=validate.Regexp(r"^[A-Z]{2}$", error="ISO 3166 code, e.g. DE"))
     language = fields.Str(required=True, validate=validate.OneOf(LANGUAGES),
                           metadata={"description": "The city's default language (ISO 639-1)."})
-    names = fields.Dict(keys=fields.Str(validate=validate.Regexp(r"^[a-z]{2}$", error="ISO 639-1 code, e.g. ru")),
-                        values=OneLine(validate=validate.Length(min=1, max=200)), load_default=dict,
-                        validate=validate.Length(max=20),
-                        metadata={"description": "Its name in other languages, e.g. {\"ru\": \"Карлсруэ\"}: shown to "
-                                                 "readers of that language, and never taken for what an idea is "
-                                                 "about when ideas are matched."})
+    names = city_names()
 
 
 class CityPatch(Strict):
     name = OneLine(validate=validate.Length(min=1, max=200))
-    names = fields.Dict(keys=fields.Str(validate=validate.Regexp(r"^[a-z]{2}$", error="ISO 639-1 code, e.g. ru")),
-                        values=OneLine(validate=validate.Length(min=1, max=200)), load_default=dict,
-                        validate=validate.Length(max=20),
-                        metadata={"description": "Its name in other languages, e.g. {\"ru\": \"Карлсруэ\"}: shown to "
-                                                 "readers of that language, and never taken for what an idea is "
-                                                 "about when ideas are matched."})
+    names = city_names()
 
 
 class CityOut(Schema):

@@ -95,11 +95,13 @@ def revoke_key(keys: KeyStore, key_id: str, *, caller_id: str | None, configured
         domain.check_revoke(admin=target.admin, other_admins=keys.other_admins(key_id))
     if not keys.revoke(key_id):
         raise NotFound("API key", key_id)
-    if target is not None and target.admin and not keys.other_admins(key_id):
+    if target is not None and target.admin:
         # Two admins revoking the last two admin keys at the same moment both passed the check above: looked at
         # again after the write, each sees none left, and both take their revocation back (one may then retry).
-        keys.restore(key_id)
-        domain.check_revoke(admin=True, other_admins=0)
+        left = keys.other_admins(key_id)
+        if not left:
+            keys.restore(key_id)
+        domain.check_revoke(admin=True, other_admins=left)
 
 
 def rotate_key(keys: KeyStore, key_id: str, *, caller_id: str | None, configured_id: str | None) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
@@ -10,7 +11,7 @@ from flask_babel import gettext as _
 
 from gateway.pages import csvfiles
 from gateway.pages.messages import all_in_words
-from gateway.pages.web import ServiceError, backend, city_name, coordinator_only, label, locale, me
+from gateway.pages.web import ServiceError, backend, city_name, coordinator_only, label, locale, me, seg
 from gateway.themes import DEFAULT_THEMES
 
 bp = Blueprint("coordinator", __name__)
@@ -166,27 +167,28 @@ def refused(exc: ServiceError) -> str:
 def pair() -> Any:
     """Two ideas paired by hand from the matrix (a near miss the coordinator finds right)."""
     body = {"ideas": [request.form.get("a", ""), request.form.get("b", "")], "note": request.form.get("note", "")}
-    try:
-        backend().call(caller(), "matching", "POST", "/matches", body=body)
-        flash(_("The two ideas are proposed to each other. Both sides are told and can accept."), "ok")
-    except ServiceError as exc:
-        if exc.status not in (403, 409, 422):
-            raise
-        flash(_("The two ideas could not be paired: %(why)s", why=refused(exc)), "error")
-    return back_to_matrix()
+    return change_from_matrix("/matches", body,
+                              _("The two ideas are proposed to each other. Both sides are told and can accept."),
+                              lambda why: _("The two ideas could not be paired: %(why)s", why=why))
 
 
 @bp.post("/coordinator/matches/<match_id>/withdraw")
 @coordinator_only
 def withdraw(match_id: str) -> Any:
-    reason = request.form.get("reason", "").strip()
+    return change_from_matrix(f"/matches/{seg(match_id)}/withdraw", {"reason": request.form.get("reason", "").strip()},
+                              _("The proposal is withdrawn. Both sides are told why."),
+                              lambda why: _("The proposal could not be withdrawn: %(why)s", why=why))
+
+
+def change_from_matrix(path: str, body: dict[str, Any], done: str, failed: Callable[[str], str]) -> Any:
+    """Ask the matching service for a change from a matrix form; say how it went on the matrix."""
     try:
-        backend().call(caller(), "matching", "POST", f"/matches/{match_id}/withdraw", body={"reason": reason})
-        flash(_("The proposal is withdrawn. Both sides are told why."), "ok")
+        backend().call(caller(), "matching", "POST", path, body=body)
+        flash(done, "ok")
     except ServiceError as exc:
         if exc.status not in (403, 404, 409, 422):
             raise
-        flash(_("The proposal could not be withdrawn: %(why)s", why=refused(exc)), "error")
+        flash(failed(refused(exc)), "error")
     return back_to_matrix()
 
 

@@ -24,6 +24,7 @@ from ideas.schemas import (
     ParticipantPatch,
     ParticipantQuery,
     ReadQuery,
+    TranslationOut,
 )
 from ideas.translation import Translator
 from services.aggregate import Conflict
@@ -124,7 +125,7 @@ def read_idea(idea_id: str) -> Response:
     shown = _shown(who, idea.doc)
     if target:
         found = usecases.translated(wired().translations, wired().translator, idea.doc, target, wired().clock)
-        shown["translation"] = None if found is None else IdeaRead().dump({"translation": found})["translation"]
+        shown["translation"] = None if found is None else TranslationOut().dump(found)
     return jsonify(shown)
 
 

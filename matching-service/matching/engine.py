@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -42,6 +43,7 @@ class NotReady(Exception):
 # What most ideas of a partner city share is taken out when they are compared (Segment.search_many): this much of
 # their mean. bench/matching_quality.py: the right partner first more often, the wrong ones further down.
 COMMON_WEIGHT = 0.5
+CITY_NAMES_SECONDS = 30.0  # how long the names taken out of texts are kept before the store is asked again
 
 
 class Engine:
@@ -61,7 +63,7 @@ class Engine:
         self._sync_lock = threading.Lock()
         self._phrases: OrderedDict[str, np.ndarray] = OrderedDict()  # phrase -> vector, least recently used first
         self._phrases_lock = threading.Lock()
-        self._topic: tuple[tuple[str, ...], domain.TopicFilter] | None = None
+        self._topic: tuple[float, domain.TopicFilter] | None = None  # (read again after, the filter)
 
     # --- vectors -------------------------------------------------------------------------------------------
 
@@ -100,12 +102,18 @@ class Engine:
         return found
 
     def topic_filter(self) -> domain.TopicFilter:
-        """The names of every city this service knows (a card may name a city of another partnership too)."""
-        names = self.repo.city_name_forms() if self.repo is not None else []
-        key = tuple(sorted(names))
-        if self._topic is None or self._topic[0] != key:
-            self._topic = (key, domain.TopicFilter(names))
+        """The names of every city this service knows (a card may name a city of another partnership too).
+
+        Read from the store at most every CITY_NAMES_SECONDS (not once an encoded batch), and at once after this
+        process handled a city's event (forget_city_names); another replica sees a new name within that time."""
+        now_s = time.monotonic()
+        if self._topic is None or now_s >= self._topic[0]:
+            names = self.repo.city_name_forms() if self.repo is not None else []
+            self._topic = (now_s + CITY_NAMES_SECONDS, domain.TopicFilter(names))
         return self._topic[1]
+
+    def forget_city_names(self) -> None:
+        self._topic = None
 
     def phrase_vectors(self, phrases: Sequence[str]) -> dict[str, np.ndarray]:
         """The vectors of single seek/offer phrases: remembered ones, the others encoded in one call."""
@@ -237,21 +245,17 @@ class Engine:
                 known, complement_cosines(idea, [k for _, _, k in known]), strict=True):
             parts = domain.parts_of(cosine, idea.get("theme") == other.get("theme"), idea.get("tags", []),
                                     other.get("tags", []), float(complement) if complements(idea, other) else None)
-            quick.append((other_id, cosine, parts.score(settings)))
-        quick.sort(key=lambda q: -q[2])
-        if every:
-            wanted = [i for i, _, _ in quick]
-        else:  # what domain.chosen could pick: the best few above the threshold, else the best above the floor
-            wanted = [i for i, _, s in quick[: settings.top_k] if s >= settings.threshold]
-            if not wanted and quick and quick[0][2] >= settings.floor:
-                wanted = [quick[0][0]]
-        docs = self.repo.ideas_by_id(wanted) if wanted else {}
+            quick.append({"other": None, "id": other_id, "cosine": cosine, "score": parts.score(settings)})
+        quick.sort(key=lambda c: -c["score"])
+        wanted = {c["id"] for c in (quick if every else domain.chosen(quick, settings))}
+        docs = self.repo.ideas_by_id(list(wanted)) if wanted else {}
         scored = []
-        for other_id, cosine, quick_score in quick:
+        for entry in quick:
+            other_id, cosine = entry["id"], entry["cosine"]
             other = docs.get(other_id)
             if other is None:
                 if other_id not in wanted:  # not one the rules could propose: its score alone, for the margin
-                    scored.append({"other": None, "id": other_id, "cosine": cosine, "score": quick_score})
+                    scored.append(entry)
                 continue
             if other.get("status") not in domain.MATCHABLE or other["city"] == idea["city"]:
                 continue

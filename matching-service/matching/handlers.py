@@ -11,9 +11,10 @@ from services.contract import Event
 from services.registry import Batched, Registry
 
 
-def city_registered(event: Event, uow: UnitOfWork) -> None:
+def city_registered(event: Event, uow: UnitOfWork, engine: Engine) -> None:
     p = event.payload
     usecases.city_registered(uow, p["city"], p["name"], p["language"], p.get("names"))
+    engine.forget_city_names()
 
 
 def partnership_changed(event: Event, uow: UnitOfWork) -> None:

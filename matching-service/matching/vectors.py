@@ -183,6 +183,11 @@ class Segment:
                                                 ) * self.scales[start:stop]
         return self.mean
 
+    def _center(self, common: float) -> tuple[float, np.ndarray | None]:
+        """How much of the mean a comparison takes out (`common`, shrunk while there are few), and the mean."""
+        mean = self.common() if common > 0 else None
+        return (0.0, None) if mean is None else (common * self.size / (self.size + COMMON_SHRINK), mean)
+
     def search(self, query: np.ndarray, k: int, exclude: Iterable[str] = (),
                common: float = 0.0) -> list[tuple[str, float]]:
         """The k most similar ids with their cosine similarity, best first."""
@@ -208,9 +213,8 @@ class Segment:
             stop = min(start + _CHUNK, self.size)
             sims[:, start:stop] = queries @ self.codes[start:stop].astype(np.float32).T
         sims *= self.scales[: self.size]
-        mean = self.common() if common > 0 else None
+        weight, mean = self._center(common)
         if mean is not None:
-            weight = common * self.size / (self.size + COMMON_SHRINK)
             sims = _centered(sims, weight * self.projections[: self.size], queries, weight * mean)
         k = min(k, self.size)
         found = []
@@ -231,9 +235,8 @@ class Segment:
             return None
         query = np.asarray(query, dtype=np.float32).reshape(1, DIM)
         sims = (query @ self.codes[row].astype(np.float32)) * self.scales[row]
-        mean = self.common() if common > 0 else None
+        weight, mean = self._center(common)
         if mean is not None:
-            weight = common * self.size / (self.size + COMMON_SHRINK)
             sims = _centered(sims.reshape(1, 1), weight * self.projections[row: row + 1], query, weight * mean)
         return float(np.asarray(sims).reshape(-1)[0])
 

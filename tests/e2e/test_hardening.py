@@ -92,15 +92,24 @@ def coordinator_forms() -> list[tuple[str, dict[str, str]]]:
     return [("/coordinator/import", {"text": CSV}), ("/coordinator/import/confirm", {"text": CSV})]
 
 
+def coordinator_with(api: Api, kind: str, label: str, *, before_revoking: str = "") -> Browser:
+    """A Karlsruhe coordinator signed in with a key of this kind (read, read+write, or one revoked after signing
+    in, once `before_revoking` was opened)."""
+    scopes = ["read"] if kind == "read" else ["read", "write"]
+    made = api.ok("POST", "/api-keys", body={"city": "karlsruhe", "scopes": scopes, "label": f"{label} {kind}"})
+    coordinator = Browser(api.platform.gateway, "en")
+    assert coordinator.coordinator(made["key"]).status_code == 302
+    if before_revoking:
+        coordinator.get(before_revoking)
+    if kind == "revoked":
+        assert api.call("DELETE", f"/api-keys/{made['id']}").status_code == 204
+    return coordinator
+
+
 @pytest.mark.parametrize("kind", ["read", "read+write", "revoked"])
 def test_every_coordinator_form_by_key_kind(lab, kind):
     api, _demo, _keys = lab
-    scopes = ["read"] if kind == "read" else ["read", "write"]
-    made = api.ok("POST", "/api-keys", body={"city": "karlsruhe", "scopes": scopes, "label": f"table {kind}"})
-    coordinator = Browser(api.platform.gateway, "en")
-    assert coordinator.coordinator(made["key"]).status_code == 302
-    if kind == "revoked":
-        assert api.call("DELETE", f"/api-keys/{made['id']}").status_code == 204
+    coordinator = coordinator_with(api, kind, "table")
 
     def stored() -> int:
         return sum(i["title"] == "Radtour an den Rhein" for i in api.ok("GET", "/ideas?q=Rhein&limit=100",
@@ -456,13 +465,7 @@ def fresh_pair(api: Api, keys: dict[str, str]) -> tuple[str, str]:
 @pytest.mark.parametrize("kind", ["read", "read+write", "revoked"])
 def test_pairing_and_withdrawing_from_the_matrix_by_key_kind(lab, kind):
     api, _demo, keys = lab
-    scopes = ["read"] if kind == "read" else ["read", "write"]
-    made = api.ok("POST", "/api-keys", body={"city": "karlsruhe", "scopes": scopes, "label": f"matrix {kind}"})
-    coordinator = Browser(api.platform.gateway, "en")
-    assert coordinator.coordinator(made["key"]).status_code == 302
-    coordinator.get("/coordinator/matrix")
-    if kind == "revoked":
-        assert api.call("DELETE", f"/api-keys/{made['id']}").status_code == 204
+    coordinator = coordinator_with(api, kind, "matrix", before_revoking="/coordinator/matrix")
     a, b = fresh_pair(api, keys)
     c, d = fresh_pair(api, keys)
     open_match = api.ok("POST", "/matches", keys["krasnodar"], {"ideas": [d, c], "note": "zum Zurückziehen"})

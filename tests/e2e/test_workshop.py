@@ -29,16 +29,21 @@ def cards(api: Api, key: str, author: str, texts: list[tuple[str, str, str]]) ->
             for t, theme, d in texts]
 
 
+def workshop(api: Api) -> tuple[dict[str, str], dict, dict, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The lab, an author per city, and both cities' cards: (keys, lena, anna, Karlsruhe's, Krasnodar's)."""
+    keys = api.lab()
+    lena, anna = authors(api, keys)
+    api.settle()
+    return (keys, lena, anna, cards(api, keys["karlsruhe"], lena["id"], KARLSRUHE_CARDS),
+            cards(api, keys["krasnodar"], anna["id"], KRASNODAR_CARDS))
+
+
 def inbox(api: Api, key: str, person: dict[str, Any]) -> list[dict[str, Any]]:
     return api.ok("GET", f"/participants/{person['id']}/notifications", key)["items"]
 
 
 def test_coordinators_see_near_misses_pair_by_hand_withdraw_and_a_project_forms(api: Api):
-    keys = api.lab()
-    lena, anna = authors(api, keys)
-    api.settle()
-    green_de, bees = cards(api, keys["karlsruhe"], lena["id"], KARLSRUHE_CARDS)
-    green_ru, river = cards(api, keys["krasnodar"], anna["id"], KRASNODAR_CARDS)
+    keys, lena, anna, (green_de, bees), (green_ru, river) = workshop(api)
     api.settle()
 
     # The Karlsruhe coordinator looks at the bees card: every Krasnodar card, best first, near misses included.
@@ -104,11 +109,7 @@ def test_coordinators_see_near_misses_pair_by_hand_withdraw_and_a_project_forms(
 
 
 def test_changed_settings_take_effect_on_the_ideas_already_there(api: Api):
-    keys = api.lab()
-    lena, anna = authors(api, keys)
-    api.settle()
-    green_de, bees = cards(api, keys["karlsruhe"], lena["id"], KARLSRUHE_CARDS)
-    green_ru, river = cards(api, keys["krasnodar"], anna["id"], KRASNODAR_CARDS)
+    keys, _lena, _anna, _karlsruhe, _krasnodar = workshop(api)
     settings = "/partnerships/karlsruhe-krasnodar/matching"
 
     def matches() -> list[dict[str, Any]]:

@@ -154,6 +154,9 @@ class FakeEngine:
     def sync(self) -> None:
         self.synced += 1
 
+    def forget_city_names(self) -> None:
+        self.forgot_city_names = True
+
     def ideas_vectors(self, ideas: Any) -> list[dict[str, Any]]:
         self.encoded.append([i["title"] for i in ideas])
         return [{"vec": b"v", "vec_scale": 1.0} for _ in ideas]
