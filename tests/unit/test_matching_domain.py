@@ -210,3 +210,22 @@ def test_nearest_of_several_ideas_at_once_are_each_ideas_own():
                                     exclude=[doc["_id"]], common=COMMON_WEIGHT)
         assert list(nearest[doc["_id"]]) == [("p", partner)]
         assert [k for k, _ in nearest[doc["_id"]][("p", partner)]] == [k for k, _ in alone]
+
+
+def test_the_city_names_taken_out_of_texts_are_read_again_after_a_city_event_not_per_batch():
+    class Cities:
+        reads = 0
+        names = ["Karlsruhe"]
+
+        def city_name_forms(self) -> list[str]:
+            self.reads += 1
+            return list(self.names)
+
+    repo = Cities()
+    engine = Engine(repo=repo, encoder=None)  # type: ignore[arg-type]
+    for _ in range(3):
+        assert engine.topic_filter()("Karlsruher Gärten") == "Gärten"
+    assert repo.reads == 1, "not once an encoded batch"
+    repo.names = ["Karlsruhe", "Краснодар"]
+    engine.forget_city_names()  # this process handled city.registered / city.updated
+    assert engine.topic_filter()("Сады Краснодара") == "Сады" and repo.reads == 2
