@@ -41,19 +41,36 @@ class RuleViolation(Exception):
 
 # --- cities and partnerships --------------------------------------------------------------------------------------
 
+# A city's time zone when it names none: the zone of most of its country's people (Russia: Moscow time, as in
+# Krasnodar; a city elsewhere in Russia says its own). Other countries: UTC until the city names its zone.
+COUNTRY_ZONES = {
+    "DE": "Europe/Berlin", "RU": "Europe/Moscow", "FR": "Europe/Paris", "AT": "Europe/Vienna", "CH": "Europe/Zurich",
+    "PL": "Europe/Warsaw", "IT": "Europe/Rome", "UA": "Europe/Kyiv", "TR": "Europe/Istanbul", "NL": "Europe/Amsterdam",
+    "BE": "Europe/Brussels", "CZ": "Europe/Prague", "GB": "Europe/London", "ES": "Europe/Madrid",
+    "HU": "Europe/Budapest", "RO": "Europe/Bucharest", "BY": "Europe/Minsk", "GE": "Asia/Tbilisi",
+}
+
+
+def default_zone(country: str) -> str:
+    return COUNTRY_ZONES.get(country, "UTC")
+
+
 class City(Aggregate):
     @classmethod
     def register(cls, *, key: str, name: str, country: str, language: str, at: datetime,
-                 names: Mapping[str, str] | None = None) -> City:
+                 names: Mapping[str, str] | None = None, timezone: str | None = None) -> City:
         names = dict(names or {})
         city = cls({"_id": key, "name": name, "country": country, "language": language, "names": names,
-                    "created_at": at, "version": 1})
+                    "timezone": timezone or default_zone(country), "created_at": at, "version": 1})
         city.record("city.registered", city._payload(), city=key)
         return city
 
-    def rename(self, *, at: datetime, name: str | None = None, names: Mapping[str, str] | None = None) -> None:
-        """A new name, or its names in other languages (replacing them all); city.updated when anything changed."""
-        changes = {k: v for k, v in (("name", name), ("names", None if names is None else dict(names)))
+    def rename(self, *, at: datetime, name: str | None = None, names: Mapping[str, str] | None = None,
+               timezone: str | None = None) -> None:
+        """A new name, its names in other languages (replacing them all) or its time zone; city.updated when
+        anything changed."""
+        changes = {k: v for k, v in (("name", name), ("names", None if names is None else dict(names)),
+                                     ("timezone", timezone))
                    if v is not None and v != self.doc.get(k)}
         if changes:
             self.set(**changes)
@@ -63,7 +80,12 @@ class City(Aggregate):
     def _payload(self) -> dict[str, Any]:
         d = self.doc
         return {"city": d["_id"], "name": d["name"], "country": d["country"], "language": d["language"],
-                "names": dict(d.get("names") or {})}
+                "names": dict(d.get("names") or {}), "timezone": zone_of(d)}
+
+
+def zone_of(city: Mapping[str, Any]) -> str:
+    """A city's time zone (cities stored before they had one: their country's)."""
+    return city.get("timezone") or default_zone(city.get("country", ""))
 
 
 class Partnership(Aggregate):

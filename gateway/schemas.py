@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from datetime import UTC
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from gateway.domain import SCOPES
+from gateway.domain import SCOPES, zone_of
 from services.contract import LANGUAGES
 from services.text import OneLine
 from services.web import cursor_field
@@ -19,14 +21,31 @@ class Strict(Schema):
         unknown = RAISE
 
 
-def city_names() -> fields.Dict:
+def city_names(**kw: object) -> fields.Dict:
     """A city's names in other languages (new and changed cities alike)."""
     return fields.Dict(keys=fields.Str(validate=validate.Regexp(r"^[a-z]{2}$", error="ISO 639-1 code, e.g. ru")),
-                       values=OneLine(validate=validate.Length(min=1, max=200)), load_default=dict,
+                       values=OneLine(validate=validate.Length(min=1, max=200)), **kw,
                        validate=validate.Length(max=20),
                        metadata={"description": "Its name in other languages, e.g. {\"ru\": \"Карлсруэ\"}: shown to "
                                                 "readers of that language, and never taken for what an idea is "
                                                 "about when ideas are matched."})
+
+
+def time_zone(**kw: object) -> fields.Str:
+    return fields.Str(validate=_known_zone, metadata={"description": "Its IANA time zone, e.g. Europe/Berlin or "
+                                                                   "Europe/Moscow: its people see meeting times in "
+                                                                   "it. Default: its country's (DE Europe/Berlin, "
+                                                                   "RU Europe/Moscow), else UTC."}, **kw)
+
+
+def _known_zone(value: str) -> None:
+    if value not in _zones():
+        raise ValidationError(f"unknown time zone {value!r}: an IANA name such as Europe/Berlin or Europe/Moscow")
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
 
 
 class CityIn(Strict):
@@ -35,12 +54,14 @@ class CityIn(Strict):
     country = fields.Str(required=True, validate=validate.Regexp(r"^[A-Z]{2}$", error="ISO 3166 code, e.g. DE"))
     language = fields.Str(required=True, validate=validate.OneOf(LANGUAGES),
                           metadata={"description": "The city's default language (ISO 639-1)."})
-    names = city_names()
+    names = city_names(load_default=dict)
+    timezone = time_zone()
 
 
 class CityPatch(Strict):
     name = OneLine(validate=validate.Length(min=1, max=200))
     names = city_names()
+    timezone = time_zone()
 
 
 class CityOut(Schema):
@@ -49,6 +70,7 @@ class CityOut(Schema):
     country = fields.Str()
     language = fields.Str()
     names = fields.Dict(keys=fields.Str(), values=fields.Str())
+    timezone = fields.Function(zone_of)
 
 
 class ThemeIn(Strict):

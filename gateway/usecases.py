@@ -36,7 +36,8 @@ def change_city(directory: Directory, key: str, data: Mapping[str, Any], clock: 
     """A city's name, or its names in other languages (what readers of those languages see, and what matching takes
     out of texts as no topic)."""
     return directory.change_city(key, lambda city: city.rename(at=clock(), name=data.get("name"),
-                                                               names=data.get("names")))
+                                                               names=data.get("names"),
+                                                               timezone=data.get("timezone")))
 
 
 def list_cities(directory: Directory, who: Caller) -> list[dict[str, Any]]:

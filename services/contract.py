@@ -203,6 +203,72 @@ class MatchingRunV1(Lenient):
 class ProjectMemberV1(Lenient):
     participant_id = _key(required=True)
     city = _key(required=True)
+    # Added later: how the person came in (author of one of its ideas, interested person, or joined on request).
+    role = fields.Str(load_default=None, allow_none=True)
+
+
+class ProjectCore(Lenient):
+    """What every project event names: the project, its partnership, its title, its members and cities (for the
+    webhooks of those cities)."""
+
+    project_id = _key(required=True)
+    partnership = _key(required=True)
+    title = _text(300, load_default="")
+    members = fields.List(fields.Nested(ProjectMemberV1), load_default=list)
+    cities = fields.List(_key(), load_default=list)
+    version = fields.Int(load_default=1, validate=validate.Range(min=1))
+
+
+class ProjectUpdatedV1(ProjectCore):
+    """The plan changed: title, status, summary, next steps (`changed` names which), by a key of `city`."""
+
+    city = _key(load_default=None, allow_none=True)
+    status = fields.Str(required=True, validate=validate.OneOf(("forming", "active", "paused", "done")))
+    summary = _text(5_000, load_default="")
+    next_steps = fields.List(_text(500), load_default=list)
+    changed = fields.List(fields.Str(), load_default=list)
+
+
+class ProjectMemberJoinedV1(ProjectCore):
+    """A person joined: through another confirmed match (with their idea) or an accepted join request."""
+
+    participant_id = _key(required=True)
+    city = _key(required=True)
+    idea_id = _key(load_default=None, allow_none=True)
+    via = fields.Str(required=True, validate=validate.OneOf(("match", "join_request")))
+
+
+class ProjectMessageV1(ProjectCore):
+    """A member wrote to the others. Internal only: never handed to webhooks (the text is the members')."""
+
+    message_id = _key(required=True)
+    author_id = _key(required=True)
+    city = _key(required=True)
+    text = _text(4_000, required=True)
+
+
+class JoinRequestV1(ProjectCore):
+    """A person of a partner city asked to join (requested) or was answered (accepted / declined by `by_city`)."""
+
+    request_id = _key(required=True)
+    participant_id = _key(required=True)
+    city = _key(required=True)
+    status = fields.Str(required=True, validate=validate.OneOf(("requested", "accepted", "declined")))
+    message = _text(1_000, load_default="")
+    by_city = _key(load_default=None, allow_none=True)
+
+
+class MeetingV1(ProjectCore):
+    """A meeting of a project's members: offered with slots (proposed), or set to one of them (scheduled)."""
+
+    meeting_id = _key(required=True)
+    meeting_title = _text(200, required=True)
+    proposer_id = _key(load_default=None, allow_none=True)
+    duration_minutes = fields.Int(required=True, validate=validate.Range(min=5, max=24 * 60))
+    slots = fields.List(fields.Str(validate=_iso_datetime), load_default=list)
+    start = fields.Str(load_default=None, allow_none=True, validate=_iso_datetime)
+    link = _text(500, load_default=None, allow_none=True)
+    sequence = fields.Int(load_default=0, validate=validate.Range(min=0))
 
 
 class ProjectFormedV1(Lenient):
@@ -223,6 +289,8 @@ class CityV1(Lenient):
     # Added later (consumers of older events get none): the city's name in other languages, e.g. {"ru": "Карлсруэ"}.
     names = fields.Dict(keys=fields.Str(validate=validate.Regexp(r"^[a-z]{2}$")), values=_text(200),
                         load_default=dict)
+    # Added later: its IANA time zone (Europe/Berlin); meetings are shown to its people in it. None: not said.
+    timezone = _text(64, load_default=None, allow_none=True)
 
 
 class ThemeV1(Lenient):
@@ -284,6 +352,14 @@ EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
     ("match.withdrawn", 1, MatchWithdrawnV1, "An open proposal was withdrawn (by a coordinator, or because it no "
                                              "longer qualifies); the reason says why."),
     ("project.formed", 1, ProjectFormedV1, "A confirmed match became a joint project."),
+    ("project.updated", 1, ProjectUpdatedV1, "A project's title, status, summary or next steps changed."),
+    ("project.member_joined", 1, ProjectMemberJoinedV1, "A person joined a project (another match, or a join "
+                                                        "request accepted)."),
+    ("project.message_posted", 1, ProjectMessageV1, "A member wrote to the project (internal: no webhook)."),
+    ("project.join_requested", 1, JoinRequestV1, "A person of a partner city asked to join a project."),
+    ("project.join_answered", 1, JoinRequestV1, "A join request was accepted or declined."),
+    ("meeting.proposed", 1, MeetingV1, "A member offered a meeting with time slots to choose from."),
+    ("meeting.scheduled", 1, MeetingV1, "A meeting was set to one of its slots (start in UTC)."),
     ("notification.delivered", 1, NotificationV1, "A notification reached its recipient over one channel."),
     ("notification.failed", 1, NotificationFailedV1, "A notification could not be delivered (final or retrying)."),
 )

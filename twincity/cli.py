@@ -475,7 +475,10 @@ def create_key(is_admin: bool, city: str | None, scopes: str, label: str, expire
 @click.option("--language", required=True, help="Default language (ISO 639-1), e.g. de.")
 @click.option("--name-in", "names", multiple=True, metavar="LANG=NAME",
               help="Its name in another language, e.g. --name-in ru=Карлсруэ (repeatable).")
-def create_city(key: str, name: str, country: str, language: str, names: tuple[str, ...]) -> None:
+@click.option("--timezone", default=None, metavar="ZONE",
+              help="IANA time zone, e.g. Europe/Moscow (default: the country's, else UTC).")
+def create_city(key: str, name: str, country: str, language: str, names: tuple[str, ...],
+                timezone: str | None) -> None:
     """Add a city to the deployment."""
     from gateway import usecases
     from gateway.schemas import CityIn
@@ -489,7 +492,7 @@ def create_city(key: str, name: str, country: str, language: str, names: tuple[s
         other_names[lang.strip()] = value.strip()
     try:
         data = CityIn().load({"key": key, "name": name, "country": country, "language": language,
-                              "names": other_names})
+                              "names": other_names, **({"timezone": timezone} if timezone else {})})
         city = usecases.add_city(directory, data)
     except _gateway_rules() as exc:
         raise _refused(exc) from None

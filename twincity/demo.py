@@ -9,9 +9,10 @@ from typing import Any
 from werkzeug.test import Client
 
 CITIES = [
-    {"key": "karlsruhe", "name": "Karlsruhe", "country": "DE", "language": "de", "names": {"ru": "Карлсруэ"}},
+    {"key": "karlsruhe", "name": "Karlsruhe", "country": "DE", "language": "de", "names": {"ru": "Карлсруэ"},
+     "timezone": "Europe/Berlin"},
     {"key": "krasnodar", "name": "Краснодар", "country": "RU", "language": "ru",
-     "names": {"de": "Krasnodar", "en": "Krasnodar"}},
+     "names": {"de": "Krasnodar", "en": "Krasnodar"}, "timezone": "Europe/Moscow"},
 ]
 PARTNERSHIP = {"cities": ["karlsruhe", "krasnodar"], "name": "Twin City Lab Karlsruhe–Krasnodar"}
 

@@ -22,7 +22,9 @@ def test_every_event_type_the_platform_names_has_a_schema():
         "participant.registered", "participant.updated", "participant.erased",
         "match.proposed", "match.accepted", "match.declined", "match.confirmed", "match.expired", "match.withdrawn",
         "matching.run_requested",
-        "project.formed", "notification.delivered", "notification.failed",
+        "project.formed", "project.updated", "project.member_joined", "project.message_posted",
+        "project.join_requested", "project.join_answered", "meeting.proposed", "meeting.scheduled",
+        "notification.delivered", "notification.failed",
     ])
 
 

@@ -134,10 +134,11 @@ def caller(city: str | None, partnerships: Sequence[Mapping[str, Any]] = ()) -> 
 def test_a_city_is_registered_with_its_event(directory):
     doc = usecases.add_city(directory, {**CITY, "names": {"ru": "Карлсруэ"}}, clock=Clock())
     assert doc == {"_id": "karlsruhe", "name": "Karlsruhe", "country": "DE", "language": "de",
-                   "names": {"ru": "Карлсруэ"}, "created_at": T0, "version": 1}
+                   "names": {"ru": "Карлсруэ"}, "timezone": "Europe/Berlin", "created_at": T0, "version": 1}
     assert directory.published == [Recorded("city.registered", {"city": "karlsruhe", "name": "Karlsruhe",
                                                                 "country": "DE", "language": "de",
-                                                                "names": {"ru": "Карлсруэ"}}, "karlsruhe")]
+                                                                "names": {"ru": "Карлсруэ"},
+                                                                "timezone": "Europe/Berlin"}, "karlsruhe")]
     with pytest.raises(Exists):
         usecases.add_city(directory, CITY)
 
@@ -277,8 +278,12 @@ def test_a_city_is_named_in_other_languages_later_and_says_so_once(directory):
     assert renamed["names"] == {"ru": "Карлсруэ"} and renamed["name"] == "Karlsruhe" and renamed["version"] == 2
     assert directory.published[-1] == Recorded("city.updated", {"city": "karlsruhe", "name": "Karlsruhe",
                                                                 "country": "DE", "language": "de",
-                                                                "names": {"ru": "Карлсруэ"}}, "karlsruhe")
+                                                                "names": {"ru": "Карлсруэ"},
+                                                                "timezone": "Europe/Berlin"}, "karlsruhe")
     usecases.change_city(directory, "karlsruhe", {"names": {"ru": "Карлсруэ"}}, clock=Clock())
     assert len(directory.published) == 2, "nothing changed: no event"
+    moved = usecases.change_city(directory, "karlsruhe", {"timezone": "Europe/Paris"}, clock=Clock())
+    assert moved["timezone"] == "Europe/Paris" and moved["names"] == {"ru": "Карлсруэ"}, "names kept"
+    assert directory.published[-1].payload["timezone"] == "Europe/Paris"
     with pytest.raises(NotFound):
         usecases.change_city(directory, "atlantis", {"name": "Atlantis"})
