@@ -33,7 +33,7 @@ PREFIX = "/api/v1"
 ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^ideas/[^/]+/(matches|candidates)$"), "matching"),
     (re.compile(r"^partnerships/[^/]+/matching$"), "matching"),
-    (re.compile(r"^(matches|projects)(/.*)?$"), "matching"),
+    (re.compile(r"^(matches|projects|meetings|join-requests)(/.*)?$"), "matching"),
     (re.compile(r"^participants/[^/]+/notifications(/.*)?$"), "notify"),
     (re.compile(r"^webhooks(/.*)?$"), "notify"),
     (re.compile(r"^(ideas|participants)(/.*)?$"), "ideas"),

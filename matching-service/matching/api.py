@@ -15,14 +15,25 @@ from matching.schemas import (
     CandidateList,
     CandidatesQuery,
     IdeaMatchesQuery,
+    JoinRequestIn,
+    JoinRequestOut,
     MatchingSettings,
     MatchOut,
     MatchPage,
     MatchQuery,
+    MeetingAnswerIn,
+    MeetingIn,
+    MeetingOut,
+    MessageIn,
+    MessageOut,
+    MessagePage,
+    MessageQuery,
     PageQuery,
     PairIn,
     ProjectOut,
     ProjectPage,
+    ProjectPatch,
+    ScheduleIn,
     WithdrawIn,
 )
 from services.aggregate import Conflict
@@ -39,7 +50,10 @@ DOCS.operation("/matches", "get", "List matches of your partnerships", tag="Matc
 DOCS.operation("/matches/{match_id}", "get", "Read one match", tag="Matches", responses={200: MatchOut})
 DOCS.operation("/matches/{match_id}/accept", "post", "Accept a match for your city", tag="Matches",
                scope="write", body=AnswerIn, responses={200: MatchOut},
-               description="When both sides accepted, the match is confirmed and a joint project forms.")
+               description="When both sides accepted, the match is confirmed and a joint project forms. Accepting "
+                           "shares the name and e-mail address of the person who accepts (the idea's author, or the "
+                           "person whose interests were matched) with their future project partners: say so to "
+                           "them before you accept in their name.")
 DOCS.operation("/matches/{match_id}/decline", "post", "Decline a match for your city", tag="Matches",
                scope="write", body=AnswerIn, responses={200: MatchOut})
 DOCS.operation("/ideas/{idea_id}/candidates", "get", "An idea's candidates in its partner cities, near misses too",
@@ -58,7 +72,44 @@ DOCS.operation("/matches/{match_id}/withdraw", "post", "Withdraw an open proposa
                            "match is no longer open.")
 DOCS.operation("/projects", "get", "List joint projects of your partnerships", tag="Projects",
                query=PageQuery, responses={200: ProjectPage})
-DOCS.operation("/projects/{project_id}", "get", "Read one project", tag="Projects", responses={200: ProjectOut})
+DOCS.operation("/projects/{project_id}", "get", "Read one project: plan, members, meetings, join requests",
+               tag="Projects", responses={200: ProjectOut},
+               description="Members with name, city, language and role; their e-mail addresses only to keys of the "
+                           "members' cities. One project per idea: a further confirmed match of one of its ideas "
+                           "brings the partner idea and its author in.")
+DOCS.operation("/projects/{project_id}", "patch", "Change a project's title, status, summary or next steps",
+               tag="Projects", scope="write", body=ProjectPatch, responses={200: ProjectOut},
+               description="By a key of one of its members' cities. Send the `version` you read to be told (409) "
+                           "when someone changed it since. project.updated tells members and webhooks.")
+DOCS.operation("/projects/{project_id}/messages", "post", "Write to a project's members", tag="Projects",
+               scope="write", body=MessageIn, responses={201: MessageOut},
+               description="The author is a member in your key's city (422 otherwise). The other members are told "
+                           "in their language over their channels; webhooks never get message texts.")
+DOCS.operation("/projects/{project_id}/messages", "get", "Read a project's messages, oldest first",
+               tag="Projects", query=MessageQuery, responses={200: MessagePage},
+               description="For keys of the project's cities and its members only.")
+DOCS.operation("/projects/{project_id}/meetings", "post", "Offer a meeting with times to choose from",
+               tag="Projects", scope="write", body=MeetingIn, responses={201: MeetingOut},
+               description="Times in the past, an unknown time zone or more than 10 times are 422. Members say "
+                           "which times suit (answer), then one is set (schedule).")
+DOCS.operation("/meetings/{meeting_id}", "get", "Read a meeting", tag="Projects", responses={200: MeetingOut})
+DOCS.operation("/meetings/{meeting_id}/answer", "post", "Say which of a meeting's times suit a member",
+               tag="Projects", scope="write", body=MeetingAnswerIn, responses={200: MeetingOut},
+               description="Replaces the member's earlier answer; a time that was not offered is 422.")
+DOCS.operation("/meetings/{meeting_id}/schedule", "post", "Set a meeting to one of its times", tag="Projects",
+               scope="write", body=ScheduleIn, responses={200: MeetingOut},
+               description="meeting.scheduled: every member gets an e-mail with the time in their own city's zone "
+                           "and an iCalendar invitation. A time not offered or in the past is 422.")
+DOCS.operation("/projects/{project_id}/join-requests", "post", "Ask to join a project", tag="Projects",
+               scope="write", body=JoinRequestIn, responses={201: JoinRequestOut},
+               description="For a participant of one of the project's cities (your key's city); its members are "
+                           "told. 409 when the person is a member or asked already.")
+DOCS.operation("/join-requests/{request_id}/accept", "post", "Accept a join request", tag="Projects",
+               scope="write", responses={200: JoinRequestOut},
+               description="By a key of a member's city: the person becomes a member (project.member_joined) and "
+                           "is told.")
+DOCS.operation("/join-requests/{request_id}/decline", "post", "Decline a join request", tag="Projects",
+               scope="write", responses={200: JoinRequestOut}, description="The person is told.")
 DOCS.operation("/partnerships/{partnership_id}/matching", "get", "How a partnership matches", tag="Partnerships",
                responses={200: MatchingSettings})
 DOCS.operation("/partnerships/{partnership_id}/matching", "put", "Change how a partnership matches",
@@ -167,7 +218,69 @@ def list_projects() -> Response:
 
 @bp.get("/projects/<project_id>")
 def read_project(project_id: str) -> Response:
-    return jsonify(project_out.dump(usecases.read_project(wired().uow, caller(), project_id).doc))
+    return jsonify(project_out.dump(usecases.read_project(wired().uow, caller(), project_id)))
+
+
+@bp.patch("/projects/<project_id>")
+def change_project(project_id: str) -> Response:
+    changes = json_body(ProjectPatch)
+    return jsonify(project_out.dump(usecases.change_project(wired().uow, caller(), project_id, changes,
+                                                            wired().clock)))
+
+
+@bp.post("/projects/<project_id>/messages")
+def post_message(project_id: str) -> tuple[Response, int]:
+    body = json_body(MessageIn)
+    message = usecases.post_message(wired().uow, caller(), project_id, body["author_id"], body["text"],
+                                    wired().clock)
+    return jsonify(MessageOut().dump(message)), 201
+
+
+@bp.get("/projects/<project_id>/messages")
+def list_messages(project_id: str) -> Response:
+    query = query_args(MessageQuery)
+    items, next_cursor = usecases.list_messages(wired().uow, caller(), project_id, query["limit"],
+                                                query.get("cursor"))
+    return jsonify(MessagePage().dump({"items": items, "next_cursor": next_cursor}))
+
+
+@bp.post("/projects/<project_id>/meetings")
+def propose_meeting(project_id: str) -> tuple[Response, int, dict[str, str]]:
+    meeting = usecases.propose_meeting(wired().uow, caller(), project_id, json_body(MeetingIn), wired().clock)
+    return jsonify(MeetingOut().dump(meeting)), 201, {"Location": f"/meetings/{meeting['id']}"}
+
+
+@bp.get("/meetings/<meeting_id>")
+def read_meeting(meeting_id: str) -> Response:
+    return jsonify(MeetingOut().dump(usecases.read_meeting(wired().uow, caller(), meeting_id)))
+
+
+@bp.post("/meetings/<meeting_id>/answer")
+def answer_meeting(meeting_id: str) -> Response:
+    body = json_body(MeetingAnswerIn)
+    return jsonify(MeetingOut().dump(usecases.answer_meeting(wired().uow, caller(), meeting_id,
+                                                             body["participant_id"], body["slots"], wired().clock)))
+
+
+@bp.post("/meetings/<meeting_id>/schedule")
+def schedule_meeting(meeting_id: str) -> Response:
+    body = json_body(ScheduleIn)
+    return jsonify(MeetingOut().dump(usecases.schedule_meeting(wired().uow, caller(), meeting_id, body["slot"],
+                                                               wired().clock)))
+
+
+@bp.post("/projects/<project_id>/join-requests")
+def request_join(project_id: str) -> tuple[Response, int]:
+    body = json_body(JoinRequestIn)
+    request_ = usecases.request_join(wired().uow, caller(), project_id, body["participant_id"], body["message"],
+                                     wired().clock)
+    return jsonify(JoinRequestOut().dump(request_)), 201
+
+
+@bp.post("/join-requests/<request_id>/<any(accept, decline):answer>")
+def answer_join(request_id: str, answer: str) -> Response:
+    return jsonify(JoinRequestOut().dump(usecases.answer_join(wired().uow, caller(), request_id, answer == "accept",
+                                                              wired().clock)))
 
 
 @bp.get("/partnerships/<pid>/matching")

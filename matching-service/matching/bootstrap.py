@@ -21,7 +21,7 @@ from services.store import now
 SPEC = ServiceSpec(
     name="matching",
     indexes=repository.INDEXES,
-    outbox_collections=(repository.MATCHES, repository.PROJECTS, repository.RUNS),
+    outbox_collections=(repository.MATCHES, repository.PROJECTS, repository.RUNS, repository.MESSAGES),
     event_types=registry.event_types(EVENT_HANDLERS),
     docs=api.DOCS,
 )

@@ -7,16 +7,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.aggregate import Aggregate
-from services.store import new_id
+from services.store import NotFound, new_id
 
 PROPOSED, ACCEPTED, CONFIRMED, DECLINED, EXPIRED = "proposed", "accepted", "confirmed", "declined", "expired"
 WITHDRAWN = "withdrawn"  # an open proposal closed by a coordinator (or by a re-run of matching)
 OPEN_STATUSES = (PROPOSED, ACCEPTED)  # still waiting for answers
 MATCHABLE = ("open", "matched")  # idea statuses that can get new proposals
+IN_PROJECT = "in_project"  # a coordinator may still pair such an idea: its partner then joins the project
 
 
 @dataclass(frozen=True)
@@ -263,9 +265,12 @@ def check_pairing(a: Mapping[str, Any], b: Mapping[str, Any], partnership: Mappi
     if partnership is None:
         raise Unpaired("ideas", "the two ideas are not of one partnership")
     for idea in (a, b):
-        if idea.get("status") not in MATCHABLE:
-            state = "in a project" if idea.get("status") == "in_project" else idea.get("status", "unknown")
-            raise Unpaired("ideas", f"idea {idea['_id']} is {state}: only open ideas are paired")
+        if idea.get("status") not in (*MATCHABLE, IN_PROJECT):
+            raise Unpaired("ideas", f"idea {idea['_id']} is {idea.get('status', 'unknown')}: only open ideas and "
+                                    "ideas in a project are paired")
+    if a.get("status") == b.get("status") == IN_PROJECT:
+        raise Unpaired("ideas", "both ideas are in projects already: an idea joins a project through its partner "
+                                "idea, two projects do not merge")
 
 
 class Unpaired(ValueError):
@@ -402,27 +407,269 @@ class Match(Aggregate):
             self.record(event_type, payload, partnership=self.doc["partnership"], city=city)
 
 
+# --- joint projects ------------------------------------------------------------------------------------------
+
+FORMING, ACTIVE, PAUSED, DONE = "forming", "active", "paused", "done"
+PROJECT_STATUSES = (FORMING, ACTIVE, PAUSED, DONE)
+AUTHOR, INTERESTED, JOINED = "author", "interested", "joined"  # how a member came in (the member's `role`)
+PLAN_FIELDS = ("title", "status", "summary", "next_steps")
+MAX_SLOTS, MAX_OPEN_MEETINGS, MAX_PENDING_REQUESTS = 10, 20, 50
+
+
+def members_of(match: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The people a confirmed match brings into a project: the authors of its ideas, the person whose interests it
+    matched."""
+    members: list[dict[str, Any]] = []
+    for side in match["sides"]:
+        for person, role in ((side.get("author_id"), AUTHOR), (side.get("participant_id"), INTERESTED)):
+            if person and person not in [m["participant_id"] for m in members]:
+                members.append({"participant_id": person, "city": side["city"], "role": role})
+    return members
+
+
+def parse_slot(raw: str, zone: str) -> datetime:
+    """An RFC 3339 time (with its offset), or a local time read in `zone` (an IANA name), in UTC. ValueError says
+    what is wrong."""
+    try:
+        moment = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a date and time (RFC 3339, e.g. 2026-12-10T18:00:00+01:00)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone_info(zone))
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def zone_info(zone: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {zone!r}: an IANA name such as Europe/Berlin or Europe/Moscow") from None
+
+
 class Project(Aggregate):
-    """What a confirmed match becomes: its ideas, and the people of both sides as members."""
+    """What a confirmed match becomes: its ideas, its members, its plan, its meetings and who asked to join.
+
+    One project per idea: a second confirmed match of an idea brings its partner into the idea's project
+    (`take_match`). The project's events name its members and cities after the change (for notify and webhooks).
+    """
 
     @classmethod
-    def form(cls, match: Mapping[str, Any], titles: Mapping[str, str], *, cause: str, at: datetime) -> Project:
+    def form(cls, match: Mapping[str, Any], titles: Mapping[str, str], cities: Sequence[str], *, cause: str,
+             at: datetime, project_id: str | None = None) -> Project:
         """The project of a confirmed match (`titles`: the titles of its ideas, as this service knows them)."""
-        members: list[dict[str, Any]] = []
-        for side in match["sides"]:
-            for person in (side.get("author_id"), side.get("participant_id")):
-                if person and person not in [m["participant_id"] for m in members]:
-                    members.append({"participant_id": person, "city": side["city"]})
+        members = [{**m, "joined_at": at} for m in members_of(match)]
         idea_ids = [s["idea_id"] for s in match["sides"] if s.get("idea_id")]
-        title = " + ".join(titles[i] for i in idea_ids if i in titles)[:300]
-        project = cls({"_id": new_id("project"), "match_id": match["_id"], "partnership": match["partnership"],
-                       "title": title, "idea_ids": idea_ids, "members": members, "sides": match["sides"],
-                       "created_at": at, "cause": cause})
-        project.record("project.formed", {
-            "project_id": project.id, "match_id": match["_id"], "partnership": match["partnership"], "title": title,
-            "idea_ids": idea_ids, "members": members,
-            "cities": list(dict.fromkeys(s["city"] for s in match["sides"]))}, partnership=match["partnership"])
+        title = " + ".join(titles[i] for i in idea_ids if i in titles)[:300] or "…"
+        project = cls({"_id": project_id or new_id("project"), "match_id": match["_id"], "match_ids": [match["_id"]],
+                       "partnership": match["partnership"], "cities": list(cities), "title": title,
+                       "status": FORMING, "summary": "", "next_steps": [], "idea_ids": idea_ids, "members": members,
+                       "sides": match["sides"], "meetings": [], "join_requests": [], "created_at": at,
+                       "updated_at": at, "cause": cause, "version": 1})
+        project.record("project.formed", {**project._core(), "match_id": match["_id"], "idea_ids": idea_ids},
+                       partnership=match["partnership"])
         return project
+
+    # what every event of a project says
+    def _core(self) -> dict[str, Any]:
+        d = self.doc
+        return {"project_id": self.id, "partnership": d["partnership"], "title": d.get("title", ""),
+                "members": [{k: m.get(k) for k in ("participant_id", "city", "role")} for m in d.get("members", [])],
+                "cities": self.cities, "version": max(1, self.version)}
+
+    def _record(self, event_type: str, **payload: Any) -> None:
+        self.record(event_type, {**self._core(), **payload}, partnership=self.doc["partnership"],
+                    city=payload.get("city"))
+
+    @property
+    def cities(self) -> list[str]:
+        d = self.doc
+        return list(d.get("cities") or dict.fromkeys(s["city"] for s in d.get("sides", [])))
+
+    @property
+    def status(self) -> str:
+        return self.doc.get("status") or FORMING
+
+    def member(self, person: str | None) -> dict[str, Any] | None:
+        return next((m for m in self.doc.get("members", []) if person and m["participant_id"] == person), None)
+
+    def take_match(self, match: Mapping[str, Any], *, at: datetime) -> bool:
+        """A further confirmed match of one of its ideas: its other idea and people join. False when it had
+        (a redelivered confirmation)."""
+        if match["_id"] in self.doc.get("match_ids", [self.doc.get("match_id")]):
+            return False
+        ideas = list(self.doc.get("idea_ids", []))
+        new_ideas = [s["idea_id"] for s in match["sides"] if s.get("idea_id") and s["idea_id"] not in ideas]
+        members = list(self.doc.get("members", []))
+        self.set(match_ids=[*self.doc.get("match_ids", [self.doc["match_id"]]), match["_id"]],
+                 idea_ids=ideas + new_ideas)
+        self.next_version(at)
+        for person in members_of(match):
+            if self.member(person["participant_id"]) is None:
+                members.append({**person, "joined_at": at})
+                self.set(members=list(members))
+                idea = next((s.get("idea_id") for s in match["sides"] if person["participant_id"] in
+                             (s.get("author_id"), s.get("participant_id"))), None)
+                self._record("project.member_joined", participant_id=person["participant_id"],
+                             city=person["city"], idea_id=idea, via="match")
+        return True
+
+    def change_plan(self, changes: Mapping[str, Any], *, city: str, at: datetime) -> list[str]:
+        """New title, status, summary or next steps; project.updated names what changed (nothing: no event)."""
+        changed = [k for k in PLAN_FIELDS if k in changes and changes[k] != self.doc.get(k, "" if k != "next_steps"
+                                                                                          else [])]
+        if not changed:
+            return []
+        if "status" in changed and changes["status"] not in PROJECT_STATUSES:
+            raise RuleViolation(f"unknown status {changes['status']!r}")
+        self.set(**{k: changes[k] for k in changed})
+        self.next_version(at)
+        self._record("project.updated", city=city, status=self.status, summary=self.doc.get("summary", ""),
+                     next_steps=list(self.doc.get("next_steps", [])), changed=changed)
+        return changed
+
+    # --- joining on request -----------------------------------------------------------------------------------
+
+    def request_join(self, person: str, city: str, message: str, *, at: datetime) -> dict[str, Any]:
+        if self.member(person) is not None:
+            raise RuleViolation(f"{person} is a member of this project already")
+        if city not in self.cities:
+            raise RuleViolation(f"this project is of {' and '.join(self.cities)}: people of {city} do not join it")
+        requests = list(self.doc.get("join_requests", []))
+        if any(r["participant_id"] == person and r["status"] == "requested" for r in requests):
+            raise RuleViolation(f"{person} asked to join already; the project's members have not answered yet")
+        if sum(r["status"] == "requested" for r in requests) >= MAX_PENDING_REQUESTS:
+            raise RuleViolation("too many open join requests: the members answer those first")
+        request = {"id": new_id("join"), "participant_id": person, "city": city, "message": message,
+                   "status": "requested", "created_at": at, "answered_at": None, "by_city": None}
+        self.set(join_requests=[*requests, request])
+        self.next_version(at)
+        self._record("project.join_requested", request_id=request["id"], participant_id=person, city=city,
+                     status="requested", message=message)
+        return request
+
+    def answer_join(self, request_id: str, accept: bool, *, by_city: str, at: datetime) -> dict[str, Any]:
+        requests = [dict(r) for r in self.doc.get("join_requests", [])]
+        request = next((r for r in requests if r["id"] == request_id), None)
+        if request is None:
+            raise NotFound("join request", request_id)
+        if request["status"] != "requested":
+            raise RuleViolation(f"this join request was {request['status']} already")
+        request.update(status="accepted" if accept else "declined", answered_at=at, by_city=by_city)
+        self.set(join_requests=requests)
+        self.next_version(at)
+        if accept and self.member(request["participant_id"]) is None:
+            self.set(members=[*self.doc.get("members", []), {"participant_id": request["participant_id"],
+                                                             "city": request["city"], "role": JOINED,
+                                                             "joined_at": at}])
+            self._record("project.member_joined", participant_id=request["participant_id"], city=request["city"],
+                         idea_id=None, via="join_request")
+        self._record("project.join_answered", request_id=request_id, participant_id=request["participant_id"],
+                     city=request["city"], status=request["status"], message=request.get("message", ""),
+                     by_city=by_city)
+        return request
+
+    # --- meetings ---------------------------------------------------------------------------------------------
+
+    def meeting(self, meeting_id: str) -> dict[str, Any]:
+        found = next((m for m in self.doc.get("meetings", []) if m["id"] == meeting_id), None)
+        if found is None:
+            raise NotFound("meeting", meeting_id)
+        return found
+
+    def propose_meeting(self, proposer: str, title: str, duration: int, slots: Sequence[datetime],
+                        link: str | None, *, at: datetime) -> dict[str, Any]:
+        slots = sorted(set(slots))
+        past = [s for s in slots if s <= at]
+        if past:
+            raise SlotRefused(f"{past[0].isoformat()} is in the past: offer times to come")
+        if not slots or len(slots) > MAX_SLOTS:
+            raise SlotRefused(f"offer between 1 and {MAX_SLOTS} times")
+        meetings = list(self.doc.get("meetings", []))
+        if sum(m["status"] == "proposed" for m in meetings) >= MAX_OPEN_MEETINGS:
+            raise RuleViolation("too many meetings wait for a time: schedule or let go of those first")
+        meeting = {"id": new_id("meeting"), "title": title, "proposer_id": proposer, "duration_minutes": duration,
+                   "slots": slots, "answers": [], "link": link, "status": "proposed", "start": None, "sequence": 0,
+                   "created_at": at}
+        self.set(meetings=[*meetings, meeting])
+        self.next_version(at)
+        self._record("meeting.proposed", **self._meeting_payload(meeting))
+        return meeting
+
+    def answer_meeting(self, meeting_id: str, person: str, slots: Sequence[datetime], *, at: datetime) -> None:
+        """The slots that suit `person` (replacing their earlier answer)."""
+        meeting = dict(self.meeting(meeting_id))
+        offered = set(meeting["slots"])
+        strange = [s for s in slots if s not in offered]
+        if strange:
+            raise SlotRefused(f"{strange[0].isoformat()} was not offered for this meeting")
+        answers = [a for a in meeting.get("answers", []) if a["participant_id"] != person]
+        meeting["answers"] = [*answers, {"participant_id": person, "slots": sorted(set(slots)), "at": at}]
+        self._replace_meeting(meeting, at)
+
+    def schedule_meeting(self, meeting_id: str, slot: datetime, *, at: datetime) -> dict[str, Any]:
+        """The meeting set to one of its slots (again: a new time, its invitation's sequence one on)."""
+        meeting = dict(self.meeting(meeting_id))
+        if slot not in set(meeting["slots"]):
+            raise SlotRefused(f"{slot.isoformat()} was not offered for this meeting")
+        if slot <= at:
+            raise SlotRefused(f"{slot.isoformat()} is in the past")
+        rescheduled = meeting["status"] == "scheduled"
+        meeting.update(status="scheduled", start=slot,
+                       sequence=meeting.get("sequence", 0) + (1 if rescheduled else 0))
+        self._replace_meeting(meeting, at)
+        self._record("meeting.scheduled", **self._meeting_payload(meeting))
+        return meeting
+
+    def _replace_meeting(self, meeting: Mapping[str, Any], at: datetime) -> None:
+        self.set(meetings=[dict(meeting) if m["id"] == meeting["id"] else m for m in self.doc.get("meetings", [])])
+        self.next_version(at)
+
+    @staticmethod
+    def _meeting_payload(meeting: Mapping[str, Any]) -> dict[str, Any]:
+        return {"meeting_id": meeting["id"], "meeting_title": meeting["title"],
+                "proposer_id": meeting.get("proposer_id"), "duration_minutes": meeting["duration_minutes"],
+                "slots": [s.isoformat() for s in meeting["slots"]],
+                "start": meeting["start"].isoformat() if meeting.get("start") else None,
+                "link": meeting.get("link"), "sequence": meeting.get("sequence", 0)}
+
+    # --- erasure ----------------------------------------------------------------------------------------------
+
+    def forget(self, person: str, *, at: datetime) -> bool:
+        """An erased person leaves: off the members, the meetings' answers and proposers, the join requests and the
+        sides; the project goes on. False when they had no part in it."""
+        d = self.doc
+        members = [m for m in d.get("members", []) if m["participant_id"] != person]
+        meetings = [{**m, "answers": [a for a in m.get("answers", []) if a["participant_id"] != person],
+                     "proposer_id": None if m.get("proposer_id") == person else m.get("proposer_id")}
+                    for m in d.get("meetings", [])]
+        requests = [r for r in d.get("join_requests", []) if r["participant_id"] != person]
+        sides = [{**s, **{k: None for k in ("participant_id", "author_id") if s.get(k) == person}}
+                 for s in d.get("sides", [])]
+        if (members, meetings, requests, sides) == (d.get("members", []), d.get("meetings", []),
+                                                    d.get("join_requests", []), d.get("sides", [])):
+            return False
+        self.set(members=members, meetings=meetings, join_requests=requests, sides=sides)
+        self.next_version(at)
+        return True
+
+
+class SlotRefused(ValueError):
+    """A meeting time that cannot be: in the past, not offered, too many (rendered as 422 on `slots`)."""
+
+
+class ProjectMessage(Aggregate):
+    """A member's message to the project: its text and author; the others are told (project.message_posted)."""
+
+    @classmethod
+    def post(cls, project: Project, author: Mapping[str, Any], text: str, *, at: datetime) -> ProjectMessage:
+        message = cls({"_id": new_id("msg"), "project_id": project.id, "partnership": project.doc["partnership"],
+                       "author_id": author["participant_id"], "city": author["city"], "text": text,
+                       "created_at": at, "version": 1})
+        message.record("project.message_posted", {**project._core(), "message_id": message.id,
+                                                  "author_id": author["participant_id"], "city": author["city"],
+                                                  "text": text}, partnership=project.doc["partnership"],
+                       city=author["city"])
+        return message
 
 
 NO_LONGER_PROPOSED = "no longer proposed under the partnership's changed matching settings"

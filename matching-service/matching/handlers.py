@@ -13,7 +13,7 @@ from services.registry import Batched, Registry
 
 def city_registered(event: Event, uow: UnitOfWork, engine: Engine) -> None:
     p = event.payload
-    usecases.city_registered(uow, p["city"], p["name"], p["language"], p.get("names"))
+    usecases.city_registered(uow, p["city"], p["name"], p["language"], p.get("names"), p.get("timezone"))
     engine.forget_city_names()
 
 
@@ -35,8 +35,8 @@ def participant_changed(event: Event, uow: UnitOfWork, engine: Engine, clock: us
     usecases.participant_changed(uow, engine, event.payload, clock)
 
 
-def participant_erased(event: Event, uow: UnitOfWork, engine: Engine) -> None:
-    usecases.participant_erased(uow, engine, event.payload["participant_id"])
+def participant_erased(event: Event, uow: UnitOfWork, engine: Engine, clock: usecases.Clock) -> None:
+    usecases.participant_erased(uow, engine, event.payload["participant_id"], clock)
 
 
 def run_requested(event: Event, uow: UnitOfWork, engine: Engine, clock: usecases.Clock) -> None:

@@ -8,19 +8,21 @@ project is one single-document write that carries its events (the outbox; servic
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from matching import domain
-from matching.domain import Match, MatchingRun, Project
-from services import metrics
+from matching.domain import Match, MatchingRun, Project, ProjectMessage
+from services import lease, metrics
 from services.aggregate import DocumentRepository, page
-from services.store import DuplicateKeyError, Index, now
+from services.store import DuplicateKeyError, Index, NotFound, now
 
 PRODUCER = "matching"
 IDEAS, PARTICIPANTS, CITIES, PARTNERSHIPS = "ideas", "participants", "cities", "partnerships"
 MATCHES, PROJECTS, RUNS = "matches", "projects", "matching_runs"
+MESSAGES = "project_messages"
 
 INDEXES = {
     IDEAS: [Index(keys=[("synced_at", 1)], name="ideas_synced"), Index(keys=[("author_id", 1)], name="ideas_author")],
@@ -38,7 +40,13 @@ INDEXES = {
     PROJECTS: [
         Index(keys=[("match_id", 1)], unique=True, name="projects_match"),
         Index(keys=[("partnership", 1), ("_id", -1)], name="projects_partnership"),
+        Index(keys=[("idea_ids", 1)], name="projects_idea"),
+        Index(keys=[("members.participant_id", 1)], name="projects_member"),
+        Index(keys=[("meetings.id", 1)], name="projects_meeting"),
+        Index(keys=[("join_requests.id", 1)], name="projects_join_request"),
     ],
+    MESSAGES: [Index(keys=[("project_id", 1), ("_id", 1)], name="messages_project"),
+               Index(keys=[("author_id", 1)], name="messages_author")],
 }
 
 
@@ -107,16 +115,29 @@ class ReadModels:
         return self.participants.find_one({"_id": pid})
 
     def erase_participant(self, pid: str) -> None:
-        """Forget the person here too: their interests and their vector."""
+        """Forget the person here too: their interests, vector, name and address, and that they wrote ideas."""
+        self.ideas.update_many({"author_id": pid}, {"$set": {"author_id": None}})
         self.participants.update_one(
             {"_id": pid},
-            {"$set": {"erased": True, "interests": "", "vec": None, "synced_at": now(), "version": 1 << 30}},
+            {"$set": {"erased": True, "interests": "", "vec": None, "name": "", "email": None, "synced_at": now(),
+                      "version": 1 << 30}},
             upsert=True,
         )
 
-    def put_city(self, key: str, name: str, language: str, names: Mapping[str, str] | None = None) -> None:
-        self.cities.update_one({"_id": key}, {"$set": {"name": name, "language": language, "names": dict(names or {})}},
-                               upsert=True)
+    def put_city(self, key: str, name: str, language: str, names: Mapping[str, str] | None = None,
+                 timezone: str | None = None) -> None:
+        fields = {"name": name, "language": language, "names": dict(names or {}),
+                  **({"timezone": timezone} if timezone else {})}
+        self.cities.update_one({"_id": key}, {"$set": fields}, upsert=True)
+
+    def city_zone(self, key: str) -> str:
+        """A city's IANA time zone (UTC while it has said none)."""
+        return (self.cities.find_one({"_id": key}, {"timezone": 1}) or {}).get("timezone") or "UTC"
+
+    def people_by_id(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Names, e-mail addresses and languages of people, by id (what a project shows of its members)."""
+        fields = {"name": 1, "email": 1, "language": 1, "city": 1, "erased": 1}
+        return {d["_id"]: d for d in self.participants.find({"_id": {"$in": list(ids)}}, fields)} if ids else {}
 
     def city_names(self, key: str, languages: Sequence[str] = ("de", "ru", "en")) -> dict[str, str]:
         """A city's name in each language of the reasons: its name in that language where it has one."""
@@ -213,13 +234,34 @@ class MatchRepository(DocumentRepository[Match]):
 
 class ProjectRepository(DocumentRepository[Project]):
     def form(self, project: Project) -> bool:
-        """Store a new project with project.formed, once per match (a second one meets the unique match_id)."""
+        """Store a new project with project.formed (False when a project of this id or forming match exists)."""
         try:
             self.add(project)
         except DuplicateKeyError:
             metrics.EVENTS_DUPLICATE.labels(PRODUCER).inc()
             return False
         return True
+
+    def forming(self, partnership: str) -> AbstractContextManager[None]:
+        """Held while a confirmed match forms or joins a project of the partnership: two confirmations of one idea
+        handled at once (two workers) must not make two projects of it. Confirmations are a person's clicks, so
+        one at a time per partnership costs nothing; a worker that dies frees it when its lease ends."""
+        return lease.held(self.collection.database, f"projects-{partnership}", lease=30.0, wait=20.0)
+
+    def holding(self, idea_ids: Sequence[str]) -> list[Project]:
+        """The projects that hold any of these ideas (one, unless two projects' ideas were paired later)."""
+        return self.find({"idea_ids": {"$in": list(idea_ids)}}) if idea_ids else []
+
+    def for_change(self, key: str) -> Project:
+        """A project to change: projects stored before they had versions are at version 1 first."""
+        self.collection.update_one({"_id": key, "version": {"$exists": False}}, {"$set": {"version": 1}})
+        return self.get(key)
+
+    def find_one(self, query: Mapping[str, Any], kind: str, key: str) -> Project:
+        found = self.find(query, limit=1)
+        if not found:
+            raise NotFound(kind, key)
+        return found[0]
 
     def page(self, *, partnerships: Sequence[str] | None, limit: int, cursor: str | None,
              member: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
@@ -229,10 +271,24 @@ class ProjectRepository(DocumentRepository[Project]):
                             {"sides.participant_id": member}]
         return page(self.collection, query, limit, cursor)
 
-    def forget_person(self, pid: str) -> None:
-        """The person off the projects' sides and members."""
-        _forget(self.collection, pid)
-        self.collection.update_many({"members.participant_id": pid}, {"$pull": {"members": {"participant_id": pid}}})
+    def of_person(self, pid: str) -> list[Project]:
+        """The projects a person has a part in: member, side, meeting answer or join request."""
+        return self.find({"$or": [{"members.participant_id": pid}, {"sides.author_id": pid},
+                                  {"sides.participant_id": pid}, {"join_requests.participant_id": pid},
+                                  {"meetings.answers.participant_id": pid}, {"meetings.proposer_id": pid}]})
+
+
+class MessageRepository(DocumentRepository[ProjectMessage]):
+    def oldest_first(self, project_id: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a project's messages, oldest first; the cursor is the last id shown."""
+        query: dict[str, Any] = {"project_id": project_id, **({"_id": {"$gt": cursor}} if cursor else {})}
+        docs = [m.doc for m in self.find(query, sort=(("_id", 1),), limit=limit + 1)]
+        return docs[:limit], (docs[limit - 1]["_id"] if len(docs) > limit else None)
+
+    def erase_author(self, pid: str) -> int:
+        """An erased person's messages lose their text and author (the thread keeps its shape)."""
+        return self.collection.update_many({"author_id": pid},
+                                           {"$set": {"author_id": None, "text": "", "erased": True}}).modified_count
 
 
 class RunRepository(DocumentRepository[MatchingRun]):
@@ -249,10 +305,12 @@ class UnitOfWork:
     matches: MatchRepository
     projects: ProjectRepository
     runs: RunRepository
+    messages: MessageRepository
 
 
 def unit_of_work(db: Any, on_events: Callable[[], None] = lambda: None) -> UnitOfWork:
     return UnitOfWork(models=ReadModels(db),
                       matches=MatchRepository(db[MATCHES], PRODUCER, Match, "match", on_events),
                       projects=ProjectRepository(db[PROJECTS], PRODUCER, Project, "project", on_events),
-                      runs=RunRepository(db[RUNS], PRODUCER, MatchingRun, "matching run", on_events))
+                      runs=RunRepository(db[RUNS], PRODUCER, MatchingRun, "matching run", on_events),
+                      messages=MessageRepository(db[MESSAGES], PRODUCER, ProjectMessage, "message", on_events))

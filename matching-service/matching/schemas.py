@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from matching import domain
-from services.text import OneLine
+from services.text import OneLine, Text
 from services.web import cursor_field
 
 STATUSES = (domain.PROPOSED, domain.ACCEPTED, domain.CONFIRMED, domain.DECLINED, domain.EXPIRED, domain.WITHDRAWN)
@@ -121,23 +121,153 @@ class AnswerIn(Strict):
 
 class Member(Schema):
     participant_id = fields.Str()
+    name = fields.Str(metadata={"description": "As the person gave it (empty while matching has not heard it)."})
     city = fields.Str()
+    language = fields.Str(allow_none=True)
+    role = fields.Str(allow_none=True, metadata={"description": "author (of one of its ideas), interested (whose "
+                                                               "interests a match found) or joined (on request)"})
+    email = fields.Str(allow_none=True, metadata={"description": "Only to keys of the members' cities and to "
+                                                                "members: accepting a match shares it with the "
+                                                                "project's partners."})
+    joined_at = fields.DateTime(allow_none=True)
+
+
+class ProjectIdea(Schema):
+    idea_id = fields.Str()
+    title = fields.Str(allow_none=True)
+    city = fields.Str(allow_none=True)
+    language = fields.Str(allow_none=True)
+    author_id = fields.Str(allow_none=True)
+
+
+class SlotOut(Schema):
+    start = fields.DateTime(metadata={"description": "In UTC; pages show it in the viewer's city's time zone."})
+    suits = fields.List(fields.Str(), metadata={"description": "The members this time suits."})
+
+
+class MeetingOut(Schema):
+    id = fields.Str()
+    project_id = fields.Str()
+    title = fields.Str()
+    proposer_id = fields.Str(allow_none=True)
+    duration_minutes = fields.Int()
+    slots = fields.List(fields.Nested(SlotOut))
+    status = fields.Str(metadata={"description": "proposed (members say which times suit) or scheduled"})
+    start = fields.DateTime(allow_none=True, metadata={"description": "The time it was set to (UTC), once scheduled."})
+    link = fields.Str(allow_none=True)
+    sequence = fields.Int(metadata={"description": "How often it was set to a new time (the invitation's SEQUENCE)."})
+    created_at = fields.DateTime()
+
+
+class JoinRequestOut(Schema):
+    id = fields.Str()
+    project_id = fields.Str()
+    participant_id = fields.Str()
+    name = fields.Str()
+    city = fields.Str()
+    message = fields.Str()
+    status = fields.Str(metadata={"description": "requested, accepted or declined"})
+    created_at = fields.DateTime()
+    answered_at = fields.DateTime(allow_none=True)
+    by_city = fields.Str(allow_none=True)
 
 
 class ProjectOut(Schema):
     id = fields.Str(attribute="_id")
-    match_id = fields.Str()
+    match_id = fields.Str(metadata={"description": "The match that formed it (match_ids: every match it took in)."})
+    match_ids = fields.List(fields.Str())
     partnership = fields.Str()
+    cities = fields.List(fields.Str())
     title = fields.Str()
+    status = fields.Str(validate=validate.OneOf(domain.PROJECT_STATUSES))
+    summary = fields.Str(dump_default="")
+    next_steps = fields.List(fields.Str(), dump_default=list)
+    ideas = fields.List(fields.Nested(ProjectIdea))
     idea_ids = fields.List(fields.Str())
     members = fields.List(fields.Nested(Member))
+    member_count = fields.Int()
+    is_member = fields.Bool(metadata={"description": "False for a signed-in participant who is not a member: they "
+                                                    "see what it is about, and may ask to join."})
+    meetings = fields.List(fields.Nested(MeetingOut), dump_default=list)
+    join_requests = fields.List(fields.Nested(JoinRequestOut), dump_default=list,
+                                metadata={"description": "The requests waiting for an answer."})
     sides = fields.List(fields.Nested(Side))
+    version = fields.Int()
     created_at = fields.DateTime()
+    updated_at = fields.DateTime(allow_none=True)
 
 
 class ProjectPage(Schema):
     items = fields.List(fields.Nested(ProjectOut))
     next_cursor = fields.Str(allow_none=True)
+
+
+class ProjectPatch(Strict):
+    title = OneLine(validate=validate.Length(min=1, max=300))
+    status = fields.Str(validate=validate.OneOf(domain.PROJECT_STATUSES))
+    summary = Text(validate=validate.Length(max=5000))
+    next_steps = fields.List(OneLine(validate=validate.Length(min=1, max=500)), validate=validate.Length(max=20))
+    version = fields.Int(strict=True, validate=validate.Range(min=1),
+                         metadata={"description": "The version you read: 409 when it changed since."})
+
+
+class MessageIn(Strict):
+    author_id = fields.Str(required=True, validate=validate.Length(min=1, max=64),
+                           metadata={"description": "A member of the project in your key's city."})
+    text = Text(required=True, validate=validate.Length(min=1, max=4000))
+
+
+class MessageOut(Schema):
+    id = fields.Str(attribute="_id")
+    project_id = fields.Str()
+    author_id = fields.Str(allow_none=True, metadata={"description": "null when the author was erased."})
+    author_name = fields.Str()
+    city = fields.Str()
+    text = fields.Str()
+    created_at = fields.DateTime()
+
+
+class MessagePage(Schema):
+    items = fields.List(fields.Nested(MessageOut))
+    next_cursor = fields.Str(allow_none=True)
+
+
+class MessageQuery(Strict):
+    limit = fields.Int(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = cursor_field("msg")
+
+
+class MeetingIn(Strict):
+    proposer_id = fields.Str(required=True, validate=validate.Length(min=1, max=64))
+    title = OneLine(required=True, validate=validate.Length(min=1, max=200))
+    duration_minutes = fields.Int(strict=True, required=True, validate=validate.Range(min=15, max=480))
+    slots = fields.List(fields.Str(validate=validate.Length(min=10, max=40)), required=True,
+                        validate=validate.Length(min=1, max=domain.MAX_SLOTS),
+                        metadata={"description": "RFC 3339 times to choose from, e.g. 2026-12-10T18:00:00+01:00; a "
+                                                 "time without an offset is read in `timezone`."})
+    timezone = fields.Str(validate=validate.Length(max=64),
+                          metadata={"description": "IANA zone for times without an offset (default: the "
+                                                   "proposer's city's)."})
+    link = fields.Url(schemes={"https", "http"}, validate=validate.Length(max=500), allow_none=True,
+                      metadata={"description": "Where to meet online (optional)."})
+
+
+class MeetingAnswerIn(Strict):
+    participant_id = fields.Str(required=True, validate=validate.Length(min=1, max=64))
+    slots = fields.List(fields.Str(validate=validate.Length(min=10, max=40)), required=True,
+                        validate=validate.Length(max=domain.MAX_SLOTS),
+                        metadata={"description": "The offered times that suit (none: an empty list)."})
+
+
+class ScheduleIn(Strict):
+    slot = fields.Str(required=True, validate=validate.Length(min=10, max=40),
+                      metadata={"description": "One of the offered times."})
+
+
+class JoinRequestIn(Strict):
+    participant_id = fields.Str(required=True, validate=validate.Length(min=1, max=64))
+    message = Text(load_default="", validate=validate.Length(max=1000),
+                   metadata={"description": "A word to the members: who you are, what you would bring."})
 
 
 class PageQuery(Strict):

@@ -17,10 +17,10 @@ from typing import Any
 from marshmallow import ValidationError
 
 from matching import domain
-from matching.domain import Match, Project
+from matching.domain import Match
 from matching.engine import Engine, NotReady
 from matching.repository import UnitOfWork
-from services.aggregate import Conflict
+from services.aggregate import Conflict, retrying
 from services.bus import in_context
 from services.contract import Event
 from services.errors import Forbidden, Unprocessable
@@ -37,8 +37,8 @@ IDEA_FIELDS = ("city", "partnerships", "title", "description", "theme", "tags", 
 # --- what this service hears of the others -----------------------------------------------------------------
 
 def city_registered(uow: UnitOfWork, city: str, name: str, language: str,
-                    names: Mapping[str, str] | None = None) -> None:
-    uow.models.put_city(city, name, language, names)
+                    names: Mapping[str, str] | None = None, timezone: str | None = None) -> None:
+    uow.models.put_city(city, name, language, names, timezone)
 
 
 def partnership_changed(uow: UnitOfWork, pid: str, name: str, cities: Sequence[str],
@@ -101,7 +101,8 @@ def participant_changed(uow: UnitOfWork, engine: Engine, payload: Mapping[str, A
     """A person's interests, kept with their vector; changed interests are matched (again)."""
     pid = payload["participant_id"]
     stored = uow.models.participant(pid)
-    fields = {"city": payload["city"], "language": payload["language"], "interests": payload.get("interests", "")}
+    fields = {"city": payload["city"], "language": payload["language"], "interests": payload.get("interests", ""),
+              "name": payload.get("name", ""), "email": payload.get("email")}
     interests_changed = stored is None or stored.get("interests") != fields["interests"]
     if interests_changed or not (stored or {}).get("vec"):
         fields.update(engine.interest_vector(fields["interests"]))
@@ -113,12 +114,21 @@ def participant_changed(uow: UnitOfWork, engine: Engine, payload: Mapping[str, A
         propose(uow, engine.proposals_for_person(person), clock)
 
 
-def participant_erased(uow: UnitOfWork, engine: Engine, pid: str) -> None:
-    """Forget the person here too: their interests, and their name on matches and projects."""
+def participant_erased(uow: UnitOfWork, engine: Engine, pid: str, clock: Clock) -> None:
+    """Forget the person here too: their interests, name and address; their part in matches and projects (members,
+    meeting answers, join requests) and the texts of their messages. The projects go on."""
     uow.models.erase_participant(pid)
     uow.matches.forget_person(pid)
-    uow.projects.forget_person(pid)
+    for project in uow.projects.of_person(pid):
+        retrying(lambda p=project: _forget_in(uow, p.id, pid, clock))
+    uow.messages.erase_author(pid)
     engine.sync()
+
+
+def _forget_in(uow: UnitOfWork, project_id: str, pid: str, clock: Clock) -> None:
+    project = uow.projects.for_change(project_id)
+    if project.forget(pid, at=clock()):
+        uow.projects.save(project)
 
 
 # --- the life of a match ----------------------------------------------------------------------------------
@@ -270,14 +280,6 @@ def expire_due(uow: UnitOfWork, clock: Clock) -> int:
     return expired
 
 
-def form_project(uow: UnitOfWork, match_id: str, cause: str, clock: Clock) -> bool:
-    """Both sides said yes: the project forms, once however often the confirmation arrives."""
-    match = uow.matches.get(match_id)
-    titles = {i: doc["title"] for i, doc in uow.models.ideas_by_id(
-        [s["idea_id"] for s in match.get("sides") if s.get("idea_id")]).items()}
-    return uow.projects.form(Project.form(match.doc, titles, cause=cause, at=clock()))
-
-
 # --- what a city's key sees ---------------------------------------------------------------------------------
 
 def _visible_partnerships(who: Caller) -> list[str] | None:
@@ -312,22 +314,6 @@ def list_matches(uow: UnitOfWork, who: Caller, query: Mapping[str, Any]) -> tupl
     filters = {k: v for k, v in query.items() if k not in ("limit", "cursor")}
     return uow.matches.page(partnerships=_visible_partnerships(who), filters=filters, limit=query["limit"],
                             cursor=query.get("cursor"))
-
-
-def list_projects(uow: UnitOfWork, who: Caller, query: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
-    """The projects of the caller's partnerships; a signed-in participant's own only."""
-    return uow.projects.page(partnerships=_visible_partnerships(who), member=who.participant, limit=query["limit"],
-                             cursor=query.get("cursor"))
-
-
-def read_project(uow: UnitOfWork, who: Caller, project_id: str) -> Project:
-    project = uow.projects.get(project_id)
-    allowed = _visible_partnerships(who)
-    if allowed is not None and project.get("partnership") not in allowed:
-        raise NotFound("project", project_id)
-    if who.participant is not None and not domain.is_member(project.doc, who.participant):
-        raise NotFound("project", project_id)
-    return project
 
 
 # --- how a partnership matches ----------------------------------------------------------------------------
@@ -400,3 +386,282 @@ def run_matching(uow: UnitOfWork, engine: Engine, run_id: str, clock: Clock) -> 
     uow.runs.save(run)
     log.info("matching of %s ran again: %d ideas, %d proposals added, %d withdrawn", pid, seen, added, withdrawn)
     return run
+
+
+# --- joint projects ------------------------------------------------------------------------------------------
+
+def form_project(uow: UnitOfWork, match_id: str, cause: str, clock: Clock) -> str:
+    """Both sides said yes: the project forms, or (an idea of the match is in a project already) the match's other
+    idea and people join that project. Once however often the confirmation arrives, and one project per idea also
+    when two confirmations of one idea are handled at once (repository.forming). Returns the project's id."""
+    match = uow.matches.get(match_id).doc
+    idea_ids = [s["idea_id"] for s in match["sides"] if s.get("idea_id")]
+    with uow.projects.forming(match["partnership"]):
+        return retrying(lambda: _form_or_join(uow, match, idea_ids, cause, clock))
+
+
+def _form_or_join(uow: UnitOfWork, match: Mapping[str, Any], idea_ids: Sequence[str], cause: str,
+                  clock: Clock) -> str:
+    holding = uow.projects.holding(idea_ids)
+    done = next((p for p in holding if match["_id"] in p.get("match_ids", [p.get("match_id")])), None)
+    if done is not None:
+        return done.id  # a redelivered confirmation
+    if holding:
+        project = uow.projects.for_change(holding[0].id)
+        if len(holding) > 1:
+            log.warning("match %s pairs ideas of projects %s: it joins %s", match["_id"],
+                        [p.id for p in holding], project.id)
+        if project.take_match(match, at=clock()):
+            uow.projects.save(project)
+        return project.id
+    titles = {i: doc["title"] for i, doc in uow.models.ideas_by_id(idea_ids).items()}
+    cities = (uow.models.partnership(match["partnership"]) or {}).get("cities") \
+        or list(dict.fromkeys(s["city"] for s in match["sides"]))
+    project = domain.Project.form(match, titles, cities, cause=cause, at=clock())
+    uow.projects.form(project)
+    return project.id
+
+
+def list_projects(uow: UnitOfWork, who: Caller, query: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """The projects of the caller's partnerships; a signed-in participant's own only."""
+    items, cursor = uow.projects.page(partnerships=_visible_partnerships(who), member=who.participant,
+                                      limit=query["limit"], cursor=query.get("cursor"))
+    return [_project_view(uow, who, domain.Project(doc)) for doc in items], cursor
+
+
+def _visible_project(uow: UnitOfWork, who: Caller, project: domain.Project) -> domain.Project:
+    allowed = _visible_partnerships(who)
+    if allowed is not None and project.get("partnership") not in allowed:
+        raise NotFound("project", project.id)
+    return project
+
+
+def read_project(uow: UnitOfWork, who: Caller, project_id: str) -> dict[str, Any]:
+    """A project as the caller may see it: everything to its cities' keys and members (e-mail addresses to keys of
+    its cities and to members); to a signed-in participant of its cities who is not a member, what it is
+    about and how to ask to join (no names, no messages)."""
+    project = _visible_project(uow, who, uow.projects.get(project_id))
+    return _project_view(uow, who, project)
+
+
+def _project_view(uow: UnitOfWork, who: Caller, project: domain.Project) -> dict[str, Any]:
+    d = project.doc
+    ideas = uow.models.ideas_by_id(d.get("idea_ids", []))
+    member = who.participant is None or domain.is_member(d, who.participant)
+    view = {**d, "status": project.status, "cities": project.cities, "is_member": member,
+            "ideas": [{"idea_id": i, **{k: (ideas.get(i) or {}).get(k) for k in ("title", "city", "language",
+                                                                                  "author_id")}}
+                      for i in d.get("idea_ids", [])],
+            "member_count": len(d.get("members", []))}
+    if not member:
+        return {**view, "members": [], "meetings": [], "join_requests": [], "sides": []}
+    people = uow.models.people_by_id([m["participant_id"] for m in d.get("members", [])]
+                               + [r["participant_id"] for r in d.get("join_requests", [])])
+    emails = who.participant is not None or who.city in project.cities
+    view["members"] = [_member_view(m, people.get(m["participant_id"]), emails) for m in d.get("members", [])]
+    view["join_requests"] = [{**r, "name": (people.get(r["participant_id"]) or {}).get("name") or ""}
+                             for r in d.get("join_requests", []) if r["status"] == "requested"]
+    return view
+
+
+def _member_view(member: Mapping[str, Any], person: Mapping[str, Any] | None, emails: bool) -> dict[str, Any]:
+    person = person or {}
+    return {"participant_id": member["participant_id"], "city": member["city"], "role": member.get("role"),
+            "name": person.get("name") or "", "language": person.get("language"),
+            "joined_at": member.get("joined_at"), **({"email": person.get("email")} if emails else {})}
+
+
+def _changing(uow: UnitOfWork, who: Caller, project_id: str) -> domain.Project:
+    """A project the caller may change: a key of one of its cities (the cities of its members, also while one city
+    has none yet: a project of ideas a coordinator entered without author), or one of its members."""
+    project = _visible_project(uow, who, uow.projects.for_change(project_id))
+    if who.participant is not None:
+        if project.member(who.participant) is None:
+            raise NotFound("project", project_id)
+    elif who.city is None or who.city not in project.cities:
+        raise Forbidden(f"a project is changed by a key of its cities ({', '.join(project.cities)}), "
+                        f"not by {who.city or 'an admin key'}")
+    return project
+
+
+def change_project(uow: UnitOfWork, who: Caller, project_id: str, changes: Mapping[str, Any],
+                   clock: Clock) -> dict[str, Any]:
+    """A new title, status, summary or next steps (project.updated); 409 when `version` is given and stale."""
+    wanted = changes.get("version")
+
+    def step() -> domain.Project:
+        project = _changing(uow, who, project_id)
+        if wanted is not None and project.version != wanted:
+            raise Conflict(f"project {project_id} is at version {project.version}, not {wanted}: read it again")
+        project.change_plan(changes, city=who.city or "", at=clock())
+        uow.projects.save(project)
+        return project
+
+    project = step() if wanted is not None else retrying(step)
+    return _project_view(uow, who, project)
+
+
+def _member_of_acting_city(project: domain.Project, who: Caller, person: str, field: str) -> dict[str, Any]:
+    """`person` is a member of the project and of the caller's city (and is the caller, when a participant acts)."""
+    member = project.member(person)
+    if member is None or member["city"] != who.city or not who.acts_for(person):
+        raise ValidationError({field: [f"{person} is not a member of this project in {who.city}"]})
+    return member
+
+
+# --- talking and meeting ---------------------------------------------------------------------------------------
+
+def post_message(uow: UnitOfWork, who: Caller, project_id: str, author_id: str, text: str,
+                 clock: Clock) -> dict[str, Any]:
+    """A member writes to the project; the other members are told (project.message_posted)."""
+    project = _changing(uow, who, project_id)
+    author = _member_of_acting_city(project, who, author_id, "author_id")
+    message = domain.ProjectMessage.post(project, author, text, at=clock())
+    uow.messages.add(message)
+    return _message_view(uow, message.doc)
+
+
+def list_messages(uow: UnitOfWork, who: Caller, project_id: str, limit: int,
+                  cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """A project's messages, oldest first: for its cities' keys and its members, nobody else."""
+    project = _visible_project(uow, who, uow.projects.get(project_id))
+    if who.participant is not None and project.member(who.participant) is None:
+        raise NotFound("project", project_id)
+    if who.participant is None and who.city not in project.cities:
+        raise Forbidden("a project's messages are read by keys of its cities only")
+    items, next_cursor = uow.messages.oldest_first(project_id, limit, cursor)
+    names = uow.models.people_by_id([m["author_id"] for m in items if m.get("author_id")])
+    return [_message_view(uow, m, names) for m in items], next_cursor
+
+
+def _message_view(uow: UnitOfWork, doc: Mapping[str, Any],
+                  names: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    names = names if names is not None else uow.models.people_by_id([doc["author_id"]])
+    return {**doc, "author_name": (names.get(doc.get("author_id") or "") or {}).get("name") or ""}
+
+
+def _slots(raw: Sequence[str], zone: str) -> list[datetime]:
+    try:
+        return [domain.parse_slot(s, zone) for s in raw]
+    except ValueError as exc:
+        raise ValidationError({"slots": [str(exc)]}) from None
+
+
+def propose_meeting(uow: UnitOfWork, who: Caller, project_id: str, data: Mapping[str, Any],
+                    clock: Clock) -> dict[str, Any]:
+    """A member offers a meeting with times to choose from. Times without an offset are read in `timezone`, else in
+    the proposer's city's zone."""
+    def step() -> dict[str, Any]:
+        project = _changing(uow, who, project_id)
+        proposer = _member_of_acting_city(project, who, data["proposer_id"], "proposer_id")
+        zone = data.get("timezone") or uow.models.city_zone(proposer["city"])
+        try:
+            domain.zone_info(zone)
+        except ValueError as exc:
+            raise ValidationError({"timezone": [str(exc)]}) from None
+        try:
+            meeting = project.propose_meeting(proposer["participant_id"], data["title"], data["duration_minutes"],
+                                              _slots(data["slots"], zone), data.get("link"), at=clock())
+        except domain.SlotRefused as exc:
+            raise ValidationError({"slots": [str(exc)]}) from None
+        uow.projects.save(project)
+        return _meeting_view(project, meeting)
+
+    return retrying(step)
+
+
+def _meeting_project(uow: UnitOfWork, who: Caller, meeting_id: str) -> domain.Project:
+    project = uow.projects.find_one({"meetings.id": meeting_id}, "meeting", meeting_id)
+    try:
+        return _changing(uow, who, project.id)
+    except NotFound:
+        raise NotFound("meeting", meeting_id) from None
+
+
+def read_meeting(uow: UnitOfWork, who: Caller, meeting_id: str) -> dict[str, Any]:
+    project = uow.projects.find_one({"meetings.id": meeting_id}, "meeting", meeting_id)
+    try:
+        view = read_project(uow, who, project.id)  # who may see the project sees its meetings
+    except NotFound:
+        raise NotFound("meeting", meeting_id) from None
+    if not view["is_member"]:
+        raise NotFound("meeting", meeting_id)
+    return _meeting_view(project, project.meeting(meeting_id))
+
+
+def answer_meeting(uow: UnitOfWork, who: Caller, meeting_id: str, participant_id: str, slots: Sequence[str],
+                   clock: Clock) -> dict[str, Any]:
+    """The times that suit a member (replacing their earlier answer)."""
+    def step() -> dict[str, Any]:
+        project = _meeting_project(uow, who, meeting_id)
+        member = _member_of_acting_city(project, who, participant_id, "participant_id")
+        try:
+            project.answer_meeting(meeting_id, participant_id, _slots(slots, uow.models.city_zone(member["city"])),
+                                   at=clock())
+        except domain.SlotRefused as exc:
+            raise ValidationError({"slots": [str(exc)]}) from None
+        uow.projects.save(project)
+        return _meeting_view(project, project.meeting(meeting_id))
+
+    return retrying(step)
+
+
+def schedule_meeting(uow: UnitOfWork, who: Caller, meeting_id: str, slot: str, clock: Clock) -> dict[str, Any]:
+    """The meeting set to one of its times: every member gets it in their own zone, with an invitation."""
+    def step() -> dict[str, Any]:
+        project = _meeting_project(uow, who, meeting_id)
+        zone = uow.models.city_zone(who.city) if who.city else "UTC"
+        try:
+            [start] = _slots([slot], zone)
+            meeting = project.schedule_meeting(meeting_id, start, at=clock())
+        except domain.SlotRefused as exc:
+            raise ValidationError({"slot": [str(exc)]}) from None
+        except ValidationError as exc:
+            raise ValidationError({"slot": exc.messages.get("slots", exc.messages)}) from None
+        uow.projects.save(project)
+        return _meeting_view(project, meeting)
+
+    return retrying(step)
+
+
+def _meeting_view(project: domain.Project, meeting: Mapping[str, Any]) -> dict[str, Any]:
+    answers = meeting.get("answers", [])
+    return {**meeting, "project_id": project.id,
+            "slots": [{"start": s, "suits": [a["participant_id"] for a in answers if s in a["slots"]]}
+                      for s in meeting["slots"]]}
+
+
+# --- joining on request ------------------------------------------------------------------------------------
+
+def request_join(uow: UnitOfWork, who: Caller, project_id: str, participant_id: str, message: str,
+                 clock: Clock) -> dict[str, Any]:
+    """A person of one of the project's cities asks to join; its members are told (project.join_requested)."""
+    if who.city is None or not who.acts_for(participant_id):
+        raise Forbidden("a join request is made by a key of the person's city, or by the person")
+
+    def step() -> dict[str, Any]:
+        project = _visible_project(uow, who, uow.projects.for_change(project_id))
+        person = uow.models.participant(participant_id)
+        if person is None or person.get("erased") or person.get("city") != who.city:
+            raise ValidationError({"participant_id": [f"no participant {participant_id} in {who.city}"]})
+        request = project.request_join(participant_id, who.city or "", message, at=clock())
+        uow.projects.save(project)
+        return {**request, "project_id": project.id}
+
+    return retrying(step)
+
+
+def answer_join(uow: UnitOfWork, who: Caller, request_id: str, accept: bool, clock: Clock) -> dict[str, Any]:
+    """A member's city accepts (the person becomes a member: project.member_joined) or declines; the person is told
+    either way (project.join_answered)."""
+    def step() -> dict[str, Any]:
+        found = uow.projects.find_one({"join_requests.id": request_id}, "join request", request_id)
+        try:
+            project = _changing(uow, who, found.id)
+        except NotFound:
+            raise NotFound("join request", request_id) from None
+        request = project.answer_join(request_id, accept, by_city=who.city or "", at=clock())
+        uow.projects.save(project)
+        return {**request, "project_id": project.id}
+
+    return retrying(step)

@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -57,6 +58,10 @@ class Lab:
     idea_ids: list[str]
     match_ids: list[str]
     open_matches: list[str] = field(default_factory=list)  # proposed; each taken by one call that answers
+    member: str = ""  # Lea, Karlsruhe's member of the project
+    meeting: str = ""  # a meeting of the project offered with one time (`slot`)
+    slot: str = ""
+    request: str = ""  # a join request of the project, answered by the first call that accepts or declines
     counter: Iterator[int] = field(default_factory=itertools.count)
 
     @classmethod
@@ -75,9 +80,16 @@ class Lab:
         email = "jonas.isolation@example.org"
         person = api.ok("POST", "/participants", k, {"name": "Jonas", "email": email, "language": "de",
                                                      "preferences": {"channels": ["inbox"], "digest": "immediate"}})
+        # The project's members (accepting a match shares their addresses with the partners, by design): Lea of
+        # Karlsruhe and Anna of Krasnodar. Jonas's address stays Karlsruhe's: his match stays unanswered.
+        lea = api.ok("POST", "/participants", k, {"name": "Lea", "email": "lea.project@example.org", "language": "de"})
+        anna = api.ok("POST", "/participants", kr, {"name": "Анна", "email": "anna.project@example.org",
+                                                    "language": "ru"})
         api.settle()  # the notify service knows Jonas before his idea is matched: an inbox entry
-        pairs = [(api.ok("POST", "/ideas", k, {**GARDEN_DE, "author_id": person["id"]} if i == 0 else GARDEN_DE),
-                  api.ok("POST", "/ideas", kr, GARDEN_RU)) for i in range(9)]
+        authors = {0: (lea["id"], anna["id"]), 1: (person["id"], None)}
+        pairs = [(api.ok("POST", "/ideas", k, {**GARDEN_DE, "author_id": authors.get(i, (None,))[0]}),
+                  api.ok("POST", "/ideas", kr, {**GARDEN_RU, "author_id": authors.get(i, (None, None))[1]}))
+                 for i in range(9)]
 
         def match_of(de: dict[str, Any], ru: dict[str, Any]) -> str | None:
             found = [m["id"] for m in api.ok("GET", f"/ideas/{de['id']}/matches", k)["items"]
@@ -97,10 +109,16 @@ class Lab:
         inbox = f"/participants/{person['id']}/notifications"
         wait_for(lambda: api.ok("GET", inbox, k)["items"], 30, message="an inbox entry")
         notification = api.ok("GET", inbox, k)["items"][0]["id"]
-        return cls(api=api, keys=keys, participant=person["id"], email=email, idea=idea["id"],
-                   matched_idea=pairs[1][0]["id"], match=matches[1], project=project["id"], webhook=hook["id"],
-                   notification=notification, idea_ids=[idea["id"]] + [de["id"] for de, _ in pairs],
-                   match_ids=list(matches), open_matches=list(matches[2:]))
+        start = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+        meeting = api.ok("POST", f"/projects/{project['id']}/meetings", k, {
+            "proposer_id": lea["id"], "title": "Kennenlernen", "duration_minutes": 60, "slots": [start.isoformat()]})
+        lab = cls(api=api, keys=keys, participant=person["id"], email=email, idea=idea["id"],
+                  matched_idea=pairs[1][0]["id"], match=matches[1], project=project["id"], webhook=hook["id"],
+                  notification=notification, idea_ids=[idea["id"]] + [de["id"] for de, _ in pairs],
+                  match_ids=list(matches), open_matches=list(matches[2:]), member=lea["id"], meeting=meeting["id"],
+                  slot=start.isoformat())
+        lab.request = lab.join_request()
+        return lab
 
     # --- fresh objects for calls that change or remove theirs -------------------------------------------------
 
@@ -127,6 +145,18 @@ class Lab:
 
     def new_key(self) -> str:
         return self.api.ok("POST", "/api-keys", body={"city": "karlsruhe", "scopes": ["read"]})["id"]
+
+    def join_request(self) -> str:
+        """A fresh request of a fresh Karlsruhe participant to join the project."""
+        person = self.new_participant()
+        self.api.settle()  # matching knows the person
+        return self.api.ok("POST", f"/projects/{self.project}/join-requests", self.keys["owner"],
+                           {"participant_id": person, "message": "Darf ich mitmachen?"})["id"]
+
+    def joiner(self) -> dict[str, Any]:
+        person = self.new_participant()
+        self.api.settle()
+        return {"participant_id": person, "message": "Ich gieße gern."}
 
     def open_match(self) -> str:
         assert self.open_matches, "no unanswered match left in the pool: make more pairs in Lab.build"
@@ -240,6 +270,27 @@ ROUTES: tuple[Route, ...] = (
           lambda x, ok: f"/matches/{x.open_match() if ok else x.match}/withdraw", lambda x: {"reason": "Doppelt"}),
     Route("GET", "/projects", (200, 200, 200, 200, 200, 200), lambda x, _: "/projects"),
     Route("GET", "/projects/{project_id}", (200, 200, 404, 404, 200, 200), lambda x, _: f"/projects/{x.project}"),
+    # a project: its two cities change and talk in it (in their own members' names); admin keys read its plan only
+    Route("PATCH", "/projects/{project_id}", (200, 200, 404, 404, 403, 403), lambda x, _: f"/projects/{x.project}",
+          lambda x: {"next_steps": [f"Treffen Nr. {x.n()}"]}),
+    Route("POST", "/projects/{project_id}/messages", (201, 422, 404, 404, 403, 403),
+          lambda x, _: f"/projects/{x.project}/messages", lambda x: {"author_id": x.member, "text": "Hallo!"}),
+    Route("GET", "/projects/{project_id}/messages", (200, 200, 404, 404, 200, 403),
+          lambda x, _: f"/projects/{x.project}/messages"),
+    Route("POST", "/projects/{project_id}/meetings", (201, 422, 404, 404, 403, 403),
+          lambda x, _: f"/projects/{x.project}/meetings",
+          lambda x: {"proposer_id": x.member, "title": "Call", "duration_minutes": 30, "slots": [x.slot]}),
+    Route("GET", "/meetings/{meeting_id}", (200, 200, 404, 404, 200, 200), lambda x, _: f"/meetings/{x.meeting}"),
+    Route("POST", "/meetings/{meeting_id}/answer", (200, 422, 404, 404, 403, 403),
+          lambda x, _: f"/meetings/{x.meeting}/answer", lambda x: {"participant_id": x.member, "slots": [x.slot]}),
+    Route("POST", "/meetings/{meeting_id}/schedule", (200, 200, 404, 404, 403, 403),
+          lambda x, _: f"/meetings/{x.meeting}/schedule", lambda x: {"slot": x.slot}),
+    Route("POST", "/projects/{project_id}/join-requests", (201, 422, 404, 404, 403, 403),
+          lambda x, _: f"/projects/{x.project}/join-requests", lambda x: x.joiner()),
+    Route("POST", "/join-requests/{request_id}/accept", (200, 200, 404, 404, 403, 403),
+          lambda x, ok: f"/join-requests/{x.join_request() if ok else x.request}/accept"),
+    Route("POST", "/join-requests/{request_id}/decline", (200, 200, 404, 404, 403, 403),
+          lambda x, ok: f"/join-requests/{x.join_request() if ok else x.request}/decline"),
     Route("GET", "/partnerships/{partnership_id}/matching", (200, 200, 404, 404, 200, 200),
           lambda x, _: "/partnerships/karlsruhe-krasnodar/matching"),
     Route("PUT", "/partnerships/{partnership_id}/matching", (*ADMIN_ONLY, 200),

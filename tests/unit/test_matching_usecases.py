@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,6 +41,7 @@ class FakeModels:
         self.partnerships_: dict[str, dict[str, Any]] = {}
 
         self.ideas, self.participants = self.ideas_, self.people  # the "collections" put_versioned writes to
+        self.people_ = self.people
 
     def put_versioned(self, collection: dict[str, dict[str, Any]], key: str, version: int,
                       fields: dict[str, Any]) -> bool:
@@ -49,8 +52,15 @@ class FakeModels:
             return True
         return held == version
 
-    def put_city(self, city: str, name: str, language: str, names: Any = None) -> None:
-        self.cities[city] = {"name": name, "language": language, "names": dict(names or {})}
+    def put_city(self, city: str, name: str, language: str, names: Any = None, timezone: Any = None) -> None:
+        self.cities[city] = {"name": name, "language": language, "names": dict(names or {}),
+                             "timezone": timezone or "UTC"}
+
+    def city_zone(self, city: str) -> str:
+        return self.cities.get(city, {}).get("timezone", "UTC")
+
+    def people_by_id(self, ids: Any) -> dict[str, dict[str, Any]]:
+        return {i: self.people_[i] for i in ids if i in self.people_}
 
     def city_name_forms(self) -> list[str]:
         return sorted({f for key, c in self.cities.items() for f in (key, c["name"], *c["names"].values())})
@@ -87,6 +97,9 @@ class FakeModels:
 
     def erase_participant(self, pid: str) -> None:
         self.people[pid] = {"erased": True}
+        for idea in self.ideas_.values():
+            if idea.get("author_id") == pid:
+                idea["author_id"] = None
 
 
 class FakeMatches(FakeDocuments[Match]):
@@ -125,14 +138,43 @@ class FakeProjects(FakeDocuments[Project]):
             return False
         return True
 
-    def forget_person(self, pid: str) -> None:
+    def forming(self, partnership: str) -> Any:
+        return contextlib.nullcontext()
+
+    def holding(self, idea_ids: Any) -> list[Project]:
+        return [Project(copy.deepcopy(d)) for d in self.docs.values() if set(d.get("idea_ids", [])) & set(idea_ids)]
+
+    def for_change(self, key: str) -> Project:
+        return self.get(key)
+
+    def find_one(self, query: Any, kind: str, key: str) -> Project:
+        [(field, value)] = query.items()
+        listed, _, name = field.partition(".")
         for doc in self.docs.values():
-            doc["members"] = [m for m in doc["members"] if m["participant_id"] != pid]
+            if any(item.get(name) == value for item in doc.get(listed, [])):
+                return Project(copy.deepcopy(doc))
+        raise NotFound(kind, key)
+
+    def of_person(self, pid: str) -> list[Project]:
+        return [Project(copy.deepcopy(d)) for d in self.docs.values() if pid in repr(d)]
 
     def page(self, *, partnerships: Any, limit: int, cursor: Any, member: str | None = None) -> tuple[list, None]:
         found = [d for d in self.docs.values() if (partnerships is None or d["partnership"] in partnerships)
                  and (member is None or domain.is_member(d, member))]
         return found[:limit], None
+
+
+class FakeMessages(FakeDocuments[domain.ProjectMessage]):
+    def oldest_first(self, project_id: str, limit: int, cursor: Any) -> tuple[list, Any]:
+        found = sorted((d for d in self.docs.values() if d["project_id"] == project_id
+                        and (cursor is None or d["_id"] > cursor)), key=lambda d: d["_id"])
+        return found[:limit], (found[limit - 1]["_id"] if len(found) > limit else None)
+
+    def erase_author(self, pid: str) -> int:
+        mine = [d for d in self.docs.values() if d["author_id"] == pid]
+        for doc in mine:
+            doc.update(author_id=None, text="", erased=True)
+        return len(mine)
 
 
 class FakeRuns(FakeDocuments[domain.MatchingRun]):
@@ -185,13 +227,18 @@ class FakeEngine:
 
 @pytest.fixture
 def uow() -> UnitOfWork:
+    return make_uow()
+
+
+def make_uow() -> UnitOfWork:
     models = FakeModels()
     models.people.update({"lena": {"city": "karlsruhe"}, "anna": {"city": "krasnodar"}})
     models.ideas_.update({"idea-de": {"city": "karlsruhe", "title": "Stadtgarten"},
                           "idea-ru": {"city": "krasnodar", "title": "Городской сад"}})
     return UnitOfWork(models=models, matches=FakeMatches(Match, "match"),  # type: ignore[arg-type]
                       projects=FakeProjects(Project, "project"),  # type: ignore[arg-type]
-                      runs=FakeRuns(domain.MatchingRun, "matching run"))  # type: ignore[arg-type]
+                      runs=FakeRuns(domain.MatchingRun, "matching run"),  # type: ignore[arg-type]
+                      messages=FakeMessages(domain.ProjectMessage, "message"))  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -339,17 +386,20 @@ def test_a_confirmed_match_forms_one_project_with_both_authors(uow, clock):
     handlers.match_confirmed(confirmed, uow, clock)  # redelivered
     [project] = uow.projects.docs.values()
     assert project["title"] == "Stadtgarten + Городской сад" and project["idea_ids"] == ["idea-de", "idea-ru"]
-    assert project["members"] == [{"participant_id": "lena", "city": "karlsruhe"},
-                                  {"participant_id": "anna", "city": "krasnodar"}]
+    assert project["members"] == [{"participant_id": "lena", "city": "karlsruhe", "role": "author",
+                                   "joined_at": clock()},
+                                  {"participant_id": "anna", "city": "krasnodar", "role": "author",
+                                   "joined_at": clock()}]
+    assert project["status"] == "forming" and project["version"] == 1
     [formed] = uow.projects.events()
     assert formed.payload["cities"] == ["karlsruhe", "krasnodar"] and formed.payload["project_id"] == project["_id"]
 
 
 def test_an_erased_person_leaves_matches_and_projects(uow, clock):
     match = proposed(uow, clock)
-    uow.projects.form(Project.form(match.doc, {}, cause="e", at=clock()))
+    uow.projects.form(Project.form(match.doc, {}, ["karlsruhe", "krasnodar"], cause="e", at=clock()))
     engine = FakeEngine()
-    usecases.participant_erased(uow, engine, "lena")
+    usecases.participant_erased(uow, engine, "lena", clock)
     assert uow.matches.docs[match.id]["sides"][0]["author_id"] is None
     assert [m["participant_id"] for m in next(iter(uow.projects.docs.values()))["members"]] == ["anna"]
     assert uow.models.participant("lena") == {"erased": True} and engine.synced == 1
@@ -424,8 +474,11 @@ def test_a_signed_in_participant_answers_only_their_own_match_and_sees_only_thei
     assert [p["_id"] for p in usecases.list_projects(uow, lena, query)[0]] == [project["_id"]]
     assert usecases.list_projects(uow, jonas, query)[0] == []
     assert len(usecases.list_projects(uow, KARLSRUHE, query)[0]) == 1, "a city key sees its partnerships' projects"
+    outside = usecases.read_project(uow, jonas, project["_id"])
+    assert outside["is_member"] is False and outside["members"] == [] and outside["member_count"] == 2, \
+        "a participant of its cities who is not a member sees what it is about (to ask to join), not who is in it"
     with pytest.raises(NotFound):
-        usecases.read_project(uow, jonas, project["_id"])
+        usecases.list_messages(uow, jonas, project["_id"], 10, None)
 
 
 # --- coordinators steer the workshop ----------------------------------------------------------------------
@@ -453,7 +506,7 @@ def test_a_coordinator_pairs_two_ideas_by_hand_and_the_note_comes_first(uow, clo
     (KARLSRUHE, ["idea-de", "idea-de"], {}, ValidationError),
     (KARLSRUHE, ["idea-de", "idea-nope"], {}, ValidationError),
     (KARLSRUHE, ["idea-de", "idea-ru"], {"idea-ru": "withdrawn"}, ValidationError),
-    (KARLSRUHE, ["idea-de", "idea-ru"], {"idea-de": "in_project"}, ValidationError),
+    (KARLSRUHE, ["idea-de", "idea-ru"], {"idea-de": "in_project", "idea-ru": "in_project"}, ValidationError),
     (NANCY, ["idea-de", "idea-ru"], {}, ValidationError),  # Nancy does not see them: no such ideas for it
 ])
 def test_only_open_ideas_of_two_partner_cities_are_paired(uow, clock, who, ideas, status, refused):
