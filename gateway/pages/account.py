@@ -218,11 +218,25 @@ def coordinator_signin() -> Any:
 # --- a person's notifications and preferences ---------------------------------------------------------------
 
 def page_link(link: str | None) -> str | None:
-    """The page of a notification's link: the API's path without /api/v1 (older notifications carry it)."""
+    """The page of a notification's link: the API's path without /api/v1 (older notifications carry it), and a
+    meeting's place on its project's page (#meeting-<id>)."""
     if not link:
         return None
-    path = urlsplit(link).path.removeprefix("/api/v1")
-    return path if re.match(r"^/(ideas/[^/]+/matches|matches/[^/]+|projects/[^/]+)$", path) else None
+    parts = urlsplit(link)
+    path = parts.path.removeprefix("/api/v1")
+    if not re.match(r"^/(ideas/[^/]+/matches|matches/[^/]+|projects/[^/]+)$", path):
+        return None
+    if path.startswith("/projects/") and re.fullmatch(r"meeting-[\w-]{1,64}", parts.fragment, re.ASCII):
+        return f"{path}#{parts.fragment}"
+    return path
+
+
+def inbox_item(n: dict[str, Any]) -> dict[str, Any]:
+    """A notification as the inbox shows it: its title, the one line of what happened (older notifications have
+    none: the start of their text instead) and the page it opens."""
+    title = n.get("title") or n.get("subject") or ""
+    line = n.get("line") if n.get("line") and n.get("line") != title else None
+    return {**n, "title": title, "line": line, "page": page_link(n.get("link"))}
 
 
 @bp.get("/notifications")
@@ -236,7 +250,7 @@ def notifications() -> Any:
         if exc.status not in (404, 422):
             raise
         page = {"items": [], "next_cursor": None}  # notify has not heard of this person yet
-    items = [{**n, "page": page_link(n.get("link"))} for n in page.get("items", [])]
+    items = [inbox_item(n) for n in page.get("items", [])]
     next_url = url_for("pages.account.notifications", cursor=page["next_cursor"],
                        **({"unread": "1"} if unread else {})) if page.get("next_cursor") else None
     return render_template("pages/notifications.html", items=items, unread=unread, next_url=next_url)

@@ -13,15 +13,26 @@ bp = Blueprint("matches", __name__)
 OPEN_MATCH = ("proposed", "accepted")
 
 
-def view_match(match: dict[str, Any]) -> dict[str, Any]:
-    """A match as the signed-in participant sees it: their side, the other side, whether to answer."""
+def view_match(match: dict[str, Any], projects: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A match as the signed-in participant sees it: their side, the other side, whether to answer; once confirmed,
+    its project (`projects` by match id) and the name of the person on the other side (both said yes)."""
     pid, city = me().participant_id, me().city
     sides = match.get("sides", [])
     mine = next((s for s in sides if s.get("city") == city
                  and pid in (s.get("author_id"), s.get("participant_id"))), None)
     other = next((s for s in sides if s is not mine), {})
     can_answer = mine is not None and match.get("status") in OPEN_MATCH and not mine.get("answer")
-    return {**match, "mine": mine or {}, "other": other, "can_answer": can_answer}
+    project = (projects or {}).get(match.get("id", ""))
+    names = {m["participant_id"]: m.get("name") for m in (project or {}).get("members", [])}
+    person = other.get("participant_id") or other.get("author_id")
+    return {**match, "mine": mine or {}, "other": other, "can_answer": can_answer,
+            "project_id": (project or {}).get("id"), "other_name": names.get(person or "") or ""}
+
+
+def projects_by_match() -> dict[str, dict[str, Any]]:
+    """The visitor's projects, by each match they took in."""
+    found = backend().all_pages(backend().caller_of(me()), "matching", "/projects", most=1000)
+    return {match_id: p for p in found for match_id in p.get("match_ids") or [p.get("match_id")]}
 
 
 def my_matches() -> list[dict[str, Any]]:
@@ -35,7 +46,8 @@ def my_matches() -> list[dict[str, Any]]:
                                      most=500):
         if any(s.get("participant_id") == me().participant_id for s in match.get("sides", [])):
             found[match["id"]] = match
-    return [view_match(m) for m in sorted(found.values(), key=lambda m: -m.get("score", 0))]
+    projects = projects_by_match() if any(m.get("status") == "confirmed" for m in found.values()) else {}
+    return [view_match(m, projects) for m in sorted(found.values(), key=lambda m: -m.get("score", 0))]
 
 
 @bp.get("/matches", endpoint="list")

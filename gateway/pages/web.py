@@ -19,11 +19,14 @@ from datetime import datetime
 from functools import wraps
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
+from babel import dates as babel_dates
 from flask import Response, abort, current_app, g, redirect, request, session, url_for
 from flask_babel import get_locale, lazy_gettext
 
 from gateway.clients import ServiceClient
+from gateway.domain import zone_of
 from gateway.keys import ApiKey, KeyStore, key_of
 from gateway.repository import Directory
 from gateway.signin import Sessions, SignInLinks
@@ -338,6 +341,25 @@ def reason_text(reason: dict[str, Any]) -> str:
     return text.get(locale()) or text.get("en") or next(iter(text.values()), "")
 
 
+def city_zone(key: str | None) -> str:
+    """A city's IANA time zone (UTC for a city the directory does not know)."""
+    doc = backend().directory.city(key) if key else None
+    return zone_of(doc) if doc else "UTC"
+
+
+def local_time(value: Any, city: str | None = None, *, date: bool = True) -> str:
+    """A moment as people of `city` (default: the visitor's) read it: their date and clock time, in their city's
+    zone and the page's language, with the city named ("Donnerstag, 10. Dezember 2026, 18:00 (Karlsruhe)")."""
+    moment = when(value)
+    if moment is None:
+        return ""
+    city = city or (g.visitor.city if g.get("visitor") else None)
+    local = moment.astimezone(ZoneInfo(city_zone(city)))
+    clock = babel_dates.format_time(local, "HH:mm", locale=locale())
+    day = babel_dates.format_date(local, "full", locale=locale())
+    return f"{day}, {clock} ({city_name(city)})" if date else f"{clock} ({city_name(city)})"
+
+
 def visible_cities() -> list[dict[str, Any]]:
     return backend().directory.list_cities(list(backend().caller_of(me()).visible_cities))
 
@@ -347,4 +369,4 @@ def template_words() -> dict[str, Any]:
     return {"csrf_token": csrf_token, "visitor": g.get("visitor"), "locale": locale(), "locales": LOCALES,
             "label": label, "language_name": language_name, "when": when, "IDEA_STATUS": IDEA_STATUS,
             "MATCH_STATUS": MATCH_STATUS, "theme_label": theme_label, "city_name": city_name,
-            "reason_text": reason_text, "embedded": pages().settings.embedded}
+            "reason_text": reason_text, "embedded": pages().settings.embedded, "local_time": local_time}

@@ -264,11 +264,13 @@ class ProjectRepository(DocumentRepository[Project]):
         return found[0]
 
     def page(self, *, partnerships: Sequence[str] | None, limit: int, cursor: str | None,
-             member: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+             member: str | None = None, not_member: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         query: dict[str, Any] = {} if partnerships is None else {"partnership": {"$in": list(partnerships)}}
         if member is not None:
             query["$or"] = [{"members.participant_id": member}, {"sides.author_id": member},
                             {"sides.participant_id": member}]
+        if not_member is not None:
+            query["members.participant_id"] = {"$ne": not_member}
         return page(self.collection, query, limit, cursor)
 
     def of_person(self, pid: str) -> list[Project]:

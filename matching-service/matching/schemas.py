@@ -273,6 +273,9 @@ class JoinRequestIn(Strict):
 class PageQuery(Strict):
     limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
     cursor = cursor_field("project")
+    joinable = fields.Bool(load_default=False,
+                           metadata={"description": "For a signed-in participant: the projects of their city's "
+                                                    "partnerships they are not a member of (to ask to join)."})
 
 
 class MatchingSettings(Strict):

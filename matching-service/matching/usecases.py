@@ -423,9 +423,13 @@ def _form_or_join(uow: UnitOfWork, match: Mapping[str, Any], idea_ids: Sequence[
 
 
 def list_projects(uow: UnitOfWork, who: Caller, query: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
-    """The projects of the caller's partnerships; a signed-in participant's own only."""
-    items, cursor = uow.projects.page(partnerships=_visible_partnerships(who), member=who.participant,
-                                      limit=query["limit"], cursor=query.get("cursor"))
+    """The projects of the caller's partnerships; a signed-in participant's own only (or, `joinable`, those of their
+    partnerships they are not in: what they may ask to join)."""
+    joinable = bool(query.get("joinable")) and who.participant is not None
+    items, cursor = uow.projects.page(partnerships=_visible_partnerships(who),
+                                      member=None if joinable else who.participant,
+                                      not_member=who.participant if joinable else None, limit=query["limit"],
+                                      cursor=query.get("cursor"))
     return [_project_view(uow, who, domain.Project(doc)) for doc in items], cursor
 
 
@@ -459,6 +463,7 @@ def _project_view(uow: UnitOfWork, who: Caller, project: domain.Project) -> dict
                                + [r["participant_id"] for r in d.get("join_requests", [])])
     emails = who.participant is not None or who.city in project.cities
     view["members"] = [_member_view(m, people.get(m["participant_id"]), emails) for m in d.get("members", [])]
+    view["meetings"] = [_meeting_view(project, m) for m in d.get("meetings", [])]
     view["join_requests"] = [{**r, "name": (people.get(r["participant_id"]) or {}).get("name") or ""}
                              for r in d.get("join_requests", []) if r["status"] == "requested"]
     return view

@@ -7,7 +7,11 @@ import hmac
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel.dates import format_datetime, format_skeleton
 
 from services.aggregate import Recorded
 
@@ -34,11 +38,13 @@ def email_status(person: Mapping[str, Any], *, can_send: bool) -> tuple[str | No
 WEBHOOK_EVENTS = (
     "idea.submitted", "idea.updated", "idea.withdrawn",
     "match.proposed", "match.accepted", "match.declined", "match.confirmed", "match.expired", "match.withdrawn",
-    "project.formed",
-)
+    "project.formed", "project.updated", "project.member_joined", "meeting.scheduled",
+)  # never project.message_posted nor join requests: they carry the members' own words
 # What people hear about (notify_people); the other webhook events matter only while a subscription names them,
 # and the worker's queue is bound to them only then (Runtime.sync_bindings).
-PEOPLE_EVENTS = ("match.proposed", "match.accepted", "match.declined", "match.withdrawn", "project.formed")
+PEOPLE_EVENTS = ("match.proposed", "match.accepted", "match.declined", "match.withdrawn", "project.formed",
+                 "project.updated", "project.member_joined", "project.message_posted", "project.join_requested",
+                 "project.join_answered", "meeting.proposed", "meeting.scheduled")
 WEBHOOK_ONLY_EVENTS = tuple(t for t in WEBHOOK_EVENTS if t not in PEOPLE_EVENTS)
 
 
@@ -49,6 +55,22 @@ def language_of(person: Mapping[str, Any] | None) -> str:
 
 
 @dataclass(frozen=True)
+class Invitation:
+    """A meeting as a calendar entry: the same for every member (its uid and sequence let a calendar update it)."""
+
+    uid: str
+    start: datetime  # UTC
+    minutes: int
+    summary: str
+    video_link: str | None = None
+    sequence: int = 0
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(minutes=self.minutes)
+
+
+@dataclass(frozen=True)
 class Message:
     """One notification to one person, before it is rendered: the template and what to fill in."""
 
@@ -56,23 +78,42 @@ class Message:
     template: str
     context: dict[str, Any] = field(default_factory=dict)
     link: str | None = None
+    details: tuple[str, ...] = ()  # what a daily digest shows under its line (reasons are shown instead of both)
+    invitation: Invitation | None = None  # attached to its e-mail as an .ics
+    about: tuple[str, ...] = ()  # the other people it names or quotes: it goes when one of them is erased
 
 
 def _reasons(reasons: Sequence[Mapping[str, Any]], lang: str) -> list[str]:
     return [r.get("text", {}).get(lang) or r.get("text", {}).get("en", "") for r in reasons]
 
 
-Names = Callable[[str], str]  # a person's language, by their id
+Names = Callable[[str], str]  # a person's language (or name), by their id
 CityNames = Callable[[str, str], str]  # a city's name in a language, by its key
+Zones = Callable[[str], str | None]  # a person's time zone (IANA name, their city's), by their id
 
 
-def messages_for(event_type: str, payload: Mapping[str, Any], city_name: CityNames,
-                 lang_of: Names) -> list[Message]:
+@dataclass(frozen=True)
+class Readers:
+    """What the rules look up of the people they write to and of: language, name, city names, time zone."""
+
+    city_name: CityNames
+    lang_of: Names
+    name_of: Names
+    zone_of: Zones
+
+
+def messages_for(event_type: str, payload: Mapping[str, Any], city_name: CityNames, lang_of: Names, *,
+                 name_of: Names | None = None, zone_of: Zones | None = None) -> list[Message]:
     """Who must know about this event, and what each is told.
 
     `city_name(key, language)` gives a city's name in the reader's language; `lang_of(participant_id)` the
-    person's language.
+    person's language; `name_of(participant_id)` their name ("" when unknown); `zone_of(participant_id)` the time
+    zone they read times in (None when unknown: UTC).
     """
+    project_rule = _PROJECT_RULES.get(event_type)
+    if project_rule is not None:
+        return project_rule(payload, Readers(city_name, lang_of, name_of or (lambda _pid: ""),
+                                             zone_of or (lambda _pid: None)))
     if event_type == "match.proposed":
         kind = payload.get("kind")
         if kind in ("idea", "coordinator"):
@@ -85,8 +126,6 @@ def messages_for(event_type: str, payload: Mapping[str, Any], city_name: CityNam
         return _answered(event_type, payload, city_name, lang_of)
     if event_type == "match.withdrawn":
         return _withdrawn(payload, city_name, lang_of)
-    if event_type == "project.formed":
-        return _project_formed(payload, city_name, lang_of)
     return []
 
 
@@ -153,13 +192,230 @@ def _answered(event_type: str, payload: Mapping[str, Any], city_name: CityNames,
     return out
 
 
-def _project_formed(payload: Mapping[str, Any], city_name: CityNames, lang_of: Names) -> list[Message]:
-    def cities(lang: str) -> str:
-        return ", ".join(dict.fromkeys(city_name(m["city"], lang) for m in payload.get("members", [])))
+# --- joint projects: every member hears of what changes, who joins, what is written, when they meet ------------
 
-    return [Message(member["participant_id"], "project_formed", {
-        "project_title": payload.get("title"), "partner_cities": cities(lang_of(member["participant_id"])),
-    }, link=f"/projects/{payload['project_id']}") for member in payload.get("members", [])]
+def _members(payload: Mapping[str, Any], *, but: str | None = None) -> list[str]:
+    """The project's members (after the change), each once, without `but`."""
+    return [pid for pid in dict.fromkeys(m.get("participant_id") for m in payload.get("members") or [])
+            if pid and pid != but]
+
+
+def _city_of(payload: Mapping[str, Any], pid: str | None) -> str | None:
+    return next((m.get("city") for m in payload.get("members") or [] if m.get("participant_id") == pid), None)
+
+
+def _about(pid: str | None) -> tuple[str, ...]:
+    return (pid,) if pid else ()
+
+
+def _project_link(payload: Mapping[str, Any]) -> str:
+    return f"/projects/{payload['project_id']}"
+
+
+def _lines(value: str) -> list[str]:
+    """A person's text as lines for a message: no trailing blanks, no runs of empty lines, none at either end."""
+    out: list[str] = []
+    for line in (value or "").splitlines():
+        line = line.rstrip()
+        if line or (out and out[-1]):
+            out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return out
+
+
+def excerpt(value: str, most: int = 80) -> str:
+    """The start of a text on one line, cut at a word and marked when it goes on."""
+    flat = " ".join((value or "").split())
+    if len(flat) <= most:
+        return flat
+    cut = flat[:most].rsplit(" ", 1)[0] if " " in flat[:most] else flat[:most]
+    return cut.rstrip(",;:.-–—") + "…"
+
+
+def _project_formed(payload: Mapping[str, Any], who: Readers) -> list[Message]:
+    def cities(lang: str) -> str:
+        return ", ".join(dict.fromkeys(who.city_name(m["city"], lang) for m in payload.get("members", [])))
+
+    return [Message(pid, "project_formed", {
+        "project_title": payload.get("title"), "partner_cities": cities(who.lang_of(pid)),
+    }, link=_project_link(payload)) for pid in _members(payload)]
+
+
+def _project_updated(payload: Mapping[str, Any], who: Readers) -> list[Message]:
+    """A new status or new next steps: every member hears of it (a new summary or title alone tells no one)."""
+    changed = set(payload.get("changed") or [])
+    if not changed & {"status", "next_steps"}:
+        return []
+    steps = [s for s in payload.get("next_steps") or [] if s] if "next_steps" in changed else []
+    by = payload.get("city")
+    return [Message(pid, "project_updated", {
+        "project_title": payload.get("title"), "status": payload.get("status"),
+        "status_changed": "status" in changed, "steps_changed": "next_steps" in changed, "next_steps": steps,
+        "by_city": who.city_name(by, who.lang_of(pid)) if by else "",
+    }, link=_project_link(payload), details=tuple(f"- {s}" for s in steps)) for pid in _members(payload)]
+
+
+def _member_joined(payload: Mapping[str, Any], who: Readers) -> list[Message]:
+    """The others hear who joined, from which city."""
+    joined = payload.get("participant_id")
+    city = payload.get("city") or _city_of(payload, joined)
+    return [Message(pid, "project_member_joined", {
+        "project_title": payload.get("title"), "person_name": who.name_of(joined) if joined else "",
+        "person_city": who.city_name(city, who.lang_of(pid)) if city else "",
+        "via": payload.get("via") or "match",
+    }, link=_project_link(payload), about=_about(joined)) for pid in _members(payload, but=joined)]
+
+
+def _message_posted(payload: Mapping[str, Any], who: Readers) -> list[Message]:
+    """Every member but its author reads a message; the inbox line is its start."""
+    author = payload.get("author_id")
+    city = payload.get("city") or _city_of(payload, author)
+    text = payload.get("text") or ""
+    short = excerpt(text)
+    lines = _lines(text)
+    return [Message(pid, "project_message", {
+        "project_title": payload.get("title"), "author_name": who.name_of(author) if author else "",
+        "author_city": who.city_name(city, who.lang_of(pid)) if city else "",
+        "excerpt": short, "message_lines": lines,
+    }, link=_project_link(payload), details=tuple(lines) if short != " ".join(text.split()) else (),
+        about=_about(author)) for pid in _members(payload, but=author)]
+
+
+def _join_requested(payload: Mapping[str, Any], who: Readers) -> list[Message]:
+    """Every member hears who asks to join, from where, and with which words: they answer on the project page."""
+    asking = payload.get("participant_id")
+    lines = _lines(payload.get("message") or "")
+    return [Message(pid, "project_join_requested", {
+        "project_title": payload.get("title"), "person_name": who.name_of(asking) if asking else "",
+        "person_city": who.city_name(payload["city"], who.lang_of(pid)) if payload.get("city") else "",
+        "message_lines": lines,
+    }, link=_project_link(payload), details=tuple(lines), about=_about(asking))
+        for pid in _members(payload, but=asking)]
+
+
+def _join_answered(payload: Mapping[str, Any], who: Readers) -> list[Message]:
+    """The one who asked hears the answer, yes or no."""
+    asking = payload.get("participant_id")
+    if not asking or payload.get("status") not in ("accepted", "declined"):
+        return []
+    by = payload.get("by_city")
+    return [Message(asking, "project_join_answered", {
+        "project_title": payload.get("title"), "accepted": payload["status"] == "accepted",
+        "by_city": who.city_name(by, who.lang_of(asking)) if by else "",
+    }, link=_project_link(payload))]
+
+
+# --- meetings: times in each reader's own time zone ---------------------------------------------------------------
+
+def zone(name: str | None) -> tzinfo:
+    """A time zone by its IANA name; UTC when none is known or the name is none."""
+    try:
+        return ZoneInfo(name) if name else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def zone_label(name: str | None) -> str:
+    """How a reader's time zone is named next to the times: its IANA name, or UTC."""
+    return name if zone(name) is not UTC else "UTC"
+
+
+def local_time(at: datetime, zone_name: str | None, lang: str) -> str:
+    """A moment as a reader reads it: their day and time in their zone, and the zone (its abbreviation where the
+    language has one, else its offset): "Do., 10. Dez. 2026, 18:00 MEZ", "чт, 10 дек. 2026 г., 20:00 UTC+3"."""
+    tz = zone(zone_name)
+    local = at.astimezone(tz)
+    lang = lang if lang in LANGUAGES else "en"
+    day = format_skeleton("yMMMEd", local, tzinfo=tz, locale=lang)
+    time = format_skeleton("Hm", local, tzinfo=tz, locale=lang)
+    return f"{day}, {time} {_zone_abbreviation(local, tz, lang)}"
+
+
+def _zone_abbreviation(local: datetime, tz: tzinfo, lang: str) -> str:
+    short = "UTC" if tz is UTC else format_datetime(local, "z", tzinfo=tz, locale=lang)
+    if short.isalpha():
+        return short
+    offset = int((local.utcoffset() or timedelta()).total_seconds() // 60)
+    if not offset:
+        return "UTC"
+    hours, minutes = divmod(abs(offset), 60)
+    return f"UTC{'-' if offset < 0 else '+'}{hours}" + (f":{minutes:02d}" if minutes else "")
+
+
+def _moment(value: Any) -> datetime | None:
+    """An RFC 3339 time of the contract (checked there to carry its offset), or None when it is not one."""
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+
+
+def _meeting_link(payload: Mapping[str, Any]) -> str:
+    return f"{_project_link(payload)}#meeting-{payload['meeting_id']}"
+
+
+def _meeting_proposed(payload: Mapping[str, Any], who: Readers) -> list[Message]:
+    """Every member but the one who proposed reads the slots, each in their own time zone."""
+    proposer = payload.get("proposer_id")
+    city = _city_of(payload, proposer)
+    slots = sorted(filter(None, (_moment(s) for s in payload.get("slots") or [])))
+    out = []
+    for pid in _members(payload, but=proposer):
+        lang, zone_name = who.lang_of(pid), who.zone_of(pid)
+        shown = [local_time(s, zone_name, lang) for s in slots]
+        out.append(Message(pid, "meeting_proposed", {
+            "project_title": payload.get("title"), "meeting_title": payload.get("meeting_title"),
+            "proposer_name": who.name_of(proposer) if proposer else "",
+            "proposer_city": who.city_name(city, lang) if city else "",
+            "duration_minutes": payload.get("duration_minutes"), "slots": shown, "zone": zone_label(zone_name),
+        }, link=_meeting_link(payload), details=tuple(f"- {s}" for s in shown), about=_about(proposer)))
+    return out
+
+
+def _meeting_scheduled(payload: Mapping[str, Any], who: Readers) -> list[Message]:
+    """Every member reads when the meeting is, in their own time zone, with a calendar invitation."""
+    start = _moment(payload.get("start"))
+    if start is None:
+        return []
+    invitation = Invitation(
+        uid=f"{payload['meeting_id']}@twincity", start=start, minutes=int(payload.get("duration_minutes") or 60),
+        summary=f"{payload.get('title') or ''}: {payload.get('meeting_title') or ''}".strip(": "),
+        video_link=payload.get("link") or None, sequence=int(payload.get("sequence") or 0))
+    out = []
+    for pid in _members(payload):
+        lang, zone_name = who.lang_of(pid), who.zone_of(pid)
+        out.append(Message(pid, "meeting_scheduled", {
+            "project_title": payload.get("title"), "meeting_title": payload.get("meeting_title"),
+            "when": local_time(start, zone_name, lang), "duration_minutes": invitation.minutes,
+            "video_link": invitation.video_link or "", "zone": zone_label(zone_name),
+        }, link=_meeting_link(payload), invitation=invitation))
+    return out
+
+
+ProjectRule = Callable[[Mapping[str, Any], Readers], list[Message]]
+_PROJECT_RULES: dict[str, ProjectRule] = {
+    "project.formed": _project_formed,
+    "project.updated": _project_updated,
+    "project.member_joined": _member_joined,
+    "project.message_posted": _message_posted,
+    "project.join_requested": _join_requested,
+    "project.join_answered": _join_answered,
+    "meeting.proposed": _meeting_proposed,
+    "meeting.scheduled": _meeting_scheduled,
+}
+
+
+def digest_summary(message: Message, line: str, link: str) -> str:
+    """What a daily digest shows of a notification under its subject: the reasons, else its line and details; then
+    its link."""
+    reasons = message.context.get("reasons") or []
+    if reasons:
+        head = "\n".join(f"- {r}" for r in reasons)
+    else:
+        head = "\n\n".join(part for part in (line, "\n".join(message.details)) if part)
+    return "\n\n".join(part for part in (head, link) if part)
 
 
 def outcome(doc: Mapping[str, Any], channel: str, *, error: str | None = None) -> list[Recorded]:

@@ -19,7 +19,7 @@ def person_erased(event: Event, repo: Repository) -> None:
 
 def city_registered(event: Event, repo: Repository) -> None:
     p = event.payload
-    usecases.city_registered(repo, p["city"], p["name"], p["language"], p.get("names"))
+    usecases.city_registered(repo, p["city"], p["name"], p["language"], p.get("names"), p.get("timezone"))
 
 
 def notify_people(event: Event, repo: Repository, letterhead: usecases.Letterhead) -> None:

@@ -1,9 +1,13 @@
-"""Messages from template files: `templates/<lang>/<name>.txt` (first line `Subject: ...`), HTML from the text."""
+"""Messages from template files: `templates/<lang>/<name>.txt`, HTML from the text.
+
+A template starts with its headers: `Subject: ...`, then (for a notification) `Line: ...`, the one line an inbox
+shows of it ("Anna Smirnova (Krasnodar): Wann treffen wir uns?"); then an empty line and the plain-text body.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -16,15 +20,27 @@ _text = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefine
 _html = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
 
 
-def render(name: str, lang: str, context: dict[str, Any], *, html: bool = True) -> tuple[str, str, str]:
-    """(subject, plain text, HTML) of one message; the HTML is "" when not asked for (nothing will send it)."""
+class Rendered(NamedTuple):
+    subject: str
+    text: str
+    html: str  # "" when not asked for
+    line: str  # what happened, on one line (the subject when the template says no `Line:`)
+
+
+def render(name: str, lang: str, context: dict[str, Any], *, html: bool = True) -> Rendered:
+    """Subject, plain text, HTML and inbox line of one message; the HTML is "" when not asked for (nothing will send
+    it)."""
     rendered = _text.get_template(f"{lang}/{name}.txt").render(**_one_line(context))
     first, _, body = rendered.partition("\n")
     if not first.startswith("Subject:"):
         raise ValueError(f"template {lang}/{name}.txt must start with 'Subject: '")
     subject = first[len("Subject:"):].strip()
+    line = ""
+    second, _, rest = body.partition("\n")
+    if second.startswith("Line:"):
+        line, body = second[len("Line:"):].strip(), rest
     text = body.lstrip("\n").rstrip() + "\n"
-    return subject, text, _to_html(subject, text, lang) if html else ""
+    return Rendered(subject, text, _to_html(subject, text, lang) if html else "", line or subject)
 
 
 def _one_line(value: Any, key: str = "") -> Any:

@@ -35,6 +35,8 @@ INDEXES = {
         Index(keys=[("recipient", 1), ("_id", -1)], name="notifications_recipient"),
         Index(keys=[("status", 1), ("next_attempt_at", 1)], name="notifications_due"),
         Index(keys=[("status", 1), ("day", 1)], name="notifications_digest"),
+        # The people a notification names or quotes besides its recipient (a message's author...): erased with them.
+        Index(keys=[("about", 1)], sparse=True, name="notifications_about"),
     ],
     SUBSCRIPTIONS: [Index(keys=[("city", 1)], name="subscriptions_city")],
     DELIVERIES: [
@@ -68,17 +70,28 @@ class Repository:
         return self.people.find_one({"_id": pid})
 
     def erase_person(self, pid: str) -> None:
-        """Forget the person: their profile and every notification addressed to them."""
+        """Forget the person: their profile, every notification addressed to them, and every notification that names
+        or quotes them to others (their messages to a project, their request to join...)."""
         self.people.update_one({"_id": pid}, {"$set": {"erased": True, "name": "", "email": None},
                                               "$unset": {"interests": ""}}, upsert=True)
         self.notifications.delete_many({"recipient": pid})
+        self.notifications.delete_many({"about": pid})
 
     def unsubscribe(self, pid: str) -> bool:
         return self.people.update_one({"_id": pid}, {"$set": {"unsubscribed": True}}).matched_count == 1
 
-    def put_city(self, key: str, name: str, language: str, names: Mapping[str, str] | None = None) -> None:
-        self.cities.update_one({"_id": key}, {"$set": {"name": name, "language": language,
-                                                       "names": dict(names or {})}}, upsert=True)
+    def put_city(self, key: str, name: str, language: str, names: Mapping[str, str] | None = None,
+                 timezone: str | None = None) -> None:
+        """A city's names and language; its time zone when the event names one (older events name none)."""
+        fields: dict[str, Any] = {"name": name, "language": language, "names": dict(names or {})}
+        if timezone:
+            fields["timezone"] = timezone
+        self.cities.update_one({"_id": key}, {"$set": fields}, upsert=True)
+
+    def city_zone(self, key: str) -> str | None:
+        """A city's time zone (IANA name), None when it named none."""
+        doc = self.cities.find_one({"_id": key}, {"timezone": 1})
+        return (doc or {}).get("timezone")
 
     def city_name(self, key: str, language: str | None = None) -> str:
         """A city's name in a reader's language where it has one (Карлсруэ), else its own."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_dump, validate, validates
 
 from notify.domain import WEBHOOK_EVENTS
 from services.web import cursor_field
@@ -83,12 +85,24 @@ class NotificationOut(Schema):
     id = fields.Str(attribute="_id")
     template = fields.Str()
     language = fields.Str()
+    # What an inbox shows: the title, one line of what happened, and the link to open.
+    title = fields.Str(metadata={"description": "The notification's title (its e-mail's subject)."})
+    line = fields.Str(metadata={"description": "One short line of what happened, e.g. \"Anna Smirnova (Krasnodar): "
+                                               "When shall we meet?\"."})
     subject = fields.Str()
-    text = fields.Str()
-    link = fields.Str(allow_none=True)
+    text = fields.Str(metadata={"description": "The whole message, as its e-mail says it."})
+    link = fields.Str(allow_none=True, metadata={"description": "The page it is about (/projects/..., ...)."})
     event_type = fields.Str()
     created_at = fields.DateTime()
     read_at = fields.DateTime(allow_none=True)
+
+    @pre_dump
+    def _stored_before_lines(self, doc: Mapping[str, Any], **_: object) -> Mapping[str, Any]:
+        """Notifications stored before they had a title and a line: their subject is both."""
+        if doc.get("title") and doc.get("line"):
+            return doc
+        return {**doc, "title": doc.get("title") or doc.get("subject", ""),
+                "line": doc.get("line") or doc.get("subject", "")}
 
 
 class NotificationPage(Schema):

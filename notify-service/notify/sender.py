@@ -23,7 +23,7 @@ from email.utils import make_msgid
 from typing import Any
 from urllib.parse import urlsplit
 
-from notify import domain, render, webhook_http
+from notify import domain, invitation, render, webhook_http
 from notify.repository import NotFound, Repository
 from services import text
 from services.config import Settings
@@ -138,6 +138,9 @@ class Sender:
         message.set_content(doc["text"])
         if doc.get("html"):  # stored for the e-mails sent on their own (see usecases._store)
             message.add_alternative(doc["html"], subtype="html")
+        if doc.get("ics"):  # a meeting's invitation, made when it was stored: every try attaches the same
+            message.add_attachment(doc["ics"], subtype="calendar", filename=invitation.FILENAME,
+                                   params={"method": invitation.METHOD})
         return message
 
     def send_email(self, doc: dict[str, Any]) -> None:
@@ -244,13 +247,16 @@ class Sender:
             return 0
         lang = domain.language_of(person)
         unsubscribe_url = items[0]["unsubscribe_url"]
-        subject, body, html = render.render("digest", lang, {
+        subject, body, html, _line = render.render("digest", lang, {
             "recipient_name": person.get("name", ""), "day": day, "unsubscribe_url": unsubscribe_url,
             "items": [{"subject": i["subject"], "text": i.get("summary") or i["subject"]} for i in items]})
+        calendar = invitation.merge([i["ics"] for i in items if i.get("ics")])  # the meetings of the day
+        about = sorted({pid for i in items for pid in i.get("about") or []})  # whom its items name besides
         digest = {"key": derived_id("digest", recipient, day), "recipient": recipient, "city": person["city"],
                   "channel": "email", "template": "digest", "language": lang, "subject": subject,
                   "text": body, "html": html, "to": person["email"], "status": "pending", "day": day,
-                  "event_id": items[0]["event_id"], "unsubscribe_url": unsubscribe_url}
+                  "event_id": items[0]["event_id"], "unsubscribe_url": unsubscribe_url,
+                  **({"ics": calendar} if calendar else {}), **({"about": about} if about else {})}
         sent = 1 if self.repo.add_notification(digest) else 0
         self.repo.fold_into_digest([i["_id"] for i in items], digest["key"])
         return sent

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from marshmallow import ValidationError
 
-from notify import domain, render
+from notify import domain, invitation, render
 from notify.repository import Repository
 from notify.sender import resolve
 from services import lease
@@ -62,8 +62,9 @@ def person_erased(repo: Repository, participant_id: str) -> None:
 
 
 def city_registered(repo: Repository, city: str, name: str, language: str,
-                    names: Mapping[str, str] | None = None) -> None:
-    repo.put_city(city, name, language, names)
+                    names: Mapping[str, str] | None = None, timezone: str | None = None) -> None:
+    """A city's names and language, and its time zone (meetings are shown to its people in it) when it says one."""
+    repo.put_city(city, name, language, names, timezone)
 
 
 # --- telling people -----------------------------------------------------------------------------------------
@@ -73,7 +74,16 @@ def notify_people(repo: Repository, letterhead: Letterhead, event: Event, clock:
     def lang_of(pid: str) -> str:
         return domain.language_of(repo.person(pid))
 
-    for message in domain.messages_for(event.type, event.payload, repo.city_name, lang_of):
+    def name_of(pid: str) -> str:
+        person = repo.person(pid)
+        return "" if person is None or person.get("erased") else person.get("name") or ""
+
+    def zone_of(pid: str) -> str | None:
+        person = repo.person(pid)
+        return repo.city_zone(person["city"]) if person and person.get("city") else None
+
+    for message in domain.messages_for(event.type, event.payload, repo.city_name, lang_of, name_of=name_of,
+                                       zone_of=zone_of):
         person = repo.person(message.recipient)
         if person is None or person.get("erased"):
             log.info("%s: no one to tell for recipient %s (unknown or erased)", event.type, message.recipient)
@@ -86,6 +96,13 @@ def _email_status(person: Mapping[str, Any], letterhead: Letterhead) -> tuple[st
     return status, ({"skipped_because": why} if why else {})
 
 
+def _invitation(event: Event, message: domain.Message, link: str) -> dict[str, str]:
+    """The calendar invitation an e-mail carries (kept in it: a mail sent again carries the same one)."""
+    if message.invitation is None:
+        return {}
+    return {"ics": invitation.ics(message.invitation, link, datetime.fromisoformat(event.occurred_at))}
+
+
 def _store(repo: Repository, letterhead: Letterhead, event: Event, message: domain.Message,
            person: Mapping[str, Any], day: str) -> None:
     lang = domain.language_of(person)
@@ -96,21 +113,23 @@ def _store(repo: Repository, letterhead: Letterhead, event: Event, message: doma
     # HTML only for an e-mail sent on its own: the inbox shows the text, a digest is rendered when it is sent,
     # and a skipped e-mail is never sent. Rendering and storing it was a third of the work of a notification.
     sent_alone = status == "pending"
-    subject, text, html = render.render(message.template, lang, {
+    rendered = render.render(message.template, lang, {
         **message.context, "recipient_name": person.get("name", ""), "link": link,
         "unsubscribe_url": unsubscribe_url}, html=sent_alone)
     base = {"recipient": person["_id"], "city": person["city"], "template": message.template, "language": lang,
-            "subject": subject, "text": text, "event_id": event.id, "event_type": event.type,
-            "link": link, "unsubscribe_url": unsubscribe_url,
-            # What a daily digest shows of it: the reasons and the link, not a whole mail's greeting.
-            "summary": "\n\n".join(part for part in (
-                "\n".join(f"- {r}" for r in message.context.get("reasons", [])), link) if part),
-            "day": day}  # the digest of that day (UTC) carries it
+            "subject": rendered.subject, "text": rendered.text, "event_id": event.id, "event_type": event.type,
+            # What an inbox shows of it: its title, one line of what happened, and its link.
+            "title": rendered.subject, "line": rendered.line, "link": link, "unsubscribe_url": unsubscribe_url,
+            # What a daily digest shows of it: the reasons (or its line), the link; not a whole mail's greeting.
+            "summary": domain.digest_summary(message, rendered.line, link),
+            "day": day,  # the digest of that day (UTC) carries it
+            **({"about": list(message.about)} if message.about else {})}  # erased with any of them
     if "inbox" in domain.channels_of(person):
         repo.add_notification({**base, "key": derived_id(event.id, person["_id"], "inbox"),
                                "channel": "inbox", "status": "delivered", "read_at": None})
     if status is not None:
-        repo.add_notification({**base, **extra, **({"html": html} if sent_alone else {}),
+        repo.add_notification({**base, **extra, **_invitation(event, message, link),
+                               **({"html": rendered.html} if sent_alone else {}),
                                "key": derived_id(event.id, person["_id"], "email"),
                                "channel": "email", "status": status, "to": person.get("email")})
 
@@ -238,7 +257,7 @@ def sign_in_mail(repo: Repository, who: Caller, letterhead: Letterhead, data: Ma
         raise Forbidden("only the gateway itself asks for sign-in e-mails")
     lang = domain.language_of({"language": data["language"]})
     unsubscribe_url = letterhead.unsubscribe_url(data["participant_id"])
-    subject, text, html = render.render("sign_in", lang, {
+    subject, text, html, _line = render.render("sign_in", lang, {
         "recipient_name": data["name"], "link": data["link"], "minutes": data["minutes"],
         "unsubscribe_url": unsubscribe_url})
     status = "pending" if letterhead.email else "skipped"

@@ -158,9 +158,11 @@ class FakeProjects(FakeDocuments[Project]):
     def of_person(self, pid: str) -> list[Project]:
         return [Project(copy.deepcopy(d)) for d in self.docs.values() if pid in repr(d)]
 
-    def page(self, *, partnerships: Any, limit: int, cursor: Any, member: str | None = None) -> tuple[list, None]:
+    def page(self, *, partnerships: Any, limit: int, cursor: Any, member: str | None = None,
+             not_member: str | None = None) -> tuple[list, None]:
         found = [d for d in self.docs.values() if (partnerships is None or d["partnership"] in partnerships)
-                 and (member is None or domain.is_member(d, member))]
+                 and (member is None or domain.is_member(d, member))
+                 and (not_member is None or not domain.is_member(d, not_member))]
         return found[:limit], None
 
 

@@ -1,8 +1,9 @@
 """The notify service's message templates: every message in de, ru and en, complete and well-formed.
 
-Translators edit `notify-service/notify/templates/<lang>/<name>.txt`: the first line is `Subject: ...`,
-then one empty line, then the plain-text body. These tests render each file with sample values (German
-and Cyrillic, as real titles and names are) and check what a reader and the sender rely on.
+Translators edit `notify-service/notify/templates/<lang>/<name>.txt`: the first line is `Subject: ...`, then (in
+every notification) `Line: ...`, the one line an inbox shows of it, then one empty line, then the plain-text body.
+These tests render each file with sample values (German and Cyrillic, as real titles and names are) and check what
+a reader and the sender rely on.
 """
 
 from __future__ import annotations
@@ -26,11 +27,26 @@ VARIABLES: dict[str, set[str]] = {
     "match_withdrawn": {"recipient_name", "own_title", "other_title", "other_city", "by_city", "reason",
                         "unsubscribe_url"},
     "project_formed": {"recipient_name", "project_title", "partner_cities", "link", "unsubscribe_url"},
+    "project_updated": {"recipient_name", "project_title", "status", "status_changed", "steps_changed", "next_steps",
+                        "by_city", "link", "unsubscribe_url"},
+    "project_member_joined": {"recipient_name", "project_title", "person_name", "person_city", "via", "link",
+                              "unsubscribe_url"},
+    "project_message": {"recipient_name", "project_title", "author_name", "author_city", "excerpt", "message_lines",
+                        "link", "unsubscribe_url"},
+    "project_join_requested": {"recipient_name", "project_title", "person_name", "person_city", "message_lines",
+                               "link", "unsubscribe_url"},
+    "project_join_answered": {"recipient_name", "project_title", "accepted", "by_city", "link", "unsubscribe_url"},
+    "meeting_proposed": {"recipient_name", "project_title", "meeting_title", "proposer_name", "proposer_city",
+                         "duration_minutes", "slots", "zone", "link", "unsubscribe_url"},
+    "meeting_scheduled": {"recipient_name", "project_title", "meeting_title", "when", "duration_minutes",
+                          "video_link", "zone", "link", "unsubscribe_url"},
     "digest": {"recipient_name", "day", "items", "unsubscribe_url"},
     # Asked for by the person (web sign-in): no unsubscribe footer, it is not a notification.
     "sign_in": {"recipient_name", "link", "minutes"},
 }
-TITLES = ("own_title", "other_title", "idea_title", "project_title")
+TITLES = ("own_title", "other_title", "idea_title", "project_title", "meeting_title")
+# Every notification says in one line what happened (an inbox shows it); a digest and a sign-in mail are no news.
+WITHOUT_LINE = ("digest", "sign_in")
 QUOTES = {"de": ("„", "“"), "ru": ("«", "»"), "en": ("“", "”")}
 DASHES = "-" * 10
 
@@ -52,6 +68,25 @@ SAMPLE = {
     "minutes": 30,
     "by_city": "Karlsruhe",
     "reason": "Die Ideen passen thematisch doch nicht zusammen.",
+    "status": "active",
+    "status_changed": True,
+    "steps_changed": True,
+    "next_steps": ["Kennenlern-Call im Januar", "Гостевой визит весной"],
+    "person_name": "Анна Смирнова",
+    "via": "join_request",
+    "author_name": "Анна Смирнова",
+    "author_city": "Краснодар",
+    "excerpt": "Wann treffen wir uns? Ich schlage den…",
+    "message_lines": ["Wann treffen wir uns?", "", "Ich schlage den Donnerstag vor.", "Как вам?"],
+    "accepted": True,
+    "meeting_title": "Kick-off",
+    "proposer_name": "Lena Hoffmann",
+    "proposer_city": "Karlsruhe",
+    "duration_minutes": 60,
+    "slots": ["Do., 10. Dez. 2026, 18:00 MEZ", "Fr., 11. Dez. 2026, 17:30 MEZ"],
+    "zone": "Europe/Berlin",
+    "when": "Do., 10. Dez. 2026, 18:00 MEZ",
+    "video_link": "https://meet.example.org/twincity-kickoff",
     "items": [
         {"subject": "Eine Partneridee aus Краснодар für „Stadtgärten für alle“",
          "text": "Hallo Ольга,\n\nfür deine Idee gibt es vielleicht eine Partneridee.\n"},
@@ -93,8 +128,11 @@ def test_template_uses_exactly_its_variables(lang, name):
 def test_rendered_message_is_complete(lang, name):
     lines = render(lang, name).split("\n")
     assert lines[0].startswith("Subject: ") and lines[0][len("Subject: "):].strip()
-    assert lines[1] == "" and lines[2].strip(), "one empty line between the subject and the body"
-    body = "\n".join(lines[2:])
+    headers = 1 if name in WITHOUT_LINE else 2
+    if name not in WITHOUT_LINE:
+        assert lines[1].startswith("Line: ") and lines[1][len("Line: "):].strip(), "what happened, in one line"
+    assert lines[headers] == "" and lines[headers + 1].strip(), "one empty line between the headers and the body"
+    body = "\n".join(lines[headers:])
     rendered = "\n".join(lines)
     assert SAMPLE["recipient_name"] in body
     assert "{{" not in rendered and "}}" not in rendered and "{%" not in rendered and "{#" not in rendered
@@ -103,9 +141,16 @@ def test_rendered_message_is_complete(lang, name):
     if "reasons" in VARIABLES[name]:
         for reason in SAMPLE["reasons"]:
             assert f"\n- {reason}\n" in body
-    for key in ("other_city", "idea_city", "person_city", "partner_cities", "day"):
+    for key in ("other_city", "idea_city", "person_city", "partner_cities", "day", "author_city", "when", "zone",
+                "video_link"):
         if key in VARIABLES[name]:
             assert SAMPLE[key] in body, key
+    for key in ("next_steps", "slots"):
+        if key in VARIABLES[name]:
+            for item in SAMPLE[key]:
+                assert f"\n- {item}\n" in body, key
+    if "message_lines" in VARIABLES[name]:
+        assert "\n".join(SAMPLE["message_lines"]) in body, "the person's own words, line by line"
     if name == "match_proposed":
         assert str(SAMPLE["score_percent"]) in body
     # The footer ends every notification's body: why this e-mail comes, and how to stop it.
@@ -206,3 +251,42 @@ def test_only_an_email_sent_on_its_own_is_stored_with_html(person: dict, email_s
     assert inbox["channel"] == "inbox" and "html" not in inbox and inbox["text"]
     assert email["channel"] == "email" and email["status"] == email_status
     assert ("<" in email.get("html", "")) is email_html
+
+
+# The other branches of the templates that say different things in different cases: each is as well-formed.
+VARIANTS = [
+    ("project_join_answered", {"accepted": False}),
+    ("project_join_answered", {"accepted": False, "by_city": ""}),
+    ("project_member_joined", {"via": "match", "person_name": ""}),
+    ("project_updated", {"status_changed": False, "by_city": ""}),
+    ("project_updated", {"steps_changed": False, "next_steps": []}),
+    ("project_updated", {"status_changed": False, "next_steps": [], "status": "done"}),
+    ("project_message", {"author_name": "", "message_lines": ["Kurz."]}),
+    ("project_join_requested", {"message_lines": []}),
+    ("meeting_proposed", {"proposer_city": "", "slots": ["Do., 10. Dez. 2026, 17:00 UTC"]}),
+    ("meeting_scheduled", {"video_link": ""}),
+]
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize(("name", "overrides"), VARIANTS)
+def test_every_branch_of_a_template_is_well_formed(lang, name, overrides):
+    rendered = render(lang, name, **overrides)
+    lines = rendered.split("\n")
+    assert lines[0].startswith("Subject: ") and lines[1].startswith("Line: ") and lines[2] == "" and lines[3].strip()
+    assert "\n\n\n" not in rendered and rendered.endswith("\n") and not rendered.endswith("\n\n")
+    assert all(len(line) < 100 and line == line.rstrip() for line in lines), rendered
+    assert "{{" not in rendered and "{%" not in rendered and "None" not in rendered
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_a_join_answer_says_yes_or_no_in_its_own_words(lang):
+    yes, no = render(lang, "project_join_answered"), render(lang, "project_join_answered", accepted=False)
+    assert yes.split("\n")[0] != no.split("\n")[0] and yes.split("\n")[1] != no.split("\n")[1]
+
+
+@pytest.mark.parametrize(("lang", "active", "done"), [("de", "aktiv", "abgeschlossen"), ("ru", "в работе", "завершён"),
+                                                      ("en", "active", "done")])
+def test_a_project_s_status_is_named_in_the_reader_s_language(lang, active, done):
+    assert active in render(lang, "project_updated").split("\n")[1]
+    assert done in render(lang, "project_updated", status="done")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -27,7 +28,7 @@ class FakeRepository:
 
     def __init__(self) -> None:
         self.people: dict[str, dict[str, Any]] = {}
-        self.cities: dict[str, str] = {}
+        self.cities: dict[str, dict[str, Any]] = {}
         self.notifications: dict[str, dict[str, Any]] = {}  # by key: one per event, person and channel
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.deliveries: dict[str, dict[str, Any]] = {}
@@ -42,10 +43,15 @@ class FakeRepository:
 
     def erase_person(self, pid: str) -> None:
         self.people[pid] = {"_id": pid, "erased": True}
-        self.notifications = {k: n for k, n in self.notifications.items() if n["recipient"] != pid}
+        self.notifications = {k: n for k, n in self.notifications.items()
+                              if n["recipient"] != pid and pid not in n.get("about", [])}
 
-    def put_city(self, key: str, name: str, language: str, names: Any = None) -> None:
-        self.cities[key] = {"name": name, "names": dict(names or {})}
+    def put_city(self, key: str, name: str, language: str, names: Any = None, timezone: str | None = None) -> None:
+        kept = self.cities.get(key, {}).get("timezone")
+        self.cities[key] = {"name": name, "names": dict(names or {}), "timezone": timezone or kept}
+
+    def city_zone(self, key: str) -> str | None:
+        return self.cities.get(key, {}).get("timezone")
 
     def city_name(self, key: str, language: str | None = None) -> str:
         city = self.cities.get(key)
@@ -317,3 +323,180 @@ def test_each_reader_gets_the_partner_city_s_name_in_their_language(repo):
     by = {n["recipient"]: n for n in repo.notifications.values() if n["channel"] == "inbox"}
     assert "Krasnodar" in by["lena"]["text"] and "Краснодар" not in by["lena"]["text"]
     assert "Карлсруэ" in by["anna"]["text"]
+
+
+# --- joint projects and meetings --------------------------------------------------------------------------------
+
+def city_event(event_type: str, city: str, name: str, language: str, **more: Any) -> Any:
+    return parse_event(new_event(event_type, {"city": city, "name": name, "country": "DE" if language == "de" else "RU",
+                                              "language": language, **more}, producer="gateway", city=city))
+
+
+def project_event(event_type: str, **payload: Any) -> Any:
+    members = [{"participant_id": "lena", "city": "karlsruhe"}, {"participant_id": "anna", "city": "krasnodar"}]
+    return parse_event(new_event(event_type, {"project_id": "prj_1", "partnership": "karlsruhe-krasnodar",
+                                              "title": "Grüne Höfe", "members": members,
+                                              "cities": ["karlsruhe", "krasnodar"], **payload},
+                                 producer="matching", partnership="karlsruhe-krasnodar"))
+
+
+def scheduled(**more: Any) -> Any:
+    return project_event("meeting.scheduled", meeting_id="mtg_1", meeting_title="Kick-off", proposer_id="lena",
+                         duration_minutes=60, start="2026-12-10T17:00:00Z", link="https://meet.example.org/k",
+                         **more)
+
+
+@pytest.fixture
+def zoned(repo: FakeRepository) -> FakeRepository:
+    """Karlsruhe on Berlin time, Krasnodar on Moscow time, as the gateway's city events say."""
+    handlers.city_registered(city_event("city.registered", "karlsruhe", "Karlsruhe", "de",  # type: ignore[arg-type]
+                                        names={"ru": "Карлсруэ"}, timezone="Europe/Berlin"), repo)
+    handlers.city_registered(city_event("city.registered", "krasnodar", "Краснодар", "ru",  # type: ignore[arg-type]
+                                        names={"de": "Krasnodar"}, timezone="Europe/Moscow"), repo)
+    return repo
+
+
+def test_a_city_s_time_zone_is_kept_and_an_event_that_names_none_keeps_it(zoned):
+    assert zoned.city_zone("krasnodar") == "Europe/Moscow"
+    handlers.city_registered(city_event("city.updated", "krasnodar", "Krasnodar", "ru"), zoned)  # type: ignore[arg-type]
+    assert zoned.city_zone("krasnodar") == "Europe/Moscow" and zoned.city_name("krasnodar") == "Krasnodar"
+    handlers.city_registered(city_event("city.updated", "krasnodar", "Краснодар", "ru",  # type: ignore[arg-type]
+                                        timezone="Europe/Samara"), zoned)
+    assert zoned.city_zone("krasnodar") == "Europe/Samara"
+
+
+def test_each_member_reads_the_meeting_in_their_own_time_and_their_e_mail_carries_the_invitation(zoned):
+    import icalendar
+
+    handlers.notify_people(scheduled(sequence=3), zoned, LETTERHEAD)  # type: ignore[arg-type]
+    by = {(n["recipient"], n["channel"]): n for n in zoned.notifications.values()}
+    assert set(by) == {(p, c) for p in ("lena", "anna") for c in ("inbox", "email")}, "every member, in both"
+    lena, anna = by[("lena", "email")], by[("anna", "email")]
+    assert "Do., 10. Dez. 2026, 18:00 MEZ" in lena["text"] and "Europe/Berlin" in lena["text"]
+    assert "20:00 UTC+3" in anna["text"] and "Europe/Moscow" in anna["text"] and anna["language"] == "ru"
+    assert lena["link"] == "http://lab.example/projects/prj_1#meeting-mtg_1"
+    calendar = icalendar.Calendar.from_ical(lena["ics"])
+    [event] = calendar.walk("VEVENT")
+    assert event.decoded("dtstart") == datetime(2026, 12, 10, 17, tzinfo=UTC)
+    assert event.decoded("dtend") == datetime(2026, 12, 10, 18, tzinfo=UTC) and int(event["sequence"]) == 3
+    assert "http://lab.example/projects/prj_1#meeting-mtg_1" in str(event["description"])
+    assert anna["ics"] == lena["ics"], "one invitation, the same for every member"
+    assert "ics" not in by[("lena", "inbox")], "the inbox copy needs no attachment"
+    assert by[("anna", "inbox")]["line"] == "«Kick-off» (Grüne Höfe): чт, 10 дек. 2026\u202fг., 20:00 UTC+3"
+
+
+def test_an_inbox_item_has_a_title_a_line_and_a_link(zoned):
+    from notify.schemas import NotificationPage
+
+    handlers.notify_people(project_event("project.message_posted", message_id="msg_1", author_id="anna",  # type: ignore[arg-type]
+                                         city="krasnodar", text="Wann treffen wir uns?\nЯ могу в четверг."),
+                           zoned, LETTERHEAD)
+    assert {n["recipient"] for n in zoned.notifications.values()} == {"lena"}, "the author is not told"
+    items, _ = usecases.inbox(zoned, KARLSRUHE, "lena", {"limit": 10, "unread": False})  # type: ignore[arg-type]
+    [shown] = NotificationPage().dump({"items": items, "next_cursor": None})["items"]
+    assert shown["title"] == "Anna schreibt in „Grüne Höfe“"
+    assert shown["line"] == "Anna (Krasnodar): Wann treffen wir uns? Я могу в четверг."
+    assert shown["link"] == "http://lab.example/projects/prj_1"
+    assert shown["subject"] == shown["title"] and "Hallo Lena" in shown["text"], "the fields it had stay"
+    older = {"_id": "ntf_old", "subject": "Ein Vorschlag", "text": "Hallo", "link": None}
+    [old] = NotificationPage().dump({"items": [older], "next_cursor": None})["items"]
+    assert old["title"] == old["line"] == "Ein Vorschlag", "stored before lines: the subject"
+
+
+def test_a_project_message_waits_for_the_daily_digest_and_the_digest_carries_it_and_the_meetings():
+    import icalendar
+    import mongomock
+
+    from notify import repository
+    from notify.sender import Sender
+    from services import store
+    from tests.conftest import make_settings
+
+    db = mongomock.MongoClient()["notify"]
+    store.ensure_indexes(db, repository.INDEXES)
+    repo = repository.Repository(db)
+    usecases.city_registered(repo, "krasnodar", "Краснодар", "ru", {"de": "Krasnodar"}, "Europe/Moscow")
+    usecases.city_registered(repo, "karlsruhe", "Karlsruhe", "de", {}, "Europe/Berlin")
+    for pid, city, language, digest in (("lena", "karlsruhe", "de", "daily"), ("anna", "krasnodar", "ru", "immediate")):
+        usecases.person_changed(repo, {"participant_id": pid, "city": city, "name": pid.title(), "version": 1,
+                                       "language": language, "email": f"{pid}@example.org",
+                                       "preferences": {"digest": digest}})
+    text = "Wann treffen wir uns? " + "Ich schlage vor, dass wir uns online sehen und den Plan besprechen. " * 2
+    clock = Clock()
+    usecases.notify_people(repo, LETTERHEAD, project_event("project.message_posted", message_id="msg_1",
+                                                           author_id="anna", city="krasnodar", text=text), clock)
+    usecases.notify_people(repo, LETTERHEAD, scheduled(), clock)
+    waiting = list(db["notifications"].find({"recipient": "lena", "channel": "email"}))
+    assert {n["status"] for n in waiting} == {"digest"} and len(waiting) == 2
+    sender = Sender(repo, make_settings("memory://"), "secret")
+    assert sender.send_digests(clock().date().isoformat()) == 1
+    digest = db["notifications"].find_one({"template": "digest", "recipient": "lena"})
+    assert text.strip() in digest["text"], "the whole message, not only its line"
+    assert "Anna (Krasnodar): Wann treffen wir uns?" in digest["text"]
+    assert "„Kick-off“ (Grüne Höfe): Do., 10. Dez. 2026, 18:00 MEZ" in digest["text"]
+    assert "http://lab.example/projects/prj_1" in digest["text"]
+    mail = sender.build_email(digest)
+    [attached] = [part for part in mail.iter_attachments() if part.get_content_type() == "text/calendar"]
+    [event] = icalendar.Calendar.from_ical(attached.get_content()).walk("VEVENT")
+    assert event.decoded("dtstart") == datetime(2026, 12, 10, 17, tzinfo=UTC)
+
+
+def test_an_email_with_an_invitation_carries_it_as_a_text_calendar_attachment():
+    import icalendar
+
+    from notify import domain as rules
+    from notify import invitation
+    from notify.sender import Sender
+    from tests.conftest import make_settings
+
+    ics = invitation.ics(rules.Invitation("mtg_1@twincity", datetime(2026, 12, 10, 17, tzinfo=UTC), 60, "P: M"),
+                         "http://lab.example/projects/p", datetime(2026, 12, 2, tzinfo=UTC))
+    sender = Sender(repo=None, settings=make_settings("memory://"), secret="s")  # type: ignore[arg-type]
+    doc = {"_id": "ntf-1", "to": "lena@example.org", "subject": "Der Termin steht", "text": "Hallo Lena\n",
+           "html": "<p>Hallo Lena</p>", "ics": ics, "unsubscribe_url": "http://lab.example/unsubscribe/t"}
+    mail = sender.build_email(doc)
+    assert mail.get_content_type() == "multipart/mixed"
+    assert mail.get_body(preferencelist=("plain",)).get_content() == "Hallo Lena\n"
+    [part] = list(mail.iter_attachments())
+    assert part.get_content_type() == "text/calendar" and part.get_param("method") == "PUBLISH"
+    assert part.get_filename() == "meeting.ics"
+    assert icalendar.Calendar.from_ical(part.get_content()).walk("VEVENT")[0]["uid"] == "mtg_1@twincity"
+    assert sender.build_email(doc).as_bytes().count(b"BEGIN:VEVENT") == 1, "built again: the same attachment"
+
+
+def test_the_inbox_page_shows_a_title_one_line_and_opens_the_project_or_its_meeting():
+    from gateway.pages.account import inbox_item, page_link
+
+    item = inbox_item({"id": "ntf_1", "subject": "Der Termin steht", "title": "Der Termin steht",
+                       "line": "„Kick-off“ (Grüne Höfe): Do., 10. Dez. 2026, 18:00 MEZ", "text": "Hallo Lena, ...",
+                       "link": "http://lab.example/projects/prj_1#meeting-mtg_1"})
+    assert item["title"] == "Der Termin steht" and item["line"].startswith("„Kick-off“")
+    assert item["page"] == "/projects/prj_1#meeting-mtg_1"
+    older = inbox_item({"id": "ntf_0", "subject": "Ein Vorschlag", "title": "Ein Vorschlag", "line": "Ein Vorschlag",
+                        "text": "Hallo Lena", "link": "http://lab.example/api/v1/matches/m1"})
+    assert older["line"] is None and older["page"] == "/matches/m1", "no line of its own: the page shows its text"
+    assert page_link("http://lab.example/projects/p1#meeting-<script>") == "/projects/p1"
+    assert page_link("http://lab.example/matches/m1#meeting-x") == "/matches/m1"
+    assert page_link("http://evil.example/admin") is None
+
+
+def test_an_erased_author_s_words_and_name_leave_the_other_members_notifications_too():
+    import mongomock
+
+    from notify import repository
+    from services import store
+
+    db = mongomock.MongoClient()["notify"]
+    store.ensure_indexes(db, repository.INDEXES)
+    repo = repository.Repository(db)
+    for pid, city, language in (("lena", "karlsruhe", "de"), ("anna", "krasnodar", "ru")):
+        usecases.person_changed(repo, {"participant_id": pid, "city": city, "name": pid.title(), "version": 1,
+                                       "language": language, "email": f"{pid}@example.org"})
+    usecases.notify_people(repo, LETTERHEAD, project_event("project.message_posted", message_id="msg_1",
+                                                           author_id="anna", city="krasnodar", text="Привет!"))
+    usecases.notify_people(repo, LETTERHEAD, scheduled())
+    assert db["notifications"].count_documents({"recipient": "lena", "about": "anna"}) == 2, "inbox and e-mail"
+    usecases.person_erased(repo, "anna")
+    left = list(db["notifications"].find())
+    assert left and not any("Привет" in n["text"] or "Anna" in n["text"] for n in left)
+    assert {(n["recipient"], n["template"]) for n in left} == {("lena", "meeting_scheduled")}
