@@ -134,6 +134,12 @@ class ReadModels:
         """A city's IANA time zone (UTC while it has said none)."""
         return (self.cities.find_one({"_id": key}, {"timezone": 1}) or {}).get("timezone") or "UTC"
 
+    def erased_among(self, ids: Iterable[str]) -> set[str]:
+        """Which of these people were erased."""
+        wanted = list(ids)
+        return {d["_id"] for d in self.participants.find({"_id": {"$in": wanted}, "erased": True}, {"_id": 1})} \
+            if wanted else set()
+
     def people_by_id(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Names, e-mail addresses and languages of people, by id (what a project shows of its members)."""
         fields = {"name": 1, "email": 1, "language": 1, "city": 1, "erased": 1}

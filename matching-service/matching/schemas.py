@@ -244,7 +244,7 @@ class MeetingIn(Strict):
     slots = fields.List(fields.Str(validate=validate.Length(min=10, max=40)), required=True,
                         validate=validate.Length(min=1, max=domain.MAX_SLOTS),
                         metadata={"description": "RFC 3339 times to choose from, e.g. 2026-12-10T18:00:00+01:00; a "
-                                                 "time without an offset is read in `timezone`."})
+                                                 "time without an offset is read in the timezone field."})
     timezone = fields.Str(validate=validate.Length(max=64),
                           metadata={"description": "IANA zone for times without an offset (default: the "
                                                    "proposer's city's)."})

@@ -58,6 +58,12 @@ def take_ideas(uow: UnitOfWork, engine: Engine, events: Sequence[Event], clock: 
         # A change that keeps the texts reuses the stored vectors (read only then: a new text is encoded anyway).
         wants_vectors = needs_vectors or not (uow.models.idea(p["idea_id"]) or {}).get("vec")
         todo.append((event, fields, wants_vectors, needs_vectors))
+    # An idea snapshot made before its author was erased (moved into a project meanwhile, say) names them still:
+    # it is stored without them, as the erasure left the idea here.
+    erased = uow.models.erased_among({fields["author_id"] for _, fields, _, _ in todo if fields.get("author_id")})
+    for _, fields, _, _ in todo:
+        if fields.get("author_id") in erased:
+            fields["author_id"] = None
     to_encode = [fields for _, fields, wants_vectors, _ in todo if wants_vectors]
     for fields, vectors in zip(to_encode, engine.ideas_vectors(to_encode) if to_encode else [], strict=True):
         fields.update(vectors)

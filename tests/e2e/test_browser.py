@@ -12,8 +12,10 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from werkzeug.serving import make_server
@@ -193,11 +195,54 @@ def test_two_cities_find_each_other_accept_and_see_their_project(served, chromiu
     german.screenshot(path=str(shots / "05-projects-de.png"), full_page=True)
     russian.screenshot(path=str(shots / "06-projects-ru.png"), full_page=True)
 
+    # The project's workspace: Katrin writes and offers a meeting in Karlsruhe's time; Olga reads it in Moscow's.
+    work_in_the_project(german, russian, base)
+    german.screenshot(path=str(shots / "10-project-workspace-de.png"), full_page=True)
+    russian.screenshot(path=str(shots / "11-project-workspace-ru.png"), full_page=True)
+
     # The form for a new idea, for the README.
     german.goto(base + "/ideas/new")
     german.screenshot(path=str(shots / "02-new-idea-de.png"), full_page=True)
     german.context.close()
     russian.context.close()
+
+
+def work_in_the_project(german: Any, russian: Any, base: str) -> None:
+    """Both open the project; the plan, a message, a meeting offered, answered and set, each side in its language
+    and its own time."""
+    german.goto(base + "/projects")
+    german.locator("article.project a.button").first.click()
+    german.wait_for_url("**/projects/project_*")
+    workspace = german.url
+    german.locator("#plan details summary").click()
+    german.select_option("#plan-status", "active")
+    german.fill("#plan-summary", "Jugendliche beider Städte legen Gärten an und tauschen Saatgut.")
+    german.fill("#plan-steps", "Videocall zum Kennenlernen\nSaatgut verschicken")
+    german.locator("#plan form button.primary").click()
+    assert "Der Plan ist gespeichert" in german.inner_text(".flashes")
+    german.fill("#message-text", "Hallo Olga! Wann passt euch ein erster Videocall?")
+    german.locator("#messages form button.primary").click()
+    day = (datetime.now(ZoneInfo("Europe/Berlin")) + timedelta(days=7)).date()
+    german.locator("#meetings details summary").click()
+    german.locator("input[name=slot]").nth(0).fill(f"{day.isoformat()}T18:00")
+    german.locator("input[name=slot]").nth(1).fill(f"{(day + timedelta(days=1)).isoformat()}T17:30")
+    german.locator("#meetings details form button.primary").click()
+    assert "Das Treffen ist vorgeschlagen" in german.inner_text(".flashes")
+    assert "18:00 (Karlsruhe)" in german.inner_text("#meetings")
+
+    russian.goto(workspace)
+    assert "Hallo Olga!" in russian.inner_text("#messages")
+    meeting = russian.inner_text("#meetings")
+    assert "20:00 (Краснодар)" in meeting and "18:00 (Карлсруэ)" in meeting, meeting
+    russian.locator("#meetings input[type=checkbox]").first.check()
+    russian.locator("#meetings form button.secondary").first.click()
+    russian.locator("#meetings form button.primary").first.click()
+    assert "Встреча назначена" in russian.inner_text(".flashes")
+    assert "Назначена на" in russian.inner_text("#meetings")
+    russian.fill("#message-text", "Привет, Катрин! Четверг нам подходит.")
+    russian.locator("#messages form button.primary").click()
+    german.goto(workspace)
+    assert "Четверг нам подходит" in german.inner_text("#messages")
 
 
 def test_keyboard_reaches_the_skip_link_and_the_sign_in_form(served, chromium):

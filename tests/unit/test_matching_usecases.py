@@ -59,6 +59,9 @@ class FakeModels:
     def city_zone(self, city: str) -> str:
         return self.cities.get(city, {}).get("timezone", "UTC")
 
+    def erased_among(self, ids: Any) -> set[str]:
+        return {i for i in ids if self.people_.get(i, {}).get("erased")}
+
     def people_by_id(self, ids: Any) -> dict[str, dict[str, Any]]:
         return {i: self.people_[i] for i in ids if i in self.people_}
 
@@ -622,3 +625,12 @@ def test_an_idea_whose_partnership_is_not_known_here_yet_has_no_candidates_yet(u
     assert usecases.candidates(uow, Early(), KARLSRUHE, "idea-de", 10) == []
     with pytest.raises(NotFound):
         usecases.candidates(uow, Early(), NANCY, "idea-de", 10)
+
+
+def test_an_idea_snapshot_made_before_its_author_was_erased_is_kept_without_them(uow, clock):
+    """The ideas service moved Lena's idea into a project (idea.updated, naming her), then she was erased: the
+    snapshot arriving after the erasure must not bring her name back."""
+    usecases.participant_erased(uow, FakeEngine(), "lena", clock)
+    usecases.take_ideas(uow, FakeEngine(), [idea_event("idea-late", "karlsruhe", "Stadtgarten", version=3,
+                                                       status="in_project")], clock)
+    assert uow.models.idea("idea-late")["author_id"] is None
