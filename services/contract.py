@@ -227,6 +227,7 @@ class ProjectUpdatedV1(ProjectCore):
     summary = _text(5_000, load_default="")
     next_steps = fields.List(_text(500), load_default=list)
     changed = fields.List(fields.Str(), load_default=list)
+    actor_id = _key(load_default=None, allow_none=True)  # the member who changed it (not told), when one did
 
 
 class ProjectMemberJoinedV1(ProjectCore):

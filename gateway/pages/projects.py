@@ -34,12 +34,14 @@ def list_projects() -> Any:
 # Notifications name things by the API's paths (/projects/<id>); the same path without /api/v1 opens its page.
 @bp.get("/projects/<project_id>", endpoint="show")
 @participant_only
-def show_project(project_id: str) -> Any:
+def show_project(project_id: str, **plan: Any) -> Any:
+    """The workspace; `plan`: a plan form to show again as it was sent (plan_form) with what was wrong (plan_error)."""
     project = call("matching", "GET", f"/projects/{seg(project_id)}")
     messages = messages_of(project_id) if project.get("is_member") else []
     return render_template("pages/project.html", p=project, messages=messages, PROJECT_STATUS=PROJECT_STATUS,
                            ROLE=ROLE, me_id=me().participant_id,
-                           other_cities=[c for c in project.get("cities", []) if c != me().city])
+                           other_cities=[c for c in project.get("cities", []) if c != me().city],
+                           plan_form=plan.get("plan_form"), plan_error=plan.get("plan_error"))
 
 
 def messages_of(project_id: str) -> list[dict[str, Any]]:
@@ -73,20 +75,29 @@ def refusal(exc: ServiceError) -> str:
     """What went wrong, in the visitor's language where the page knows the case (the service's words after it)."""
     if exc.status == 409 and "version" in exc.detail:
         return _("Someone changed the project meanwhile. Here it is as it is now; make your change again.")
+    if exc.status == 409 and "asked to join already" in exc.detail:
+        return _("You asked to join already. The members have not answered yet.")
     fields = exc.errors if isinstance(exc.errors, dict) else {}
+    known = [str(words) for name, words in FIELD_HINTS.items() if name in fields]
+    if known:
+        return " ".join(known)
     said = "; ".join(m for messages in fields.values() for m in (messages if isinstance(messages, list)
                                                                   else [messages]) if isinstance(m, str))
-    known = [str(words) for name, words in FIELD_HINTS.items() if name in fields]
-    return " ".join([*known, f"({said})" if known and said else said or exc.detail]).strip()
+    return said or exc.detail
 
 
 FIELD_HINTS = {
-    "slots": lazy_gettext("Offer one to ten times, each in the future."),
+    "slots": lazy_gettext("Offer one to ten times to come, within the next two years (a time the clocks skip "
+                          "when summer time begins does not exist)."),
     "slot": lazy_gettext("Choose one of the offered times that is still to come."),
     "duration_minutes": lazy_gettext("A meeting lasts 15 to 480 minutes."),
     "title": lazy_gettext("Give it a title of one line."),
     "text": lazy_gettext("Write a message of up to 4,000 characters."),
     "link": lazy_gettext("The video link must be a web address (https://…)."),
+    "summary": lazy_gettext("A summary has up to 5,000 characters."),
+    "next_steps": lazy_gettext("At most 20 next steps, each one line of up to 500 characters."),
+    "status": lazy_gettext("Choose one of the statuses."),
+    "message": lazy_gettext("A word to the members has up to 1,000 characters."),
 }
 
 
@@ -99,8 +110,16 @@ def change_plan(project_id: str) -> Any:
             "next_steps": [s.strip() for s in form.get("next_steps", "").splitlines() if s.strip()]}
     if form.get("version", "").isdigit():
         body["version"] = int(form["version"])
-    return acted(project_id, "plan", _("The plan is saved. The other members are told."),
-                 lambda: call("matching", "PATCH", f"/projects/{seg(project_id)}", body=body))
+    try:
+        call("matching", "PATCH", f"/projects/{seg(project_id)}", body=body)
+    except ServiceError as exc:
+        if exc.status not in (409, 422):
+            raise
+        # What the visitor typed stays in the form, with what was wrong (and the project as it is now).
+        typed = {**body, "next_steps": form.get("next_steps", "")}
+        return show_project(project_id, plan_form=typed, plan_error=refusal(exc)), exc.status
+    flash(_("The plan is saved. The other members are told."), "ok")
+    return redirect(url_for("pages.projects.show", project_id=project_id, _anchor="plan"))
 
 
 @bp.post("/projects/<project_id>/messages")
@@ -153,6 +172,6 @@ def request_join(project_id: str) -> Any:
 @bp.post("/projects/<project_id>/join-requests/<request_id>/<any(accept, decline):answer>")
 @participant_only
 def answer_join(project_id: str, request_id: str, answer: str) -> Any:
-    done = _("Welcome them: they are a member now.") if answer == "accept" else _("The request is declined.")
+    done = _("They are a member of the project now.") if answer == "accept" else _("The request is declined.")
     return acted(project_id, "join-requests", done,
                  lambda: call("matching", "POST", f"/join-requests/{seg(request_id)}/{answer}"))

@@ -354,7 +354,10 @@ def local_time(value: Any, city: str | None = None, *, date: bool = True) -> str
     if moment is None:
         return ""
     city = city or (g.visitor.city if g.get("visitor") else None)
-    local = moment.astimezone(ZoneInfo(city_zone(city)))
+    try:
+        local = moment.astimezone(ZoneInfo(city_zone(city)))
+    except OverflowError:  # at the calendar's edge there is no local time: the moment as stored
+        return moment.isoformat()
     clock = babel_dates.format_time(local, "HH:mm", locale=locale())
     day = babel_dates.format_date(local, "full", locale=locale())
     return f"{day}, {clock} ({city_name(city)})" if date else f"{clock} ({city_name(city)})"

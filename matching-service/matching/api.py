@@ -259,14 +259,15 @@ def read_meeting(meeting_id: str) -> Response:
 def answer_meeting(meeting_id: str) -> Response:
     body = json_body(MeetingAnswerIn)
     return jsonify(MeetingOut().dump(usecases.answer_meeting(wired().uow, caller(), meeting_id,
-                                                             body["participant_id"], body["slots"], wired().clock)))
+                                                             body["participant_id"], body["slots"], wired().clock,
+                                                             body.get("timezone"))))
 
 
 @bp.post("/meetings/<meeting_id>/schedule")
 def schedule_meeting(meeting_id: str) -> Response:
     body = json_body(ScheduleIn)
     return jsonify(MeetingOut().dump(usecases.schedule_meeting(wired().uow, caller(), meeting_id, body["slot"],
-                                                               wired().clock)))
+                                                               wired().clock, body.get("timezone"))))
 
 
 @bp.post("/projects/<project_id>/join-requests")

@@ -414,6 +414,7 @@ PROJECT_STATUSES = (FORMING, ACTIVE, PAUSED, DONE)
 AUTHOR, INTERESTED, JOINED = "author", "interested", "joined"  # how a member came in (the member's `role`)
 PLAN_FIELDS = ("title", "status", "summary", "next_steps")
 MAX_SLOTS, MAX_OPEN_MEETINGS, MAX_PENDING_REQUESTS = 10, 20, 50
+MAX_AHEAD = timedelta(days=730)  # a meeting is offered at most two years ahead
 
 
 def members_of(match: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -429,14 +430,20 @@ def members_of(match: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def parse_slot(raw: str, zone: str) -> datetime:
     """An RFC 3339 time (with its offset), or a local time read in `zone` (an IANA name), in UTC. ValueError says
-    what is wrong."""
+    what is wrong: not a time, or a local time the clocks skip (02:30 on the night summer time starts)."""
     try:
         moment = datetime.fromisoformat(raw.strip())
     except ValueError:
         raise ValueError(f"{raw!r} is not a date and time (RFC 3339, e.g. 2026-12-10T18:00:00+01:00)") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone_info(zone))
-    return moment.astimezone(UTC).replace(microsecond=0)
+        local = moment.replace(tzinfo=zone_info(zone))
+        if local.astimezone(UTC).astimezone(local.tzinfo).replace(tzinfo=None) != moment:
+            raise ValueError(f"{raw} does not exist in {zone}: the clocks skip it (summer time begins)")
+        moment = local
+    try:
+        return moment.astimezone(UTC).replace(microsecond=0)
+    except OverflowError:
+        raise ValueError(f"{raw!r} is too far off") from None
 
 
 def zone_info(zone: str) -> ZoneInfo:
@@ -513,7 +520,8 @@ class Project(Aggregate):
                              city=person["city"], idea_id=idea, via="match")
         return True
 
-    def change_plan(self, changes: Mapping[str, Any], *, city: str, at: datetime) -> list[str]:
+    def change_plan(self, changes: Mapping[str, Any], *, city: str, at: datetime,
+                    actor: str | None = None) -> list[str]:
         """New title, status, summary or next steps; project.updated names what changed (nothing: no event)."""
         changed = [k for k in PLAN_FIELDS if k in changes and changes[k] != self.doc.get(k, "" if k != "next_steps"
                                                                                           else [])]
@@ -521,22 +529,28 @@ class Project(Aggregate):
             return []
         if "status" in changed and changes["status"] not in PROJECT_STATUSES:
             raise RuleViolation(f"unknown status {changes['status']!r}")
-        self.set(**{k: changes[k] for k in changed})
+        self.set(**{k: changes[k] for k in changed}, plan_version=self.plan_version + 1)
         self.next_version(at)
         self._record("project.updated", city=city, status=self.status, summary=self.doc.get("summary", ""),
-                     next_steps=list(self.doc.get("next_steps", [])), changed=changed)
+                     next_steps=list(self.doc.get("next_steps", [])), changed=changed, actor_id=actor)
         return changed
+
+    @property
+    def plan_version(self) -> int:
+        """The version of its plan (title, status, summary, next steps): what a change of the plan names to be
+        told that someone changed it since. Meetings, messages and members do not move it."""
+        return int(self.doc.get("plan_version") or 1)
 
     # --- joining on request -----------------------------------------------------------------------------------
 
     def request_join(self, person: str, city: str, message: str, *, at: datetime) -> dict[str, Any]:
         if self.member(person) is not None:
-            raise RuleViolation(f"{person} is a member of this project already")
+            raise RuleViolation("this person is a member of this project already")
         if city not in self.cities:
             raise RuleViolation(f"this project is of {' and '.join(self.cities)}: people of {city} do not join it")
         requests = list(self.doc.get("join_requests", []))
         if any(r["participant_id"] == person and r["status"] == "requested" for r in requests):
-            raise RuleViolation(f"{person} asked to join already; the project's members have not answered yet")
+            raise RuleViolation("this person asked to join already; the project's members have not answered yet")
         if sum(r["status"] == "requested" for r in requests) >= MAX_PENDING_REQUESTS:
             raise RuleViolation("too many open join requests: the members answer those first")
         request = {"id": new_id("join"), "participant_id": person, "city": city, "message": message,
@@ -582,14 +596,18 @@ class Project(Aggregate):
         past = [s for s in slots if s <= at]
         if past:
             raise SlotRefused(f"{past[0].isoformat()} is in the past: offer times to come")
+        far = [s for s in slots if s > at + MAX_AHEAD]
+        if far:
+            raise SlotRefused(f"{far[0].isoformat()} is more than {MAX_AHEAD.days} days ahead: offer nearer times")
         if not slots or len(slots) > MAX_SLOTS:
             raise SlotRefused(f"offer between 1 and {MAX_SLOTS} times")
         meetings = list(self.doc.get("meetings", []))
         if sum(m["status"] == "proposed" for m in meetings) >= MAX_OPEN_MEETINGS:
             raise RuleViolation("too many meetings wait for a time: schedule or let go of those first")
+        # The proposer offers times that suit them: their answer is every one of them (they may change it).
         meeting = {"id": new_id("meeting"), "title": title, "proposer_id": proposer, "duration_minutes": duration,
-                   "slots": slots, "answers": [], "link": link, "status": "proposed", "start": None, "sequence": 0,
-                   "created_at": at}
+                   "slots": slots, "answers": [{"participant_id": proposer, "slots": list(slots), "at": at}],
+                   "link": link, "status": "proposed", "start": None, "sequence": 0, "created_at": at}
         self.set(meetings=[*meetings, meeting])
         self.next_version(at)
         self._record("meeting.proposed", **self._meeting_payload(meeting))
@@ -614,6 +632,8 @@ class Project(Aggregate):
         if slot <= at:
             raise SlotRefused(f"{slot.isoformat()} is in the past")
         rescheduled = meeting["status"] == "scheduled"
+        if rescheduled and meeting.get("start") == slot:
+            return meeting  # set to this time already: no new invitation
         meeting.update(status="scheduled", start=slot,
                        sequence=meeting.get("sequence", 0) + (1 if rescheduled else 0))
         self._replace_meeting(meeting, at)

@@ -192,7 +192,12 @@ class ProjectOut(Schema):
     join_requests = fields.List(fields.Nested(JoinRequestOut), dump_default=list,
                                 metadata={"description": "The requests waiting for an answer."})
     sides = fields.List(fields.Nested(Side))
-    version = fields.Int()
+    version = fields.Int(metadata={"description": "The version of its plan: send it with a change of the plan to be "
+                                                  "told (409) when someone changed the plan since. Meetings, "
+                                                  "messages and members do not move it."})
+    my_join_request = fields.Str(allow_none=True, metadata={
+        "description": "To a signed-in participant who is not a member: the state of their request to join "
+                       "(requested, declined), or null."})
     created_at = fields.DateTime()
     updated_at = fields.DateTime(allow_none=True)
 
@@ -208,13 +213,14 @@ class ProjectPatch(Strict):
     summary = Text(validate=validate.Length(max=5000))
     next_steps = fields.List(OneLine(validate=validate.Length(min=1, max=500)), validate=validate.Length(max=20))
     version = fields.Int(strict=True, validate=validate.Range(min=1),
-                         metadata={"description": "The version you read: 409 when it changed since."})
+                         metadata={"description": "The plan's version you read: 409 when the plan changed since."})
 
 
 class MessageIn(Strict):
     author_id = fields.Str(required=True, validate=validate.Length(min=1, max=64),
                            metadata={"description": "A member of the project in your key's city."})
-    text = Text(required=True, validate=validate.Length(min=1, max=4000))
+    text = Text(required=True, validate=[validate.Length(min=1, max=4000),
+                                         validate.Regexp(r"\S", error="write something: the text is empty")])
 
 
 class MessageOut(Schema):
@@ -257,11 +263,17 @@ class MeetingAnswerIn(Strict):
     slots = fields.List(fields.Str(validate=validate.Length(min=10, max=40)), required=True,
                         validate=validate.Length(max=domain.MAX_SLOTS),
                         metadata={"description": "The offered times that suit (none: an empty list)."})
+    timezone = fields.Str(validate=validate.Length(max=64),
+                          metadata={"description": "IANA zone for times without an offset (default: the "
+                                                   "answering member's city's)."})
 
 
 class ScheduleIn(Strict):
     slot = fields.Str(required=True, validate=validate.Length(min=10, max=40),
                       metadata={"description": "One of the offered times."})
+    timezone = fields.Str(validate=validate.Length(max=64),
+                          metadata={"description": "IANA zone for times without an offset (default: the "
+                                                   "key's city's)."})
 
 
 class JoinRequestIn(Strict):

@@ -459,12 +459,15 @@ def _project_view(uow: UnitOfWork, who: Caller, project: domain.Project) -> dict
     ideas = uow.models.ideas_by_id(d.get("idea_ids", []))
     member = who.participant is None or domain.is_member(d, who.participant)
     view = {**d, "status": project.status, "cities": project.cities, "is_member": member,
+            "version": project.plan_version,
             "ideas": [{"idea_id": i, **{k: (ideas.get(i) or {}).get(k) for k in ("title", "city", "language",
                                                                                   "author_id")}}
                       for i in d.get("idea_ids", [])],
             "member_count": len(d.get("members", []))}
     if not member:
-        return {**view, "members": [], "meetings": [], "join_requests": [], "sides": []}
+        mine = [r["status"] for r in d.get("join_requests", []) if r["participant_id"] == who.participant]
+        return {**view, "members": [], "meetings": [], "join_requests": [], "sides": [],
+                "my_join_request": mine[-1] if mine else None}
     people = uow.models.people_by_id([m["participant_id"] for m in d.get("members", [])]
                                + [r["participant_id"] for r in d.get("join_requests", [])])
     emails = who.participant is not None or who.city in project.cities
@@ -502,13 +505,15 @@ def change_project(uow: UnitOfWork, who: Caller, project_id: str, changes: Mappi
 
     def step() -> domain.Project:
         project = _changing(uow, who, project_id)
-        if wanted is not None and project.version != wanted:
-            raise Conflict(f"project {project_id} is at version {project.version}, not {wanted}: read it again")
-        project.change_plan(changes, city=who.city or "", at=clock())
+        if wanted is not None and project.plan_version != wanted:
+            raise domain.RuleViolation(f"project {project_id}'s plan is at version {project.plan_version}, not "
+                                       f"{wanted}: read it again")
+        project.change_plan(changes, city=who.city or "", at=clock(), actor=who.participant)
         uow.projects.save(project)
         return project
 
-    project = step() if wanted is not None else retrying(step)
+    # With a version the first read decides (a concurrent write of a meeting retries, a changed plan is 409).
+    project = retrying(step)
     return _project_view(uow, who, project)
 
 
@@ -565,11 +570,7 @@ def propose_meeting(uow: UnitOfWork, who: Caller, project_id: str, data: Mapping
     def step() -> dict[str, Any]:
         project = _changing(uow, who, project_id)
         proposer = _member_of_acting_city(project, who, data["proposer_id"], "proposer_id")
-        zone = data.get("timezone") or uow.models.city_zone(proposer["city"])
-        try:
-            domain.zone_info(zone)
-        except ValueError as exc:
-            raise ValidationError({"timezone": [str(exc)]}) from None
+        zone = _zone(uow, data.get("timezone"), proposer["city"])
         try:
             meeting = project.propose_meeting(proposer["participant_id"], data["title"], data["duration_minutes"],
                                               _slots(data["slots"], zone), data.get("link"), at=clock())
@@ -600,14 +601,25 @@ def read_meeting(uow: UnitOfWork, who: Caller, meeting_id: str) -> dict[str, Any
     return _meeting_view(project, project.meeting(meeting_id))
 
 
+def _zone(uow: UnitOfWork, asked: str | None, city: str | None) -> str:
+    """The zone times without an offset are read in: the one the request names, else the city's."""
+    zone = asked or (uow.models.city_zone(city) if city else "UTC")
+    try:
+        domain.zone_info(zone)
+    except ValueError as exc:
+        raise ValidationError({"timezone": [str(exc)]}) from None
+    return zone
+
+
 def answer_meeting(uow: UnitOfWork, who: Caller, meeting_id: str, participant_id: str, slots: Sequence[str],
-                   clock: Clock) -> dict[str, Any]:
-    """The times that suit a member (replacing their earlier answer)."""
+                   clock: Clock, timezone: str | None = None) -> dict[str, Any]:
+    """The times that suit a member (replacing their earlier answer); times without an offset are read in
+    `timezone`, else in the member's city's zone."""
     def step() -> dict[str, Any]:
         project = _meeting_project(uow, who, meeting_id)
         member = _member_of_acting_city(project, who, participant_id, "participant_id")
         try:
-            project.answer_meeting(meeting_id, participant_id, _slots(slots, uow.models.city_zone(member["city"])),
+            project.answer_meeting(meeting_id, participant_id, _slots(slots, _zone(uow, timezone, member["city"])),
                                    at=clock())
         except domain.SlotRefused as exc:
             raise ValidationError({"slots": [str(exc)]}) from None
@@ -617,11 +629,12 @@ def answer_meeting(uow: UnitOfWork, who: Caller, meeting_id: str, participant_id
     return retrying(step)
 
 
-def schedule_meeting(uow: UnitOfWork, who: Caller, meeting_id: str, slot: str, clock: Clock) -> dict[str, Any]:
+def schedule_meeting(uow: UnitOfWork, who: Caller, meeting_id: str, slot: str, clock: Clock,
+                     timezone: str | None = None) -> dict[str, Any]:
     """The meeting set to one of its times: every member gets it in their own zone, with an invitation."""
     def step() -> dict[str, Any]:
         project = _meeting_project(uow, who, meeting_id)
-        zone = uow.models.city_zone(who.city) if who.city else "UTC"
+        zone = _zone(uow, timezone, who.city)
         try:
             [start] = _slots([slot], zone)
             meeting = project.schedule_meeting(meeting_id, start, at=clock())

@@ -253,7 +253,8 @@ def _project_updated(payload: Mapping[str, Any], who: Readers) -> list[Message]:
         "project_title": payload.get("title"), "status": payload.get("status"),
         "status_changed": "status" in changed, "steps_changed": "next_steps" in changed, "next_steps": steps,
         "by_city": who.city_name(by, who.lang_of(pid)) if by else "",
-    }, link=_project_link(payload), details=tuple(f"- {s}" for s in steps)) for pid in _members(payload)]
+    }, link=_project_link(payload), details=tuple(f"- {s}" for s in steps))
+        for pid in _members(payload, but=payload.get("actor_id"))]  # a member who changed it knows
 
 
 def _member_joined(payload: Mapping[str, Any], who: Readers) -> list[Message]:
@@ -325,7 +326,10 @@ def local_time(at: datetime, zone_name: str | None, lang: str) -> str:
     """A moment as a reader reads it: their day and time in their zone, and the zone (its abbreviation where the
     language has one, else its offset): "Do., 10. Dez. 2026, 18:00 MEZ", "чт, 10 дек. 2026 г., 20:00 UTC+3"."""
     tz = zone(zone_name)
-    local = at.astimezone(tz)
+    try:
+        local = at.astimezone(tz)
+    except OverflowError:  # at the calendar's edge (year 1 or 9999) there is no local time: say it in UTC
+        return at.isoformat()
     lang = lang if lang in LANGUAGES else "en"
     day = format_skeleton("yMMMEd", local, tzinfo=tz, locale=lang)
     time = format_skeleton("Hm", local, tzinfo=tz, locale=lang)
@@ -389,6 +393,7 @@ def _meeting_scheduled(payload: Mapping[str, Any], who: Readers) -> list[Message
         out.append(Message(pid, "meeting_scheduled", {
             "project_title": payload.get("title"), "meeting_title": payload.get("meeting_title"),
             "when": local_time(start, zone_name, lang), "duration_minutes": invitation.minutes,
+            "moved": invitation.sequence > 0,
             "video_link": invitation.video_link or "", "zone": zone_label(zone_name),
         }, link=_meeting_link(payload), invitation=invitation))
     return out

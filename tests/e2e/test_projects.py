@@ -229,8 +229,15 @@ def test_the_project_workspace_works_with_forms_alone_in_german_and_russian():
                                                  "summary": "Wir tauschen Saatgut.",
                                                  "next_steps": "Videocall\nSaatgut schicken", "version": version})
         assert done.status_code == 302 and done.headers["Location"].endswith(f"{workspace}#plan")
-        stale = lena_b.post(f"{workspace}/plan", {"title": "x", "status": "done", "version": version})
-        assert "Jemand hat das Projekt inzwischen geändert" in lena_b.text(stale.headers["Location"])
+        stale = lena_b.post(f"{workspace}/plan", {"title": "x", "status": "done", "version": version,
+                                                  "summary": "Mein langer Text, den ich nicht verlieren will"})
+        told = stale.get_data(as_text=True)
+        assert stale.status_code == 409 and "Jemand hat das Projekt inzwischen geändert" in told
+        assert "Mein langer Text, den ich nicht verlieren will" in told, "what was typed stays in the form"
+        too_many = lena_b.post(f"{workspace}/plan", {"title": "x", "status": "active", "version": str(int(version) + 1),
+                                                     "next_steps": "\n".join(f"Schritt {i}" for i in range(25))})
+        assert too_many.status_code == 422 and "Höchstens 20 nächste Schritte" in too_many.get_data(as_text=True)
+        assert "Longer than" not in too_many.get_data(as_text=True)
         seen = api.ok("GET", workspace, kr)
         assert (seen["status"], seen["next_steps"], seen["title"]) == ("active", ["Videocall", "Saatgut schicken"],
                                                                       form_value(page, "title"))
@@ -245,7 +252,7 @@ def test_the_project_workspace_works_with_forms_alone_in_german_and_russian():
         past = lena_b.post(f"{workspace}/meetings", {"title": "Kennenlernen", "duration_minutes": "45",
                                                      "slot": ["2020-01-01T10:00"]})
         told = lena_b.text(past.headers["Location"])
-        assert "Biete ein bis zehn Zeiten an, alle in der Zukunft." in told and "in the past" in told
+        assert "Biete ein bis zehn Zeiten in den nächsten zwei Jahren an" in told and "in the past" not in told
         lena_b.post(f"{workspace}/meetings", {"title": "Kennenlernen", "duration_minutes": "45",
                                               "slot": [local, ""], "link": "https://meet.example.org/garten"})
         [meeting] = api.ok("GET", workspace, kr)["meetings"]
@@ -258,7 +265,7 @@ def test_the_project_workspace_works_with_forms_alone_in_german_and_russian():
         anna_b.post(f"{workspace}/meetings/{meeting['id']}/answer", {"slot": [slot]})
         anna_b.post(f"{workspace}/meetings/{meeting['id']}/schedule", {"slot": slot})
         after = api.ok("GET", f"/meetings/{meeting['id']}", ka)
-        assert after["status"] == "scheduled" and after["slots"][0]["suits"] == [anna]
+        assert after["status"] == "scheduled" and after["slots"][0]["suits"] == [lena, anna]
         assert "Назначена на" in anna_b.text(workspace)
 
         # someone of the partner city asks to join; a member takes them in
@@ -266,6 +273,9 @@ def test_the_project_workspace_works_with_forms_alone_in_german_and_russian():
         outside = dima_b.text(workspace)
         assert "Присоединиться к проекту" in outside and "mailto:" not in outside and "Hallo Anna" not in outside
         dima_b.post(f"{workspace}/join", {"message": "Я садовник"})
+        assert "Участники ещё не ответили" in dima_b.text(workspace), "the page says the request waits"
+        again = dima_b.post(f"{workspace}/join", {"message": "Ещё раз"})
+        assert "Вы уже попросились в проект" in dima_b.text(again.headers["Location"])
         page = lena_b.text(workspace)
         assert "Дмитрий Кузнецов" in page and "Я садовник" in page
         accept = re.search(rf'action="({workspace}/join-requests/[^"]+/accept)"', page).group(1)

@@ -159,6 +159,9 @@ def test_a_new_status_or_new_next_steps_tell_every_member_a_new_summary_alone_no
     [only_status] = {m.context["steps_changed"] for m in project_messages(
         "project.updated", status="paused", next_steps=["x"], changed=["status"])}
     assert only_status is False
+    by_lena = project_messages("project.updated", status="done", changed=["status"], city="karlsruhe",
+                               actor_id="lena")
+    assert [m.recipient for m in by_lena] == ["anna", "tom"], "the member who changed it on the page knows"
 
 
 def test_a_new_member_is_told_to_the_others_with_name_and_city():

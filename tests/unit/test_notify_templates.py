@@ -39,7 +39,7 @@ VARIABLES: dict[str, set[str]] = {
     "meeting_proposed": {"recipient_name", "project_title", "meeting_title", "proposer_name", "proposer_city",
                          "duration_minutes", "slots", "zone", "link", "unsubscribe_url"},
     "meeting_scheduled": {"recipient_name", "project_title", "meeting_title", "when", "duration_minutes",
-                          "video_link", "zone", "link", "unsubscribe_url"},
+                          "video_link", "zone", "moved", "link", "unsubscribe_url"},
     "digest": {"recipient_name", "day", "items", "unsubscribe_url"},
     # Asked for by the person (web sign-in): no unsubscribe footer, it is not a notification.
     "sign_in": {"recipient_name", "link", "minutes"},
@@ -51,6 +51,7 @@ QUOTES = {"de": ("„", "“"), "ru": ("«", "»"), "en": ("“", "”")}
 DASHES = "-" * 10
 
 SAMPLE = {
+    "moved": False,
     "recipient_name": "Ольга Шмидт",
     "own_title": "Stadtgärten für alle",
     "other_title": "Зелёные дворы",
@@ -265,6 +266,7 @@ VARIANTS = [
     ("project_join_requested", {"message_lines": []}),
     ("meeting_proposed", {"proposer_city": "", "slots": ["Do., 10. Dez. 2026, 17:00 UTC"]}),
     ("meeting_scheduled", {"video_link": ""}),
+    ("meeting_scheduled", {"moved": True}),
 ]
 
 

@@ -11,7 +11,6 @@ from marshmallow import ValidationError
 
 from matching import domain, usecases
 from matching.repository import UnitOfWork
-from services.aggregate import Conflict
 from services.errors import Forbidden
 from services.store import NotFound
 from tests.unit.fakes import Clock
@@ -102,7 +101,7 @@ def test_the_plan_is_changed_by_a_member_city_on_the_version_it_read(uow, clock,
     assert view["status"] == "active" and view["version"] == 2
     [updated] = uow.projects.events("project.updated")
     assert updated.payload["changed"] == ["status", "next_steps"] and updated.payload["city"] == "krasnodar"
-    with pytest.raises(Conflict, match="version 2, not 1"):
+    with pytest.raises(domain.RuleViolation, match="version 2, not 1"):
         usecases.change_project(uow, KARLSRUHE, project["_id"], {"summary": "x", "version": 1}, clock)
     usecases.change_project(uow, KARLSRUHE, project["_id"], {"status": "active"}, clock)
     assert len(uow.projects.events("project.updated")) == 1, "nothing changed: no event"
@@ -145,7 +144,8 @@ def test_a_meeting_offered_in_berlin_time_is_set_to_one_of_its_times(uow, clock,
     assert starts == ["2026-12-10T17:00:00+00:00", "2026-12-11T08:30:00+00:00"], "read in Karlsruhe's zone"
     # Anna answers in Moscow time: 20:00 there is 18:00 in Berlin.
     answered = usecases.answer_meeting(uow, KRASNODAR, meeting["id"], "anna", ["2026-12-10T20:00"], clock)
-    assert answered["slots"][0]["suits"] == ["anna"] and answered["slots"][1]["suits"] == []
+    assert answered["slots"][0]["suits"] == ["lena", "anna"] and answered["slots"][1]["suits"] == ["lena"], \
+        "the proposer's times suit the proposer"
     with pytest.raises(ValidationError, match="was not offered"):
         usecases.answer_meeting(uow, KRASNODAR, meeting["id"], "anna", ["2026-12-10T21:00"], clock)
     with pytest.raises(ValidationError, match="not offered"):
@@ -156,6 +156,9 @@ def test_a_meeting_offered_in_berlin_time_is_set_to_one_of_its_times(uow, clock,
     assert event.payload["start"] == "2026-12-10T17:00:00+00:00" and event.payload["duration_minutes"] == 60
     assert event.payload["meeting_title"] == "Kennenlernen" and event.payload["sequence"] == 0
     assert usecases.read_meeting(uow, KARLSRUHE, meeting["id"])["status"] == "scheduled"
+    usecases.schedule_meeting(uow, KARLSRUHE, meeting["id"], "2026-12-10T18:00", clock)  # the same time, Berlin's
+    assert len(uow.projects.events("meeting.scheduled")) == 1, "set to that time already: no second invitation"
+    assert usecases.read_project(uow, KARLSRUHE, project["_id"])["version"] == 1, "meetings do not move the plan"
 
 
 @pytest.mark.parametrize(("data", "field", "why"), [
@@ -163,6 +166,8 @@ def test_a_meeting_offered_in_berlin_time_is_set_to_one_of_its_times(uow, clock,
     ({"slots": ["tomorrow at ten"]}, "slots", "not a date and time"),
     ({"slots": ["2026-12-10T18:00"], "timezone": "Europe/Karlsruhe"}, "timezone", "unknown time zone"),
     ({"proposer_id": "anna"}, "proposer_id", "not a member of this project in karlsruhe"),
+    ({"slots": ["9999-12-31T23:59"]}, "slots", "more than 730 days ahead"),
+    ({"slots": ["2027-03-28T02:30"]}, "slots", "does not exist in Europe/Berlin"),
 ])
 def test_a_meeting_that_cannot_be_is_refused_with_the_field_and_why(uow, clock, project, data, field, why):
     body = {"proposer_id": "lena", "title": "Call", "duration_minutes": 30, "slots": ["2026-12-10T18:00"], **data}
@@ -199,7 +204,8 @@ def test_an_erased_member_leaves_with_their_answers_and_messages_and_the_project
     usecases.participant_erased(uow, type("E", (), {"sync": lambda self: None})(), "lena", clock)
     view = usecases.read_project(uow, KRASNODAR, project["_id"])
     assert [m["participant_id"] for m in view["members"]] == ["anna"]
-    assert view["meetings"][0]["answers"] == [] and view["meetings"][0]["proposer_id"] == "anna"
+    assert [a["participant_id"] for a in view["meetings"][0]["answers"]] == ["anna"]
+    assert view["meetings"][0]["proposer_id"] == "anna"
     [message] = usecases.list_messages(uow, KRASNODAR, project["_id"], 10, None)[0]
     assert message["text"] == "" and message["author_id"] is None
     assert "lena" not in repr(uow.projects.docs), "no trace of her in the project"
