@@ -306,6 +306,21 @@ class PartnershipV1(Lenient):
     themes = fields.List(fields.Nested(ThemeV1), load_default=list)
 
 
+class RoundV1(Lenient):
+    """A round of a partnership's lab: its dates (read in `timezone`) and its phase now."""
+
+    round_id = _key(required=True)
+    partnership = _key(required=True)
+    cities = fields.List(_key(), load_default=list)
+    name = _text(200, required=True)
+    collect_until = fields.Str(required=True, validate=validate.Regexp(r"^\d{4}-\d{2}-\d{2}$"))
+    workshop_at = fields.Str(required=True, validate=_iso_datetime)
+    projects_from = fields.Str(required=True, validate=validate.Regexp(r"^\d{4}-\d{2}-\d{2}$"))
+    timezone = _text(64, load_default="UTC")
+    phase = fields.Str(required=True, validate=validate.OneOf(("collecting", "matching", "projects", "closed")))
+    previous_phase = fields.Str(load_default=None, allow_none=True)
+
+
 class NotificationV1(Lenient):
     notification_id = _key(required=True)
     recipient = _key(required=True)
@@ -361,6 +376,9 @@ EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
     ("project.join_answered", 1, JoinRequestV1, "A join request was accepted or declined."),
     ("meeting.proposed", 1, MeetingV1, "A member offered a meeting with time slots to choose from."),
     ("meeting.scheduled", 1, MeetingV1, "A meeting was set to one of its slots (start in UTC)."),
+    ("round.opened", 1, RoundV1, "A partnership opened a round of its lab (name, dates, phase)."),
+    ("round.phase_changed", 1, RoundV1, "A round moved on: collecting -> matching -> projects -> closed."),
+    ("round.closed", 1, RoundV1, "A round was closed."),
     ("notification.delivered", 1, NotificationV1, "A notification reached its recipient over one channel."),
     ("notification.failed", 1, NotificationFailedV1, "A notification could not be delivered (final or retrying)."),
 )

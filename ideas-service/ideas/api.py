@@ -24,6 +24,9 @@ from ideas.schemas import (
     ParticipantPatch,
     ParticipantQuery,
     ReadQuery,
+    RoundIn,
+    RoundList,
+    RoundOut,
     TranslationOut,
 )
 from ideas.translation import Translator
@@ -50,6 +53,17 @@ DOCS.operation("/ideas/{idea_id}", "patch", "Change an idea of your city", tag="
                description="Send only the fields to change; with `version`, a concurrent change gives 409.")
 DOCS.operation("/ideas/{idea_id}/withdraw", "post", "Withdraw an idea of your city", tag="Ideas",
                scope="write", responses={200: IdeaOut})
+DOCS.operation("/partnerships/{partnership_id}/rounds", "post", "Open a round of a partnership's lab",
+               tag="Rounds", scope="write", body=RoundIn, responses={201: RoundOut},
+               description="By an admin key or a write key of one of its cities. Ideas submitted while it collects "
+                           "join it; after collecting ends, an idea for it is a 409 naming the round and its dates.")
+DOCS.operation("/partnerships/{partnership_id}/rounds", "get", "List a partnership's rounds, newest first",
+               tag="Rounds", responses={200: RoundList})
+DOCS.operation("/rounds/{round_id}", "get", "Read a round and its phase", tag="Rounds", responses={200: RoundOut})
+DOCS.operation("/rounds/{round_id}/advance", "post", "Move a round on to its next phase now", tag="Rounds",
+               scope="write", responses={200: RoundOut},
+               description="collecting -> matching -> projects -> closed (round.phase_changed; round.closed). The "
+                           "dates move it on by themselves; this is for a workshop held early, or to close it.")
 DOCS.operation("/participants", "post", "Register a participant in your city", tag="Participants",
                scope="write", body=ParticipantIn, responses={201: ParticipantOut})
 DOCS.operation("/participants/{participant_id}", "get", "Read a participant", tag="Participants",
@@ -143,6 +157,30 @@ def withdraw_idea(idea_id: str) -> Response:
 
 # --- for the gateway's web pages only: /internal/... is never routed from the public /api/v1 -----------------
 
+# --- rounds ---------------------------------------------------------------------------------------------------
+
+@bp.post("/partnerships/<pid>/rounds")
+def open_round(pid: str) -> tuple[Response, int, dict[str, str]]:
+    found = usecases.open_round(wired().uow, caller(), pid, json_body(RoundIn), wired().clock)
+    return jsonify(RoundOut().dump(usecases.round_view(found, wired().clock()))), 201, {
+        "Location": f"/rounds/{found.id}"}
+
+
+@bp.get("/partnerships/<pid>/rounds")
+def list_rounds(pid: str) -> Response:
+    return jsonify(RoundList().dump({"items": usecases.list_rounds(wired().uow, caller(), pid, wired().clock)}))
+
+
+@bp.get("/rounds/<round_id>")
+def read_round(round_id: str) -> Response:
+    return jsonify(RoundOut().dump(usecases.read_round(wired().uow, caller(), round_id, wired().clock)))
+
+
+@bp.post("/rounds/<round_id>/advance")
+def advance_round(round_id: str) -> Response:
+    return jsonify(RoundOut().dump(usecases.advance_round(wired().uow, caller(), round_id, wired().clock)))
+
+
 @bp.post("/internal/ideas/import")
 def import_ideas() -> tuple[Response, int]:
     """A workshop's ideas in one go: every row checked before any is stored (nothing half-imported).
@@ -151,7 +189,8 @@ def import_ideas() -> tuple[Response, int]:
     """
     who = caller()
     data = json_body(ImportIn)
-    stored = usecases.import_ideas(wired().uow, who, data["ideas"], dry_run=data["dry_run"], clock=wired().clock)
+    stored = usecases.import_ideas(wired().uow, who, data["ideas"], dry_run=data["dry_run"], clock=wired().clock,
+                                   round_id=data.get("round_id"))
     shown = ImportOut().dump({"count": len(data["ideas"]), "dry_run": data["dry_run"],
                               "items": [idea.doc for idea in stored]})
     shown["items"] = [_only_visible_partnerships(who, item) for item in shown["items"]]

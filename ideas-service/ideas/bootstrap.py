@@ -18,10 +18,12 @@ from services.config import Settings
 from services.runtime import Runtime, ServiceSpec, Wiring
 from services.store import now
 
+ROUND_SWEEP = 30.0  # seconds between looks at whether a round's dates moved it on (round.phase_changed)
+
 SPEC = ServiceSpec(
     name="ideas",
     indexes=repository.INDEXES,
-    outbox_collections=(repository.IDEAS, repository.PARTICIPANTS),
+    outbox_collections=(repository.IDEAS, repository.PARTICIPANTS, repository.ROUNDS),
     event_types=registry.event_types(EVENT_HANDLERS),
     docs=api.DOCS,
 )
@@ -43,6 +45,7 @@ def bootstrap(settings: Settings | None = None, *, clock: usecases.Clock = now) 
     service = IdeasService(runtime, uow, clock, repository.TranslationCache(runtime.db),
                            LibreTranslate(url, runtime.settings.translate_key) if url else None)
     runtime.wire(Wiring(handlers=registry.bind(EVENT_HANDLERS, uow=uow, clock=clock), blueprints=[api.bp],
+                        periodic=[(ROUND_SWEEP, lambda: usecases.follow_rounds(uow, clock))],
                         extension_name=api.EXTENSION, extension=service))
     return service
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from services.aggregate import Aggregate
 from services.store import new_id
@@ -200,3 +201,96 @@ def partnerships_shown(shown: dict[str, Any], *, admin: bool, callers_partnershi
     if not admin:
         shown["partnerships"] = [p for p in shown.get("partnerships", []) if p in callers_partnerships]
     return shown
+
+
+# --- rounds of a partnership's lab ---------------------------------------------------------------------------
+
+COLLECTING, MATCHING, PROJECTS, CLOSED = "collecting", "matching", "projects", "closed"
+PHASES = (COLLECTING, MATCHING, PROJECTS, CLOSED)
+
+
+class RoundRefused(ValueError):
+    """A round's dates that cannot be (the field, and why): rendered as 422."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def day_boundary(day: date, zone: str, *, end: bool) -> datetime:
+    """The first moment of `day` (or of the day after it: its end) in `zone`, in UTC."""
+    moment = datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=ZoneInfo(zone))
+    return moment.astimezone(UTC)
+
+
+class Round(Aggregate):
+    """A round of a partnership's lab: its ideas are collected until a day, matched at the bilateral workshop,
+    then become projects from a day on; a coordinator may move it on earlier (`advance`), and close it.
+
+    The phase follows the dates (read in the round's time zone: `collect_until` is collecting to its end,
+    `projects_from` is projects from its start), or the phase a coordinator moved it to, whichever is further.
+    """
+
+    @classmethod
+    def open(cls, *, partnership: str, cities: Sequence[str], name: str, collect_until: date, workshop_at: datetime,
+             projects_from: date, zone: str, at: datetime) -> Round:
+        collect_ends = day_boundary(collect_until, zone, end=True)
+        projects_start = day_boundary(projects_from, zone, end=False)
+        if workshop_at < collect_ends:
+            raise RoundRefused("workshop_at", "the bilateral workshop comes after collecting ends "
+                                              f"({collect_until.isoformat()})")
+        if projects_start < workshop_at:
+            raise RoundRefused("projects_from", "projects start on or after the day of the workshop")
+        doc = {"_id": new_id("round"), "partnership": partnership, "cities": list(cities), "name": name,
+               "collect_until": collect_until.isoformat(), "workshop_at": workshop_at.astimezone(UTC),
+               "projects_from": projects_from.isoformat(), "timezone": zone, "collect_ends_at": collect_ends,
+               "projects_start_at": projects_start, "moved_to": None, "created_at": at, "version": 1}
+        found = cls(doc)
+        found.set(phase=found.phase_at(at))
+        found.record("round.opened", found.payload(), partnership=partnership)
+        return found
+
+    def phase_at(self, at: datetime) -> str:
+        d = self.doc
+        by_dates = COLLECTING if at < d["collect_ends_at"] else MATCHING if at < d["projects_start_at"] else PROJECTS
+        moved = d.get("moved_to") or COLLECTING
+        return max(by_dates, moved, key=PHASES.index)
+
+    def collecting(self, at: datetime) -> bool:
+        return self.phase_at(at) == COLLECTING
+
+    def advance(self, *, at: datetime) -> str:
+        """On to the next phase now (a workshop held early, a round closed); the phase it is in then."""
+        current = self.phase_at(at)
+        if current == CLOSED:
+            raise RuleViolation(f"round {self.doc['name']!r} is closed")
+        self.set(moved_to=PHASES[PHASES.index(current) + 1])
+        self.follow(at=at)
+        return self.doc["phase"]
+
+    def follow(self, *, at: datetime) -> bool:
+        """The stored phase brought to what the dates and moves say now, with its events (the periodic sweep and
+        every change call it); False when it was so already."""
+        before, now_in = self.doc.get("phase"), self.phase_at(at)
+        if before == now_in:
+            return False
+        self.set(phase=now_in)
+        self.next_version(at)
+        self.record("round.phase_changed", {**self.payload(), "previous_phase": before},
+                    partnership=self.doc["partnership"])
+        if now_in == CLOSED:
+            self.record("round.closed", self.payload(), partnership=self.doc["partnership"])
+        return True
+
+    def payload(self) -> dict[str, Any]:
+        d = self.doc
+        return {"round_id": self.id, "partnership": d["partnership"], "cities": list(d["cities"]), "name": d["name"],
+                "collect_until": d["collect_until"], "workshop_at": d["workshop_at"].isoformat(),
+                "projects_from": d["projects_from"], "timezone": d["timezone"], "phase": d.get("phase")}
+
+    def late(self) -> str:
+        """Why an idea can no longer join it, naming it and its dates."""
+        d = self.doc
+        return (f"round {d['name']!r} collected ideas until {d['collect_until']} (its workshop: "
+                f"{d['workshop_at'].astimezone(ZoneInfo(d['timezone'])):%Y-%m-%d %H:%M} {d['timezone']}); "
+                "it takes no new ideas")

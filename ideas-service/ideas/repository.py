@@ -13,19 +13,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ideas.domain import Idea, Participant, email_key
+from ideas.domain import Idea, Participant, Round, email_key
 from services.aggregate import HIDDEN, DocumentRepository, page
 from services.store import DuplicateKeyError, Index
 
 PRODUCER = "ideas"
-IDEAS, PARTICIPANTS, TRANSLATIONS = "ideas", "participants", "translations"
+IDEAS, PARTICIPANTS, TRANSLATIONS, ROUNDS = "ideas", "participants", "translations", "rounds"
 
 INDEXES = {
     IDEAS: [
         Index(keys=[("city", 1), ("_id", -1)], name="ideas_city"),
         Index(keys=[("author_id", 1)], name="ideas_author"),
         Index(keys=[("theme", 1), ("_id", -1)], name="ideas_theme"),
+        Index(keys=[("round_id", 1)], name="ideas_round"),
     ],
+    ROUNDS: [Index(keys=[("partnership", 1), ("_id", -1)], name="rounds_partnership"),
+             Index(keys=[("phase", 1)], name="rounds_phase")],
     PARTICIPANTS: [
         Index(keys=[("city", 1), ("_id", -1)], name="participants_city"),
         Index(keys=[("email_key", 1)], unique=True, sparse=True, name="participants_email"),
@@ -84,6 +87,16 @@ class ParticipantRepository(DocumentRepository[Participant]):
         return self.collection.count_documents({"_id": participant_id, "city": city, **self.NOT_ERASED}, limit=1) == 1
 
 
+class RoundRepository(DocumentRepository[Round]):
+    def of_partnerships(self, partnerships: Sequence[str]) -> list[Round]:
+        """The rounds of these partnerships, newest first."""
+        return self.find({"partnership": {"$in": list(partnerships)}}, sort=(("_id", -1),)) if partnerships else []
+
+    def not_closed(self) -> list[Round]:
+        """The rounds whose phase may still move on with the calendar (what the periodic sweep looks at)."""
+        return self.find({"phase": {"$in": ["collecting", "matching"]}})
+
+
 class TranslationCache:
     """Machine translations of idea texts, one per idea version and language (a new version is translated anew)."""
 
@@ -104,10 +117,12 @@ class UnitOfWork:
 
     ideas: IdeaRepository
     participants: ParticipantRepository
+    rounds: RoundRepository
 
 
 def unit_of_work(db: Any, on_events: Callable[[], None] = lambda: None) -> UnitOfWork:
     return UnitOfWork(
         ideas=IdeaRepository(db[IDEAS], PRODUCER, Idea, "idea", on_events),
         participants=ParticipantRepository(db[PARTICIPANTS], PRODUCER, Participant, "participant", on_events),
+        rounds=RoundRepository(db[ROUNDS], PRODUCER, Round, "round", on_events),
     )

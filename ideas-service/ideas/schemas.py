@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from marshmallow import RAISE, Schema, fields, post_load, pre_load, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 from ideas.domain import STATUSES
 from services.contract import LANGUAGES
 from services.text import OneLine, Text
 from services.web import cursor_field
+
+
+def _known_zone(value: str) -> None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"unknown time zone {value!r}: an IANA name such as Europe/Berlin") from None
+
 
 KEY = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,63}$", error="must be lower-case letters, digits, '-' or '_'")
 
@@ -73,6 +82,40 @@ class ImportIn(Strict):
                         metadata={"description": "The ideas (fields as for POST /ideas, or author_email)."})
     dry_run = fields.Bool(load_default=False,
                           metadata={"description": "Only check every row; store nothing."})
+    round_id = fields.Str(load_default=None, allow_none=True, validate=KEY,
+                          metadata={"description": "The round the rows join (a row may name its own); default "
+                                                   "the partnership's current round."})
+
+
+class RoundIn(Strict):
+    name = OneLine(required=True, validate=validate.Length(min=1, max=200),
+                   metadata={"description": "e.g. Twin City Lab 2027"})
+    collect_until = fields.Date(required=True, metadata={"description": "The last day ideas are collected."})
+    workshop_at = fields.AwareDateTime(required=True, metadata={
+        "description": "When the bilateral workshop is (RFC 3339 with offset): after collecting ends."})
+    projects_from = fields.Date(required=True, metadata={"description": "The day projects start: on or after the "
+                                                                       "workshop's day."})
+    timezone = fields.Str(load_default="UTC", validate=_known_zone, metadata={
+        "description": "IANA zone the days are read in (collecting ends at midnight there), default UTC."})
+
+
+class RoundOut(Schema):
+    id = fields.Str(attribute="_id")
+    partnership = fields.Str()
+    cities = fields.List(fields.Str())
+    name = fields.Str()
+    collect_until = fields.Str()
+    workshop_at = fields.DateTime()
+    projects_from = fields.Str()
+    timezone = fields.Str()
+    phase = fields.Str(metadata={"description": "collecting, matching, projects or closed: from the dates, or further "
+                                               "when a coordinator moved it on (POST /rounds/{id}/advance)."})
+    created_at = fields.DateTime()
+    version = fields.Int()
+
+
+class RoundList(Schema):
+    items = fields.List(fields.Nested(RoundOut))
 
 
 class IdeaPatch(IdeaIn):

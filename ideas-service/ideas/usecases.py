@@ -42,26 +42,32 @@ class RowErrors(Exception):
 
 def submit_idea(uow: UnitOfWork, who: Caller, raw: Any, clock: Clock) -> Idea:
     """A new idea of the caller's city (or of the city an admin key names), checked whole."""
-    idea = Idea.submit(_new_idea(uow, who, _loaded(uow, who, IdeaIn, raw)), at=clock())
+    at = clock()
+    idea = Idea.submit(_new_idea(uow, who, _loaded(uow, who, IdeaIn, raw), at), at=at)
     return uow.ideas.add(idea)
 
 
-def import_ideas(uow: UnitOfWork, who: Caller, rows: Sequence[Any], *, dry_run: bool, clock: Clock) -> list[Idea]:
+def import_ideas(uow: UnitOfWork, who: Caller, rows: Sequence[Any], *, dry_run: bool, clock: Clock,
+                 round_id: str | None = None) -> list[Idea]:
     """A workshop's ideas in one go: every row checked before any is stored (nothing half-imported); the stored
-    ideas (none on a dry run). Raises RowErrors naming each invalid row's fields."""
+    ideas (none on a dry run). Raises RowErrors naming each invalid row's fields. `round_id`: the round the rows
+    go to (a row may name its own), else the partnership's current one."""
     if who.participant is not None:
         raise Forbidden("a workshop's ideas are imported by its coordinator (a city key)")
     checked, errors = [], {}
+    at = clock()
     for number, raw in enumerate(rows):
         try:
-            checked.append(_new_idea(uow, who, _loaded(uow, who, IdeaRow, raw)))
+            fields = _loaded(uow, who, IdeaRow, raw)
+            if round_id and not fields.get("round_id"):
+                fields["round_id"] = round_id
+            checked.append(_new_idea(uow, who, fields, at))
         except ValidationError as exc:
             errors[str(number)] = exc.messages
     if errors:
         raise RowErrors(errors, len(rows))
     if dry_run:
         return []
-    at = clock()
     return uow.ideas.add_many([Idea.submit(fields, at=at) for fields in checked])
 
 
@@ -116,6 +122,8 @@ def change_idea(uow: UnitOfWork, who: Caller, idea_id: str, raw: Any, clock: Clo
             raise Conflict(f"idea {idea_id} is at version {idea.version}, not {expected}")
         if "theme" in changes:
             check_theme(who, idea.get("city"), changes["theme"])
+        if changes.get("round_id") and changes["round_id"] != idea.get("round_id"):
+            _round_for(uow, idea.get("partnerships", []), changes["round_id"], clock())  # one that collects
         idea.edit(changes, at=clock())
         uow.ideas.save(idea)
         return idea
@@ -258,7 +266,7 @@ def _check_author(uow: UnitOfWork, city: str, data: dict[str, Any], errors: dict
         errors["author_id"] = [f"no participant with this id in {city}"]
 
 
-def _new_idea(uow: UnitOfWork, who: Caller, data: dict[str, Any]) -> dict[str, Any]:
+def _new_idea(uow: UnitOfWork, who: Caller, data: dict[str, Any], at: datetime) -> dict[str, Any]:
     """A submitted idea (POST /ideas, or a row of an import) checked and completed for storing."""
     if who.participant is not None:  # a signed-in participant submits in their own name only
         if data.get("author_email") or data.get("author_id") not in (None, who.participant):
@@ -273,8 +281,95 @@ def _new_idea(uow: UnitOfWork, who: Caller, data: dict[str, Any]) -> dict[str, A
         author = _author(uow, data.get("author_id"))
         data["language"] = domain.detect_language(f"{data['title']}. {data.get('description', '')}",
                                                   default=author.get("language") or "en")
-    data.update(city=city, partnerships=[p.id for p in who.partnerships_of(city)], language_detected=detected)
+    partnerships = [p.id for p in who.partnerships_of(city)]
+    data.update(city=city, partnerships=partnerships, language_detected=detected,
+                round_id=_round_for(uow, partnerships, data.get("round_id"), at))
     return data
+
+
+def _round_for(uow: UnitOfWork, partnerships: Sequence[str], wanted: str | None, at: datetime) -> str | None:
+    """The round a new idea joins: the one it names, if it is a round of the idea's partnerships that still
+    collects (else 409, naming the round and its dates); else its partnerships' current round (or none)."""
+    rounds = uow.rounds.of_partnerships(partnerships)
+    if wanted:
+        found = next((r for r in rounds if r.id == wanted), None)
+        if found is None:
+            raise ValidationError({"round_id": [f"no round {wanted} of this city's partnerships"]})
+        if not found.collecting(at):
+            raise domain.RuleViolation(found.late())
+        return wanted
+    current = next((r for r in rounds if r.collecting(at)), None)
+    return current.id if current else None
+
+
+# --- rounds -------------------------------------------------------------------------------------------------
+
+def open_round(uow: UnitOfWork, who: Caller, pid: str, data: Mapping[str, Any], clock: Clock) -> domain.Round:
+    """A new round of a partnership (round.opened), by an admin key or a write key of one of its cities."""
+    partnership = _partnership(who, pid)
+    if who.participant is not None or not (who.admin or who.city in partnership.cities):
+        raise Forbidden("a round is opened by a key of one of the partnership's cities, or an admin key")
+    try:
+        found = domain.Round.open(partnership=pid, cities=partnership.cities, name=data["name"],
+                                  collect_until=data["collect_until"], workshop_at=data["workshop_at"],
+                                  projects_from=data["projects_from"], zone=data["timezone"], at=clock())
+    except domain.RoundRefused as exc:
+        raise ValidationError({exc.field: [str(exc)]}) from None
+    return uow.rounds.add(found)
+
+
+def _partnership(who: Caller, pid: str) -> Any:
+    found = next((p for p in who.partnerships if p.id == pid), None)
+    if found is None:
+        raise NotFound("partnership", pid)
+    return found
+
+
+def list_rounds(uow: UnitOfWork, who: Caller, pid: str, clock: Clock) -> list[dict[str, Any]]:
+    _partnership(who, pid)
+    return [round_view(r, clock()) for r in uow.rounds.of_partnerships([pid])]
+
+
+def _visible_round(uow: UnitOfWork, who: Caller, round_id: str) -> domain.Round:
+    found = uow.rounds.get(round_id)
+    if not who.admin and found.get("partnership") not in {p.id for p in who.partnerships}:
+        raise NotFound("round", round_id)
+    return found
+
+
+def read_round(uow: UnitOfWork, who: Caller, round_id: str, clock: Clock) -> dict[str, Any]:
+    return round_view(_visible_round(uow, who, round_id), clock())
+
+
+def advance_round(uow: UnitOfWork, who: Caller, round_id: str, clock: Clock) -> dict[str, Any]:
+    """On to the next phase now (round.phase_changed; round.closed after projects)."""
+    def step() -> domain.Round:
+        found = _visible_round(uow, who, round_id)
+        if who.participant is not None or not (who.admin or who.city in found.get("cities", [])):
+            raise Forbidden("a round is moved on by a key of one of the partnership's cities, or an admin key")
+        found.advance(at=clock())
+        uow.rounds.save(found)
+        return found
+
+    return round_view(retrying(step), clock())
+
+
+def follow_rounds(uow: UnitOfWork, clock: Clock) -> int:
+    """The rounds whose dates moved them on since the last look: their phase stored, with round.phase_changed."""
+    moved = 0
+    for found in uow.rounds.not_closed():
+        if found.follow(at=clock()):
+            try:
+                uow.rounds.save(found)
+                moved += 1
+            except Conflict:
+                log.info("round %s changed while its phase was followed; the next look takes it", found.id)
+    return moved
+
+
+def round_view(found: domain.Round, at: datetime) -> dict[str, Any]:
+    """A round as it is at `at`: its phase from the dates and moves (a sweep may not have stored it yet)."""
+    return {**found.doc, "phase": found.phase_at(at)}
 
 
 def _author(uow: UnitOfWork, author_id: str | None) -> Mapping[str, Any]:

@@ -62,6 +62,7 @@ class Lab:
     meeting: str = ""  # a meeting of the project offered with one time (`slot`)
     slot: str = ""
     request: str = ""  # a join request of the project, answered by the first call that accepts or declines
+    round: str = ""  # a round of Karlsruhe–Krasnodar
     counter: Iterator[int] = field(default_factory=itertools.count)
 
     @classmethod
@@ -118,6 +119,7 @@ class Lab:
                   match_ids=list(matches), open_matches=list(matches[2:]), member=lea["id"], meeting=meeting["id"],
                   slot=start.isoformat())
         lab.request = lab.join_request()
+        lab.round = lab.new_round()
         return lab
 
     # --- fresh objects for calls that change or remove theirs -------------------------------------------------
@@ -152,6 +154,16 @@ class Lab:
         self.api.settle()  # matching knows the person
         return self.api.ok("POST", f"/projects/{self.project}/join-requests", self.keys["owner"],
                            {"participant_id": person, "message": "Darf ich mitmachen?"})["id"]
+
+    def round_body(self) -> dict[str, Any]:
+        day = datetime.now(UTC).date() + timedelta(days=10)
+        return {"name": f"Runde {self.n()}", "collect_until": day.isoformat(),
+                "workshop_at": f"{(day + timedelta(days=2)).isoformat()}T10:00:00+01:00",
+                "projects_from": (day + timedelta(days=5)).isoformat(), "timezone": "Europe/Berlin"}
+
+    def new_round(self) -> str:
+        return self.api.ok("POST", "/partnerships/karlsruhe-krasnodar/rounds", self.keys["owner"],
+                           self.round_body())["id"]
 
     def joiner(self) -> dict[str, Any]:
         person = self.new_participant()
@@ -291,6 +303,14 @@ ROUTES: tuple[Route, ...] = (
           lambda x, ok: f"/join-requests/{x.join_request() if ok else x.request}/accept"),
     Route("POST", "/join-requests/{request_id}/decline", (200, 200, 404, 404, 403, 403),
           lambda x, ok: f"/join-requests/{x.join_request() if ok else x.request}/decline"),
+    # rounds of a partnership: its cities open and move them on; others do not see them
+    Route("POST", "/partnerships/{partnership_id}/rounds", (201, 201, 404, 404, 403, 201),
+          lambda x, _: "/partnerships/karlsruhe-krasnodar/rounds", lambda x: x.round_body()),
+    Route("GET", "/partnerships/{partnership_id}/rounds", (200, 200, 404, 404, 200, 200),
+          lambda x, _: "/partnerships/karlsruhe-krasnodar/rounds"),
+    Route("GET", "/rounds/{round_id}", (200, 200, 404, 404, 200, 200), lambda x, _: f"/rounds/{x.round}"),
+    Route("POST", "/rounds/{round_id}/advance", (200, 200, 404, 404, 403, 200),
+          lambda x, ok: f"/rounds/{x.new_round() if ok else x.round}/advance"),
     Route("GET", "/partnerships/{partnership_id}/matching", (200, 200, 404, 404, 200, 200),
           lambda x, _: "/partnerships/karlsruhe-krasnodar/matching"),
     Route("PUT", "/partnerships/{partnership_id}/matching", (*ADMIN_ONLY, 200),

@@ -59,9 +59,23 @@ class FakeParticipants(FakeDocuments[Participant]):
         return doc is not None and doc["city"] == city and not doc.get("erased")
 
 
+class FakeRounds(FakeDocuments[domain.Round]):
+    def of_partnerships(self, partnerships: Any) -> list[domain.Round]:
+        found = [domain.Round(d) for d in self.docs.values() if d["partnership"] in partnerships]
+        return sorted(found, key=lambda r: r.id, reverse=True)
+
+    def not_closed(self) -> list[domain.Round]:
+        return [domain.Round(d) for d in self.docs.values() if d.get("phase") in ("collecting", "matching")]
+
+
 @pytest.fixture
 def uow() -> UnitOfWork:
-    return UnitOfWork(ideas=FakeIdeas(Idea, "idea"), participants=FakeParticipants(Participant, "participant"))
+    return make_uow()
+
+
+def make_uow() -> UnitOfWork:
+    return UnitOfWork(ideas=FakeIdeas(Idea, "idea"), participants=FakeParticipants(Participant, "participant"),
+                      rounds=FakeRounds(domain.Round, "round"))
 
 
 @pytest.fixture

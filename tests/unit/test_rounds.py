@@ -1,0 +1,102 @@
+"""Rounds of a partnership's lab in the ideas service, against its fakes: dates, phases, moving on, and which
+round a new idea joins (issue 21)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime
+
+import pytest
+from marshmallow import ValidationError
+
+from ideas import domain, usecases
+from ideas.repository import UnitOfWork
+from services.errors import Forbidden
+from services.store import NotFound
+from services.tenancy import Caller
+from tests.unit.fakes import Clock
+from tests.unit.test_ideas_usecases import ADMIN, KARLSRUHE, KRASNODAR, make_uow
+
+PID = "karlsruhe-krasnodar"
+NANCY = Caller(city="nancy", scopes=("read", "write"), visible_cities=("nancy",))
+LAB = {"name": "Twin City Lab 2027", "collect_until": date(2026, 12, 10),
+       "workshop_at": datetime(2026, 12, 12, 9, 0, tzinfo=UTC), "projects_from": date(2026, 12, 14),
+       "timezone": "Europe/Berlin"}
+IDEA = {"title": "Radtour an den Rhein", "description": "Eine gemeinsame Radtour.", "theme": "ecology-health"}
+
+
+@pytest.fixture
+def uow() -> UnitOfWork:
+    return make_uow()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()  # 2026-12-02 09:00 UTC
+
+
+def test_a_city_of_the_partnership_opens_a_round_that_collects_until_its_day_ends(uow, clock):
+    opened = usecases.open_round(uow, KARLSRUHE, PID, LAB, clock)
+    assert opened.phase_at(clock()) == "collecting" and opened.get("cities") == ["karlsruhe", "krasnodar"]
+    [event] = uow.rounds.events()
+    assert event.type == "round.opened" and event.payload["collect_until"] == "2026-12-10"
+    assert event.payload["phase"] == "collecting" and event.partnership == PID
+    # the 10th ends at midnight in Berlin: 23:00 UTC
+    assert opened.phase_at(datetime(2026, 12, 10, 22, 59, tzinfo=UTC)) == "collecting"
+    assert opened.phase_at(datetime(2026, 12, 10, 23, 0, tzinfo=UTC)) == "matching"
+    assert opened.phase_at(datetime(2026, 12, 13, 23, 0, tzinfo=UTC)) == "projects"
+    assert [r["name"] for r in usecases.list_rounds(uow, KRASNODAR, PID, clock)] == ["Twin City Lab 2027"]
+
+
+def test_who_may_open_a_round_and_which_dates_are_refused(uow, clock):
+    with pytest.raises(NotFound):
+        usecases.open_round(uow, NANCY, PID, LAB, clock)
+    with pytest.raises(Forbidden):
+        usecases.open_round(uow, replace(KARLSRUHE, participant="lena"), PID, LAB, clock)
+    with pytest.raises(ValidationError) as early:
+        usecases.open_round(uow, KARLSRUHE, PID, {**LAB, "workshop_at": datetime(2026, 12, 10, 12, tzinfo=UTC)},
+                            clock)
+    assert "after collecting ends" in str(early.value.messages["workshop_at"])
+    with pytest.raises(ValidationError):
+        usecases.open_round(uow, KARLSRUHE, PID, {**LAB, "projects_from": date(2026, 12, 11)}, clock)
+    assert usecases.open_round(uow, ADMIN, PID, LAB, clock).get("partnership") == PID
+    with pytest.raises(NotFound):
+        usecases.read_round(uow, NANCY, uow.rounds.of_partnerships([PID])[0].id, clock)
+
+
+def test_a_new_idea_joins_the_current_round_and_a_late_one_is_refused_naming_the_round(uow, clock):
+    assert usecases.submit_idea(uow, KARLSRUHE, IDEA, clock).get("round_id") is None, "no round yet: none"
+    opened = usecases.open_round(uow, KARLSRUHE, PID, LAB, clock)
+    assert usecases.submit_idea(uow, KRASNODAR, IDEA, clock).get("round_id") == opened.id
+    clock.at = datetime(2026, 12, 11, 8, 0, tzinfo=UTC)
+    with pytest.raises(domain.RuleViolation) as late:
+        usecases.submit_idea(uow, KARLSRUHE, {**IDEA, "round_id": opened.id}, clock)
+    assert "'Twin City Lab 2027' collected ideas until 2026-12-10" in str(late.value)
+    assert "2026-12-12 10:00 Europe/Berlin" in str(late.value)
+    assert usecases.submit_idea(uow, KARLSRUHE, IDEA, clock).get("round_id") is None, "after collecting: none"
+    with pytest.raises(ValidationError):
+        usecases.submit_idea(uow, KARLSRUHE, {**IDEA, "round_id": "round_unknown"}, clock)
+
+
+def test_an_import_chooses_its_round(uow, clock):
+    first = usecases.open_round(uow, KARLSRUHE, PID, LAB, clock)
+    usecases.open_round(uow, KARLSRUHE, PID, {**LAB, "name": "Zweite Runde"}, clock)
+    stored = usecases.import_ideas(uow, KARLSRUHE, [IDEA, IDEA], dry_run=False, clock=clock, round_id=first.id)
+    assert {i.get("round_id") for i in stored} == {first.id}
+
+
+def test_a_round_moves_on_with_its_dates_and_when_a_coordinator_says_so(uow, clock):
+    opened = usecases.open_round(uow, KARLSRUHE, PID, LAB, clock)
+    assert usecases.follow_rounds(uow, clock) == 0
+    clock.at = datetime(2026, 12, 11, 8, 0, tzinfo=UTC)
+    assert usecases.follow_rounds(uow, clock) == 1 and usecases.follow_rounds(uow, clock) == 0
+    [changed] = uow.rounds.events("round.phase_changed")
+    assert (changed.payload["previous_phase"], changed.payload["phase"]) == ("collecting", "matching")
+    assert usecases.advance_round(uow, KRASNODAR, opened.id, clock)["phase"] == "projects"
+    assert usecases.advance_round(uow, KARLSRUHE, opened.id, clock)["phase"] == "closed"
+    assert [e.type for e in uow.rounds.events()][-3:] == ["round.phase_changed", "round.phase_changed",
+                                                          "round.closed"]
+    with pytest.raises(domain.RuleViolation, match="is closed"):
+        usecases.advance_round(uow, KARLSRUHE, opened.id, clock)
+    with pytest.raises(Forbidden):
+        usecases.advance_round(uow, replace(KARLSRUHE, participant="lena"), opened.id, clock)
