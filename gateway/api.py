@@ -55,6 +55,12 @@ DOCS.operation("/cities", "get", "List the cities your key can see", tag="Cities
                responses={200: schemas.CityList})
 DOCS.operation("/partnerships", "post", "Twin two cities", tag="Partnerships", scope="admin",
                body=schemas.PartnershipIn, responses={201: schemas.PartnershipOut})
+DOCS.operation("/rounds/{round_id}/report", "get", "A round's report: every figure of it", tag="Rounds",
+               responses={200: schemas.RoundReport},
+               description="Ideas by theme and city, by language and status; matches by status and kind; projects "
+                           "and their status; participants per city (authors of the round's ideas, and registered); "
+                           "how long ideas waited for their first proposal. The coordinators' page draws it, "
+                           "prints it and gives it as CSV.")
 DOCS.operation("/partnerships", "get", "List the partnerships your key can see", tag="Partnerships",
                responses={200: schemas.PartnershipList})
 DOCS.operation("/api-keys", "post", "Make an API key (the secret is shown once)", tag="API keys",
@@ -283,6 +289,42 @@ def list_themes() -> Response:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     return jsonify(gateway().merged_spec())
+
+
+@bp.get("/rounds/<round_id>/report")
+def round_report(round_id: str) -> Response:
+    who = caller_of(need("read"))
+    query_args(schemas.NoQuery)
+    try:
+        report = usecases.round_report(_ServicesFor(who), round_id)
+    except _Refused as refused:
+        return refused.response
+    return jsonify(schemas.RoundReport().dump(report))
+
+
+class _Refused(Exception):
+    """A service's refusal, passed on as it came."""
+
+    def __init__(self, reply: Any) -> None:
+        super().__init__(reply.status)
+        self.response = Response(reply.body, status=reply.status,
+                                 content_type=reply.headers.get("Content-Type", "application/problem+json"))
+
+
+class _ServicesFor:
+    """usecases.Services: the services' internal answers in the name of the API's caller."""
+
+    def __init__(self, who: Caller) -> None:
+        self.headers = {REQUEST_ID_HEADER: g.request_id, CALLER_HEADER: who.encode(), "Accept": "application/json"}
+
+    def get(self, service: str, path: str) -> Any:
+        return self._answer(gateway().services[service].request("GET", path, headers=self.headers))
+
+    @staticmethod
+    def _answer(reply: Any) -> Any:
+        if reply.status >= 400:
+            raise _Refused(reply)
+        return json.loads(reply.body)
 
 
 # --- everything else goes to the service that owns it ------------------------------------------------------------

@@ -8,6 +8,9 @@ into answers.
 
 from __future__ import annotations
 
+import math
+import statistics
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -165,3 +168,70 @@ def check_revoke(*, admin: bool, other_admins: int) -> None:
     if admin and not other_admins:
         raise RuleViolation("this is the last active admin key: make another admin key first, so that one always "
                             "remains")
+
+
+# --- a round's report: what the ideas and matching services know of it, as figures ------------------------------
+
+def round_report(ideas_part: Mapping[str, Any], matching_part: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures of a round from its two halves (services' /internal/... answers): ideas by theme and city, by
+    language and status; matches by status and kind; projects by status; participants per city; how long ideas
+    waited for their first proposal (hours)."""
+    ideas = ideas_part.get("ideas", [])
+    by_theme: dict[str, dict[str, int]] = {}
+    for idea in ideas:
+        by_theme.setdefault(idea["theme"], {}).setdefault(idea["city"], 0)
+        by_theme[idea["theme"]][idea["city"]] += 1
+    first = {k: _moment(v) for k, v in (matching_part.get("first_proposed_at") or {}).items()}
+    waits = sorted((first[i["id"]] - _moment(i["created_at"])).total_seconds() / 3600
+                   for i in ideas if i["id"] in first)
+    by_status = matching_part.get("matches_by_status") or {}
+    projects = matching_part.get("projects_by_status") or {}
+    return {
+        "round": ideas_part.get("round"),
+        "ideas": {"total": len(ideas), "by_theme_and_city": by_theme, "by_city": _tally(i["city"] for i in ideas),
+                  "by_language": _tally(i["language"] for i in ideas), "by_status": _tally(i["status"] for i in ideas)},
+        "matches": {"total": sum(by_status.values()), "by_status": dict(by_status),
+                    "by_kind": dict(matching_part.get("matches_by_kind") or {})},
+        "projects": {"total": sum(projects.values()), "by_status": dict(projects)},
+        "participants": {"authors_by_city": dict(ideas_part.get("authors_by_city") or {}),
+                         "registered_by_city": dict(ideas_part.get("registered_by_city") or {})},
+        "first_proposal": {"ideas_proposed": len(waits), "ideas_waiting": len(ideas) - len(waits),
+                           "median_hours": round(statistics.median(waits), 2) if waits else None,
+                           "p90_hours": round(_quantile(waits, 0.9), 2) if waits else None,
+                           "max_hours": round(waits[-1], 2) if waits else None},
+    }
+
+
+def _tally(values: Any) -> dict[str, int]:
+    return dict(sorted(Counter(values).items()))
+
+
+def _moment(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    """The q-quantile of sorted values (nearest rank: a value that occurred)."""
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def report_rows(report: Mapping[str, Any]) -> list[tuple[str, str, str, Any]]:
+    """Every figure of a round's report as a row (figure, what, of which city or kind, value): its CSV."""
+    rows: list[tuple[str, str, str, Any]] = []
+    ideas, matches, projects = report["ideas"], report["matches"], report["projects"]
+    rows.append(("ideas", "total", "", ideas["total"]))
+    rows += [("ideas by theme and city", theme, city, n) for theme, cities in sorted(ideas["by_theme_and_city"].items())
+             for city, n in sorted(cities.items())]
+    rows += [("ideas by city", city, "", n) for city, n in ideas["by_city"].items()]
+    rows += [("ideas by language", lang, "", n) for lang, n in ideas["by_language"].items()]
+    rows += [("ideas by status", status, "", n) for status, n in ideas["by_status"].items()]
+    rows.append(("matches", "total", "", matches["total"]))
+    rows += [("matches by status", status, "", n) for status, n in sorted(matches["by_status"].items())]
+    rows += [("matches by kind", kind, "", n) for kind, n in sorted(matches["by_kind"].items())]
+    rows.append(("projects", "total", "", projects["total"]))
+    rows += [("projects by status", status, "", n) for status, n in sorted(projects["by_status"].items())]
+    for name in ("authors_by_city", "registered_by_city"):
+        rows += [(f"participants: {name.replace('_by_city', '')}", city, "", n)
+                 for city, n in sorted(report["participants"][name].items())]
+    rows += [("first proposal", key, "", value) for key, value in report["first_proposal"].items()]
+    return rows

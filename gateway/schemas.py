@@ -168,3 +168,50 @@ class AuditEntry(Schema):
 class AuditPage(Schema):
     items = fields.List(fields.Nested(AuditEntry))
     next_cursor = fields.Str(allow_none=True)
+
+
+class _Counts(fields.Dict):
+    def __init__(self, **kw: object) -> None:
+        super().__init__(keys=fields.Str(), values=fields.Int(), **kw)
+
+
+class ReportIdeas(Schema):
+    total = fields.Int()
+    by_theme_and_city = fields.Dict(keys=fields.Str(), values=_Counts(),
+                                    metadata={"description": "theme -> city -> ideas"})
+    by_city = _Counts()
+    by_language = _Counts()
+    by_status = _Counts()
+
+
+class ReportTotals(Schema):
+    total = fields.Int()
+    by_status = _Counts()
+    by_kind = _Counts()
+
+
+class ReportProjects(Schema):
+    total = fields.Int()
+    by_status = _Counts(metadata={"description": "forming, active, paused, done"})
+
+
+class ReportParticipants(Schema):
+    authors_by_city = _Counts(metadata={"description": "People who wrote ideas of the round"})
+    registered_by_city = _Counts(metadata={"description": "Participants of each city"})
+
+
+class ReportWaiting(Schema):
+    ideas_proposed = fields.Int()
+    ideas_waiting = fields.Int(metadata={"description": "Ideas of the round without any proposal yet"})
+    median_hours = fields.Float(allow_none=True)
+    p90_hours = fields.Float(allow_none=True)
+    max_hours = fields.Float(allow_none=True)
+
+
+class RoundReport(Schema):
+    round = fields.Dict(metadata={"description": "The round, as GET /rounds/{id} gives it"})
+    ideas = fields.Nested(ReportIdeas)
+    matches = fields.Nested(ReportTotals)
+    projects = fields.Nested(ReportProjects)
+    participants = fields.Nested(ReportParticipants)
+    first_proposal = fields.Nested(ReportWaiting)

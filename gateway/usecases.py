@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
+from urllib.parse import quote, urlencode
 
 from gateway import domain
 from gateway.audit import AuditLog
@@ -208,3 +209,20 @@ def sign_in_coordinator(keys: KeyStore, sessions: Sessions, secret: str) -> tupl
 def sign_out(sessions: Sessions, session_id: Any) -> None:
     """End the session on the server: a copy of the cookie stops working too."""
     sessions.close(session_id)
+
+
+# --- a round's report -------------------------------------------------------------------------------------------
+
+class Services(Protocol):
+    """The services' internal answers, in the caller's name (api.py and the pages each give one)."""
+
+    def get(self, service: str, path: str) -> Any: ...
+
+
+def round_report(services: Services, round_id: str) -> dict[str, Any]:
+    """A round's figures: its ideas and people from the ideas service, its matches and projects from matching (a
+    round the caller may not see is the ideas service's 404)."""
+    path = f"/internal/rounds/{quote(round_id, safe='')}/figures"
+    ideas_part = services.get("ideas", path)
+    matching_part = services.get("matching", f"{path}?{urlencode({'partnership': ideas_part['round']['partnership']})}")
+    return domain.round_report(ideas_part, matching_part)

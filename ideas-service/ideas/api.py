@@ -24,6 +24,7 @@ from ideas.schemas import (
     ParticipantPatch,
     ParticipantQuery,
     ReadQuery,
+    RoundFigures,
     RoundIn,
     RoundList,
     RoundOut,
@@ -179,6 +180,13 @@ def read_round(round_id: str) -> Response:
 @bp.post("/rounds/<round_id>/advance")
 def advance_round(round_id: str) -> Response:
     return jsonify(RoundOut().dump(usecases.advance_round(wired().uow, caller(), round_id, wired().clock)))
+
+
+@bp.get("/internal/rounds/<round_id>/figures")
+def round_figures(round_id: str) -> Response:
+    """What a round's report counts of its ideas and people (the gateway composes the report)."""
+    figures = usecases.round_figures(wired().uow, caller(), round_id, wired().clock)
+    return jsonify(RoundFigures().dump(figures))
 
 
 @bp.post("/internal/ideas/import")

@@ -54,6 +54,11 @@ class IdeaRepository(DocumentRepository[Idea]):
             query["$or"] = [{"title": pattern}, {"description": pattern}, {"tags": pattern}]
         return page(self.collection, query, limit, cursor)
 
+    def of_round(self, round_id: str) -> list[dict[str, Any]]:
+        """A round's ideas, what a report counts of them."""
+        fields = {"city": 1, "theme": 1, "language": 1, "status": 1, "created_at": 1, "author_id": 1}
+        return list(self.collection.find({"round_id": round_id}, fields).sort("_id", 1))
+
     def forget_author(self, participant_id: str) -> int:
         """The author asked to be erased: their ideas stay, without a link to them (idempotent; no event)."""
         return self.collection.update_many({"author_id": participant_id},
@@ -82,6 +87,9 @@ class ParticipantRepository(DocumentRepository[Participant]):
         """The people with this e-mail address in the given cities (at most one a city: the unique key)."""
         query = {"email_key": {"$in": [email_key(city, email) for city in cities]}, **self.NOT_ERASED}
         return list(self.collection.find(query, HIDDEN).sort("_id", 1))
+
+    def count_in(self, city: str) -> int:
+        return self.collection.count_documents({"city": city, **self.NOT_ERASED})
 
     def exists(self, participant_id: str, city: str) -> bool:
         return self.collection.count_documents({"_id": participant_id, "city": city, **self.NOT_ERASED}, limit=1) == 1

@@ -118,6 +118,22 @@ class RoundList(Schema):
     items = fields.List(fields.Nested(RoundOut))
 
 
+class RoundIdea(Schema):
+    id = fields.Str(attribute="_id")
+    city = fields.Str()
+    theme = fields.Str()
+    language = fields.Str()
+    status = fields.Str()
+    created_at = fields.DateTime()
+
+
+class RoundFigures(Schema):
+    round = fields.Nested(RoundOut)
+    ideas = fields.List(fields.Nested(RoundIdea))
+    authors_by_city = fields.Dict(keys=fields.Str(), values=fields.Int())
+    registered_by_city = fields.Dict(keys=fields.Str(), values=fields.Int())
+
+
 class IdeaPatch(IdeaIn):
     version = fields.Int(strict=True, validate=validate.Range(min=1),
                          metadata={"description": "The version you read; a newer one gives 409."})

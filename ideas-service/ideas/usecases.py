@@ -367,6 +367,17 @@ def follow_rounds(uow: UnitOfWork, clock: Clock) -> int:
     return moved
 
 
+def round_figures(uow: UnitOfWork, who: Caller, round_id: str, clock: Clock) -> dict[str, Any]:
+    """What the ideas service knows for a round's report: the round, its ideas (city, theme, language, status,
+    when), the authors and the registered participants of each of its cities."""
+    found = _visible_round(uow, who, round_id)
+    ideas = uow.ideas.of_round(round_id)
+    cities = found.get("cities", [])
+    authors = {c: len({i["author_id"] for i in ideas if i.get("author_id") and i["city"] == c}) for c in cities}
+    return {"round": round_view(found, clock()), "ideas": ideas, "authors_by_city": authors,
+            "registered_by_city": {c: uow.participants.count_in(c) for c in cities}}
+
+
 def round_view(found: domain.Round, at: datetime) -> dict[str, Any]:
     """A round as it is at `at`: its phase from the dates and moves (a sweep may not have stored it yet)."""
     return {**found.doc, "phase": found.phase_at(at)}

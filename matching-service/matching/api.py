@@ -14,6 +14,8 @@ from matching.schemas import (
     AnswerIn,
     CandidateList,
     CandidatesQuery,
+    FiguresOut,
+    FiguresQuery,
     IdeaMatchesQuery,
     JoinRequestIn,
     JoinRequestOut,
@@ -296,3 +298,13 @@ def change_settings(pid: str) -> Response:
     settings = usecases.change_settings(wired().uow, who, pid, json_body(MatchingSettings) if who.admin else {},
                                         wired().clock)
     return jsonify(MatchingSettings().dump({**settings.as_doc(), "last_run": usecases.last_run(wired().uow, pid)}))
+
+
+# --- for the gateway only: /internal/... is never routed from the public /api/v1 ------------------------------
+
+@bp.get("/internal/rounds/<round_id>/figures")
+def round_figures(round_id: str) -> Response:
+    """What a round's report counts of matches and projects (the gateway composes the report)."""
+    query = query_args(FiguresQuery)
+    return jsonify(FiguresOut().dump(usecases.round_figures(wired().uow, caller(), query["partnership"],
+                                                            round_id)))

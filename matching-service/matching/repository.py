@@ -25,7 +25,8 @@ MATCHES, PROJECTS, RUNS = "matches", "projects", "matching_runs"
 MESSAGES = "project_messages"
 
 INDEXES = {
-    IDEAS: [Index(keys=[("synced_at", 1)], name="ideas_synced"), Index(keys=[("author_id", 1)], name="ideas_author")],
+    IDEAS: [Index(keys=[("synced_at", 1)], name="ideas_synced"), Index(keys=[("author_id", 1)], name="ideas_author"),
+            Index(keys=[("round_id", 1)], name="ideas_round")],
     PARTICIPANTS: [Index(keys=[("synced_at", 1)], name="participants_synced")],
     CITIES: [],
     PARTNERSHIPS: [Index(keys=[("cities", 1)], name="partnerships_cities")],
@@ -92,6 +93,10 @@ class ReadModels:
                 found = []
         if found:
             yield found
+
+    def ideas_of_round(self, partnership: str, round_id: str) -> list[str]:
+        """The ids of a round's ideas (in a partnership) that this service has heard of."""
+        return [d["_id"] for d in self.ideas.find({"round_id": round_id, "partnerships": partnership}, {"_id": 1})]
 
     def ideas_by_id(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         return {d["_id"]: d for d in self.ideas.find({"_id": {"$in": list(ids)}})}
@@ -213,6 +218,12 @@ class MatchRepository(DocumentRepository[Match]):
         """An idea's matches, best first."""
         query: dict[str, Any] = {"sides.idea_id": idea_id, **({"status": status} if status else {})}
         return sorted((m.doc for m in self.find(query)), key=lambda m: -m["score"])
+
+    def of_ideas(self, partnership: str, idea_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The matches of a partnership that name any of these ideas (what a round's report counts)."""
+        fields = {"status": 1, "kind": 1, "sides.idea_id": 1, "created_at": 1}
+        return list(self.collection.find({"partnership": partnership, "sides.idea_id": {"$in": list(idea_ids)}},
+                                         fields)) if idea_ids else []
 
     def unanswered_of(self, partnership: str) -> list[Match]:
         """The proposals the rules made in a partnership that nobody has answered yet."""

@@ -318,3 +318,14 @@ class MatchingSettings(Strict):
         weights = [data.get(k) for k in ("semantic", "theme", "tags", "complement") if k in data]
         if weights and sum(weights) <= 0 and len(weights) == 4:
             raise ValidationError("at least one weight must be above 0")
+
+
+class FiguresQuery(Strict):
+    partnership = fields.Str(required=True, validate=validate.Length(min=1, max=100))
+
+
+class FiguresOut(Schema):
+    matches_by_status = fields.Dict(keys=fields.Str(), values=fields.Int())
+    matches_by_kind = fields.Dict(keys=fields.Str(), values=fields.Int())
+    projects_by_status = fields.Dict(keys=fields.Str(), values=fields.Int())
+    first_proposed_at = fields.Dict(keys=fields.Str(), values=fields.DateTime())

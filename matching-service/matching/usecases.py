@@ -9,6 +9,7 @@ Each takes the unit of work, the engine (the index and the encoder) where it sea
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -30,8 +31,8 @@ from services.tenancy import Caller
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 TEXT_FIELDS = ("title", "description", "tags", "seeks", "offers", "theme")
-IDEA_FIELDS = ("city", "partnerships", "title", "description", "theme", "tags", "seeks", "offers", "language",
-               "author_id", "status")
+IDEA_FIELDS = ("city", "partnerships", "round_id", "title", "description", "theme", "tags", "seeks", "offers",
+               "language", "author_id", "status")
 
 
 # --- what this service hears of the others -----------------------------------------------------------------
@@ -320,6 +321,25 @@ def list_matches(uow: UnitOfWork, who: Caller, query: Mapping[str, Any]) -> tupl
     filters = {k: v for k, v in query.items() if k not in ("limit", "cursor")}
     return uow.matches.page(partnerships=_visible_partnerships(who), filters=filters, limit=query["limit"],
                             cursor=query.get("cursor"))
+
+
+def round_figures(uow: UnitOfWork, who: Caller, pid: str, round_id: str) -> dict[str, Any]:
+    """What matching knows for a round's report: the matches of the round's ideas by status and kind, the
+    projects they are in by status, and when each idea was first proposed to a partner."""
+    _visible_partnership(who, pid)
+    wanted = set(uow.models.ideas_of_round(pid, round_id))
+    matches = uow.matches.of_ideas(pid, list(wanted))
+    first: dict[str, datetime] = {}
+    for match in matches:
+        for side in match.get("sides", []):
+            idea = side.get("idea_id")
+            if idea in wanted and (idea not in first or match["created_at"] < first[idea]):
+                first[idea] = match["created_at"]
+    projects = [p for p in uow.projects.holding(list(wanted)) if p.get("partnership") == pid]
+    return {"matches_by_status": dict(Counter(m["status"] for m in matches)),
+            "matches_by_kind": dict(Counter(m.get("kind", "idea") for m in matches)),
+            "projects_by_status": dict(Counter(p.status for p in projects)),
+            "first_proposed_at": first}
 
 
 # --- how a partnership matches ----------------------------------------------------------------------------

@@ -309,6 +309,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/partnerships/{partnership_id}/rounds", (200, 200, 404, 404, 200, 200),
           lambda x, _: "/partnerships/karlsruhe-krasnodar/rounds"),
     Route("GET", "/rounds/{round_id}", (200, 200, 404, 404, 200, 200), lambda x, _: f"/rounds/{x.round}"),
+    Route("GET", "/rounds/{round_id}/report", (200, 200, 404, 404, 200, 200),
+          lambda x, _: f"/rounds/{x.round}/report"),
     Route("POST", "/rounds/{round_id}/advance", (200, 200, 404, 404, 403, 200),
           lambda x, ok: f"/rounds/{x.new_round() if ok else x.round}/advance"),
     Route("GET", "/partnerships/{partnership_id}/matching", (200, 200, 404, 404, 200, 200),

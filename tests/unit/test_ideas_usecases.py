@@ -34,6 +34,9 @@ class FakeIdeas(FakeDocuments[Idea]):
         found = [d for d in self.docs.values() if cities is None or d["city"] in cities]
         return sorted(found, key=lambda d: d["_id"], reverse=True)[:limit], None
 
+    def of_round(self, round_id: str) -> list[dict[str, Any]]:
+        return [d for d in sorted(self.docs.values(), key=lambda d: d["_id"]) if d.get("round_id") == round_id]
+
     def forget_author(self, participant_id: str) -> int:
         changed = [d for d in self.docs.values() if d.get("author_id") == participant_id]
         for doc in changed:
@@ -53,6 +56,9 @@ class FakeParticipants(FakeDocuments[Participant]):
     def by_email(self, email: str, cities: Any) -> list[dict[str, Any]]:
         keys = {domain.email_key(city, email) for city in cities}
         return [d for d in self.docs.values() if d.get("email_key") in keys and not d.get("erased")]
+
+    def count_in(self, city: str) -> int:
+        return sum(d["city"] == city and not d.get("erased") for d in self.docs.values())
 
     def exists(self, participant_id: str, city: str) -> bool:
         doc = self.docs.get(participant_id)

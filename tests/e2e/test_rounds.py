@@ -1,0 +1,91 @@
+"""A round of a lab through the gateway (issue 21): opened with dates, ideas collected into it, collecting closed
+(a late idea is a 409 naming the round), the workshop's matches and projects, and a report whose figures equal
+what the test made. Through real RabbitMQ too (amqp)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.e2e.conftest import Api, Receiver, running_platform, transport_url
+from tests.e2e.test_matching import GARDEN_DE, GARDEN_RU, matches_of
+
+PID = "karlsruhe-krasnodar"
+
+
+@pytest.fixture(params=["memory", "amqp"])
+def hapi(request: pytest.FixtureRequest) -> Iterator[Api]:
+    """The platform with webhooks allowed to the loopback receiver."""
+    with running_platform(transport_url(request), webhook_allow=("127.0.0.0/8",)) as running:
+        yield running
+
+
+def lab_dates(days: int = 10) -> dict[str, Any]:
+    day = datetime.now(UTC).date() + timedelta(days=days)
+    return {"collect_until": day.isoformat(), "workshop_at": f"{(day + timedelta(days=2)).isoformat()}T10:00:00+01:00",
+            "projects_from": (day + timedelta(days=3)).isoformat(), "timezone": "Europe/Berlin"}
+
+
+def test_a_round_collects_closes_matches_and_reports_what_happened(hapi: Api, receiver: Receiver):
+    api = hapi
+    keys = api.lab()
+    ka, kr = keys["karlsruhe"], keys["krasnodar"]
+    api.ok("POST", "/webhooks", ka, {"url": receiver.url, "secret": "round-hook-secret-0123456789",
+                                     "events": ["round.opened", "round.phase_changed", "round.closed"]})
+    opened = api.ok("POST", f"/partnerships/{PID}/rounds", ka, {"name": "Twin City Lab 2027", **lab_dates()})
+    assert opened["phase"] == "collecting" and opened["cities"] == ["karlsruhe", "krasnodar"]
+    assert api.ok("GET", f"/rounds/{opened['id']}", kr)["name"] == "Twin City Lab 2027"
+    assert api.call("GET", f"/rounds/{opened['id']}", keys["nancy"]).status_code == 404
+    lena = api.ok("POST", "/participants", ka, {"name": "Lena", "language": "de"})["id"]
+    anna = api.ok("POST", "/participants", kr, {"name": "Анна", "language": "ru"})["id"]
+    api.settle()
+    de = api.ok("POST", "/ideas", ka, {**GARDEN_DE, "author_id": lena})
+    ru = api.ok("POST", "/ideas", kr, {**GARDEN_RU, "author_id": anna})
+    extra = api.ok("POST", "/ideas", ka, {"title": "Schachturnier", "description": "Ein Schachturnier für alle.",
+                                          "theme": "leisure-youth-social"})
+    assert {de["round_id"], ru["round_id"], extra["round_id"]} == {opened["id"]}, "new ideas join the current round"
+
+    # Collecting closed (the workshop held early): a late idea for the round is a 409 naming it and its dates
+    assert api.ok("POST", f"/rounds/{opened['id']}/advance", ka)["phase"] == "matching"
+    late = api.call("POST", "/ideas", kr, {**GARDEN_RU, "round_id": opened["id"]})
+    assert late.status_code == 409 and "Twin City Lab 2027" in late.json_body["detail"]
+    assert lab_dates()["collect_until"] in late.json_body["detail"]
+
+    # The workshop: the pair is proposed and confirmed, a project forms
+    def pair() -> list[dict[str, Any]]:
+        return [m for m in matches_of(api, de["id"], ka) if ru["id"] in {s["idea_id"] for s in m["sides"]}]
+
+    wait_for(pair, 30, message="the proposal")
+    [match] = pair()
+    api.ok("POST", f"/matches/{match['id']}/accept", ka)
+    api.ok("POST", f"/matches/{match['id']}/accept", kr)
+    wait_for(lambda: api.ok("GET", "/projects", ka)["items"], 30, message="the project")
+    api.settle()
+
+    report = api.ok("GET", f"/rounds/{opened['id']}/report", kr)
+    assert report["round"]["id"] == opened["id"] and report["round"]["phase"] == "matching"
+    assert report["ideas"]["total"] == 3
+    assert report["ideas"]["by_theme_and_city"] == {"ecology-health": {"karlsruhe": 1, "krasnodar": 1},
+                                                    "leisure-youth-social": {"karlsruhe": 1}}
+    assert report["ideas"]["by_language"] == {"de": 2, "ru": 1}
+    assert report["matches"]["by_status"].get("confirmed") == 1 and report["projects"] == {
+        "total": 1, "by_status": {"forming": 1}}
+    assert report["participants"]["authors_by_city"] == {"karlsruhe": 1, "krasnodar": 1}
+    assert report["participants"]["registered_by_city"] == {"karlsruhe": 1, "krasnodar": 1}
+    waiting = report["first_proposal"]
+    assert waiting["ideas_proposed"] >= 2 and waiting["ideas_proposed"] + waiting["ideas_waiting"] == 3
+    assert 0 <= waiting["median_hours"] < 1, "proposed within moments of being written"
+    assert api.call("GET", f"/rounds/{opened['id']}/report", keys["nancy"]).status_code == 404
+
+    # Closed: the webhooks heard every step
+    api.ok("POST", f"/rounds/{opened['id']}/advance", kr)
+    assert api.ok("POST", f"/rounds/{opened['id']}/advance", ka)["phase"] == "closed"
+    wait_for(lambda: [json.loads(c["body"])["type"] for c in receiver.calls].count("round.phase_changed") == 3,
+             30, message="the round's webhooks")
+    assert {json.loads(c["body"])["type"] for c in receiver.calls} == {"round.opened", "round.phase_changed",
+                                                                      "round.closed"}
