@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from gateway import signin
 from gateway.clients import ServiceClient
 from gateway.keys import KeyStore
-from gateway.pages import account, coordinator, errors, ideas, matches, projects
+from gateway.pages import account, coordinator, errors, ideas, matches, projects, rounds
 from gateway.pages.web import (
     EXTENSION,
     LOCALES,
@@ -54,7 +54,7 @@ def select_locale() -> str:
 # files); each area is a blueprint of its own inside it (pages.account.signin, pages.ideas.list, ...).
 bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/pages")
-for area in (account.bp, ideas.bp, matches.bp, projects.bp, coordinator.bp):
+for area in (account.bp, ideas.bp, matches.bp, projects.bp, coordinator.bp, rounds.bp):
     bp.register_blueprint(area)
 
 

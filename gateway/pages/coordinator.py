@@ -42,10 +42,10 @@ def theme_map(p: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 
 def ideas_of(p: dict[str, Any], round_id: str | None) -> list[dict[str, Any]]:
-    """The partnership's ideas (of the round, when one is named); every round's name goes to g.rounds."""
+    """The partnership's ideas (of the round, when one is named); the partnership's rounds go to g.rounds."""
     ideas = [i for i in backend().all_pages(caller(), "ideas", "/ideas")
              if i.get("city") in p["cities"] and p["_id"] in (i.get("partnerships") or [p["_id"]])]
-    g.rounds = sorted({i.get("round_id") for i in ideas if i.get("round_id")})
+    g.rounds = backend().call(caller(), "ideas", "GET", f"/partnerships/{seg(p['_id'])}/rounds")["items"]
     return [i for i in ideas if i.get("round_id") == round_id] if round_id else ideas
 
 

@@ -59,7 +59,9 @@ class IdeaIn(Strict):
     language = fields.Str(validate=validate.OneOf(LANGUAGES), load_default=None,
                           metadata={"description": "ISO 639-1 code; detected from the text when left out."})
     author_id = fields.Str(load_default=None, allow_none=True, validate=validate.Length(max=64))
-    round_id = fields.Str(load_default=None, allow_none=True, validate=KEY)
+    round_id = OneLine(load_default=None, allow_none=True, validate=validate.Length(min=1, max=200),
+                       metadata={"description": "A round of the idea's partnerships, by id or name, that still "
+                                                "collects ideas; default the current round."})
     city = fields.Str(load_default=None, validate=KEY,
                       metadata={"description": "Only for admin keys: the city the idea belongs to."})
 
@@ -82,9 +84,9 @@ class ImportIn(Strict):
                         metadata={"description": "The ideas (fields as for POST /ideas, or author_email)."})
     dry_run = fields.Bool(load_default=False,
                           metadata={"description": "Only check every row; store nothing."})
-    round_id = fields.Str(load_default=None, allow_none=True, validate=KEY,
-                          metadata={"description": "The round the rows join (a row may name its own); default "
-                                                   "the partnership's current round."})
+    round_id = OneLine(load_default=None, allow_none=True, validate=validate.Length(min=1, max=200),
+                       metadata={"description": "The round the rows join, by id or name (a row may name its own); "
+                                                "default the partnership's current round."})
 
 
 class RoundIn(Strict):

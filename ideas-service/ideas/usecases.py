@@ -123,7 +123,7 @@ def change_idea(uow: UnitOfWork, who: Caller, idea_id: str, raw: Any, clock: Clo
         if "theme" in changes:
             check_theme(who, idea.get("city"), changes["theme"])
         if changes.get("round_id") and changes["round_id"] != idea.get("round_id"):
-            _round_for(uow, idea.get("partnerships", []), changes["round_id"], clock())  # one that collects
+            changes["round_id"] = _round_for(uow, idea.get("partnerships", []), changes["round_id"], clock())
         idea.edit(changes, at=clock())
         uow.ideas.save(idea)
         return idea
@@ -291,13 +291,14 @@ def _round_for(uow: UnitOfWork, partnerships: Sequence[str], wanted: str | None,
     """The round a new idea joins: the one it names, if it is a round of the idea's partnerships that still
     collects (else 409, naming the round and its dates); else its partnerships' current round (or none)."""
     rounds = uow.rounds.of_partnerships(partnerships)
-    if wanted:
-        found = next((r for r in rounds if r.id == wanted), None)
+    if wanted:  # by its id, or by its name (a workshop's CSV names its round)
+        found = next((r for r in rounds if r.id == wanted), None) or next(
+            (r for r in rounds if r.get("name", "").casefold() == wanted.casefold()), None)
         if found is None:
-            raise ValidationError({"round_id": [f"no round {wanted} of this city's partnerships"]})
+            raise ValidationError({"round_id": [f"no round {wanted!r} of this city's partnerships"]})
         if not found.collecting(at):
             raise domain.RuleViolation(found.late())
-        return wanted
+        return found.id
     current = next((r for r in rounds if r.collecting(at)), None)
     return current.id if current else None
 

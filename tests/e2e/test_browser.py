@@ -287,3 +287,34 @@ def test_coordinator_sees_overview_matrix_and_import_errors(served, chromium, sh
     assert page.locator("tr.bad").count() == 3 and page.locator("tr.good").count() == 1
     page.screenshot(path=str(shots / "09-import-errors-en.png"), full_page=True)
     page.context.close()
+
+
+def test_the_round_s_report_in_german_and_russian(served, chromium, shots):
+    api, lab, base = served
+    ka, kr = lab.city_keys["karlsruhe"], lab.city_keys["krasnodar"]
+    day = datetime.now(ZoneInfo("Europe/Berlin")).date() + timedelta(days=14)
+    opened = api.ok("POST", "/partnerships/karlsruhe-krasnodar/rounds", kr, {
+        "name": "Twin City Lab 2027", "collect_until": day.isoformat(),
+        "workshop_at": f"{(day + timedelta(days=3)).isoformat()}T10:00:00+01:00",
+        "projects_from": (day + timedelta(days=7)).isoformat(), "timezone": "Europe/Berlin"})
+    for key, idea in ((ka, {**GERMAN_IDEA, "title": "Schulgärten in beiden Städten"}),
+                      (kr, {**RUSSIAN_IDEA, "title": "Школьные сады"}),
+                      (ka, {"title": "Digitale Bürgerbeteiligung", "description": "Ein Portal für Anträge online.",
+                            "theme": "city-admin-development"})):
+        api.ok("POST", "/ideas", key, {k: v for k, v in {**idea, "theme": idea.get("theme", "ecology-health")}.items()
+                                       if k in ("title", "description", "theme")})
+    api.settle()
+    for key, locale, heading, name in ((ka, "de-DE", "Bericht: Twin City Lab 2027", "12-round-report-de.png"),
+                                       (kr, "ru-RU", "Отчёт: Twin City Lab 2027", "13-round-report-ru.png")):
+        page = person_page(chromium, base, locale)
+        page.goto(base + "/coordinator/signin")
+        page.fill("#key", key)
+        page.locator("main form button.primary").click()
+        page.wait_for_url("**/coordinator")
+        page.goto(base + f"/coordinator/rounds/{opened['id']}/report")
+        assert page.inner_text("h1") == heading
+        assert page.locator("figure.chart svg rect").count() >= 3
+        page.screenshot(path=str(shots / name), full_page=True)
+        page.emulate_media(media="print")
+        assert not page.locator("header.top").is_visible(), "printed without the menus"
+        page.context.close()

@@ -8,6 +8,7 @@ import html
 import io
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -370,6 +371,10 @@ def test_csv_import_previews_names_each_row_s_errors_and_imports_all_or_nothing(
     def count() -> int:
         return len(api.ok("GET", "/ideas?city=karlsruhe&limit=100", key)["items"])
 
+    day = datetime.now(UTC).date() + timedelta(days=20)
+    lab_round = api.ok("POST", "/partnerships/karlsruhe-krasnodar/rounds", key, {
+        "name": "lab-2024", "collect_until": day.isoformat(), "workshop_at": f"{day + timedelta(days=1)}T10:00:00Z",
+        "projects_from": (day + timedelta(days=2)).isoformat()})
     before = count()
     bad = ("title,theme,tags,language,author_email,round\n"
            "Radtour an den Rhein,\"Freizeit, Jugend & Soziales\",bike,de,lena.hoffmann@example.org,lab-2024\n"
@@ -405,9 +410,10 @@ def test_csv_import_previews_names_each_row_s_errors_and_imports_all_or_nothing(
     assert confirmed.status_code == 302
     assert count() == before + 2
     ideas = api.ok("GET", "/ideas?q=Radtour%20an%20den%20Rhein", key)["items"]
-    assert ideas[0]["round_id"] == "lab-2024" and ideas[0]["author_id"] == demo.participants["karlsruhe"][0]
+    assert ideas[0]["round_id"] == lab_round["id"], "the CSV's round by its name"
+    assert ideas[0]["author_id"] == demo.participants["karlsruhe"][0]
     assert ideas[0]["theme"] == "leisure-youth-social" and ideas[0]["tags"] == ["bike", "tour"]
-    assert "lab-2024" in coordinator.text("/coordinator?round=lab-2024")
+    assert "lab-2024" in coordinator.text(f"/coordinator?round={lab_round['id']}")
     # One row, every error of it at once, in the visitor's words: an empty title, a theme label nobody knows,
     # an author not registered.
     many = "title,theme,author_email\n,Freizeit,nobody@example.org\n"

@@ -83,6 +83,9 @@ def test_an_import_chooses_its_round(uow, clock):
     usecases.open_round(uow, KARLSRUHE, PID, {**LAB, "name": "Zweite Runde"}, clock)
     stored = usecases.import_ideas(uow, KARLSRUHE, [IDEA, IDEA], dry_run=False, clock=clock, round_id=first.id)
     assert {i.get("round_id") for i in stored} == {first.id}
+    by_name = usecases.import_ideas(uow, KARLSRUHE, [IDEA], dry_run=False, clock=clock, round_id="zweite runde")
+    assert by_name[0].get("round_id") != first.id and by_name[0].get("round_id").startswith("round_"), \
+        "a workshop's CSV names its round"
 
 
 def test_a_round_moves_on_with_its_dates_and_when_a_coordinator_says_so(uow, clock):

@@ -1,0 +1,150 @@
+"""The coordinators' rounds: open a round of the lab with its dates, move it on, and its report (figures drawn on the
+server as SVG, printable, and as CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
+
+from gateway import domain, usecases
+from gateway.pages.coordinator import caller, no_partnership, partnership, theme_map
+from gateway.pages.projects import PROJECT_STATUS
+from gateway.pages.web import (
+    MATCH_STATUS,
+    ServiceError,
+    backend,
+    city_name,
+    city_zone,
+    coordinator_only,
+    label,
+    language_name,
+    me,
+    seg,
+)
+
+bp = Blueprint("rounds", __name__)
+PHASE = {"collecting": lazy_gettext("collecting ideas"), "matching": lazy_gettext("matching (the workshop)"),
+         "projects": lazy_gettext("projects"), "closed": lazy_gettext("closed")}
+ZONES = ("Europe/Berlin", "Europe/Moscow", "Europe/Paris", "Europe/Kyiv", "Europe/Warsaw", "UTC")
+
+
+class _Services:
+    """usecases.Services for a signed-in coordinator."""
+
+    def get(self, service: str, path: str) -> Any:
+        return backend().call(caller(), service, "GET", path)
+
+
+@bp.get("/coordinator/rounds")
+@coordinator_only
+def list_rounds() -> Any:
+    p = partnership()
+    if p is None:
+        return no_partnership()
+    rounds = backend().call(caller(), "ideas", "GET", f"/partnerships/{seg(p['_id'])}/rounds")["items"]
+    return render_template("pages/rounds.html", p=p, rounds=rounds, PHASE=PHASE, zones=ZONES,
+                           zone=city_zone(me().city), values=request.args)
+
+
+@bp.post("/coordinator/rounds")
+@coordinator_only
+def open_round() -> Any:
+    p = partnership()
+    if p is None:
+        return no_partnership()
+    form = request.form
+    zone = form.get("timezone") or city_zone(me().city)
+    body = {"name": form.get("name", "").strip(), "collect_until": form.get("collect_until", ""),
+            "workshop_at": _aware(form.get("workshop_at", ""), zone), "projects_from": form.get("projects_from", ""),
+            "timezone": zone}
+    try:
+        backend().call(caller(), "ideas", "POST", f"/partnerships/{seg(p['_id'])}/rounds", body=body)
+    except ServiceError as exc:
+        if exc.status != 422:
+            raise
+        flash(_("The round was not opened: %(why)s", why="; ".join(
+            f"{field}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
+            for field, msgs in (exc.errors or {}).items()) or exc.detail), "error")
+        return redirect(url_for("pages.rounds.list_rounds", partnership=p["_id"]))
+    flash(_("The round is open: new ideas of both cities join it until collecting ends."), "ok")
+    return redirect(url_for("pages.rounds.list_rounds", partnership=p["_id"]))
+
+
+def _aware(local: str, zone: str) -> str:
+    """A datetime-local field's value read in `zone`, with its offset (as the API wants it); as sent when it is no
+    time (the API then says what is wrong)."""
+    try:
+        return datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(zone)).isoformat()
+    except (ValueError, KeyError):
+        return local
+
+
+@bp.post("/coordinator/rounds/<round_id>/advance")
+@coordinator_only
+def advance(round_id: str) -> Any:
+    try:
+        moved = backend().call(caller(), "ideas", "POST", f"/rounds/{seg(round_id)}/advance")
+    except ServiceError as exc:
+        if exc.status != 409:
+            raise
+        flash(_("This round is closed already."), "error")
+        return redirect(url_for("pages.rounds.list_rounds"))
+    flash(_("The round moved on: %(phase)s.", phase=PHASE.get(moved["phase"], moved["phase"])), "ok")
+    return redirect(url_for("pages.rounds.list_rounds", partnership=moved["partnership"]))
+
+
+@bp.get("/coordinator/rounds/<round_id>/report")
+@coordinator_only
+def report(round_id: str) -> Any:
+    figures = usecases.round_report(_Services(), round_id)
+    p = next((x for x in backend().directory.list_partnerships(me().city)
+              if x["_id"] == figures["round"]["partnership"]), None)
+    themes = theme_map(p) if p else {}
+    return render_template("pages/report.html", r=figures["round"], f=figures, PHASE=PHASE,
+                           cities=figures["round"].get("cities", []), charts=charts(figures), waited=waited,
+                           theme_label=lambda key: label(themes.get(key), key))
+
+
+def waited(hours: float | None) -> str:
+    """A wait in words a council reads: minutes under an hour, hours under two days, else days."""
+    if hours is None:
+        return "–"
+    if hours < 1:
+        return _("%(n)s min", n=max(1, round(hours * 60)))
+    if hours < 48:
+        return _("%(n)s h", n=f"{hours:.1f}")
+    return _("%(n)s days", n=f"{hours / 24:.1f}")
+
+
+def charts(f: dict[str, Any]) -> list[tuple[str, list[tuple[str, int]], str]]:
+    """The report's bar charts: (title, [(label in the visitor's language, value)], id)."""
+    ideas, matches, projects = f["ideas"], f["matches"], f["projects"]
+    return [
+        (_("Ideas by city"), [(city_name(c), n) for c, n in ideas["by_city"].items()], "chart-cities"),
+        (_("Ideas by language"), [(language_name(code) or code, n) for code, n in ideas["by_language"].items()],
+         "chart-languages"),
+        (_("Matches by status"), [(str(MATCH_STATUS.get(s, s)), n) for s, n in matches["by_status"].items()],
+         "chart-matches"),
+        (_("Projects by status"), [(str(PROJECT_STATUS.get(s, s)), n) for s, n in projects["by_status"].items()],
+         "chart-projects"),
+    ]
+
+
+@bp.get("/coordinator/rounds/<round_id>/report.csv")
+@coordinator_only
+def report_csv(round_id: str) -> Response:
+    figures = usecases.round_report(_Services(), round_id)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["figure", "what", "of", "value"])
+    writer.writerows(domain.report_rows(figures))
+    name = f"report-{round_id}.csv"
+    return Response("\ufeff" + out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
