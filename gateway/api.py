@@ -36,7 +36,7 @@ ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^(matches|projects|meetings|join-requests)(/.*)?$"), "matching"),
     (re.compile(r"^participants/[^/]+/notifications(/.*)?$"), "notify"),
     (re.compile(r"^webhooks(/.*)?$"), "notify"),
-    (re.compile(r"^partnerships/[^/]+/rounds$"), "ideas"),
+    (re.compile(r"^partnerships/[^/]+/(rounds|adopt-ideas)$"), "ideas"),
     (re.compile(r"^rounds/[^/]+(/advance)?$"), "ideas"),
     (re.compile(r"^(ideas|participants)(/.*)?$"), "ideas"),
 )

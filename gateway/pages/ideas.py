@@ -12,6 +12,7 @@ from gateway.pages.matches import view_match
 from gateway.pages.messages import all_in_words
 from gateway.pages.web import (
     ServiceError,
+    backend,
     call,
     city_name,
     locale,
@@ -65,6 +66,8 @@ def form_data() -> dict[str, Any]:
     }
     if form.get("language") and form.get("language") != "auto":
         data["language"] = form["language"]
+    if form.get("choose_partnerships"):  # the form offered the choice (the city has several partnerships)
+        data["partnerships"] = form.getlist("partnerships")
     return data
 
 
@@ -72,13 +75,16 @@ def form_values(idea: dict[str, Any]) -> dict[str, Any]:
     return {"title": idea.get("title", ""), "description": idea.get("description", ""),
             "theme": idea.get("theme", ""), "tags": ", ".join(idea.get("tags", [])),
             "seeks": "\n".join(idea.get("seeks", [])), "offers": "\n".join(idea.get("offers", [])),
-            "language": idea.get("language") or "auto", "version": idea.get("version")}
+            "language": idea.get("language") or "auto", "version": idea.get("version"),
+            "partnerships": idea.get("partnerships")}
 
 
 def render_form(values: dict[str, Any], errors: dict[str, Any], *, idea: dict[str, Any] | None = None,
                 message: str | None = None, status: int = 200) -> Any:
+    mine = backend().directory.list_partnerships(me().city)
+    partners = [{"id": p["_id"], "city": next((c for c in p["cities"] if c != me().city), "")} for p in mine]
     return render_template("pages/idea_form.html", values=values, errors=errors, idea=idea, message=message,
-                           themes=themes_of(me().city), languages=LANGUAGES), status
+                           themes=themes_of(me().city), languages=LANGUAGES, partners=partners), status
 
 
 def refused(exc: ServiceError, values: dict[str, Any], idea: dict[str, Any] | None = None) -> Any:

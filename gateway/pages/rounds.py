@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext
+from flask_babel import lazy_gettext, ngettext
 
 from gateway import domain, usecases
 from gateway.pages.coordinator import caller, no_partnership, partnership, theme_map
@@ -84,6 +84,16 @@ def _aware(local: str, zone: str) -> str:
         return datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(zone)).isoformat()
     except (ValueError, KeyError):
         return local
+
+
+@bp.post("/coordinator/partnerships/<pid>/adopt-ideas")
+@coordinator_only
+def adopt_ideas(pid: str) -> Any:
+    """The city's open ideas written before the partnership existed are shown and matched in it from now on."""
+    adopted = backend().call(caller(), "ideas", "POST", f"/partnerships/{seg(pid)}/adopt-ideas")["adopted"]
+    flash(ngettext("%(num)d idea of your city is now shown in this partnership.",
+                   "%(num)d ideas of your city are now shown in this partnership.", adopted), "ok")
+    return redirect(url_for("pages.rounds.list_rounds", partnership=pid))
 
 
 @bp.post("/coordinator/rounds/<round_id>/advance")

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from ideas import domain, usecases
 from ideas.repository import DuplicateEmail, TranslationCache, UnitOfWork
 from ideas.schemas import (
+    AdoptedOut,
     IdeaIn,
     IdeaOut,
     IdeaPage,
@@ -58,6 +59,11 @@ DOCS.operation("/partnerships/{partnership_id}/rounds", "post", "Open a round of
                tag="Rounds", scope="write", body=RoundIn, responses={201: RoundOut},
                description="By an admin key or a write key of one of its cities. Ideas submitted while it collects "
                            "join it; after collecting ends, an idea for it is a 409 naming the round and its dates.")
+DOCS.operation("/partnerships/{partnership_id}/adopt-ideas", "post", "Offer a city's open ideas to a partnership",
+               tag="Partnerships", scope="write", responses={200: AdoptedOut},
+               description="The open ideas written before the partnership existed are shown and matched in it from "
+                           "now on (a city key: its own city's ideas; an admin key: both cities'). `adopted` says "
+                           "how many.")
 DOCS.operation("/partnerships/{partnership_id}/rounds", "get", "List a partnership's rounds, newest first",
                tag="Rounds", responses={200: RoundList})
 DOCS.operation("/rounds/{round_id}", "get", "Read a round and its phase", tag="Rounds", responses={200: RoundOut})
@@ -170,6 +176,11 @@ def open_round(pid: str) -> tuple[Response, int, dict[str, str]]:
 @bp.get("/partnerships/<pid>/rounds")
 def list_rounds(pid: str) -> Response:
     return jsonify(RoundList().dump({"items": usecases.list_rounds(wired().uow, caller(), pid, wired().clock)}))
+
+
+@bp.post("/partnerships/<pid>/adopt-ideas")
+def adopt_ideas(pid: str) -> Response:
+    return jsonify(adopted=usecases.adopt_ideas(wired().uow, caller(), pid, wired().clock))
 
 
 @bp.get("/rounds/<round_id>")

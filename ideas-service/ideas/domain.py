@@ -17,7 +17,7 @@ OPEN, MATCHED, IN_PROJECT, WITHDRAWN = "open", "matched", "in_project", "withdra
 STATUSES = (OPEN, MATCHED, IN_PROJECT, WITHDRAWN)
 
 # What an author may edit; status moves only through withdraw and the matching workflow's events.
-EDITABLE = ("title", "description", "theme", "tags", "seeks", "offers", "language", "round_id")
+EDITABLE = ("title", "description", "theme", "tags", "seeks", "offers", "language", "round_id", "partnerships")
 # Status moves caused by events of the matching service: (from, to).
 TRANSITIONS = {
     (OPEN, MATCHED),
@@ -193,6 +193,15 @@ class Participant(Aggregate):
         self.remove(*[name for name in self.doc if name not in ("_id", "city", "version")])
         self.set(erased=True, erased_at=at, version=self.read_version + 1)
         self.record("participant.erased", {"participant_id": self.id, "city": self.doc["city"]}, city=self.doc["city"])
+
+
+def shown_to(idea: Mapping[str, Any], city: str | None, partnerships: Sequence[Any], *, admin: bool) -> bool:
+    """Whether a caller of `city` (in `partnerships`, each with its `id` and `cities`) sees an idea: its own city's,
+    or a partner city's in one of the partnerships the idea is shown in (an idea may be limited to some)."""
+    if admin or idea.get("city") == city:
+        return True
+    shown_in = set(idea.get("partnerships") or [])
+    return any(p.id in shown_in and city in p.cities and idea.get("city") in p.cities for p in partnerships)
 
 
 def partnerships_shown(shown: dict[str, Any], *, admin: bool, callers_partnerships: set[str]) -> dict[str, Any]:

@@ -42,17 +42,30 @@ class DuplicateEmail(Exception):
 
 class IdeaRepository(DocumentRepository[Idea]):
     def page(self, *, cities: Sequence[str] | None, filters: Mapping[str, Any], q: str | None, limit: int,
-             cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first; `cities` (None: all) limits what is seen, `q` searches title, description and tags."""
+             cursor: str | None, own_city: str | None = None,
+             partnerships: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first; `cities` (None: all) limits what is seen, and (`partnerships` given) a partner city's ideas
+        only where they are shown in one of these partnerships (`own_city`'s are all seen); `q` searches title,
+        description and tags."""
         query: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
         if cities is not None:
             if query.get("city") is not None and query["city"] not in cities:
                 return [], None
             query.setdefault("city", {"$in": list(cities)})
+        both: list[dict[str, Any]] = []
+        if partnerships is not None:
+            both.append({"$or": [{"city": own_city}, {"partnerships": {"$in": list(partnerships)}}]})
         if q:
             pattern = {"$regex": re.escape(q), "$options": "i"}
-            query["$or"] = [{"title": pattern}, {"description": pattern}, {"tags": pattern}]
+            both.append({"$or": [{"title": pattern}, {"description": pattern}, {"tags": pattern}]})
+        if both:
+            query["$and"] = both
         return page(self.collection, query, limit, cursor)
+
+    def open_of(self, cities: Sequence[str], without: str) -> list[Idea]:
+        """The open ideas of these cities not yet shown in a partnership (what a new partnership adopts)."""
+        return self.find({"city": {"$in": list(cities)}, "status": {"$in": ["open", "matched"]},
+                          "partnerships": {"$ne": without}})
 
     def of_round(self, round_id: str) -> list[dict[str, Any]]:
         """A round's ideas, what a report counts of them."""

@@ -64,6 +64,10 @@ class IdeaIn(Strict):
                                                 "collects ideas; default the current round."})
     city = fields.Str(load_default=None, validate=KEY,
                       metadata={"description": "Only for admin keys: the city the idea belongs to."})
+    partnerships = fields.List(fields.Str(validate=KEY), validate=validate.Length(min=1, max=50), load_default=None,
+                               metadata={"description": "The partnerships it is shown in and matched in (default: "
+                                                        "all of its city's). A partner city outside them never sees "
+                                                        "it: an idea meant for one partner city only."})
 
     @post_load
     def _tags_lower(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -264,3 +268,7 @@ class ParticipantOut(Schema):
 
 class ParticipantList(Schema):
     items = fields.List(fields.Nested(ParticipantOut))
+
+
+class AdoptedOut(Schema):
+    adopted = fields.Int(metadata={"description": "How many ideas the partnership took in."})

@@ -75,12 +75,15 @@ def list_ideas(uow: UnitOfWork, who: Caller, query: Mapping[str, Any]) -> tuple[
     """Ideas of the caller's city and its partner cities (an admin's: all), newest first, a page at a time."""
     filters = {k: v for k, v in query.items() if k not in ("limit", "cursor", "q")}
     return uow.ideas.page(cities=None if who.admin else list(who.visible_cities), filters=filters,
-                          q=query.get("q"), limit=query["limit"], cursor=query.get("cursor"))
+                          q=query.get("q"), limit=query["limit"], cursor=query.get("cursor"),
+                          own_city=None if who.admin else who.city,
+                          partnerships=None if who.admin else [p.id for p in who.partnerships])
 
 
 def read_idea(uow: UnitOfWork, who: Caller, idea_id: str) -> Idea:
     idea = uow.ideas.get(idea_id)
-    if not who.can_see(idea.get("city")):
+    if not who.can_see(idea.get("city")) or not domain.shown_to(idea.doc, who.city, who.partnerships,
+                                                                admin=who.admin):
         raise NotFound("idea", idea_id)  # not 403: another partnership's ideas do not exist for this key
     return idea
 
@@ -122,6 +125,8 @@ def change_idea(uow: UnitOfWork, who: Caller, idea_id: str, raw: Any, clock: Clo
             raise Conflict(f"idea {idea_id} is at version {idea.version}, not {expected}")
         if "theme" in changes:
             check_theme(who, idea.get("city"), changes["theme"])
+        if "partnerships" in changes:
+            changes["partnerships"] = _shown_in(who, idea.get("city"), changes["partnerships"])
         if changes.get("round_id") and changes["round_id"] != idea.get("round_id"):
             changes["round_id"] = _round_for(uow, idea.get("partnerships", []), changes["round_id"], clock())
         idea.edit(changes, at=clock())
@@ -281,10 +286,22 @@ def _new_idea(uow: UnitOfWork, who: Caller, data: dict[str, Any], at: datetime) 
         author = _author(uow, data.get("author_id"))
         data["language"] = domain.detect_language(f"{data['title']}. {data.get('description', '')}",
                                                   default=author.get("language") or "en")
-    partnerships = [p.id for p in who.partnerships_of(city)]
+    partnerships = _shown_in(who, city, data.get("partnerships"))
     data.update(city=city, partnerships=partnerships, language_detected=detected,
                 round_id=_round_for(uow, partnerships, data.get("round_id"), at))
     return data
+
+
+def _shown_in(who: Caller, city: str, wanted: Sequence[str] | None) -> list[str]:
+    """The partnerships an idea of `city` is shown in: those it names (each one of its city's), else all."""
+    mine = [p.id for p in who.partnerships_of(city)]
+    if wanted is None:
+        return mine
+    strange = [p for p in wanted if p not in mine]
+    if strange:
+        raise ValidationError({"partnerships": [f"{', '.join(strange)} is not a partnership of {city}; its are: "
+                                                f"{', '.join(mine) or 'none'}"]})
+    return list(dict.fromkeys(wanted))
 
 
 def _round_for(uow: UnitOfWork, partnerships: Sequence[str], wanted: str | None, at: datetime) -> str | None:
@@ -301,6 +318,29 @@ def _round_for(uow: UnitOfWork, partnerships: Sequence[str], wanted: str | None,
         return found.id
     current = next((r for r in rounds if r.collecting(at)), None)
     return current.id if current else None
+
+
+def adopt_ideas(uow: UnitOfWork, who: Caller, pid: str, clock: Clock) -> int:
+    """A new partnership takes in its cities' open ideas written before it (a city key: its own city's; an admin
+    key: both cities'): each is shown and matched there from now on (idea.updated, `partnerships` changed). Ideas
+    limited to other partnerships on purpose are adopted too: the coordinator chose this; the author may limit
+    theirs again. Returns how many were taken in."""
+    partnership = _partnership(who, pid)
+    if who.participant is not None or not (who.admin or who.city in partnership.cities):
+        raise Forbidden("a partnership's cities adopt their own ideas: a key of one of them, or an admin key")
+    cities = list(partnership.cities) if who.admin else [who.city]
+    adopted = 0
+    for idea in uow.ideas.open_of(cities, without=pid):
+        def step(idea_id: str = idea.id) -> bool:
+            fresh = uow.ideas.get(idea_id)
+            if pid in fresh.get("partnerships", []):
+                return False
+            fresh.edit({"partnerships": [*fresh.get("partnerships", []), pid]}, at=clock())
+            uow.ideas.save(fresh)
+            return True
+
+        adopted += retrying(step)
+    return adopted
 
 
 # --- rounds -------------------------------------------------------------------------------------------------

@@ -693,6 +693,7 @@ class ProjectMessage(Aggregate):
 
 
 NO_LONGER_PROPOSED = "no longer proposed under the partnership's changed matching settings"
+NOT_SHOWN_THERE = "the idea is no longer shown in this partnership"
 
 
 class MatchingRun(Aggregate):

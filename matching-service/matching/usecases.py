@@ -74,10 +74,25 @@ def take_ideas(uow: UnitOfWork, engine: Engine, events: Sequence[Event], clock: 
         if not uow.models.put_versioned(uow.models.ideas, p["idea_id"], p["version"], fields):
             with in_context(event):
                 log.info("idea %s v%s is stale here; nothing to do", p["idea_id"], p["version"])
-        elif fields["status"] in domain.MATCHABLE and needs_vectors:
-            to_match.append(event)  # a new or reworded idea is matched (again); a status change alone is not
+        elif fields["status"] in domain.MATCHABLE and (needs_vectors or "partnerships" in changed):
+            # a new or reworded idea is matched (again), and one shown in other partnerships; a status change
+            # alone is not
+            to_match.append(event)
+        if "partnerships" in changed:
+            _leave_partnerships(uow, p["idea_id"], fields["partnerships"], fields["city"], clock)
     engine.sync()
     _match_ideas(uow, engine, to_match, clock)
+
+
+def _leave_partnerships(uow: UnitOfWork, idea_id: str, shown_in: Sequence[str], city: str, clock: Clock) -> None:
+    """An idea no longer shown in a partnership: its open proposals there are withdrawn (both sides told)."""
+    for match in uow.matches.open_of_idea(idea_id):
+        if match.get("partnership") not in shown_in:
+            match.withdraw(domain.NOT_SHOWN_THERE, city=city, at=clock())
+            try:
+                uow.matches.save(match)
+            except Conflict:
+                log.info("match %s was answered while its idea left its partnership", match.id)
 
 
 def _match_ideas(uow: UnitOfWork, engine: Engine, events: Sequence[Event], clock: Clock) -> None:

@@ -306,6 +306,8 @@ ROUTES: tuple[Route, ...] = (
     # rounds of a partnership: its cities open and move them on; others do not see them
     Route("POST", "/partnerships/{partnership_id}/rounds", (201, 201, 404, 404, 403, 201),
           lambda x, _: "/partnerships/karlsruhe-krasnodar/rounds", lambda x: x.round_body()),
+    Route("POST", "/partnerships/{partnership_id}/adopt-ideas", (200, 200, 404, 404, 403, 200),
+          lambda x, _: "/partnerships/karlsruhe-krasnodar/adopt-ideas"),
     Route("GET", "/partnerships/{partnership_id}/rounds", (200, 200, 404, 404, 200, 200),
           lambda x, _: "/partnerships/karlsruhe-krasnodar/rounds"),
     Route("GET", "/rounds/{round_id}", (200, 200, 404, 404, 200, 200), lambda x, _: f"/rounds/{x.round}"),

@@ -124,3 +124,47 @@ def test_a_coordinator_opens_a_round_moves_it_on_and_prints_its_report():
             "name": "Falsch", "collect_until": dates["projects_from"], "workshop_at": f"{dates['collect_until']}T10:00",
             "projects_from": dates["collect_until"], "timezone": "Europe/Berlin"})
         assert "nicht eröffnet" in coordinator.text(refused.headers["Location"])
+
+
+def test_an_idea_limited_to_one_partnership_is_invisible_to_the_other_partner_city_everywhere(api: Api):
+    keys = api.lab()
+    ka, kr, na = keys["karlsruhe"], keys["krasnodar"], keys["nancy"]
+    limited = api.ok("POST", "/ideas", ka, {**GARDEN_DE, "partnerships": ["karlsruhe-krasnodar"]})
+    nancy_twin = api.ok("POST", "/ideas", na, {**GARDEN_DE, "title": "Jardins partagés contre la chaleur"})
+    api.ok("POST", "/ideas", kr, GARDEN_RU)
+    api.settle()
+    assert limited["id"] not in {i["id"] for i in api.ok("GET", "/ideas?limit=100", na)["items"]}
+    for path in (f"/ideas/{limited['id']}", f"/ideas/{limited['id']}/matches", f"/ideas/{limited['id']}/candidates"):
+        assert api.call("GET", path, na).status_code == 404, path
+    assert limited["id"] in {i["id"] for i in api.ok("GET", "/ideas?limit=100", kr)["items"]}
+    wait_for(lambda: matches_of(api, limited["id"], ka), 30, message="matched in Karlsruhe–Krasnodar")
+    assert {m["partnership"] for m in matches_of(api, limited["id"], ka)} == {"karlsruhe-krasnodar"}, \
+        "never matched in Karlsruhe–Nancy"
+    assert not [m for m in api.ok("GET", "/matches?limit=100", na)["items"]
+                if limited["id"] in {s["idea_id"] for s in m["sides"]}]
+    # Offered to Karlsruhe–Nancy after all: now Nancy sees it, and it is matched there too
+    api.ok("PATCH", f"/ideas/{limited['id']}", ka, {"partnerships": ["karlsruhe-krasnodar", "karlsruhe-nancy"]})
+    assert api.ok("GET", f"/ideas/{limited['id']}", na)["id"] == limited["id"]
+    wait_for(lambda: any(nancy_twin["id"] in {s["idea_id"] for s in m["sides"]}
+                         for m in matches_of(api, limited["id"], ka)), 30, message="matched with Nancy's twin idea")
+
+
+def test_a_participant_keeps_an_idea_from_one_partner_city_on_the_form():
+    from tests.e2e.test_pages import Browser
+
+    with running_platform("memory://") as api:
+        keys = api.lab()
+        api.ok("POST", "/participants", keys["karlsruhe"], {"name": "Lena", "email": "lena@example.org",
+                                                            "language": "de"})
+        api.settle()
+        lena = Browser(api.platform.gateway, "de")
+        lena.sign_in("lena@example.org")
+        form = lena.text("/ideas/new")
+        assert "Wer diese Idee sieht" in form and "Краснодар" in form and "Nancy" in form
+        sent = lena.post("/ideas/new", {"title": "Queere Jugendtreffs", "description": "Austausch queerer Gruppen.",
+                                        "theme": "leisure-youth-social", "language": "de",
+                                        "choose_partnerships": "1", "partnerships": ["karlsruhe-nancy"]})
+        assert sent.status_code == 302, sent.get_data(as_text=True)[-500:]
+        idea_id = sent.headers["Location"].rsplit("/", 1)[-1]
+        assert api.ok("GET", f"/ideas/{idea_id}", keys["nancy"])["id"] == idea_id
+        assert api.call("GET", f"/ideas/{idea_id}", keys["krasnodar"]).status_code == 404

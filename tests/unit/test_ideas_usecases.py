@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -30,9 +31,16 @@ KARLSRUHE, KRASNODAR, ADMIN = caller(), caller("krasnodar"), caller(None, ("admi
 
 
 class FakeIdeas(FakeDocuments[Idea]):
-    def page(self, *, cities: Any, filters: Any, q: Any, limit: int, cursor: Any) -> tuple[list, None]:
-        found = [d for d in self.docs.values() if cities is None or d["city"] in cities]
+    def page(self, *, cities: Any, filters: Any, q: Any, limit: int, cursor: Any, own_city: Any = None,
+             partnerships: Any = None) -> tuple[list, None]:
+        found = [d for d in self.docs.values() if (cities is None or d["city"] in cities)
+                 and (partnerships is None or d["city"] == own_city or set(d.get("partnerships", [])) & set(
+                     partnerships))]
         return sorted(found, key=lambda d: d["_id"], reverse=True)[:limit], None
+
+    def open_of(self, cities: Any, without: str) -> list[Idea]:
+        return [Idea(copy.deepcopy(d)) for d in self.docs.values() if d["city"] in cities
+                and d["status"] in ("open", "matched") and without not in d.get("partnerships", [])]
 
     def of_round(self, round_id: str) -> list[dict[str, Any]]:
         return [d for d in sorted(self.docs.values(), key=lambda d: d["_id"]) if d.get("round_id") == round_id]
