@@ -20,6 +20,7 @@ from gateway.clients import ServiceClient
 from gateway.domain import Exists, Invalid, RuleViolation, Unknown
 from gateway.keys import ApiKey, KeyStore
 from gateway.repository import Directory
+from gateway.signin import Invitations
 from gateway.themes import DEFAULT_THEMES
 from services.openapi import ApiDocs, build_spec
 from services.store import NotFound
@@ -61,6 +62,12 @@ DOCS.operation("/rounds/{round_id}/report", "get", "A round's report: every figu
                            "and their status; participants per city (authors of the round's ideas, and registered); "
                            "how long ideas waited for their first proposal. The coordinators' page draws it, "
                            "prints it and gives it as CSV.")
+DOCS.operation("/invitations", "post", "Invite someone to your city's lab by e-mail", tag="Participants",
+               scope="write", body=schemas.InvitationIn, responses={201: schemas.InvitationOut},
+               description="The person gets a link in their language (valid 14 days); following it, they confirm "
+                           "name, language and interests and are a participant of your city, signed in.")
+DOCS.operation("/invitations", "get", "Your city's invitations, newest first", tag="Participants",
+               query=schemas.InvitationQuery, responses={200: schemas.InvitationList})
 DOCS.operation("/partnerships", "get", "List the partnerships your key can see", tag="Partnerships",
                responses={200: schemas.PartnershipList})
 DOCS.operation("/api-keys", "post", "Make an API key (the secret is shown once)", tag="API keys",
@@ -124,6 +131,9 @@ class Gateway:
     services: Mapping[str, ServiceClient]
     audit: AuditLog
     bootstrap_key: str | None = None  # the key TWINCITY_ADMIN_KEY names: never revoked or rotated through the API
+    invitations: Invitations | None = None
+    invitation_mail: usecases.InvitationMail | None = None
+    public_url: str = ""
     _spec: dict[str, Any] = field(default_factory=dict)
     _spec_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -289,6 +299,25 @@ def list_themes() -> Response:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     return jsonify(gateway().merged_spec())
+
+
+@bp.post("/invitations")
+def invite() -> tuple[Response, int]:
+    who = caller_of(need("write"))
+    parts = gateway()
+    assert parts.invitations is not None and parts.invitation_mail is not None
+    doc, _link = usecases.invite(parts.invitations, parts.invitation_mail, who, json_body(schemas.InvitationIn),
+                                 lambda token: f"{parts.public_url}/signin/invitation/{token}")
+    return jsonify(schemas.InvitationOut().dump(doc)), 201
+
+
+@bp.get("/invitations")
+def list_invitations() -> Response:
+    who = caller_of(need("read"))
+    query = query_args(schemas.InvitationQuery)
+    assert gateway().invitations is not None
+    items = usecases.list_invitations(gateway().invitations, who, query.get("city"))
+    return jsonify(items=schemas.InvitationOut(many=True).dump(items))
 
 
 @bp.get("/rounds/<round_id>/report")

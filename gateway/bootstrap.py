@@ -6,9 +6,10 @@ from collections.abc import Mapping
 
 from flask import Blueprint, Flask, Response, g, jsonify, request
 
-from gateway import api, audit, keys, pages, ratelimit, repository
-from gateway.clients import ServiceClient, WsgiTransport, transport_for
+from gateway import api, audit, keys, pages, ratelimit, repository, signin
+from gateway.clients import InvitationMailer, ServiceClient, WsgiTransport, transport_for
 from gateway.pages.web import security_headers
+from gateway.themes import DEFAULT_THEMES
 from services.config import ConfigError, Settings
 from services.runtime import Runtime, ServiceSpec
 from services.web import ChunkedBodyLimit
@@ -65,14 +66,20 @@ def create_app(settings: Settings | None = None, service_apps: Mapping[str, Flas
     bootstrap = None
     if settings.admin_key:
         bootstrap = key_store.ensure(settings.admin_key, ["admin", "read", "write"], label="TWINCITY_ADMIN_KEY").id
-    app.extensions[api.EXTENSION] = api.Gateway(directory, key_store, clients, audit.AuditLog(runtime.db), bootstrap)
+    invitations = signin.Invitations(runtime.db, signin.web_secret(runtime.db, settings.web_secret))
+    mailer = InvitationMailer(clients["notify"], lambda: directory.caller(
+        city=None, scopes=("admin", "read", "write"), key_id="web:gateway", default_themes=list(DEFAULT_THEMES)))
+    app.extensions[api.EXTENSION] = api.Gateway(directory, key_store, clients, audit.AuditLog(runtime.db), bootstrap,
+                                                invitations=invitations, invitation_mail=mailer,
+                                                public_url=settings.public_url)
     limiter = _rate_limits(settings, key_store)
     limiter.install(app)
     app.register_blueprint(api.bp, url_prefix=api.PREFIX)
     app.register_blueprint(public)
     app.after_request(_audit)
     # The web pages for participants and coordinators (/, /ideas, /matches, /coordinator, ...).
-    pages.install(app, settings=settings, db=runtime.db, directory=directory, keys=key_store, clients=clients)
+    pages.install(app, settings=settings, db=runtime.db, directory=directory, keys=key_store, clients=clients,
+                  invitations=invitations, invitation_mail=mailer)
     # Sign-in forms ask for e-mails and check keys: a few tries a minute per address, whoever is asked for.
     per_address = limiter.per(settings.signin_rate_limit, _remote_address, methods=("POST",))
     for form in ("pages.account.signin", "pages.account.coordinator_signin"):

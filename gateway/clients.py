@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import http.client
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import urllib3
 from werkzeug.test import Client
 
+from services.tenancy import HEADER as CALLER_HEADER
 from services.web import Problem
 
 
@@ -142,3 +144,20 @@ class ServiceClient:
             problem.detail += ("; the change may have been made: read the resource (GET) before you send it again, "
                                "or it may be made twice")
         return problem
+
+
+class InvitationMailer:
+    """usecases.InvitationMail through the notify service, asked by the gateway itself (an admin caller)."""
+
+    def __init__(self, notify: ServiceClient, gateway_caller: Callable[[], Any]) -> None:
+        self.notify = notify
+        self.gateway_caller = gateway_caller
+
+    def send(self, invitation: Mapping[str, Any], link: str, days: int) -> None:
+        body = {"invitation_id": invitation["_id"], "city": invitation["city"], "to": invitation["email"],
+                "name": invitation.get("name", ""), "language": invitation["language"], "link": link, "days": days}
+        reply = self.notify.request("POST", "/invitation-mails", body=json.dumps(body).encode(), headers={
+            CALLER_HEADER: self.gateway_caller().encode(), "Content-Type": "application/json"})
+        if reply.status >= 400:
+            raise Problem(503, "Service Unavailable", "the invitation could not be handed to the notify service; "
+                                                      "try again shortly")

@@ -215,3 +215,33 @@ class RoundReport(Schema):
     projects = fields.Nested(ReportProjects)
     participants = fields.Nested(ReportParticipants)
     first_proposal = fields.Nested(ReportWaiting)
+
+
+class InvitationIn(Strict):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    name = OneLine(load_default="", validate=validate.Length(max=200),
+                   metadata={"description": "How the e-mail greets them (they confirm their name themselves)."})
+    language = fields.Str(required=True, validate=validate.OneOf(LANGUAGES),
+                          metadata={"description": "The language of the e-mail and of their pages."})
+    city = fields.Str(validate=KEY, metadata={"description": "Only for admin keys: the inviting city."})
+
+
+class InvitationOut(Schema):
+    id = fields.Str(attribute="_id")
+    city = fields.Str()
+    email = fields.Str()
+    name = fields.Str()
+    language = fields.Str()
+    status = fields.Str(metadata={"description": "sent, or accepted"})
+    participant_id = fields.Str(allow_none=True, metadata={"description": "Whom it made, once accepted."})
+    created_at = fields.DateTime()
+    expires_at = fields.DateTime()
+    accepted_at = fields.DateTime(allow_none=True)
+
+
+class InvitationList(Schema):
+    items = fields.List(fields.Nested(InvitationOut))
+
+
+class InvitationQuery(Strict):
+    city = fields.Str(validate=KEY, metadata={"description": "Only for admin keys: whose invitations."})

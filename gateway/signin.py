@@ -17,9 +17,11 @@ from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from services.store import DuplicateKeyError, Index
+from services.store import DuplicateKeyError, Index, new_id
 
 USED, REQUESTS, SECRETS, SESSIONS = "sign_in_used", "sign_in_requests", "web_secrets", "web_sessions"
+INVITATIONS = "invitations"
+INVITATION_DAYS = 14
 SESSION_DAYS = 14  # a web session; signing out (or erasure, or revoking the key) ends it at once
 INDEXES = {
     # Spent link ids are kept a day, well beyond any link's life; then MongoDB drops them.
@@ -29,6 +31,7 @@ INDEXES = {
     SECRETS: [],
     # A participant's sessions, so that signing out (or being erased) ends them on the server, not only in the
     # browser that signed out: a copied cookie names a session that no longer exists.
+    INVITATIONS: [Index(keys=[("city", 1), ("_id", -1)], name="invitations_city")],
     SESSIONS: [Index(keys=[("participant_id", 1)], name="web_sessions_participant"),
                Index(keys=[("expires_at", 1)], name="web_sessions_expiry", options={"expireAfterSeconds": 0})],
 }
@@ -106,6 +109,50 @@ class SignInLinks:
             return False
         self.requests.insert_one({"email": key, "at": datetime.now(UTC)})
         return True
+
+
+class Invitations:
+    """Invitations of a city to people who are no participants yet: a signed link by e-mail (valid INVITATION_DAYS),
+    accepted once (the invitation's status moves from sent to accepted in one conditional write)."""
+
+    def __init__(self, db: Any, secret: str, days: int = INVITATION_DAYS) -> None:
+        self.invitations = db[INVITATIONS]
+        self.serializer = URLSafeTimedSerializer(secret, salt="twincity.invitation")
+        self.days = days
+
+    def make(self, city: str, email: str, name: str, language: str, *, by: str | None) -> tuple[dict[str, Any], str]:
+        """A new invitation and its link's token."""
+        now = datetime.now(UTC)
+        doc = {"_id": new_id("inv"), "city": city, "email": email, "name": name, "language": language,
+               "status": "sent", "created_at": now, "expires_at": now + timedelta(days=self.days), "by": by,
+               "participant_id": None, "accepted_at": None}
+        self.invitations.insert_one(doc)
+        return doc, self.serializer.dumps({"i": doc["_id"]})
+
+    def check(self, token: str) -> dict[str, Any]:
+        """The invitation a link stands for, while it may still be accepted."""
+        try:
+            data = self.serializer.loads(token, max_age=self.days * 86_400)
+        except SignatureExpired:
+            raise LinkInvalid("expired") from None
+        except BadSignature:
+            raise LinkInvalid("invalid") from None
+        doc = self.invitations.find_one({"_id": data.get("i")}) if isinstance(data, dict) else None
+        if doc is None:
+            raise LinkInvalid("invalid")
+        if doc["status"] != "sent":
+            raise LinkInvalid("used")
+        return doc
+
+    def accept(self, invitation_id: str, participant_id: str) -> bool:
+        """Mark it accepted by the participant it made (False: accepted meanwhile, in another tab)."""
+        return self.invitations.update_one(
+            {"_id": invitation_id, "status": "sent"},
+            {"$set": {"status": "accepted", "participant_id": participant_id,
+                      "accepted_at": datetime.now(UTC)}}).matched_count == 1
+
+    def of_city(self, city: str, limit: int = 200) -> list[dict[str, Any]]:
+        return list(self.invitations.find({"city": city}).sort("_id", -1).limit(limit))
 
 
 class Sessions:

@@ -19,7 +19,8 @@ from gateway.audit import AuditLog
 from gateway.domain import City, Invalid, Partnership
 from gateway.keys import ApiKey, KeyStore
 from gateway.repository import Directory
-from gateway.signin import LinkInvalid, Sessions, SignInLinks
+from gateway.signin import Invitations, LinkInvalid, Sessions, SignInLinks
+from services.errors import Forbidden
 from services.store import NotFound, now
 from services.tenancy import Caller
 
@@ -184,6 +185,53 @@ def sign_in_with_link(links: SignInLinks, sessions: Sessions, people: People, to
     if person is None:
         raise LinkInvalid("gone")
     return person, sessions.open(person["city"], participant_id=person["id"])
+
+
+# --- invitations: a city invites someone who is no participant yet ----------------------------------------------
+
+class InvitationMail(Protocol):
+    """Writes and sends an invitation in the invited person's language (the notify service does)."""
+
+    def send(self, invitation: Mapping[str, Any], link: str, days: int) -> None: ...
+
+
+class Registrar(Protocol):
+    """Makes a participant of a city (the ideas service does): the new person (with `id`)."""
+
+    def register(self, city: str, data: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+def invite(invitations: Invitations, mail: InvitationMail, who: Caller, data: Mapping[str, Any],
+           link_to: Callable[[str], str]) -> tuple[dict[str, Any], str]:
+    """An invitation of the caller's city (an admin key names the city) by e-mail, in the person's language: the
+    invitation and its link (`link_to(token)`: the full address)."""
+    if who.participant is not None:
+        raise Forbidden("a city invites people through its coordinators (a city key), not a participant")
+    city = who.acting_city(data.get("city"))
+    doc, token = invitations.make(city, data["email"], data.get("name") or "", data["language"], by=who.key_id)
+    link = link_to(token)
+    mail.send(doc, link, invitations.days)
+    return doc, link
+
+
+def list_invitations(invitations: Invitations, who: Caller, city: str | None) -> list[dict[str, Any]]:
+    return invitations.of_city(who.acting_city(city))
+
+
+def check_invitation(invitations: Invitations, token: str) -> dict[str, Any]:
+    """The invitation a link stands for, while it may be accepted (LinkInvalid says why not)."""
+    return invitations.check(token)
+
+
+def accept_invitation(invitations: Invitations, people: Registrar, sessions: Sessions, token: str,
+                      data: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """The invited person says yes with their name, language and interests: a participant of the city (with the
+    invited address), signed in: (the person, the session id)."""
+    invitation = invitations.check(token)
+    person = people.register(invitation["city"], {**data, "email": invitation["email"]})
+    if not invitations.accept(invitation["_id"], person["id"]):
+        raise LinkInvalid("used")
+    return person, sessions.open(invitation["city"], participant_id=person["id"])
 
 
 class CoordinatorRefused(Exception):

@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from gateway import signin
 from gateway.clients import ServiceClient
 from gateway.keys import KeyStore
-from gateway.pages import account, coordinator, errors, ideas, matches, projects, rounds
+from gateway.pages import account, coordinator, errors, ideas, matches, participants, projects, rounds
 from gateway.pages.web import (
     EXTENSION,
     LOCALES,
@@ -54,7 +54,8 @@ def select_locale() -> str:
 # files); each area is a blueprint of its own inside it (pages.account.signin, pages.ideas.list, ...).
 bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/pages")
-for area in (account.bp, ideas.bp, matches.bp, projects.bp, coordinator.bp, rounds.bp):
+for area in (account.bp, ideas.bp, matches.bp, projects.bp, coordinator.bp, rounds.bp,
+             participants.bp):
     bp.register_blueprint(area)
 
 
@@ -70,7 +71,8 @@ bp.app_context_processor(template_words)
 
 
 def install(app: Flask, *, settings: Settings, db: Any, directory: Directory, keys: KeyStore,
-            clients: Mapping[str, ServiceClient]) -> None:
+            clients: Mapping[str, ServiceClient], invitations: signin.Invitations | None = None,
+            invitation_mail: Any = None) -> None:
     """Add the pages to the gateway's app: sessions, Babel, their parts (app.extensions) and the blueprint."""
     ensure_indexes(db, signin.INDEXES)
     secret = signin.web_secret(db, settings.web_secret)
@@ -88,7 +90,8 @@ def install(app: Flask, *, settings: Settings, db: Any, directory: Directory, ke
     app.extensions[EXTENSION] = Pages(
         backend=Backend(clients, directory, keys), links=signin.SignInLinks(db, secret, settings.signin_minutes),
         sessions=sessions, settings=settings,
-        mailer=ThreadPoolExecutor(max_workers=4, thread_name_prefix="sign-in-mail"))
+        mailer=ThreadPoolExecutor(max_workers=4, thread_name_prefix="sign-in-mail"),
+        invitations=invitations, invitation_mail=invitation_mail)
 
     @app.after_request
     def _end_sessions_of_the_erased(response: Response) -> Response:

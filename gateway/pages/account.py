@@ -123,6 +123,15 @@ class _People:
             raise
 
 
+class _Registrar:
+    """usecases.Registrar through the ideas service: a participant made in the name of their city."""
+
+    def register(self, city: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        caller = backend().directory.caller(city=city, scopes=("read", "write"), key_id="web:invitation",
+                                            default_themes=list(DEFAULT_THEMES))
+        return backend().call(caller, "ideas", "POST", "/participants", body=dict(data))
+
+
 class _SignInMail:
     """usecases.SignInMail through the notify service."""
 
@@ -285,3 +294,38 @@ def preferences() -> Any:
         session["lang"] = updated["language"]
     flash(_("Your preferences are saved."), "ok")
     return redirect(url_for("pages.account.preferences"))
+
+
+# --- an invitation's link: the invited person says yes ----------------------------------------------------------
+
+@bp.route("/signin/invitation/<token>", methods=["GET", "POST"], endpoint="invitation")
+def invitation(token: str) -> Any:
+    """The link of an invitation: a form for name, language and interests; sent, a participant, signed in."""
+    parts = pages()
+    assert parts.invitations is not None
+    try:
+        found = usecases.check_invitation(parts.invitations, token)
+        if request.method == "GET":
+            return render_template("pages/invitation.html", invitation=found, values={
+                "name": found.get("name", ""), "language": found.get("language")}, errors={})
+        data = {"name": request.form.get("name", "").strip(), "language": request.form.get("language", ""),
+                "interests": request.form.get("interests", "").strip()}
+        person, sid = usecases.accept_invitation(parts.invitations, _Registrar(), parts.sessions, token, data)
+    except LinkInvalid as exc:
+        return render_template("pages/signin_invalid.html", reason=exc.reason), 410 if exc.reason != "invalid" \
+            else 400
+    except ServiceError as exc:
+        if exc.status == 409:  # the address is a participant's already: sign in instead
+            flash(_("There is a participant with this e-mail address already: sign in with it."), "error")
+            return redirect(url_for("pages.account.signin"))
+        if exc.status != 422:
+            raise
+        return render_template("pages/invitation.html", invitation=found, values=data,
+                               errors=all_in_words(exc.errors, city_name)), 422
+    _new_session({"kind": "participant", "id": person["id"], "city": person["city"], "name": person.get("name", ""),
+                  "sid": sid})
+    if person.get("language") in LOCALES:
+        session["lang"] = person["language"]  # the pages speak the language they chose
+    flash(_("Welcome, %(name)s! You are a participant of %(city)s now.", name=person.get("name", ""),
+            city=city_name(person["city"])), "ok")
+    return redirect(url_for("pages.ideas.list"))

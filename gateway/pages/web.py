@@ -29,7 +29,7 @@ from gateway.clients import ServiceClient
 from gateway.domain import zone_of
 from gateway.keys import ApiKey, KeyStore, key_of
 from gateway.repository import Directory
-from gateway.signin import Sessions, SignInLinks
+from gateway.signin import Invitations, Sessions, SignInLinks
 from gateway.themes import DEFAULT_THEMES
 from services.config import Settings
 from services.tenancy import HEADER as CALLER_HEADER
@@ -243,6 +243,8 @@ class Pages:
     sessions: Sessions
     settings: Settings
     mailer: ThreadPoolExecutor  # sign-in mails are asked for off the request (see account.signin)
+    invitations: Invitations | None = None
+    invitation_mail: Any = None  # usecases.InvitationMail (the notify service)
 
 
 def pages() -> Pages:

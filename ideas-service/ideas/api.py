@@ -22,8 +22,10 @@ from ideas.schemas import (
     ParticipantIn,
     ParticipantList,
     ParticipantOut,
+    ParticipantPage,
     ParticipantPatch,
     ParticipantQuery,
+    ParticipantsQuery,
     ReadQuery,
     RoundFigures,
     RoundIn,
@@ -73,6 +75,11 @@ DOCS.operation("/rounds/{round_id}/advance", "post", "Move a round on to its nex
                            "dates move it on by themselves; this is for a workshop held early, or to close it.")
 DOCS.operation("/participants", "post", "Register a participant in your city", tag="Participants",
                scope="write", body=ParticipantIn, responses={201: ParticipantOut})
+DOCS.operation("/participants", "get", "List your city's participants", tag="Participants",
+               query=ParticipantsQuery, responses={200: ParticipantPage},
+               description="Newest first, `q` finds a part of a name or e-mail address. A city key lists its own "
+                           "city's people only (a partner city's addresses stay there); an admin key names the "
+                           "city.")
 DOCS.operation("/participants/{participant_id}", "get", "Read a participant", tag="Participants",
                responses={200: ParticipantOut},
                description="Partner cities see participants without their e-mail address.")
@@ -229,6 +236,12 @@ def find_participants() -> Response:
 def register() -> tuple[Response, int, dict[str, str]]:
     person = usecases.register_participant(wired().uow, caller(), json_body(ParticipantIn), wired().clock)
     return jsonify(participant_out.dump(person.doc)), 201, {"Location": f"/participants/{person.id}"}
+
+
+@bp.get("/participants")
+def list_participants() -> Response:
+    items, next_cursor = usecases.list_participants(wired().uow, caller(), query_args(ParticipantsQuery))
+    return jsonify(ParticipantPage().dump({"items": items, "next_cursor": next_cursor}))
 
 
 @bp.get("/participants/<participant_id>")

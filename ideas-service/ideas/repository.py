@@ -101,6 +101,14 @@ class ParticipantRepository(DocumentRepository[Participant]):
         query = {"email_key": {"$in": [email_key(city, email) for city in cities]}, **self.NOT_ERASED}
         return list(self.collection.find(query, HIDDEN).sort("_id", 1))
 
+    def page(self, city: str, q: str | None, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """A city's participants, newest first; `q` finds a part of a name or e-mail address."""
+        query: dict[str, Any] = {"city": city, **self.NOT_ERASED}
+        if q:
+            pattern = {"$regex": re.escape(q), "$options": "i"}
+            query["$or"] = [{"name": pattern}, {"email": pattern}]
+        return page(self.collection, query, limit, cursor)
+
     def count_in(self, city: str) -> int:
         return self.collection.count_documents({"city": city, **self.NOT_ERASED})
 

@@ -270,5 +270,18 @@ class ParticipantList(Schema):
     items = fields.List(fields.Nested(ParticipantOut))
 
 
+class ParticipantPage(Schema):
+    items = fields.List(fields.Nested(ParticipantOut))
+    next_cursor = fields.Str(allow_none=True)
+
+
+class ParticipantsQuery(Strict):
+    q = OneLine(validate=validate.Length(min=1, max=100),
+                metadata={"description": "Part of a name or e-mail address."})
+    city = fields.Str(validate=KEY, metadata={"description": "Only for admin keys: whose participants."})
+    limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = cursor_field("prt")
+
+
 class AdoptedOut(Schema):
     adopted = fields.Int(metadata={"description": "How many ideas the partnership took in."})

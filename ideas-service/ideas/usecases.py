@@ -181,6 +181,15 @@ def find_participants(uow: UnitOfWork, who: Caller, email: str) -> list[dict[str
     return uow.participants.by_email(email, cities)
 
 
+def list_participants(uow: UnitOfWork, who: Caller, query: Mapping[str, Any]) -> tuple[list[dict[str, Any]],
+                                                                                      str | None]:
+    """The acting city's participants (never a partner city's: their addresses stay in their city)."""
+    if who.participant is not None:
+        raise Forbidden("the participants of a city are listed by its coordinators (a city key)")
+    city = who.acting_city(query.get("city"))
+    return uow.participants.page(city, query.get("q"), query["limit"], query.get("cursor"))
+
+
 def read_participant(uow: UnitOfWork, who: Caller, participant_id: str) -> tuple[Participant, bool]:
     """The person, and whether the caller may see their e-mail address (only their own city may)."""
     person = uow.participants.get(participant_id)

@@ -14,6 +14,7 @@ from notify.repository import Repository
 from notify.schemas import (
     DeliveryPage,
     InboxQuery,
+    InvitationMailIn,
     NotificationOut,
     NotificationPage,
     PageQuery,
@@ -138,6 +139,15 @@ def sign_in_mail() -> tuple[Response, int]:
     """A sign-in link by e-mail (internal: the gateway's web pages ask; never routed from /api/v1)."""
     who = caller()
     status = usecases.sign_in_mail(wired().repo, who, wired().letterhead, json_body(SignInMailIn) if who.admin else {})
+    return jsonify(status=status), 202
+
+
+@bp.post("/invitation-mails")
+def invitation_mail() -> tuple[Response, int]:
+    """An invitation by e-mail (internal: the gateway asks; never routed from /api/v1)."""
+    who = caller()
+    status = usecases.invitation_mail(wired().repo, who, wired().letterhead,
+                                      json_body(InvitationMailIn) if who.admin else {})
     return jsonify(status=status), 202
 
 

@@ -427,7 +427,7 @@ def digest_summary(message: Message, line: str, link: str) -> str:
 def outcome(doc: Mapping[str, Any], channel: str, *, error: str | None = None) -> list[Recorded]:
     """What others hear of a notification's fate: notification.delivered, or notification.failed for good (`error`).
     A sign-in mail was caused by no event: nobody hears of it."""
-    if doc.get("event_type") == "sign_in":
+    if doc.get("event_type") in ("sign_in", "invitation"):
         return []
     payload: dict[str, Any] = {"notification_id": doc["_id"], "recipient": doc.get("recipient")
                                or doc.get("subscription_id"), "channel": channel,

@@ -135,3 +135,15 @@ class SignInMailIn(Strict):
     minutes = fields.Int(load_default=30, validate=validate.Range(min=1, max=24 * 60))
     token_id = fields.Str(required=True, validate=validate.Length(min=8, max=64),
                           metadata={"description": "The link's single-use id: one e-mail per link."})
+
+
+class InvitationMailIn(Strict):
+    """The gateway asks for an invitation e-mail: a city invites someone who is no participant yet."""
+
+    invitation_id = fields.Str(required=True, validate=validate.Length(min=8, max=64))
+    city = fields.Str(required=True, validate=validate.Length(min=1, max=64))
+    to = fields.Email(required=True, validate=validate.Length(max=254))
+    name = fields.Str(load_default="", validate=validate.Length(max=200))
+    language = fields.Str(load_default="en", validate=validate.Length(max=8))
+    link = fields.Url(required=True, require_tld=False, schemes={"http", "https"}, validate=validate.Length(max=2000))
+    days = fields.Int(load_default=14, validate=validate.Range(min=1, max=90))

@@ -259,6 +259,10 @@ ROUTES: tuple[Route, ...] = (
     # participants: partners read without the e-mail address
     Route("POST", "/participants", (201, 403, 403, 403, 403, 201), lambda x, _: "/participants",
           lambda x: x.participant_body()),
+    Route("GET", "/participants", (200, 200, 200, 200, 200, 422), lambda x, _: "/participants?q=a"),
+    Route("POST", "/invitations", (201, 201, 201, 201, 403, 422), lambda x, _: "/invitations",
+          lambda x: {"email": f"invited{x.n()}@example.org", "language": "de"}),
+    Route("GET", "/invitations", (200, 200, 200, 200, 200, 422), lambda x, _: "/invitations"),
     Route("GET", "/participants/{participant_id}", (200, 200, 200, 404, 200, 200),
           lambda x, _: f"/participants/{x.participant}"),
     Route("PATCH", "/participants/{participant_id}", (200, 403, 403, 404, 403, 200),

@@ -43,6 +43,8 @@ VARIABLES: dict[str, set[str]] = {
     "digest": {"recipient_name", "day", "items", "unsubscribe_url"},
     # Asked for by the person (web sign-in): no unsubscribe footer, it is not a notification.
     "sign_in": {"recipient_name", "link", "minutes"},
+    # Someone who is no participant yet: no unsubscribe footer either.
+    "invitation": {"recipient_name", "link", "days", "city_name"},
 }
 TITLES = ("own_title", "other_title", "idea_title", "project_title", "meeting_title")
 # Every notification says in one line what happened (an inbox shows it); a digest and a sign-in mail are no news.
@@ -52,6 +54,8 @@ DASHES = "-" * 10
 
 SAMPLE = {
     "moved": False,
+    "days": 14,
+    "city_name": "Karlsruhe",
     "recipient_name": "Ольга Шмидт",
     "own_title": "Stadtgärten für alle",
     "other_title": "Зелёные дворы",
