@@ -379,6 +379,8 @@ EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
     ("round.opened", 1, RoundV1, "A partnership opened a round of its lab (name, dates, phase)."),
     ("round.phase_changed", 1, RoundV1, "A round moved on: collecting -> matching -> projects -> closed."),
     ("round.closed", 1, RoundV1, "A round was closed."),
+    ("round.closing_soon", 1, RoundV1, "A round stops collecting ideas soon (two days before): its cities' people "
+                                       "are reminded."),
     ("notification.delivered", 1, NotificationV1, "A notification reached its recipient over one channel."),
     ("notification.failed", 1, NotificationFailedV1, "A notification could not be delivered (final or retrying)."),
 )

@@ -216,6 +216,7 @@ def partnerships_shown(shown: dict[str, Any], *, admin: bool, callers_partnershi
 
 COLLECTING, MATCHING, PROJECTS, CLOSED = "collecting", "matching", "projects", "closed"
 PHASES = (COLLECTING, MATCHING, PROJECTS, CLOSED)
+REMIND_BEFORE = timedelta(days=2)  # people are reminded this long before a round stops collecting ideas
 
 
 class RoundRefused(ValueError):
@@ -289,6 +290,16 @@ class Round(Aggregate):
                     partnership=self.doc["partnership"])
         if now_in == CLOSED:
             self.record("round.closed", self.payload(), partnership=self.doc["partnership"])
+        return True
+
+    def remind(self, *, at: datetime) -> bool:
+        """Two days before collecting ends, once: round.closing_soon (its cities' people are told)."""
+        d = self.doc
+        if d.get("reminded") or self.phase_at(at) != COLLECTING or at < d["collect_ends_at"] - REMIND_BEFORE:
+            return False
+        self.set(reminded=at)
+        self.next_version(at)
+        self.record("round.closing_soon", self.payload(), partnership=d["partnership"])
         return True
 
     def payload(self) -> dict[str, Any]:

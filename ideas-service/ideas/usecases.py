@@ -405,10 +405,11 @@ def advance_round(uow: UnitOfWork, who: Caller, round_id: str, clock: Clock) -> 
 
 
 def follow_rounds(uow: UnitOfWork, clock: Clock) -> int:
-    """The rounds whose dates moved them on since the last look: their phase stored, with round.phase_changed."""
+    """The rounds whose dates moved them on since the last look: their phase stored, with round.phase_changed; and
+    the reminder two days before collecting ends (round.closing_soon)."""
     moved = 0
     for found in uow.rounds.not_closed():
-        if found.follow(at=clock()):
+        if found.follow(at=clock()) | found.remind(at=clock()):
             try:
                 uow.rounds.save(found)
                 moved += 1

@@ -39,13 +39,14 @@ WEBHOOK_EVENTS = (
     "idea.submitted", "idea.updated", "idea.withdrawn",
     "match.proposed", "match.accepted", "match.declined", "match.confirmed", "match.expired", "match.withdrawn",
     "project.formed", "project.updated", "project.member_joined", "meeting.scheduled",
-    "round.opened", "round.phase_changed", "round.closed",
+    "round.opened", "round.phase_changed", "round.closed", "round.closing_soon",
 )  # never project.message_posted nor join requests: they carry the members' own words
 # What people hear about (notify_people); the other webhook events matter only while a subscription names them,
 # and the worker's queue is bound to them only then (Runtime.sync_bindings).
 PEOPLE_EVENTS = ("match.proposed", "match.accepted", "match.declined", "match.withdrawn", "project.formed",
                  "project.updated", "project.member_joined", "project.message_posted", "project.join_requested",
-                 "project.join_answered", "meeting.proposed", "meeting.scheduled")
+                 "project.join_answered", "meeting.proposed", "meeting.scheduled", "round.closing_soon",
+                 "round.phase_changed")
 WEBHOOK_ONLY_EVENTS = tuple(t for t in WEBHOOK_EVENTS if t not in PEOPLE_EVENTS)
 
 
@@ -101,10 +102,12 @@ class Readers:
     lang_of: Names
     name_of: Names
     zone_of: Zones
+    people_in: Callable[[Sequence[str]], list[str]] = lambda _cities: []  # the people of these cities
 
 
 def messages_for(event_type: str, payload: Mapping[str, Any], city_name: CityNames, lang_of: Names, *,
-                 name_of: Names | None = None, zone_of: Zones | None = None) -> list[Message]:
+                 name_of: Names | None = None, zone_of: Zones | None = None,
+                 people_in: Callable[[Sequence[str]], list[str]] | None = None) -> list[Message]:
     """Who must know about this event, and what each is told.
 
     `city_name(key, language)` gives a city's name in the reader's language; `lang_of(participant_id)` the
@@ -114,7 +117,7 @@ def messages_for(event_type: str, payload: Mapping[str, Any], city_name: CityNam
     project_rule = _PROJECT_RULES.get(event_type)
     if project_rule is not None:
         return project_rule(payload, Readers(city_name, lang_of, name_of or (lambda _pid: ""),
-                                             zone_of or (lambda _pid: None)))
+                                             zone_of or (lambda _pid: None), people_in or (lambda _cities: [])))
     if event_type == "match.proposed":
         kind = payload.get("kind")
         if kind in ("idea", "coordinator"):
@@ -400,6 +403,37 @@ def _meeting_scheduled(payload: Mapping[str, Any], who: Readers) -> list[Message
     return out
 
 
+# --- rounds: the people of a round's cities hear when collecting ends soon, and when the results are in ---------
+
+def _round_closing_soon(payload: Mapping[str, Any], who: Readers) -> list[Message]:
+    """Everyone of the round's cities: two days left to write ideas for it."""
+    workshop = _moment(payload.get("workshop_at"))
+    out = []
+    for pid in who.people_in(payload.get("cities") or []):
+        lang = who.lang_of(pid)
+        out.append(Message(pid, "round_closing_soon", {
+            "round_name": payload.get("name"), "collect_until": _day(payload.get("collect_until"), lang),
+            "workshop": local_time(workshop, who.zone_of(pid), lang) if workshop else "",
+        }, link="/ideas/new"))
+    return out
+
+
+def _round_results(payload: Mapping[str, Any], who: Readers) -> list[Message]:
+    """When a round reaches its projects (the workshop is over), everyone of its cities hears that the results are
+    in: their matches and projects."""
+    if payload.get("phase") != "projects":
+        return []
+    return [Message(pid, "round_results", {"round_name": payload.get("name")}, link="/matches")
+            for pid in who.people_in(payload.get("cities") or [])]
+
+
+def _day(value: Any, lang: str) -> str:
+    try:
+        return format_skeleton("yMMMMd", datetime.fromisoformat(str(value)), locale=lang)
+    except (TypeError, ValueError):
+        return str(value or "")
+
+
 ProjectRule = Callable[[Mapping[str, Any], Readers], list[Message]]
 _PROJECT_RULES: dict[str, ProjectRule] = {
     "project.formed": _project_formed,
@@ -410,6 +444,8 @@ _PROJECT_RULES: dict[str, ProjectRule] = {
     "project.join_answered": _join_answered,
     "meeting.proposed": _meeting_proposed,
     "meeting.scheduled": _meeting_scheduled,
+    "round.closing_soon": _round_closing_soon,
+    "round.phase_changed": _round_results,
 }
 
 

@@ -27,7 +27,7 @@ PEOPLE, CITIES, NOTIFICATIONS, SUBSCRIPTIONS, DELIVERIES = (
 LEASE = timedelta(seconds=60)
 
 INDEXES = {
-    PEOPLE: [],
+    PEOPLE: [Index(keys=[("city", 1)], name="people_city")],
     CITIES: [],
     NOTIFICATIONS: [
         # `key` derives from (event, recipient, channel): the unique index makes each notification once.
@@ -68,6 +68,11 @@ class Repository:
 
     def person(self, pid: str) -> dict[str, Any] | None:
         return self.people.find_one({"_id": pid})
+
+    def people_in(self, cities: Sequence[str]) -> list[str]:
+        """The ids of the (not erased) people of these cities."""
+        return [d["_id"] for d in self.people.find({"city": {"$in": list(cities)}, "erased": {"$ne": True}},
+                                                    {"_id": 1})] if cities else []
 
     def erase_person(self, pid: str) -> None:
         """Forget the person: their profile, every notification addressed to them, and every notification that names

@@ -83,7 +83,7 @@ def notify_people(repo: Repository, letterhead: Letterhead, event: Event, clock:
         return repo.city_zone(person["city"]) if person and person.get("city") else None
 
     for message in domain.messages_for(event.type, event.payload, repo.city_name, lang_of, name_of=name_of,
-                                       zone_of=zone_of):
+                                       zone_of=zone_of, people_in=repo.people_in):
         person = repo.person(message.recipient)
         if person is None or person.get("erased"):
             log.info("%s: no one to tell for recipient %s (unknown or erased)", event.type, message.recipient)

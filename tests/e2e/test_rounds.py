@@ -82,8 +82,18 @@ def test_a_round_collects_closes_matches_and_reports_what_happened(hapi: Api, re
     assert 0 <= waiting["median_hours"] < 1, "proposed within moments of being written"
     assert api.call("GET", f"/rounds/{opened['id']}/report", keys["nancy"]).status_code == 404
 
-    # Closed: the webhooks heard every step
+    # The workshop is over: the round's people hear that the results are in, in their language
     api.ok("POST", f"/rounds/{opened['id']}/advance", kr)
+
+    def results_for(key: str, pid: str) -> list[dict[str, Any]]:
+        return [n for n in api.ok("GET", f"/participants/{pid}/notifications", key)["items"]
+                if n.get("template") == "round_results"]
+
+    wait_for(lambda: results_for(kr, anna) and results_for(ka, lena), 30, message="the results told")
+    assert "Итоги «Twin City Lab 2027» готовы" == results_for(kr, anna)[0]["title"]
+    assert results_for(ka, lena)[0]["link"].endswith("/matches")
+
+    # Closed: the webhooks heard every step
     assert api.ok("POST", f"/rounds/{opened['id']}/advance", ka)["phase"] == "closed"
     def heard() -> list[str]:
         return sorted(json.loads(c["body"])["type"] for c in receiver.calls)

@@ -307,3 +307,31 @@ def test_the_handlers_table_serves_people_and_webhooks_for_project_events():
     table = handlers.EVENT_HANDLERS
     assert table["meeting.scheduled"] == [handlers.notify_people, handlers.notify_webhooks]
     assert table["project.message_posted"] == [handlers.notify_people]
+
+
+def _round(phase: str) -> dict:
+    return {"round_id": "round_1", "partnership": "ka-kr", "cities": ["karlsruhe", "krasnodar"],
+            "name": "Twin City Lab 2027", "collect_until": "2026-12-10", "workshop_at": "2026-12-12T09:00:00+00:00",
+            "projects_from": "2026-12-14", "timezone": "Europe/Berlin", "phase": phase}
+
+
+def test_a_round_s_people_hear_that_collecting_ends_soon_and_that_the_results_are_in():
+    people = {"karlsruhe": ["lena"], "krasnodar": ["anna"], "nancy": ["marie"]}
+    langs = {"lena": "de", "anna": "ru"}
+    zones = {"lena": "Europe/Berlin", "anna": "Europe/Moscow"}
+
+    def told(event_type: str, payload: dict) -> list:
+        return domain.messages_for(event_type, payload, lambda key, lang: key.capitalize(), lambda pid: langs[pid],
+                                   zone_of=lambda pid: zones[pid],
+                                   people_in=lambda cities: [p for c in cities for p in people.get(c, [])])
+
+    soon = told("round.closing_soon", _round("collecting"))
+    assert [m.recipient for m in soon] == ["lena", "anna"], "the round's cities' people, nobody else's"
+    anna = next(m for m in soon if m.recipient == "anna")
+    assert anna.template == "round_closing_soon"
+    assert anna.context["collect_until"].replace("\u202f", " ") == "10 декабря 2026 г."
+    assert "12:00" in anna.context["workshop"], "the workshop in Anna's own time (Moscow)"
+    assert told("round.phase_changed", _round("matching")) == []
+    results = told("round.phase_changed", _round("projects"))
+    assert [(m.recipient, m.template, m.link) for m in results] == [("lena", "round_results", "/matches"),
+                                                                     ("anna", "round_results", "/matches")]

@@ -43,6 +43,8 @@ VARIABLES: dict[str, set[str]] = {
     "digest": {"recipient_name", "day", "items", "unsubscribe_url"},
     # Asked for by the person (web sign-in): no unsubscribe footer, it is not a notification.
     "sign_in": {"recipient_name", "link", "minutes"},
+    "round_closing_soon": {"recipient_name", "round_name", "collect_until", "workshop", "link", "unsubscribe_url"},
+    "round_results": {"recipient_name", "round_name", "link", "unsubscribe_url"},
     # Someone who is no participant yet: no unsubscribe footer either.
     "invitation": {"recipient_name", "link", "days", "city_name"},
 }
@@ -54,6 +56,9 @@ DASHES = "-" * 10
 
 SAMPLE = {
     "moved": False,
+    "round_name": "Twin City Lab 2027",
+    "collect_until": "10. Dezember 2026",
+    "workshop": "Sa., 12. Dez. 2026, 10:00 MEZ",
     "days": 14,
     "city_name": "Karlsruhe",
     "recipient_name": "Ольга Шмидт",

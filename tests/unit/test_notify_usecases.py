@@ -41,6 +41,9 @@ class FakeRepository:
     def person(self, pid: str) -> dict[str, Any] | None:
         return self.people.get(pid)
 
+    def people_in(self, cities: Any) -> list[str]:
+        return [pid for pid, p in self.people.items() if p.get("city") in cities and not p.get("erased")]
+
     def erase_person(self, pid: str) -> None:
         self.people[pid] = {"_id": pid, "erased": True}
         self.notifications = {k: n for k, n in self.notifications.items()

@@ -103,3 +103,15 @@ def test_a_round_moves_on_with_its_dates_and_when_a_coordinator_says_so(uow, clo
         usecases.advance_round(uow, KARLSRUHE, opened.id, clock)
     with pytest.raises(Forbidden):
         usecases.advance_round(uow, replace(KARLSRUHE, participant="lena"), opened.id, clock)
+
+
+def test_two_days_before_collecting_ends_the_round_reminds_once(uow, clock):
+    usecases.open_round(uow, KARLSRUHE, PID, LAB, clock)
+    clock.at = datetime(2026, 12, 8, 22, 0, tzinfo=UTC)  # the 10th ends at 23:00 UTC: 49 h before
+    usecases.follow_rounds(uow, clock)
+    assert not uow.rounds.events("round.closing_soon")
+    clock.at = datetime(2026, 12, 8, 23, 30, tzinfo=UTC)
+    usecases.follow_rounds(uow, clock)
+    usecases.follow_rounds(uow, clock)
+    [reminder] = uow.rounds.events("round.closing_soon")
+    assert reminder.payload["cities"] == ["karlsruhe", "krasnodar"] and reminder.payload["phase"] == "collecting"
