@@ -44,6 +44,7 @@ class MatchPolicy:
     interest_threshold: float = 0.40
     floor: float = 0.40
     margin: float = 0.10
+    same_round: bool = False  # only ideas of one round are paired (a partnership whose lab runs in rounds)
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any] | None) -> MatchPolicy:

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 CANDIDATES = 50  # nearest ideas by text that are scored in full
 PHRASES_KEPT = 4096  # single phrases whose vectors are remembered for proposals' wording (2 KiB each)
-SCORED = ("theme", "tags", "seeks_vec", "seeks_vec_scale", "offers_vec", "offers_vec_scale")  # what a score reads
+# What a score reads (and the round, for a partnership that matches within rounds).
+SCORED = ("theme", "tags", "seeks_vec", "seeks_vec_scale", "offers_vec", "offers_vec_scale", "round_id")
 
 
 Hits = list[tuple[str, float]]  # (idea id, cosine), nearest first
@@ -238,6 +239,9 @@ class Engine:
         # costs more than scoring it, and with many similar ideas most of the 50 nearest could reach the
         # threshold by their text alone (may_reach) but do not in full. The two nearest are scored in any case:
         # the runner-up's score is what domain.chosen's margin is over (its document is not needed for that).
+        if settings.same_round:  # a partnership that matches within rounds: only the idea's round's ideas
+            hits = [(other_id, cosine) for other_id, cosine in hits
+                    if (self._scored.get(other_id) or {}).get("round_id") == idea.get("round_id")]
         known = [(other_id, cosine, scored) for rank, (other_id, cosine) in enumerate(hits)
                  if (rank < 2 or may_reach(cosine, settings)) and (scored := self._scored.get(other_id)) is not None]
         quick = []

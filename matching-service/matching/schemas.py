@@ -309,6 +309,8 @@ class MatchingSettings(Strict):
     expiry_days = fields.Float(validate=validate.Range(min=0.00001, max=365),
                                metadata={"description": "Days an unanswered proposal stays open."})
     interest_threshold = fields.Float(validate=validate.Range(min=0, max=1))
+    same_round = fields.Bool(metadata={"description": "Pair only ideas of one round (ideas without a round with "
+                                                     "each other): a lab whose rounds stand apart."})
     last_run = fields.Nested(lambda: MatchingRunOut(), dump_only=True, allow_none=True,
                              metadata={"description": "The last time the partnership's ideas were matched again "
                                                       "(after a change of these settings); null before the first."})

@@ -57,3 +57,28 @@ def test_the_obvious_cross_city_pairs_are_proposed(proposed, topic):
 def test_cards_that_share_only_the_cities_names_are_not_a_match(proposed):
     assert frozenset(("ka-cookbook", "kr-trams")) not in proposed
     assert not any("ka-cookbook" in pair or "kr-trams" in pair for pair in proposed), proposed
+
+
+def test_a_partnership_that_matches_within_rounds_pairs_only_ideas_of_one_round():
+    """The green cards of two rounds are not paired when the partnership keeps its rounds apart; of one round,
+    they are."""
+    from matching.domain import MatchPolicy
+
+    repo = ReadModels(mongomock.MongoClient()["matching"])
+    repo.put_city("karlsruhe", "Karlsruhe", "de", {"ru": "Карлсруэ"})
+    repo.put_city("krasnodar", "Краснодар", "ru", {"de": "Krasnodar"})
+    repo.put_partnership("ka-kr", "Twin City Lab", ["karlsruhe", "krasnodar"], [])
+    repo.put_settings("ka-kr", MatchPolicy(same_round=True))
+    engine = Engine(repo, Encoder())
+    green = {c[0]: c for c in CARDS if c[0] in ("ka-green", "kr-green")}
+    docs = [{"_id": i, "city": city, "theme": theme, "title": title, "description": text, "tags": [], "seeks": [],
+             "offers": [], "status": "open", "partnerships": ["ka-kr"],
+             "round_id": "round-2026" if city == "karlsruhe" else "round-2027"}
+            for i, city, theme, title, text in green.values()]
+    for doc, vectors in zip(docs, engine.ideas_vectors(docs), strict=True):
+        doc.update(vectors)
+        repo.put_versioned(repo.ideas, doc["_id"], 1, {k: v for k, v in doc.items() if k != "_id"})
+    engine.sync()
+    assert engine.proposals_for_idea(docs[0], synced=True) == [], "two rounds: no pair"
+    repo.put_settings("ka-kr", MatchPolicy(same_round=False))
+    assert engine.proposals_for_idea(docs[0], synced=True), "the rounds together: the pair"
