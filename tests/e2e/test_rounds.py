@@ -90,7 +90,7 @@ def test_a_round_collects_closes_matches_and_reports_what_happened(hapi: Api, re
                 if n.get("template") == "round_results"]
 
     wait_for(lambda: results_for(kr, anna) and results_for(ka, lena), 30, message="the results told")
-    assert "Итоги «Twin City Lab 2027» готовы" == results_for(kr, anna)[0]["title"]
+    assert results_for(kr, anna)[0]["title"] == "Итоги «Twin City Lab 2027» готовы"
     assert results_for(ka, lena)[0]["link"].endswith("/matches")
 
     # Closed: the webhooks heard every step
