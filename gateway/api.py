@@ -16,7 +16,7 @@ from markupsafe import Markup, escape
 
 from gateway import schemas, usecases
 from gateway.audit import AuditLog
-from gateway.clients import ServiceClient
+from gateway.clients import ServiceClient, ServiceRegistrar
 from gateway.domain import Exists, Invalid, RuleViolation, Unknown
 from gateway.keys import ApiKey, KeyStore
 from gateway.repository import Directory
@@ -68,6 +68,18 @@ DOCS.operation("/invitations", "post", "Invite someone to your city's lab by e-m
                            "name, language and interests and are a participant of your city, signed in.")
 DOCS.operation("/invitations", "get", "Your city's invitations, newest first", tag="Participants",
                query=schemas.InvitationQuery, responses={200: schemas.InvitationList})
+DOCS.operation("/cities/{city}/sign-up", "put", "Let people sign up for your city by themselves", tag="Participants",
+               scope="write", body=schemas.SignUpMode, responses={200: schemas.SignUpMode},
+               description="closed (the default: invitations only), open (anyone who confirms their address is a "
+                           "participant) or approval (a coordinator says yes to each). By the city's key or an "
+                           "admin key.")
+DOCS.operation("/sign-ups", "get", "Sign-ups waiting for your city's yes or no", tag="Participants",
+               query=schemas.InvitationQuery, responses={200: schemas.SignUpList})
+DOCS.operation("/sign-ups/{signup_id}/approve", "post", "Say yes to a sign-up: the person is a participant",
+               tag="Participants", scope="write", responses={200: schemas.SignUpOut},
+               description="The person is told by e-mail, in their language, and signs in with their address.")
+DOCS.operation("/sign-ups/{signup_id}/decline", "post", "Say no to a sign-up", tag="Participants", scope="write",
+               responses={200: schemas.SignUpOut}, description="The person is told by e-mail, in their language.")
 DOCS.operation("/partnerships", "get", "List the partnerships your key can see", tag="Partnerships",
                responses={200: schemas.PartnershipList})
 DOCS.operation("/api-keys", "post", "Make an API key (the secret is shown once)", tag="API keys",
@@ -318,6 +330,33 @@ def list_invitations() -> Response:
     assert gateway().invitations is not None
     items = usecases.list_invitations(gateway().invitations, who, query.get("city"))
     return jsonify(items=schemas.InvitationOut(many=True).dump(items))
+
+
+@bp.put("/cities/<city>/sign-up")
+def set_sign_up(city: str) -> Response:
+    who = caller_of(need("write"))
+    doc = usecases.set_sign_up(gateway().directory, who, city, json_body(schemas.SignUpMode)["mode"])
+    return jsonify(schemas.SignUpMode().dump({"mode": doc.get("sign_up", "closed")}))
+
+
+@bp.get("/sign-ups")
+def waiting_sign_ups() -> Response:
+    who = caller_of(need("read"))
+    query = query_args(schemas.InvitationQuery)
+    assert gateway().invitations is not None
+    return jsonify(items=schemas.SignUpOut(many=True).dump(
+        usecases.waiting_sign_ups(gateway().invitations, who, query.get("city"))))
+
+
+@bp.post("/sign-ups/<signup_id>/<any(approve, decline):answer>")
+def answer_sign_up(signup_id: str, answer: str) -> Response:
+    who = caller_of(need("write"))
+    parts = gateway()
+    assert parts.invitations is not None and parts.invitation_mail is not None
+    doc = usecases.answer_sign_up(parts.invitations, ServiceRegistrar(parts.services["ideas"], parts.directory),
+                                  parts.invitation_mail, who, signup_id, answer == "approve",
+                                  f"{parts.public_url}/signin")
+    return jsonify(schemas.SignUpOut().dump(doc))
 
 
 @bp.get("/rounds/<round_id>/report")

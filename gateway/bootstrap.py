@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, service_apps: Mapping[str, Flas
                   invitations=invitations, invitation_mail=mailer)
     # Sign-in forms ask for e-mails and check keys: a few tries a minute per address, whoever is asked for.
     per_address = limiter.per(settings.signin_rate_limit, _remote_address, methods=("POST",))
-    for form in ("pages.account.signin", "pages.account.coordinator_signin"):
+    for form in ("pages.account.signin", "pages.account.coordinator_signin", "pages.account.signup"):
         app.view_functions[form] = per_address(app.view_functions[form])
     app.after_request(_security_headers)
     return app

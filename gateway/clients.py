@@ -153,11 +153,30 @@ class InvitationMailer:
         self.notify = notify
         self.gateway_caller = gateway_caller
 
-    def send(self, invitation: Mapping[str, Any], link: str, days: int) -> None:
+    def send(self, invitation: Mapping[str, Any], link: str, days: int, template: str = "invitation") -> None:
         body = {"invitation_id": invitation["_id"], "city": invitation["city"], "to": invitation["email"],
-                "name": invitation.get("name", ""), "language": invitation["language"], "link": link, "days": days}
+                "name": invitation.get("name", ""), "language": invitation["language"], "link": link, "days": days,
+                "template": template}
         reply = self.notify.request("POST", "/invitation-mails", body=json.dumps(body).encode(), headers={
             CALLER_HEADER: self.gateway_caller().encode(), "Content-Type": "application/json"})
         if reply.status >= 400:
             raise Problem(503, "Service Unavailable", "the invitation could not be handed to the notify service; "
                                                       "try again shortly")
+
+
+class ServiceRegistrar:
+    """usecases.Registrar through the ideas service: a participant made in the name of their city."""
+
+    def __init__(self, ideas: ServiceClient, directory: Any) -> None:
+        self.ideas = ideas
+        self.directory = directory
+
+    def register(self, city: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        caller = self.directory.caller(city=city, scopes=("read", "write"), key_id="web:sign-up", default_themes=[])
+        reply = self.ideas.request("POST", "/participants", body=json.dumps(dict(data)).encode(), headers={
+            CALLER_HEADER: caller.encode(), "Content-Type": "application/json"})
+        answer = json.loads(reply.body) if reply.body else {}
+        if reply.status >= 400:
+            raise Problem(reply.status, answer.get("title", "Refused"), answer.get("detail", ""),
+                          **({"errors": answer["errors"]} if answer.get("errors") else {}))
+        return answer

@@ -73,6 +73,12 @@ class Directory:
     def city(self, key: str) -> dict[str, Any] | None:
         return self.cities.find_one({"_id": key}, HIDDEN)
 
+    def set_sign_up(self, key: str, mode: str) -> dict[str, Any]:
+        """Whether people may sign up for the city by themselves (the gateway's own setting: no event)."""
+        self.cities.update_one({"_id": key}, {"$set": {"sign_up": mode}})
+        self._changed()
+        return self.city(key) or {}
+
     def list_cities(self, keys: Sequence[str] | None = None) -> list[dict[str, Any]]:
         query = {} if keys is None else {"_id": {"$in": list(keys)}}
         return list(self.cities.find(query, HIDDEN).sort("_id", 1))

@@ -66,6 +66,8 @@ class CityPatch(Strict):
 
 class CityOut(Schema):
     key = fields.Str(attribute="_id")
+    sign_up = fields.Str(dump_default="closed", metadata={"description": "Whether people may sign up by themselves: "
+                                                                       "closed, open or approval."})
     name = fields.Str()
     country = fields.Str()
     language = fields.Str()
@@ -245,3 +247,25 @@ class InvitationList(Schema):
 
 class InvitationQuery(Strict):
     city = fields.Str(validate=KEY, metadata={"description": "Only for admin keys: whose invitations."})
+
+
+class SignUpMode(Strict):
+    mode = fields.Str(required=True, validate=validate.OneOf(("closed", "open", "approval")),
+                      metadata={"description": "closed, open, or approval (a coordinator says yes to each)"})
+
+
+class SignUpOut(Schema):
+    id = fields.Str(attribute="_id")
+    city = fields.Str()
+    email = fields.Str()
+    name = fields.Str()
+    language = fields.Str()
+    interests = fields.Str()
+    status = fields.Str(metadata={"description": "requested (address not confirmed yet), confirmed (waiting for "
+                                               "a yes or no), accepted, declined"})
+    participant_id = fields.Str(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class SignUpList(Schema):
+    items = fields.List(fields.Nested(SignUpOut))

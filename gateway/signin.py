@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -129,8 +130,31 @@ class Invitations:
         self.invitations.insert_one(doc)
         return doc, self.serializer.dumps({"i": doc["_id"]})
 
-    def check(self, token: str) -> dict[str, Any]:
-        """The invitation a link stands for, while it may still be accepted."""
+    def request_sign_up(self, city: str, email: str, data: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+        """Someone signs up themselves (a city that lets them): a sign-up waiting for its address to be confirmed,
+        and the token of the confirmation link."""
+        now = datetime.now(UTC)
+        doc = {"_id": new_id("signup"), "kind": "signup", "city": city, "email": email,
+               "name": data.get("name", ""), "language": data["language"], "interests": data.get("interests", ""),
+               "status": "requested", "created_at": now, "expires_at": now + timedelta(days=self.days),
+               "by": None, "participant_id": None, "accepted_at": None}
+        self.invitations.insert_one(doc)
+        return doc, self.serializer.dumps({"i": doc["_id"]})
+
+    def move(self, doc_id: str, before: str, after: str, **fields: Any) -> bool:
+        """From one status to the next, once (False: it moved meanwhile)."""
+        return self.invitations.update_one({"_id": doc_id, "status": before},
+                                           {"$set": {"status": after, **fields}}).matched_count == 1
+
+    def get(self, doc_id: str) -> dict[str, Any] | None:
+        return self.invitations.find_one({"_id": doc_id})
+
+    def waiting(self, city: str) -> list[dict[str, Any]]:
+        """A city's sign-ups whose address is confirmed, waiting for a coordinator's yes or no."""
+        return list(self.invitations.find({"city": city, "kind": "signup", "status": "confirmed"}).sort("_id", 1))
+
+    def check(self, token: str, status: str = "sent") -> dict[str, Any]:
+        """The invitation (or sign-up) a link stands for, while it is in `status`."""
         try:
             data = self.serializer.loads(token, max_age=self.days * 86_400)
         except SignatureExpired:
@@ -140,7 +164,7 @@ class Invitations:
         doc = self.invitations.find_one({"_id": data.get("i")}) if isinstance(data, dict) else None
         if doc is None:
             raise LinkInvalid("invalid")
-        if doc["status"] != "sent":
+        if doc["status"] != status:
             raise LinkInvalid("used")
         return doc
 
@@ -152,7 +176,7 @@ class Invitations:
                       "accepted_at": datetime.now(UTC)}}).matched_count == 1
 
     def of_city(self, city: str, limit: int = 200) -> list[dict[str, Any]]:
-        return list(self.invitations.find({"city": city}).sort("_id", -1).limit(limit))
+        return list(self.invitations.find({"city": city, "kind": {"$ne": "signup"}}).sort("_id", -1).limit(limit))
 
 
 class Sessions:

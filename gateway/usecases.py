@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 
 from gateway import domain
 from gateway.audit import AuditLog
-from gateway.domain import City, Invalid, Partnership
+from gateway.domain import City, Invalid, Partnership, RuleViolation
 from gateway.keys import ApiKey, KeyStore
 from gateway.repository import Directory
 from gateway.signin import Invitations, LinkInvalid, Sessions, SignInLinks
@@ -190,9 +190,10 @@ def sign_in_with_link(links: SignInLinks, sessions: Sessions, people: People, to
 # --- invitations: a city invites someone who is no participant yet ----------------------------------------------
 
 class InvitationMail(Protocol):
-    """Writes and sends an invitation in the invited person's language (the notify service does)."""
+    """Writes and sends an invitation (or a sign-up's mail: `template`) in the person's language (the notify service
+    does)."""
 
-    def send(self, invitation: Mapping[str, Any], link: str, days: int) -> None: ...
+    def send(self, invitation: Mapping[str, Any], link: str, days: int, template: str = "invitation") -> None: ...
 
 
 class Registrar(Protocol):
@@ -232,6 +233,79 @@ def accept_invitation(invitations: Invitations, people: Registrar, sessions: Ses
     if not invitations.accept(invitation["_id"], person["id"]):
         raise LinkInvalid("used")
     return person, sessions.open(invitation["city"], participant_id=person["id"])
+
+
+# --- signing up: a city may let people join by themselves, with or without its coordinator's yes ----------------
+
+SIGN_UP_MODES = ("closed", "open", "approval")
+
+
+class SignUpClosed(Exception):
+    """The city does not let people sign up by themselves."""
+
+
+def set_sign_up(directory: Directory, who: Caller, city: str, mode: str) -> dict[str, Any]:
+    """Whether people may sign up for a city by themselves: closed, open, or with a coordinator's approval of each."""
+    if directory.city(city) is None:
+        raise NotFound("city", city)
+    if who.participant is not None or not who.can_change(city):
+        raise Forbidden("a city's sign-up is set by its own key, or an admin key")
+    return directory.set_sign_up(city, mode)
+
+
+def request_sign_up(directory: Directory, invitations: Invitations, mail: InvitationMail, data: Mapping[str, Any],
+                    link_to: Callable[[str], str]) -> dict[str, Any]:
+    """Someone signs up for a city that lets them: a mail to confirm their address (nothing is made before)."""
+    city = directory.city(data["city"])
+    if city is None or city.get("sign_up", "closed") == "closed":
+        raise SignUpClosed(data["city"])
+    doc, token = invitations.request_sign_up(city["_id"], data["email"], data)
+    mail.send(doc, link_to(token), invitations.days, template="signup_confirm")
+    return doc
+
+
+def confirm_sign_up(directory: Directory, invitations: Invitations, people: Registrar, sessions: Sessions,
+                    token: str) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
+    """The address is confirmed: in an open city the person is a participant now, signed in (the sign-up, the
+    person, the session id); where a coordinator approves each, the sign-up waits (the sign-up, None, None)."""
+    doc = invitations.check(token, status="requested")
+    mode = (directory.city(doc["city"]) or {}).get("sign_up", "closed")
+    if mode == "approval":
+        if not invitations.move(doc["_id"], "requested", "confirmed"):
+            raise LinkInvalid("used")
+        return doc, None, None
+    if mode != "open":
+        raise LinkInvalid("gone")
+    person = people.register(doc["city"], _person_of(doc))
+    if not invitations.move(doc["_id"], "requested", "accepted", participant_id=person["id"]):
+        raise LinkInvalid("used")
+    return doc, person, sessions.open(doc["city"], participant_id=person["id"])
+
+
+def _person_of(doc: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: doc[k] for k in ("name", "email", "language", "interests") if doc.get(k) is not None}
+
+
+def waiting_sign_ups(invitations: Invitations, who: Caller, city: str | None) -> list[dict[str, Any]]:
+    return invitations.waiting(who.acting_city(city))
+
+
+def answer_sign_up(invitations: Invitations, people: Registrar, mail: InvitationMail, who: Caller, signup_id: str,
+                   accept: bool, sign_in_url: str) -> dict[str, Any]:
+    """A coordinator says yes (the person is a participant and is told how to sign in) or no (they are told)."""
+    doc = invitations.get(signup_id)
+    if doc is None or doc.get("kind") != "signup" or not who.can_change(doc["city"]) or who.participant:
+        raise NotFound("sign-up", signup_id)
+    if doc["status"] != "confirmed":
+        raise RuleViolation(f"this sign-up is {doc['status']}: only a confirmed one waits for an answer")
+    if not accept:
+        if invitations.move(signup_id, "confirmed", "declined"):
+            mail.send(doc, sign_in_url, invitations.days, template="signup_declined")
+        return {**doc, "status": "declined"}
+    person = people.register(doc["city"], _person_of(doc))
+    invitations.move(signup_id, "confirmed", "accepted", participant_id=person["id"])
+    mail.send(doc, sign_in_url, invitations.days, template="signup_approved")
+    return {**doc, "status": "accepted", "participant_id": person["id"]}
 
 
 class CoordinatorRefused(Exception):

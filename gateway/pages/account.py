@@ -32,6 +32,7 @@ from gateway.pages.web import (
     call,
     city_name,
     local_path,
+    locale,
     me,
     pages,
     participant_only,
@@ -123,7 +124,7 @@ class _People:
             raise
 
 
-class _Registrar:
+class IdeasRegistrar:
     """usecases.Registrar through the ideas service: a participant made in the name of their city."""
 
     def register(self, city: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -310,7 +311,7 @@ def invitation(token: str) -> Any:
                 "name": found.get("name", ""), "language": found.get("language")}, errors={})
         data = {"name": request.form.get("name", "").strip(), "language": request.form.get("language", ""),
                 "interests": request.form.get("interests", "").strip()}
-        person, sid = usecases.accept_invitation(parts.invitations, _Registrar(), parts.sessions, token, data)
+        person, sid = usecases.accept_invitation(parts.invitations, IdeasRegistrar(), parts.sessions, token, data)
     except LinkInvalid as exc:
         return render_template("pages/signin_invalid.html", reason=exc.reason), 410 if exc.reason != "invalid" \
             else 400
@@ -326,6 +327,74 @@ def invitation(token: str) -> Any:
                   "sid": sid})
     if person.get("language") in LOCALES:
         session["lang"] = person["language"]  # the pages speak the language they chose
+    flash(_("Welcome, %(name)s! You are a participant of %(city)s now.", name=person.get("name", ""),
+            city=city_name(person["city"])), "ok")
+    return redirect(url_for("pages.ideas.list"))
+
+
+# --- signing up by oneself, where a city lets people --------------------------------------------------------------
+
+@bp.route("/signin/signup", methods=["GET", "POST"], endpoint="signup")
+def signup() -> Any:
+    """A city that lets people sign up: name, address, language, interests; a mail confirms the address."""
+    parts = pages()
+    cities = [c for c in backend().directory.list_cities() if c.get("sign_up", "closed") != "closed"]
+    if request.method == "GET":
+        return render_template("pages/signup.html", cities=cities, values={"language": locale()}, errors={})
+    data = {k: request.form.get(k, "").strip() for k in ("city", "email", "name", "language", "interests")}
+    errors = _signup_errors(data, cities)
+    if errors:
+        return render_template("pages/signup.html", cities=cities, values=data, errors=errors), 422
+    try:
+        usecases.request_sign_up(backend().directory, parts.invitations, parts.invitation_mail, data,
+                                 lambda token: parts.settings.public_url + url_for("pages.account.signup_link",
+                                                                                    token=token))
+    except usecases.SignUpClosed:
+        return render_template("pages/signup.html", cities=cities, values=data,
+                               errors={"city": [_("This city does not take sign-ups.")]}), 422
+    return render_template("pages/message.html", title=_("Check your e-mail"),
+                           text=_("We sent a link to %(email)s: follow it to confirm your address.",
+                                  email=data["email"]))
+
+
+def _signup_errors(data: Mapping[str, str], cities: Any) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    if data["city"] not in {c["_id"] for c in cities}:
+        errors["city"] = [_("Choose a city.")]
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", data["email"]):
+        errors["email"] = [_("An e-mail address, please.")]
+    if not 1 <= len(data["name"]) <= 200:
+        errors["name"] = [_("Your name, please.")]
+    if data["language"] not in LOCALES:
+        data["language"] = "en"
+    return errors
+
+
+@bp.route("/signin/signup/<token>", methods=["GET", "POST"], endpoint="signup_link")
+def signup_link(token: str) -> Any:
+    """The link that confirms a sign-up's address (a button: mail scanners open links)."""
+    parts = pages()
+    assert parts.invitations is not None
+    try:
+        if request.method == "GET":
+            found = parts.invitations.check(token, status="requested")
+            return render_template("pages/signup_confirm.html", signup=found)
+        done, person, sid = usecases.confirm_sign_up(backend().directory, parts.invitations, IdeasRegistrar(),
+                                                     parts.sessions, token)
+    except LinkInvalid as exc:
+        return render_template("pages/signin_invalid.html", reason=exc.reason), 410 if exc.reason != "invalid" \
+            else 400
+    except ServiceError as exc:
+        if exc.status != 409:
+            raise
+        flash(_("There is a participant with this e-mail address already: sign in with it."), "error")
+        return redirect(url_for("pages.account.signin"))
+    if person is None:
+        return render_template("pages/message.html", title=_("Thank you"), text=_(
+            "Your address is confirmed. The coordinators of %(city)s look at your sign-up; you get an e-mail "
+            "when they said yes.", city=city_name(done["city"])))
+    _new_session({"kind": "participant", "id": person["id"], "city": person["city"], "name": person.get("name", ""),
+                  "sid": sid})
     flash(_("Welcome, %(name)s! You are a participant of %(city)s now.", name=person.get("name", ""),
             city=city_name(person["city"])), "ok")
     return redirect(url_for("pages.ideas.list"))

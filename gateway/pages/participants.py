@@ -10,9 +10,10 @@ from flask_babel import gettext as _
 from marshmallow import ValidationError
 
 from gateway import usecases
+from gateway.pages.account import IdeasRegistrar
 from gateway.pages.coordinator import caller
 from gateway.pages.messages import all_in_words
-from gateway.pages.web import LOCALES, ServiceError, backend, city_name, coordinator_only, pages, seg
+from gateway.pages.web import LOCALES, ServiceError, backend, city_name, coordinator_only, me, pages, seg
 from gateway.schemas import InvitationIn
 
 bp = Blueprint("participants", __name__)
@@ -31,9 +32,11 @@ def list_people() -> Any:
     page = backend().call(caller(), "ideas", "GET", "/participants",
                           query={"q": q, "limit": 50, "cursor": request.args.get("cursor")})
     more = page.get("next_cursor")
+    waiting = usecases.waiting_sign_ups(pages().invitations, caller(), None) if pages().invitations else []
+    mode = (backend().directory.city(me().city) or {}).get("sign_up", "closed")
     return render_template("pages/participants.html", people=page["items"], q=q, languages=LOCALES,
                            next_url=url_for("pages.participants.list_people", q=q or None, cursor=more) if more
-                           else None, values={}, errors={})
+                           else None, values={}, errors={}, waiting=waiting, mode=mode)
 
 
 @bp.post("/coordinator/participants")
@@ -47,7 +50,7 @@ def add_person() -> Any:
             raise
         errors = all_in_words(exc.errors, city_name) if exc.errors else {"email": [exc.detail]}
         return render_template("pages/participants.html", people=[], q="", languages=LOCALES, next_url=None,
-                               values=body, errors=errors), exc.status
+                               values=body, errors=errors, waiting=[], mode="closed"), exc.status
     flash(_("%(name)s is a participant now.", name=body["name"]), "ok")
     return redirect(url_for("pages.participants.list_people"))
 
@@ -105,4 +108,33 @@ def invite() -> Any:
     flash(_("%(email)s is invited: the e-mail is on its way.", email=checked["email"]), "ok")
     if parts.settings.embedded:
         flash(_("No mail server under twincity dev: the link is %(link)s", link=link), "ok")
+    return redirect(url_for("pages.participants.list_people"))
+
+
+@bp.post("/coordinator/sign-up")
+@coordinator_only
+def set_sign_up() -> Any:
+    mode = request.form.get("mode", "")
+    if mode not in usecases.SIGN_UP_MODES:
+        flash(_("Choose one of the ways."), "error")
+    else:
+        usecases.set_sign_up(backend().directory, caller(), me().city, mode)
+        flash(_("Saved."), "ok")
+    return redirect(url_for("pages.participants.list_people", _anchor="sign-up"))
+
+
+@bp.post("/coordinator/sign-ups/<signup_id>/<any(approve, decline):answer>")
+@coordinator_only
+def answer_sign_up(signup_id: str, answer: str) -> Any:
+    parts = pages()
+    try:
+        doc = usecases.answer_sign_up(parts.invitations, IdeasRegistrar(), parts.invitation_mail, caller(), signup_id,
+                                      answer == "approve", parts.settings.public_url + url_for("pages.account.signin"))
+    except ServiceError as exc:
+        if exc.status != 409:
+            raise
+        flash(_("There is a participant with this e-mail address already."), "error")
+        return redirect(url_for("pages.participants.list_people"))
+    flash(_("%(name)s is a participant now.", name=doc["name"]) if answer == "approve"
+          else _("The sign-up is declined; %(name)s is told.", name=doc["name"]), "ok")
     return redirect(url_for("pages.participants.list_people"))

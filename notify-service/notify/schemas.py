@@ -147,3 +147,6 @@ class InvitationMailIn(Strict):
     language = fields.Str(load_default="en", validate=validate.Length(max=8))
     link = fields.Url(required=True, require_tld=False, schemes={"http", "https"}, validate=validate.Length(max=2000))
     days = fields.Int(load_default=14, validate=validate.Range(min=1, max=90))
+    template = fields.Str(load_default="invitation", validate=validate.OneOf(
+        ("invitation", "signup_confirm", "signup_approved", "signup_declined")),
+        metadata={"description": "An invitation, or a sign-up's mail: confirm the address, approved, declined."})

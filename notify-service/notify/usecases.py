@@ -271,19 +271,21 @@ def sign_in_mail(repo: Repository, who: Caller, letterhead: Letterhead, data: Ma
 
 
 def invitation_mail(repo: Repository, who: Caller, letterhead: Letterhead, data: Mapping[str, Any]) -> str:
-    """An invitation to join a city's lab, in the invited person's language, with the link the gateway made; the
-    mail's status. Nobody is a participant yet: no unsubscribe link, one mail per invitation."""
+    """An invitation to join a city's lab (or a sign-up's mail: confirm the address, approved, declined), in the
+    person's language, with the link the gateway made; the mail's status. Nobody is a participant yet: no
+    unsubscribe link, one mail per invitation and template."""
     if not who.admin:
         raise Forbidden("only the gateway itself asks for invitation e-mails")
     lang = domain.language_of({"language": data["language"]})
-    rendered = render.render("invitation", lang, {
+    template = data.get("template", "invitation")
+    rendered = render.render(template, lang, {
         "recipient_name": data["name"], "link": data["link"], "days": data["days"],
         "city_name": repo.city_name(data["city"], lang)})
     status = "pending" if letterhead.email else "skipped"
     extra = {} if letterhead.email else {"skipped_because": "no SMTP_URL configured"}
     repo.add_notification({
-        **extra, "key": derived_id("invitation", data["invitation_id"]), "recipient": data["invitation_id"],
-        "city": data["city"], "channel": "email", "template": "invitation", "language": lang,
+        **extra, "key": derived_id(template, data["invitation_id"]), "recipient": data["invitation_id"],
+        "city": data["city"], "channel": "email", "template": template, "language": lang,
         "subject": rendered.subject, "text": rendered.text, "html": rendered.html, "to": data["to"],
         "status": status, "event_id": data["invitation_id"], "event_type": "invitation", "link": data["link"],
         "unsubscribe_url": None})

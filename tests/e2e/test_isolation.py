@@ -63,6 +63,7 @@ class Lab:
     slot: str = ""
     request: str = ""  # a join request of the project, answered by the first call that accepts or declines
     round: str = ""  # a round of Karlsruhe–Krasnodar
+    sign_up: str = ""  # a sign-up of Karlsruhe waiting for an answer
     counter: Iterator[int] = field(default_factory=itertools.count)
 
     @classmethod
@@ -120,6 +121,7 @@ class Lab:
                   slot=start.isoformat())
         lab.request = lab.join_request()
         lab.round = lab.new_round()
+        lab.sign_up = lab.new_sign_up()
         return lab
 
     # --- fresh objects for calls that change or remove theirs -------------------------------------------------
@@ -154,6 +156,16 @@ class Lab:
         self.api.settle()  # matching knows the person
         return self.api.ok("POST", f"/projects/{self.project}/join-requests", self.keys["owner"],
                            {"participant_id": person, "message": "Darf ich mitmachen?"})["id"]
+
+    def new_sign_up(self) -> str:
+        """A sign-up for Karlsruhe whose address is confirmed (made in the gateway's store, as the pages would)."""
+        from gateway.api import EXTENSION
+
+        invitations = self.api.platform.gateway.extensions[EXTENSION].invitations
+        doc, _token = invitations.request_sign_up("karlsruhe", f"self{self.n()}@example.org",
+                                                  {"name": "Selma", "language": "de", "interests": ""})
+        assert invitations.move(doc["_id"], "requested", "confirmed")
+        return doc["_id"]
 
     def round_body(self) -> dict[str, Any]:
         day = datetime.now(UTC).date() + timedelta(days=10)
@@ -263,6 +275,13 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/invitations", (201, 201, 201, 201, 403, 422), lambda x, _: "/invitations",
           lambda x: {"email": f"invited{x.n()}@example.org", "language": "de"}),
     Route("GET", "/invitations", (200, 200, 200, 200, 200, 422), lambda x, _: "/invitations"),
+    Route("PUT", "/cities/{city}/sign-up", (200, 403, 403, 403, 403, 200), lambda x, _: "/cities/karlsruhe/sign-up",
+          lambda x: {"mode": "approval"}),
+    Route("GET", "/sign-ups", (200, 200, 200, 200, 200, 422), lambda x, _: "/sign-ups"),
+    Route("POST", "/sign-ups/{signup_id}/approve", (200, 404, 404, 404, 403, 200),
+          lambda x, ok: f"/sign-ups/{x.new_sign_up() if ok else x.sign_up}/approve"),
+    Route("POST", "/sign-ups/{signup_id}/decline", (200, 404, 404, 404, 403, 200),
+          lambda x, ok: f"/sign-ups/{x.new_sign_up() if ok else x.sign_up}/decline"),
     Route("GET", "/participants/{participant_id}", (200, 200, 200, 404, 200, 200),
           lambda x, _: f"/participants/{x.participant}"),
     Route("PATCH", "/participants/{participant_id}", (200, 403, 403, 404, 403, 200),

@@ -66,3 +66,59 @@ def test_coordinators_list_find_add_edit_and_erase_their_city_s_people():
                                                                  "language": "de"})
         shown = coordinator.text(invited.headers["Location"])
         assert "mia@example.org ist eingeladen" in shown and "/signin/invitation/" in shown, "the link under dev"
+
+
+def link_in(smtp: SmtpServer, address: str, path: str) -> str | None:
+    for mail in smtp.to(address):
+        found = re.search(rf"http://lab\.example({path}\S*)", mail.get_body(("plain",)).get_content())
+        if found:
+            return found.group(1)
+    return None
+
+
+def test_people_sign_up_by_themselves_where_their_city_lets_them(napi: Api, smtp: SmtpServer):
+    api = napi
+    keys = api.lab()
+    api.settle()
+    visitor = Browser(api.platform.gateway, "ru")
+    assert "ни один город не принимает" in visitor.text("/signin/signup"), "closed by default"
+    assert api.ok("PUT", "/cities/krasnodar/sign-up", keys["krasnodar"], {"mode": "open"})["mode"] == "open"
+    assert api.call("PUT", "/cities/karlsruhe/sign-up", keys["krasnodar"], {"mode": "open"}).status_code == 403
+    api.ok("PUT", "/cities/karlsruhe/sign-up", keys["karlsruhe"], {"mode": "approval"})
+
+    # Open: confirming the address makes a participant, signed in
+    form = visitor.text("/signin/signup")
+    assert "Краснодар" in form and "Karlsruhe" in form
+    sent = visitor.post("/signin/signup", {"city": "krasnodar", "email": "ivan@example.org", "name": "Иван",
+                                           "language": "ru", "interests": "Велосипеды"})
+    assert sent.status_code == 200 and "ivan@example.org" in sent.get_data(as_text=True)
+    wait_for(lambda: link_in(smtp, "ivan@example.org", "/signin/signup/"), 30, message="the confirmation mail")
+    confirm = link_in(smtp, "ivan@example.org", "/signin/signup/")
+    assert "Подтвердите адрес" in visitor.text(confirm)
+    joined = visitor.post(confirm)
+    assert joined.status_code == 302 and "Добро пожаловать, Иван" in visitor.text("/ideas")
+    assert api.ok("GET", "/participants?q=ivan", keys["krasnodar"])["items"][0]["interests"] == "Велосипеды"
+
+    # With approval: the sign-up waits for the coordinators, who say yes (or no); the person is told either way
+    for email, name in (("greta@example.org", "Greta"), ("otto@example.org", "Otto")):
+        person = Browser(api.platform.gateway, "de")
+        person.get("/signin/signup")
+        person.post("/signin/signup", {"city": "karlsruhe", "email": email, "name": name, "language": "de"})
+        wait_for(lambda email=email: link_in(smtp, email, "/signin/signup/"), 30, message="the confirmation")
+        person.get(link_in(smtp, email, "/signin/signup/"))
+        waiting = person.post(link_in(smtp, email, "/signin/signup/"))
+        assert "schaut sich deine Anmeldung an" in waiting.get_data(as_text=True)
+    assert api.ok("GET", "/participants?q=greta", keys["karlsruhe"])["items"] == [], "not before the yes"
+    coordinator = Browser(api.platform.gateway, "de")
+    coordinator.coordinator(keys["karlsruhe"])
+    page = coordinator.text("/coordinator/participants")
+    assert "Greta" in page and "Otto" in page and "Warten auf euer Ja oder Nein" in page
+    by_name = {s["name"]: s["id"] for s in api.ok("GET", "/sign-ups", keys["karlsruhe"])["items"]}
+    coordinator.post(f"/coordinator/sign-ups/{by_name['Greta']}/approve")
+    declined = api.ok("POST", f"/sign-ups/{by_name['Otto']}/decline", keys["karlsruhe"])
+    assert declined["status"] == "declined"
+    assert api.ok("GET", "/participants?q=greta", keys["karlsruhe"])["items"][0]["name"] == "Greta"
+    wait_for(lambda: any("bestätigt" in str(m["Subject"]) or "Willkommen" in str(m["Subject"])
+                         for m in smtp.to("greta@example.org")), 30, message="Greta told")
+    wait_for(lambda: any("nicht bestätigt" in m.get_body(("plain",)).get_content()
+                         for m in smtp.to("otto@example.org")), 30, message="Otto told")

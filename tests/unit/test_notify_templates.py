@@ -47,6 +47,9 @@ VARIABLES: dict[str, set[str]] = {
     "round_results": {"recipient_name", "round_name", "link", "unsubscribe_url"},
     # Someone who is no participant yet: no unsubscribe footer either.
     "invitation": {"recipient_name", "link", "days", "city_name"},
+    "signup_confirm": {"recipient_name", "link", "days", "city_name"},
+    "signup_approved": {"recipient_name", "link", "city_name"},
+    "signup_declined": {"recipient_name", "city_name"},
 }
 TITLES = ("own_title", "other_title", "idea_title", "project_title", "meeting_title")
 # Every notification says in one line what happened (an inbox shows it); a digest and a sign-in mail are no news.
