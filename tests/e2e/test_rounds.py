@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.conftest import Api, Receiver, running_platform, transport_url
+from tests.e2e.conftest import Api, Receiver, SmtpServer, running_platform, transport_url
 from tests.e2e.test_matching import GARDEN_DE, GARDEN_RU, matches_of
 
 PID = "karlsruhe-krasnodar"
@@ -178,3 +178,61 @@ def test_a_participant_keeps_an_idea_from_one_partner_city_on_the_form():
         idea_id = sent.headers["Location"].rsplit("/", 1)[-1]
         assert api.ok("GET", f"/ideas/{idea_id}", keys["nancy"])["id"] == idea_id
         assert api.call("GET", f"/ideas/{idea_id}", keys["krasnodar"]).status_code == 404
+
+
+def test_a_whole_round_from_the_invitation_to_the_report(napi: Api, smtp: SmtpServer):
+    """Issue 21's walk: a round opened with dates, an invitation accepted, ideas collected (one limited to one
+    partnership, invisible to the other partner city), collecting closed (a late idea is a 409), the workshop's
+    matches, a project, and a report whose figures are what this test made."""
+    import re
+
+    from tests.e2e.test_pages import Browser
+
+    api = napi
+    keys = api.lab()
+    ka, kr, na = keys["karlsruhe"], keys["krasnodar"], keys["nancy"]
+    api.settle()
+    lab = api.ok("POST", f"/partnerships/{PID}/rounds", kr, {"name": "Twin City Lab 2027", **lab_dates()})
+    api.ok("POST", "/invitations", kr, {"email": "olga@example.org", "name": "Ольга", "language": "ru"})
+    wait_for(lambda: smtp.to("olga@example.org"), 30, message="the invitation")
+    link = re.search(r"http://lab\.example(/signin/invitation/\S+)",
+                     smtp.to("olga@example.org")[0].get_body(("plain",)).get_content()).group(1)
+    olga = Browser(api.platform.gateway, "ru")
+    olga.get(link)
+    assert olga.post(link, {"name": "Ольга", "language": "ru", "interests": "сады"}).status_code == 302
+    olga_id = api.ok("GET", "/participants?q=olga", kr)["items"][0]["id"]
+    lena = api.ok("POST", "/participants", ka, {"name": "Lena", "language": "de"})["id"]
+    api.settle()
+
+    de = api.ok("POST", "/ideas", ka, {**GARDEN_DE, "author_id": lena})
+    ru = api.ok("POST", "/ideas", kr, {**GARDEN_RU, "author_id": olga_id})
+    only_kr = api.ok("POST", "/ideas", ka, {"title": "Queere Jugendtreffs", "description": "Jugendgruppen treffen "
+                                                                                          "sich.",
+                                            "theme": "leisure-youth-social", "partnerships": ["karlsruhe-krasnodar"]})
+    assert {de["round_id"], ru["round_id"], only_kr["round_id"]} == {lab["id"]}
+    assert api.call("GET", f"/ideas/{only_kr['id']}", na).status_code == 404
+    assert only_kr["id"] not in {i["id"] for i in api.ok("GET", "/ideas?limit=100", na)["items"]}
+
+    api.ok("POST", f"/rounds/{lab['id']}/advance", ka)  # collecting closed: the workshop
+    late = api.call("POST", "/ideas", kr, {**GARDEN_RU, "round_id": lab["id"]})
+    assert late.status_code == 409 and "Twin City Lab 2027" in late.json_body["detail"]
+
+    def pair() -> list[dict[str, Any]]:
+        return [m for m in matches_of(api, de["id"], ka) if ru["id"] in {s["idea_id"] for s in m["sides"]}]
+
+    wait_for(pair, 30, message="the workshop's proposal")
+    [match] = pair()
+    api.ok("POST", f"/matches/{match['id']}/accept", ka)
+    api.ok("POST", f"/matches/{match['id']}/accept", kr)
+    wait_for(lambda: api.ok("GET", "/projects", kr)["items"], 30, message="the project")
+    api.settle()
+
+    report = api.ok("GET", f"/rounds/{lab['id']}/report", ka)
+    assert report["ideas"]["total"] == 3 and report["ideas"]["by_city"] == {"karlsruhe": 2, "krasnodar": 1}
+    assert report["ideas"]["by_theme_and_city"] == {"ecology-health": {"karlsruhe": 1, "krasnodar": 1},
+                                                    "leisure-youth-social": {"karlsruhe": 1}}
+    assert report["ideas"]["by_language"] == {"de": 2, "ru": 1}
+    assert report["matches"]["by_status"]["confirmed"] == 1 and report["projects"]["total"] == 1
+    assert report["participants"] == {"authors_by_city": {"karlsruhe": 1, "krasnodar": 1},
+                                      "registered_by_city": {"karlsruhe": 1, "krasnodar": 1}}
+    assert report["first_proposal"]["ideas_proposed"] >= 2
