@@ -146,6 +146,7 @@ class Gateway:
     invitations: Invitations | None = None
     invitation_mail: usecases.InvitationMail | None = None
     public_url: str = ""
+    embedded: bool = False  # twincity dev: no mail server, so an invitation's link is in the answer
     _spec: dict[str, Any] = field(default_factory=dict)
     _spec_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -318,9 +319,9 @@ def invite() -> tuple[Response, int]:
     who = caller_of(need("write"))
     parts = gateway()
     assert parts.invitations is not None and parts.invitation_mail is not None
-    doc, _link = usecases.invite(parts.invitations, parts.invitation_mail, who, json_body(schemas.InvitationIn),
-                                 lambda token: f"{parts.public_url}/signin/invitation/{token}")
-    return jsonify(schemas.InvitationOut().dump(doc)), 201
+    doc, link = usecases.invite(parts.invitations, parts.invitation_mail, who, json_body(schemas.InvitationIn),
+                                lambda token: f"{parts.public_url}/signin/invitation/{token}")
+    return jsonify(schemas.InvitationOut().dump({**doc, **({"link": link} if parts.embedded else {})})), 201
 
 
 @bp.get("/invitations")

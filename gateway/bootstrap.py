@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, service_apps: Mapping[str, Flas
         city=None, scopes=("admin", "read", "write"), key_id="web:gateway", default_themes=list(DEFAULT_THEMES)))
     app.extensions[api.EXTENSION] = api.Gateway(directory, key_store, clients, audit.AuditLog(runtime.db), bootstrap,
                                                 invitations=invitations, invitation_mail=mailer,
-                                                public_url=settings.public_url)
+                                                public_url=settings.public_url, embedded=settings.embedded)
     limiter = _rate_limits(settings, key_store)
     limiter.install(app)
     app.register_blueprint(api.bp, url_prefix=api.PREFIX)

@@ -239,6 +239,8 @@ class InvitationOut(Schema):
     created_at = fields.DateTime()
     expires_at = fields.DateTime()
     accepted_at = fields.DateTime(allow_none=True)
+    link = fields.Str(metadata={"description": "Only under twincity dev (no mail server): the invitation's link, "
+                                               "to open it yourself."})
 
 
 class InvitationList(Schema):

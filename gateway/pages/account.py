@@ -21,6 +21,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import refresh
 from marshmallow import ValidationError, fields
 
 from gateway import usecases
@@ -306,6 +307,7 @@ def invitation(token: str) -> Any:
     assert parts.invitations is not None
     try:
         found = usecases.check_invitation(parts.invitations, token)
+        _speak(found.get("language"))
         if request.method == "GET":
             return render_template("pages/invitation.html", invitation=found, values={
                 "name": found.get("name", ""), "language": found.get("language")}, errors={})
@@ -345,16 +347,19 @@ def signup() -> Any:
     errors = _signup_errors(data, cities)
     if errors:
         return render_template("pages/signup.html", cities=cities, values=data, errors=errors), 422
+    links: list[str] = []
+
+    def link_to(token: str) -> str:
+        links.append(url_for("pages.account.signup_link", token=token))
+        return parts.settings.public_url + links[-1]
+
     try:
-        usecases.request_sign_up(backend().directory, parts.invitations, parts.invitation_mail, data,
-                                 lambda token: parts.settings.public_url + url_for("pages.account.signup_link",
-                                                                                    token=token))
+        usecases.request_sign_up(backend().directory, parts.invitations, parts.invitation_mail, data, link_to)
     except usecases.SignUpClosed:
         return render_template("pages/signup.html", cities=cities, values=data,
                                errors={"city": [_("This city does not take sign-ups.")]}), 422
-    return render_template("pages/message.html", title=_("Check your e-mail"),
-                           text=_("We sent a link to %(email)s: follow it to confirm your address.",
-                                  email=data["email"]))
+    return render_template("pages/signup_sent.html", email=data["email"],
+                           link=links[-1] if parts.settings.embedded else None)
 
 
 def _signup_errors(data: Mapping[str, str], cities: Any) -> dict[str, list[str]]:
@@ -378,6 +383,7 @@ def signup_link(token: str) -> Any:
     try:
         if request.method == "GET":
             found = parts.invitations.check(token, status="requested")
+            _speak(found.get("language"))
             return render_template("pages/signup_confirm.html", signup=found)
         done, person, sid = usecases.confirm_sign_up(backend().directory, parts.invitations, IdeasRegistrar(),
                                                      parts.sessions, token)
@@ -398,3 +404,10 @@ def signup_link(token: str) -> Any:
     flash(_("Welcome, %(name)s! You are a participant of %(city)s now.", name=person.get("name", ""),
             city=city_name(person["city"])), "ok")
     return redirect(url_for("pages.ideas.list"))
+
+
+def _speak(language: str | None) -> None:
+    """The pages in the language an invitation or a sign-up was made in, unless the visitor chose one."""
+    if language in LOCALES and "lang" not in session:
+        session["lang"] = language
+        refresh()

@@ -21,7 +21,7 @@ FIELD_TO_COLUMN = {"round_id": "round", "author_id": "author_email"}
 TEMPLATE = (
     "title,description,theme,tags,seeks,offers,language,author_email,round\n"
     "Stadtgärten für alle,Gemeinschaftsgärten in beiden Städten,ecology-health,garden;climate,"
-    "Partner in Krasnodar,Saatgut;Know-how,de,,lab-2021\n"
+    "Partner in Krasnodar,Saatgut;Know-how,de,,\n"
 )
 
 

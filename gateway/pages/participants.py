@@ -10,11 +10,13 @@ from flask_babel import gettext as _
 from marshmallow import ValidationError
 
 from gateway import usecases
+from gateway.domain import RuleViolation
 from gateway.pages.account import IdeasRegistrar
 from gateway.pages.coordinator import caller
 from gateway.pages.messages import all_in_words
 from gateway.pages.web import LOCALES, ServiceError, backend, city_name, coordinator_only, me, pages, seg
 from gateway.schemas import InvitationIn
+from services.store import NotFound
 
 bp = Blueprint("participants", __name__)
 
@@ -28,7 +30,13 @@ def _person_form() -> dict[str, Any]:
 @bp.get("/coordinator/participants")
 @coordinator_only
 def list_people() -> Any:
-    q = request.args.get("q", "").strip()
+    return people_page({}, {})
+
+
+def people_page(values: dict[str, Any], errors: dict[str, Any], status: int = 200) -> Any:
+    """The city's people (found by `q`), the waiting sign-ups and the forms (`values`, `errors`: the add form
+    again, as it was sent, with what was wrong)."""
+    q = request.args.get("q", "").strip()[:100]
     page = backend().call(caller(), "ideas", "GET", "/participants",
                           query={"q": q, "limit": 50, "cursor": request.args.get("cursor")})
     more = page.get("next_cursor")
@@ -36,7 +44,17 @@ def list_people() -> Any:
     mode = (backend().directory.city(me().city) or {}).get("sign_up", "closed")
     return render_template("pages/participants.html", people=page["items"], q=q, languages=LOCALES,
                            next_url=url_for("pages.participants.list_people", q=q or None, cursor=more) if more
-                           else None, values={}, errors={}, waiting=waiting, mode=mode)
+                           else None, values=values, errors=errors, waiting=waiting, mode=mode), status
+
+
+def person_errors(exc: ServiceError) -> dict[str, list[str]]:
+    """What the ideas service said of a person's fields, in the visitor's words."""
+    if exc.status == 409:
+        return {"email": [_("There is a participant with this e-mail address already.")]}
+    errors = all_in_words(exc.errors, city_name) if exc.errors else {}
+    if "language" in errors:
+        errors["language"] = [_("Choose a language.")]
+    return errors or {"name": [exc.detail]}
 
 
 @bp.post("/coordinator/participants")
@@ -48,9 +66,7 @@ def add_person() -> Any:
     except ServiceError as exc:
         if exc.status not in (409, 422):
             raise
-        errors = all_in_words(exc.errors, city_name) if exc.errors else {"email": [exc.detail]}
-        return render_template("pages/participants.html", people=[], q="", languages=LOCALES, next_url=None,
-                               values=body, errors=errors, waiting=[], mode="closed"), exc.status
+        return people_page(body, person_errors(exc), exc.status)
     flash(_("%(name)s is a participant now.", name=body["name"]), "ok")
     return redirect(url_for("pages.participants.list_people"))
 
@@ -69,8 +85,7 @@ def edit_person(pid: str) -> Any:
     except ServiceError as exc:
         if exc.status not in (409, 422):
             raise
-        errors = all_in_words(exc.errors, city_name) if exc.errors else {"name": [exc.detail]}
-        return render_template("pages/participant.html", person=person, values=body, errors=errors,
+        return render_template("pages/participant.html", person=person, values=body, errors=person_errors(exc),
                                languages=LOCALES), exc.status
     flash(_("Saved."), "ok")
     return redirect(url_for("pages.participants.list_people"))
@@ -98,9 +113,9 @@ def invite() -> Any:
     try:
         checked = InvitationIn().load(data)
     except ValidationError as exc:
-        flash(_("The invitation was not sent: %(why)s", why="; ".join(
-            f"{field}: {' '.join(msgs) if isinstance(msgs, list) else msgs}" for field, msgs in exc.messages.items())),
-              "error")
+        wrong = [str(words) for field, words in (("email", _("an e-mail address")), ("language", _("a language")),
+                                                 ("name", _("a name of one line"))) if field in exc.messages]
+        flash(_("The invitation was not sent: it needs %(what)s.", what=", ".join(wrong) or "?"), "error")
         return redirect(url_for("pages.participants.list_people"))
     _doc, link = usecases.invite(parts.invitations, parts.invitation_mail, caller(), checked,
                                  lambda token: parts.settings.public_url + url_for("pages.account.invitation",
@@ -134,6 +149,9 @@ def answer_sign_up(signup_id: str, answer: str) -> Any:
         if exc.status != 409:
             raise
         flash(_("There is a participant with this e-mail address already."), "error")
+        return redirect(url_for("pages.participants.list_people"))
+    except (RuleViolation, NotFound):  # answered meanwhile (a second click), or not this city's
+        flash(_("This sign-up was answered already, or it is not your city's."), "error")
         return redirect(url_for("pages.participants.list_people"))
     flash(_("%(name)s is a participant now.", name=doc["name"]) if answer == "approve"
           else _("The sign-up is declined; %(name)s is told.", name=doc["name"]), "ok")

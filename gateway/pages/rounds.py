@@ -67,14 +67,32 @@ def open_round() -> Any:
     try:
         backend().call(caller(), "ideas", "POST", f"/partnerships/{seg(p['_id'])}/rounds", body=body)
     except ServiceError as exc:
-        if exc.status != 422:
+        if exc.status not in (409, 422):
             raise
-        flash(_("The round was not opened: %(why)s", why="; ".join(
-            f"{field}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
-            for field, msgs in (exc.errors or {}).items()) or exc.detail), "error")
+        flash(_("The round was not opened: %(why)s", why=round_refusal(exc)), "error")
         return redirect(url_for("pages.rounds.list_rounds", partnership=p["_id"]))
     flash(_("The round is open: new ideas of both cities join it until collecting ends."), "ok")
     return redirect(url_for("pages.rounds.list_rounds", partnership=p["_id"]))
+
+
+ROUND_HINTS = {
+    "name": lazy_gettext("give it a name of one line"),
+    "collect_until": lazy_gettext("give the last day of collecting"),
+    "workshop_at": lazy_gettext("the workshop comes after collecting ends (and needs a day and a time)"),
+    "projects_from": lazy_gettext("projects start on or after the workshop's day"),
+    "timezone": lazy_gettext("choose a time zone"),
+}
+
+
+def round_refusal(exc: ServiceError) -> str:
+    """Why a round was not opened, in the visitor's words."""
+    if exc.status == 409:
+        if "still collects" in exc.detail:
+            return _("another round of this partnership still collects ideas: open the next one once it has "
+                     "stopped (or move it on)")
+        return _("the partnership has a round of this name already")
+    fields = exc.errors if isinstance(exc.errors, dict) else {}
+    return "; ".join(str(words) for name, words in ROUND_HINTS.items() if name in fields) or exc.detail
 
 
 def _aware(local: str, zone: str) -> str:
@@ -99,12 +117,14 @@ def adopt_ideas(pid: str) -> Any:
 @bp.post("/coordinator/rounds/<round_id>/advance")
 @coordinator_only
 def advance(round_id: str) -> Any:
+    seen = request.form.get("phase")
     try:
-        moved = backend().call(caller(), "ideas", "POST", f"/rounds/{seg(round_id)}/advance")
+        moved = backend().call(caller(), "ideas", "POST", f"/rounds/{seg(round_id)}/advance",
+                               body={"from_phase": seen} if seen in PHASE else None)
     except ServiceError as exc:
         if exc.status != 409:
             raise
-        flash(_("This round is closed already."), "error")
+        flash(_("This round was moved on meanwhile (or is closed): here it is as it is now."), "error")
         return redirect(url_for("pages.rounds.list_rounds"))
     flash(_("The round moved on: %(phase)s.", phase=PHASE.get(moved["phase"], moved["phase"])), "ok")
     return redirect(url_for("pages.rounds.list_rounds", partnership=moved["partnership"]))
@@ -126,8 +146,10 @@ def waited(hours: float | None) -> str:
     """A wait in words a council reads: minutes under an hour, hours under two days, else days."""
     if hours is None:
         return "–"
+    if hours * 60 < 1:
+        return _("under a minute")
     if hours < 1:
-        return _("%(n)s min", n=max(1, round(hours * 60)))
+        return _("%(n)s min", n=round(hours * 60))
     if hours < 48:
         return _("%(n)s h", n=f"{hours:.1f}")
     return _("%(n)s days", n=f"{hours / 24:.1f}")

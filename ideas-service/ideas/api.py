@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from ideas import domain, usecases
 from ideas.repository import DuplicateEmail, TranslationCache, UnitOfWork
 from ideas.schemas import (
     AdoptedOut,
+    AdvanceIn,
     IdeaIn,
     IdeaOut,
     IdeaPage,
@@ -70,9 +71,10 @@ DOCS.operation("/partnerships/{partnership_id}/rounds", "get", "List a partnersh
                tag="Rounds", responses={200: RoundList})
 DOCS.operation("/rounds/{round_id}", "get", "Read a round and its phase", tag="Rounds", responses={200: RoundOut})
 DOCS.operation("/rounds/{round_id}/advance", "post", "Move a round on to its next phase now", tag="Rounds",
-               scope="write", responses={200: RoundOut},
+               scope="write", body=AdvanceIn, responses={200: RoundOut},
                description="collecting -> matching -> projects -> closed (round.phase_changed; round.closed). The "
-                           "dates move it on by themselves; this is for a workshop held early, or to close it.")
+                           "dates move it on by themselves; this is for a workshop held early, or to close it. "
+                           "Send the phase you saw as `from_phase` to be told (409) when it moved on meanwhile.")
 DOCS.operation("/participants", "post", "Register a participant in your city", tag="Participants",
                scope="write", body=ParticipantIn, responses={201: ParticipantOut})
 DOCS.operation("/participants", "get", "List your city's participants", tag="Participants",
@@ -197,7 +199,9 @@ def read_round(round_id: str) -> Response:
 
 @bp.post("/rounds/<round_id>/advance")
 def advance_round(round_id: str) -> Response:
-    return jsonify(RoundOut().dump(usecases.advance_round(wired().uow, caller(), round_id, wired().clock)))
+    body = json_body(AdvanceIn) if request.get_data() else {}
+    return jsonify(RoundOut().dump(usecases.advance_round(wired().uow, caller(), round_id, wired().clock,
+                                                          body.get("from_phase"))))
 
 
 @bp.get("/internal/rounds/<round_id>/figures")

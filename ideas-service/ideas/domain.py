@@ -308,9 +308,22 @@ class Round(Aggregate):
                 "collect_until": d["collect_until"], "workshop_at": d["workshop_at"].isoformat(),
                 "projects_from": d["projects_from"], "timezone": d["timezone"], "phase": d.get("phase")}
 
-    def late(self) -> str:
+    def late(self, at: datetime) -> str:
         """Why an idea can no longer join it, naming it and its dates."""
         d = self.doc
-        return (f"round {d['name']!r} collected ideas until {d['collect_until']} (its workshop: "
-                f"{d['workshop_at'].astimezone(ZoneInfo(d['timezone'])):%Y-%m-%d %H:%M} {d['timezone']}); "
-                "it takes no new ideas")
+        workshop = f"{d['workshop_at'].astimezone(ZoneInfo(d['timezone'])):%Y-%m-%d %H:%M} {d['timezone']}"
+        if at < d["collect_ends_at"]:  # moved on before its day
+            return (f"round {d['name']!r} stopped collecting ideas early (planned until {d['collect_until']}; "
+                    f"its workshop: {workshop}); it takes no new ideas")
+        return f"round {d['name']!r} collected ideas until {d['collect_until']} (its workshop: {workshop}); " \
+               "it takes no new ideas"
+
+
+def check_beside(new: Round, other: Round, *, at: datetime) -> None:
+    """A new round beside a partnership's others: a name of its own, and not while another still collects (new
+    ideas join the one round that collects)."""
+    if new.get("name", "").casefold() == other.get("name", "").casefold():
+        raise RuleViolation(f"the partnership has a round named {other.get('name')!r} already")
+    if other.collecting(at):
+        raise RuleViolation(f"round {other.get('name')!r} still collects ideas (until {other.get('collect_until')}):"
+                            " open the next round once it has stopped (or move it on)")

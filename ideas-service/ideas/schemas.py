@@ -14,6 +14,8 @@ from services.web import cursor_field
 
 
 def _known_zone(value: str) -> None:
+    if value != "UTC" and "/" not in value:  # not a place's zone ("localtime", "Factory", "posixrules")
+        raise ValidationError(f"unknown time zone {value!r}: an IANA name such as Europe/Berlin")
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
@@ -276,8 +278,7 @@ class ParticipantPage(Schema):
 
 
 class ParticipantsQuery(Strict):
-    q = OneLine(validate=validate.Length(min=1, max=100),
-                metadata={"description": "Part of a name or e-mail address."})
+    q = OneLine(validate=validate.Length(max=100), metadata={"description": "Part of a name or e-mail address."})
     city = fields.Str(validate=KEY, metadata={"description": "Only for admin keys: whose participants."})
     limit = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))
     cursor = cursor_field("prt")
@@ -285,3 +286,8 @@ class ParticipantsQuery(Strict):
 
 class AdoptedOut(Schema):
     adopted = fields.Int(metadata={"description": "How many ideas the partnership took in."})
+
+
+class AdvanceIn(Strict):
+    from_phase = fields.Str(validate=validate.OneOf(("collecting", "matching", "projects", "closed")),
+                            metadata={"description": "The phase you saw it in: 409 when it moved on meanwhile."})

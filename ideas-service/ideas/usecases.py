@@ -64,6 +64,8 @@ def import_ideas(uow: UnitOfWork, who: Caller, rows: Sequence[Any], *, dry_run: 
             checked.append(_new_idea(uow, who, fields, at))
         except ValidationError as exc:
             errors[str(number)] = exc.messages
+        except domain.RuleViolation as exc:  # a round that no longer collects: that row's error
+            errors[str(number)] = {"round_id": [str(exc)]}
     if errors:
         raise RowErrors(errors, len(rows))
     if dry_run:
@@ -308,8 +310,8 @@ def _shown_in(who: Caller, city: str, wanted: Sequence[str] | None) -> list[str]
         return mine
     strange = [p for p in wanted if p not in mine]
     if strange:
-        raise ValidationError({"partnerships": [f"{', '.join(strange)} is not a partnership of {city}; its are: "
-                                                f"{', '.join(mine) or 'none'}"]})
+        raise ValidationError({"partnerships": [f"{', '.join(strange)} is not a partnership of {city}; its "
+                                                f"partnerships are: {', '.join(mine) or 'none'}"]})
     return list(dict.fromkeys(wanted))
 
 
@@ -323,7 +325,7 @@ def _round_for(uow: UnitOfWork, partnerships: Sequence[str], wanted: str | None,
         if found is None:
             raise ValidationError({"round_id": [f"no round {wanted!r} of this city's partnerships"]})
         if not found.collecting(at):
-            raise domain.RuleViolation(found.late())
+            raise domain.RuleViolation(found.late(at))
         return found.id
     current = next((r for r in rounds if r.collecting(at)), None)
     return current.id if current else None
@@ -365,6 +367,8 @@ def open_round(uow: UnitOfWork, who: Caller, pid: str, data: Mapping[str, Any], 
                                   projects_from=data["projects_from"], zone=data["timezone"], at=clock())
     except domain.RoundRefused as exc:
         raise ValidationError({exc.field: [str(exc)]}) from None
+    for other in uow.rounds.of_partnerships([pid]):
+        domain.check_beside(found, other, at=clock())
     return uow.rounds.add(found)
 
 
@@ -391,12 +395,17 @@ def read_round(uow: UnitOfWork, who: Caller, round_id: str, clock: Clock) -> dic
     return round_view(_visible_round(uow, who, round_id), clock())
 
 
-def advance_round(uow: UnitOfWork, who: Caller, round_id: str, clock: Clock) -> dict[str, Any]:
-    """On to the next phase now (round.phase_changed; round.closed after projects)."""
+def advance_round(uow: UnitOfWork, who: Caller, round_id: str, clock: Clock,
+                  expected: str | None = None) -> dict[str, Any]:
+    """On to the next phase now (round.phase_changed; round.closed after projects). `expected`: the phase the
+    caller saw it in; when it moved on meanwhile (a second click, another coordinator), 409 and nothing moves."""
     def step() -> domain.Round:
         found = _visible_round(uow, who, round_id)
         if who.participant is not None or not (who.admin or who.city in found.get("cities", [])):
             raise Forbidden("a round is moved on by a key of one of the partnership's cities, or an admin key")
+        if expected is not None and found.phase_at(clock()) != expected:
+            raise domain.RuleViolation(f"round {found.get('name')!r} is {found.phase_at(clock())} now, not "
+                                       f"{expected}: it was moved on meanwhile")
         found.advance(at=clock())
         uow.rounds.save(found)
         return found

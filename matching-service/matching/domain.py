@@ -448,6 +448,8 @@ def parse_slot(raw: str, zone: str) -> datetime:
 
 
 def zone_info(zone: str) -> ZoneInfo:
+    if zone != "UTC" and "/" not in zone:  # not a place's zone ("localtime", "Factory", "posixrules")
+        raise ValueError(f"unknown time zone {zone!r}: an IANA name such as Europe/Berlin or Europe/Moscow")
     try:
         return ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):

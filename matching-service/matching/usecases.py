@@ -311,9 +311,18 @@ def _visible_partnerships(who: Caller) -> list[str] | None:
 def _visible_match(uow: UnitOfWork, who: Caller, match_id: str) -> Match:
     match = uow.matches.get(match_id)
     allowed = _visible_partnerships(who)
-    if allowed is not None and match.get("partnership") not in allowed:
+    if allowed is not None and (match.get("partnership") not in allowed or not _still_shown(uow, [match.doc])):
         raise NotFound("match", match_id)
     return match
+
+
+def _still_shown(uow: UnitOfWork, matches: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The matches whose ideas are all still shown in the match's partnership: an idea limited to other
+    partnerships since takes its matches there out of sight (its city may have meant to keep it from that city)."""
+    ideas = uow.models.ideas_by_id({s["idea_id"] for m in matches for s in m.get("sides", []) if s.get("idea_id")})
+    return [m for m in matches if all(
+        not s.get("idea_id") or m.get("partnership") in (ideas.get(s["idea_id"]) or {}).get(
+            "partnerships", [m.get("partnership")]) for s in m.get("sides", []))]
 
 
 def read_match(uow: UnitOfWork, who: Caller, match_id: str) -> Match:
@@ -329,13 +338,15 @@ def idea_matches(uow: UnitOfWork, who: Caller, idea_id: str, status: str | None)
     if not who.can_see(idea["city"]):
         raise NotFound("idea", idea_id)
     allowed = _visible_partnerships(who)
-    return [m for m in uow.matches.of_idea(idea_id, status) if allowed is None or m["partnership"] in allowed]
+    found = [m for m in uow.matches.of_idea(idea_id, status) if allowed is None or m["partnership"] in allowed]
+    return found if allowed is None else _still_shown(uow, found)
 
 
 def list_matches(uow: UnitOfWork, who: Caller, query: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
     filters = {k: v for k, v in query.items() if k not in ("limit", "cursor")}
-    return uow.matches.page(partnerships=_visible_partnerships(who), filters=filters, limit=query["limit"],
-                            cursor=query.get("cursor"))
+    items, cursor = uow.matches.page(partnerships=_visible_partnerships(who), filters=filters, limit=query["limit"],
+                                     cursor=query.get("cursor"))
+    return (items if who.admin else _still_shown(uow, items)), cursor
 
 
 def round_figures(uow: UnitOfWork, who: Caller, pid: str, round_id: str) -> dict[str, Any]:

@@ -168,10 +168,12 @@ class Lab:
         return doc["_id"]
 
     def round_body(self) -> dict[str, Any]:
-        day = datetime.now(UTC).date() + timedelta(days=10)
+        """A round that collected until yesterday (its workshop to come): one of many beside each other, as only
+        one round of a partnership may collect at a time."""
+        day = datetime.now(UTC).date() - timedelta(days=2)
         return {"name": f"Runde {self.n()}", "collect_until": day.isoformat(),
-                "workshop_at": f"{(day + timedelta(days=2)).isoformat()}T10:00:00+01:00",
-                "projects_from": (day + timedelta(days=5)).isoformat(), "timezone": "Europe/Berlin"}
+                "workshop_at": f"{(day + timedelta(days=5)).isoformat()}T10:00:00+01:00",
+                "projects_from": (day + timedelta(days=8)).isoformat(), "timezone": "Europe/Berlin"}
 
     def new_round(self) -> str:
         return self.api.ok("POST", "/partnerships/karlsruhe-krasnodar/rounds", self.keys["owner"],

@@ -66,6 +66,21 @@ def test_coordinators_list_find_add_edit_and_erase_their_city_s_people():
                                                                  "language": "de"})
         shown = coordinator.text(invited.headers["Location"])
         assert "mia@example.org ist eingeladen" in shown and "/signin/invitation/" in shown, "the link under dev"
+        made = api.ok("POST", "/invitations", keys["karlsruhe"], {"email": "tim@example.org", "language": "de"})
+        assert made["link"].endswith(made["link"].rsplit("/", 1)[-1]) and "/signin/invitation/" in made["link"], \
+            "under twincity dev the API answers with the link (no mail server)"
+        api.ok("PUT", "/cities/karlsruhe/sign-up", keys["karlsruhe"], {"mode": "open"})
+        visitor = Browser(api.platform.gateway, "de")
+        visitor.get("/signin/signup")
+        sent = visitor.post("/signin/signup", {"city": "karlsruhe", "email": "uwe@example.org", "name": "Uwe",
+                                                "language": "de"})
+        assert 'class="signup-link" href="/signin/signup/' in sent.get_data(as_text=True)
+        bad = coordinator.post("/coordinator/participants", {"name": "X", "email": "mia2@example.org",
+                                                              "language": "xx", "interests": ""})
+        page = bad.get_data(as_text=True)
+        assert bad.status_code == 422 and "Wähle eine Sprache." in page and "Selbst anmelden" in page, \
+            "the page again whole, with what was wrong"
+        assert 'value="open" checked' in page, "the city's sign-up setting as it is, not reset"
 
 
 def link_in(smtp: SmtpServer, address: str, path: str) -> str | None:
@@ -115,6 +130,9 @@ def test_people_sign_up_by_themselves_where_their_city_lets_them(napi: Api, smtp
     assert "Greta" in page and "Otto" in page and "Warten auf euer Ja oder Nein" in page
     by_name = {s["name"]: s["id"] for s in api.ok("GET", "/sign-ups", keys["karlsruhe"])["items"]}
     coordinator.post(f"/coordinator/sign-ups/{by_name['Greta']}/approve")
+    for path in (f"/coordinator/sign-ups/{by_name['Greta']}/approve", "/coordinator/sign-ups/zzz/decline"):
+        again = coordinator.post(path)  # a second click, a made-up id: said on the page, never a 500
+        assert again.status_code == 302 and "schon beantwortet" in coordinator.text(again.headers["Location"])
     declined = api.ok("POST", f"/sign-ups/{by_name['Otto']}/decline", keys["karlsruhe"])
     assert declined["status"] == "declined"
     assert api.ok("GET", "/participants?q=greta", keys["karlsruhe"])["items"][0]["name"] == "Greta"

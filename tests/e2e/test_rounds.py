@@ -157,6 +157,14 @@ def test_an_idea_limited_to_one_partnership_is_invisible_to_the_other_partner_ci
     assert api.ok("GET", f"/ideas/{limited['id']}", na)["id"] == limited["id"]
     wait_for(lambda: any(nancy_twin["id"] in {s["idea_id"] for s in m["sides"]}
                          for m in matches_of(api, limited["id"], ka)), 30, message="matched with Nancy's twin idea")
+    # Taken back from Karlsruhe–Krasnodar: its matches there are out of Krasnodar's sight too
+    kr_match = next(m for m in matches_of(api, limited["id"], ka) if m["partnership"] == "karlsruhe-krasnodar")
+    api.ok("PATCH", f"/ideas/{limited['id']}", ka, {"partnerships": ["karlsruhe-nancy"]})
+    api.settle()
+    assert api.call("GET", f"/matches/{kr_match['id']}", kr).status_code == 404
+    ru_side = next(s["idea_id"] for s in kr_match["sides"] if s["idea_id"] != limited["id"])
+    assert kr_match["id"] not in {m["id"] for m in api.ok("GET", f"/ideas/{ru_side}/matches", kr)["items"]}
+    assert limited["id"] not in json.dumps(api.ok("GET", "/matches?limit=100", kr))
 
 
 def test_a_participant_keeps_an_idea_from_one_partner_city_on_the_form():

@@ -78,14 +78,31 @@ def test_a_new_idea_joins_the_current_round_and_a_late_one_is_refused_naming_the
         usecases.submit_idea(uow, KARLSRUHE, {**IDEA, "round_id": "round_unknown"}, clock)
 
 
-def test_an_import_chooses_its_round(uow, clock):
+def test_an_import_chooses_its_round_by_id_or_name_and_a_late_round_is_that_row_s_error(uow, clock):
     first = usecases.open_round(uow, KARLSRUHE, PID, LAB, clock)
-    usecases.open_round(uow, KARLSRUHE, PID, {**LAB, "name": "Zweite Runde"}, clock)
+    with pytest.raises(domain.RuleViolation, match="still collects ideas"):
+        usecases.open_round(uow, KARLSRUHE, PID, {**LAB, "name": "Zweite Runde"}, clock)
     stored = usecases.import_ideas(uow, KARLSRUHE, [IDEA, IDEA], dry_run=False, clock=clock, round_id=first.id)
     assert {i.get("round_id") for i in stored} == {first.id}
-    by_name = usecases.import_ideas(uow, KARLSRUHE, [IDEA], dry_run=False, clock=clock, round_id="zweite runde")
-    assert by_name[0].get("round_id") != first.id and by_name[0].get("round_id").startswith("round_"), \
-        "a workshop's CSV names its round"
+    by_name = usecases.import_ideas(uow, KARLSRUHE, [IDEA], dry_run=False, clock=clock,
+                                    round_id="twin city lab 2027")
+    assert by_name[0].get("round_id") == first.id, "a workshop's CSV names its round"
+    usecases.advance_round(uow, KARLSRUHE, first.id, clock, expected="collecting")
+    with pytest.raises(domain.RuleViolation, match="named 'Twin City Lab 2027' already"):
+        usecases.open_round(uow, KARLSRUHE, PID, LAB, clock)
+    second = usecases.open_round(uow, KARLSRUHE, PID, {**LAB, "name": "Zweite Runde"}, clock)
+    with pytest.raises(usecases.RowErrors) as late:
+        usecases.import_ideas(uow, KARLSRUHE, [IDEA, {**IDEA, "round_id": first.id}], dry_run=True, clock=clock)
+    assert list(late.value.errors) == ["1"] and "stopped collecting ideas early" in str(late.value.errors["1"])
+    assert usecases.submit_idea(uow, KRASNODAR, IDEA, clock).get("round_id") == second.id
+
+
+def test_a_second_click_does_not_move_a_round_on_twice(uow, clock):
+    opened = usecases.open_round(uow, KARLSRUHE, PID, LAB, clock)
+    usecases.advance_round(uow, KARLSRUHE, opened.id, clock, expected="collecting")
+    with pytest.raises(domain.RuleViolation, match="moved on meanwhile"):
+        usecases.advance_round(uow, KRASNODAR, opened.id, clock, expected="collecting")
+    assert usecases.read_round(uow, KARLSRUHE, opened.id, clock)["phase"] == "matching"
 
 
 def test_a_round_moves_on_with_its_dates_and_when_a_coordinator_says_so(uow, clock):
