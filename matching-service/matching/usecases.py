@@ -482,7 +482,17 @@ def list_projects(uow: UnitOfWork, who: Caller, query: Mapping[str, Any]) -> tup
                                       member=None if joinable else who.participant,
                                       not_member=who.participant if joinable else None, limit=query["limit"],
                                       cursor=query.get("cursor"))
-    return [_project_view(uow, who, domain.Project(doc)) for doc in items], cursor
+    projects = [domain.Project(doc) for doc in items]
+    # One read of the ideas and one of the people for the whole page, not two per project.
+    ideas = uow.models.ideas_by_id({i for p in projects for i in p.get("idea_ids", [])})
+    people = uow.models.people_by_id(list({pid for p in projects for pid in _people_named(p.doc)}))
+    return [_project_view(uow, who, p, ideas, people) for p in projects], cursor
+
+
+def _people_named(project: Mapping[str, Any]) -> list[str]:
+    """The people a project's view names: its members and those asking to join."""
+    return [m["participant_id"] for m in project.get("members", [])] + [
+        r["participant_id"] for r in project.get("join_requests", [])]
 
 
 def _visible_project(uow: UnitOfWork, who: Caller, project: domain.Project) -> domain.Project:
@@ -500,10 +510,13 @@ def read_project(uow: UnitOfWork, who: Caller, project_id: str) -> dict[str, Any
     return _project_view(uow, who, project)
 
 
-def _project_view(uow: UnitOfWork, who: Caller, project: domain.Project) -> dict[str, Any]:
+def _project_view(uow: UnitOfWork, who: Caller, project: domain.Project,
+                  ideas: Mapping[str, Mapping[str, Any]] | None = None,
+                  people: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """`ideas` and `people`: read already for a page of projects (else read here, for this one)."""
     d = project.doc
-    ideas = uow.models.ideas_by_id(d.get("idea_ids", []))
-    member = who.participant is None or domain.is_member(d, who.participant)
+    ideas = ideas if ideas is not None else uow.models.ideas_by_id(d.get("idea_ids", []))
+    member = _shows_members(who, d)
     view = {**d, "status": project.status, "cities": project.cities, "is_member": member,
             "version": project.plan_version,
             "ideas": [{"idea_id": i, **{k: (ideas.get(i) or {}).get(k) for k in ("title", "city", "language",
@@ -514,14 +527,18 @@ def _project_view(uow: UnitOfWork, who: Caller, project: domain.Project) -> dict
         mine = [r["status"] for r in d.get("join_requests", []) if r["participant_id"] == who.participant]
         return {**view, "members": [], "meetings": [], "join_requests": [], "sides": [],
                 "my_join_request": mine[-1] if mine else None}
-    people = uow.models.people_by_id([m["participant_id"] for m in d.get("members", [])]
-                               + [r["participant_id"] for r in d.get("join_requests", [])])
+    people = people if people is not None else uow.models.people_by_id(_people_named(d))
     emails = who.participant is not None or who.city in project.cities
     view["members"] = [_member_view(m, people.get(m["participant_id"]), emails) for m in d.get("members", [])]
     view["meetings"] = [_meeting_view(project, m) for m in d.get("meetings", [])]
     view["join_requests"] = [{**r, "name": (people.get(r["participant_id"]) or {}).get("name") or ""}
                              for r in d.get("join_requests", []) if r["status"] == "requested"]
     return view
+
+
+def _shows_members(who: Caller, project: Mapping[str, Any]) -> bool:
+    """A key of the project's partnership sees who is in it; a signed-in participant only as a member."""
+    return who.participant is None or domain.is_member(project, who.participant)
 
 
 def _member_view(member: Mapping[str, Any], person: Mapping[str, Any] | None, emails: bool) -> dict[str, Any]:
@@ -639,10 +656,10 @@ def _meeting_project(uow: UnitOfWork, who: Caller, meeting_id: str) -> domain.Pr
 def read_meeting(uow: UnitOfWork, who: Caller, meeting_id: str) -> dict[str, Any]:
     project = uow.projects.find_one({"meetings.id": meeting_id}, "meeting", meeting_id)
     try:
-        view = read_project(uow, who, project.id)  # who may see the project sees its meetings
+        _visible_project(uow, who, project)  # who sees the project and its members sees its meetings
     except NotFound:
         raise NotFound("meeting", meeting_id) from None
-    if not view["is_member"]:
+    if not _shows_members(who, project.doc):
         raise NotFound("meeting", meeting_id)
     return _meeting_view(project, project.meeting(meeting_id))
 
