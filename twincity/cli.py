@@ -127,11 +127,7 @@ def _banner(url: str, admin_key: str, platform: Any, lab: Any) -> str:
             f"  Health:     {url}/healthz",
             f"  Admin key:  {admin_key}   ({origin})",
             f"  Services:   gateway, {', '.join(platform.runtimes)} (web and workers in this process)",
-            *(["  Demo lab:   not loaded (--empty)"] if lab is None else [
-                f"  Demo lab:   {lab.partnership}: {len(lab.ideas)} ideas, "
-                f"{sum(map(len, lab.participants.values()))} participants",
-                *[f"  City key:   {key}   ({city}: read, write)" for city, key in lab.city_keys.items()],
-            ]),
+            *(["  Demo lab:   not loaded (--empty)"] if lab is None else _demo_lines(url, lab)),
             f"  Web pages:  {url}/   (sign-in links are shown there and logged: no mail server needed)",
             f"  API docs:   {url}/docs",
             "  It keeps nothing: broker and store live in this process's memory and vanish when it stops.",
@@ -139,6 +135,18 @@ def _banner(url: str, admin_key: str, platform: Any, lab: Any) -> str:
             "",
         ])
     )
+
+
+def _demo_lines(url: str, lab: Any) -> list[str]:
+    """The demo lab's keys and every way into it: each participant's address, each city's coordinator key."""
+    return [
+        f"  Demo lab:   {lab.partnership}: {len(lab.ideas)} ideas, "
+        f"{sum(map(len, lab.participants.values()))} participants",
+        *[f"  City key:   {key}   ({city}: read, write)" for city, key in lab.city_keys.items()],
+        f"  Sign in as a participant at {url}/signin with one of these addresses:",
+        *[f"     {email:<32} {name} ({city})" for city, name, email in lab.sign_ins()],
+        f"  Sign in as a coordinator at {url}/coordinator/signin with a city key above.",
+    ]
 
 
 def _own_address(host: str, port: int) -> str:

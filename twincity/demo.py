@@ -121,6 +121,11 @@ class DemoLab:
     participants: dict[str, list[str]]
     ideas: list[str]
 
+    def sign_ins(self) -> list[tuple[str, str, str]]:
+        """(city, who, e-mail address) of every demo participant, in the order of PARTICIPANTS."""
+        return [(city, person["name"], person["email"]) for city, persons in PARTICIPANTS.items()
+                for person in persons]
+
 
 def seed(gateway_app: Any, admin_key: str) -> DemoLab:
     """Create the demo lab through the API (so it takes the same path as any client)."""

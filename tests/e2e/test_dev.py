@@ -117,6 +117,9 @@ def test_dev_loads_the_demo_lab_and_makes_an_admin_key(dev):
         time.sleep(0.2)
     assert links and all(link.startswith(d.url + "/") for link in links), links
     text = "".join(banner)
+    for email in ("lena.hoffmann", "jonas.weber", "miriam.okafor", "anna.smirnova", "dmitry.kuznetsov"):
+        assert f"{email}@example.org" in text, f"the banner names every demo sign-in: {email}"
+    assert f"{d.url}/coordinator/signin" in text
     assert "made for this run" in text and "Demo lab:   karlsruhe-krasnodar: 12 ideas, 5 participants" in text
     admin_key = next(line.split()[2] for line in banner if line.strip().startswith("Admin key:"))
     assert admin_key.startswith("tcl_") and len(admin_key) >= 40
