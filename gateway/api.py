@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from flask import Blueprint, Response, current_app, g, jsonify, render_template_string, request
-from markupsafe import Markup, escape
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from gateway import schemas, usecases
+from gateway import apidocs, schemas, usecases
 from gateway.audit import AuditLog
 from gateway.clients import ServiceClient, ServiceRegistrar
 from gateway.domain import Exists, Invalid, RuleViolation, Unknown
@@ -22,7 +21,7 @@ from gateway.keys import ApiKey, KeyStore
 from gateway.repository import Directory
 from gateway.signin import Invitations
 from gateway.themes import DEFAULT_THEMES
-from services.openapi import ApiDocs, build_spec
+from services.openapi import ApiDocs, build_spec, view_names
 from services.store import NotFound
 from services.tenancy import HEADER as CALLER_HEADER
 from services.tenancy import Caller
@@ -56,29 +55,35 @@ DOCS.operation("/cities", "get", "List the cities your key can see", tag="Cities
                responses={200: schemas.CityList})
 DOCS.operation("/partnerships", "post", "Twin two cities", tag="Partnerships", scope="admin",
                body=schemas.PartnershipIn, responses={201: schemas.PartnershipOut})
-DOCS.operation("/rounds/{round_id}/report", "get", "A round's report: every figure of it", tag="Rounds",
+DOCS.operation("/rounds/{round_id}/report", "get", "A round's report: every figure of it",
+               operation_id="readRoundReport", tag="Rounds",
                responses={200: schemas.RoundReport},
                description="Ideas by theme and city, by language and status; matches by status and kind; projects "
                            "and their status; participants per city (authors of the round's ideas, and registered); "
                            "how long ideas waited for their first proposal. The coordinators' page draws it, "
                            "prints it and gives it as CSV.")
-DOCS.operation("/invitations", "post", "Invite someone to your city's lab by e-mail", tag="Participants",
+DOCS.operation("/invitations", "post", "Invite someone to your city's lab by e-mail",
+               operation_id="inviteParticipant", tag="Participants",
                scope="write", body=schemas.InvitationIn, responses={201: schemas.InvitationOut},
                description="The person gets a link in their language (valid 14 days); following it, they confirm "
                            "name, language and interests and are a participant of your city, signed in.")
 DOCS.operation("/invitations", "get", "Your city's invitations, newest first", tag="Participants",
                query=schemas.InvitationQuery, responses={200: schemas.InvitationList})
-DOCS.operation("/cities/{city}/sign-up", "put", "Let people sign up for your city by themselves", tag="Participants",
+DOCS.operation("/cities/{city}/sign-up", "put", "Let people sign up for your city by themselves",
+               operation_id="setSignUpMode", tag="Participants",
                scope="write", body=schemas.SignUpMode, responses={200: schemas.SignUpMode},
                description="closed (the default: invitations only), open (anyone who confirms their address is a "
                            "participant) or approval (a coordinator says yes to each). By the city's key or an "
                            "admin key.")
-DOCS.operation("/sign-ups", "get", "Sign-ups waiting for your city's yes or no", tag="Participants",
+DOCS.operation("/sign-ups", "get", "Sign-ups waiting for your city's yes or no",
+               operation_id="listSignUps", tag="Participants",
                query=schemas.InvitationQuery, responses={200: schemas.SignUpList})
 DOCS.operation("/sign-ups/{signup_id}/approve", "post", "Say yes to a sign-up: the person is a participant",
+               operation_id="approveSignUp",
                tag="Participants", scope="write", responses={200: schemas.SignUpOut},
                description="The person is told by e-mail, in their language, and signs in with their address.")
-DOCS.operation("/sign-ups/{signup_id}/decline", "post", "Say no to a sign-up", tag="Participants", scope="write",
+DOCS.operation("/sign-ups/{signup_id}/decline", "post", "Say no to a sign-up",
+               operation_id="declineSignUp", tag="Participants", scope="write",
                responses={200: schemas.SignUpOut}, description="The person is told by e-mail, in their language.")
 DOCS.operation("/partnerships", "get", "List the partnerships your key can see", tag="Partnerships",
                responses={200: schemas.PartnershipList})
@@ -98,24 +103,6 @@ DOCS.operation("/themes", "get", "The themes ideas can have", tag="Themes", quer
 
 city_out, partnership_out, key_out = schemas.CityOut(), schemas.PartnershipOut(), schemas.ApiKeyOut()
 
-DOCS_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Twin City Lab API</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="stylesheet" href="/static/pages/docs.css"></head><body>
-<h1>Twin City Lab API</h1>
-<p>Every call needs <code>Authorization: Bearer &lt;key&gt;</code>. Errors are
-<code>application/problem+json</code> with a <code>detail</code> that says what is wrong. Lists return
-<code>items</code> and, when there is more, <code>next_cursor</code>: send it back as <code>cursor</code>.
-The machine-readable document is <a href="{{ prefix }}/openapi.json">{{ prefix }}/openapi.json</a>.</p>
-{% for tag, ops in tags %}<h2>{{ tag }}</h2>
-{% for op in ops %}<div class="op" id="{{ op.id }}"><p><span class="m">{{ op.method|upper }}</span>
-<code>{{ op.path }}</code> — {{ op.summary }}</p>
-{% if op.description %}<p>{{ op.description }}</p>{% endif %}
-{% if op.fields %}<table><tr><th>field</th><th>type</th><th>required</th><th>meaning</th></tr>
-{% for f in op.fields %}<tr><td><code>{{ f.name }}</code></td><td>{{ f.type }}</td>
-<td>{{ "yes" if f.required else "" }}</td><td>{{ f.description }}</td></tr>{% endfor %}</table>{% endif %}
-</div>{% endfor %}{% endfor %}
-</body></html>"""
 
 
 def api_key_of(keys: KeyStore, secret: str) -> ApiKey | None:
@@ -156,7 +143,8 @@ class Gateway:
             if self._spec.get("at", 0) > time.monotonic() - 60:
                 return self._spec["spec"]
             spec = build_spec("Twin City Lab API", "1.0.0", DOCS.operations, PREFIX,
-                              description="Match project ideas across partner cities, in their own languages.")
+                              description="Match project ideas across partner cities, in their own languages.",
+                              names=view_names(current_app.url_map, PREFIX))
             for client in self.services.values():
                 reply = client.request("GET", "/openapi.json")
                 if reply.status != 200:
@@ -166,6 +154,7 @@ class Gateway:
                     spec["paths"].setdefault(PREFIX + path, {}).update(ops)
                 for schema_name, schema in part.get("components", {}).get("schemas", {}).items():
                     spec["components"]["schemas"].setdefault(schema_name, schema)
+            apidocs.finish(spec, PREFIX)
             self._spec.update(at=time.monotonic(), spec=spec)
             return spec
 
@@ -437,31 +426,3 @@ def _idea_first(rest: str, headers: Mapping[str, str]) -> Response | None:
         return None
     return Response(seen.body, status=seen.status,
                     content_type=seen.headers.get("Content-Type", "application/problem+json"))
-
-
-def docs_page(spec: Mapping[str, Any]) -> str:
-    """A readable page of the OpenAPI document, rendered on the server (works without JavaScript)."""
-    components = spec.get("components", {}).get("schemas", {})
-    tags: dict[str, list[dict[str, Any]]] = {}
-    for path, ops in spec.get("paths", {}).items():
-        for method, op in ops.items():
-            fields = []
-            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
-            ref = body.get("$ref", "").rsplit("/", 1)[-1]
-            schema = components.get(ref, {})
-            for name, prop in schema.get("properties", {}).items():
-                fields.append({"name": name, "type": prop.get("type", "object"),
-                               "required": name in schema.get("required", []),
-                               "description": prop.get("description", "")})
-            tags.setdefault(op.get("tags", ["Other"])[0], []).append({
-                "id": f"{method}-{path}".replace("/", "-").replace("{", "").replace("}", ""),
-                "method": method, "path": path, "summary": op.get("summary", ""),
-                "description": _code(op.get("description", "")), "fields": fields,
-            })
-    return render_template_string(DOCS_PAGE, tags=sorted(tags.items()), prefix=current_app.config.get(
-        "API_PREFIX", PREFIX))
-
-
-def _code(text: str) -> Markup:
-    """OpenAPI descriptions are Markdown: `x` shows as code on the page (the rest stays escaped text)."""
-    return Markup(re.sub(r"`([^`<>]+)`", r"<code>\1</code>", str(escape(text))))

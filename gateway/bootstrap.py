@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from flask import Blueprint, Flask, Response, g, jsonify, request
 
-from gateway import api, audit, keys, pages, ratelimit, repository, signin
+from gateway import api, apidocs, audit, keys, pages, ratelimit, repository, signin
 from gateway.clients import InvitationMailer, ServiceClient, WsgiTransport, transport_for
 from gateway.pages.web import security_headers
 from gateway.themes import DEFAULT_THEMES
@@ -111,7 +111,7 @@ public = Blueprint("public", __name__)
 
 @public.get("/docs")
 def docs() -> Response:
-    return Response(api.docs_page(api.gateway().merged_spec()), mimetype="text/html")
+    return Response(apidocs.docs_page(api.gateway().merged_spec(), api.PREFIX), mimetype="text/html")
 
 
 @public.route("/unsubscribe/<token>", methods=["GET", "POST"])

@@ -21,7 +21,7 @@ from flask import Blueprint, Flask, jsonify
 from services import bus, lease, logs, outbox, store
 from services.bus import Consumer, Handler
 from services.config import Settings
-from services.openapi import ApiDocs
+from services.openapi import ApiDocs, view_names
 from services.store import Index
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class Runtime:
             app.extensions[self.wiring.extension_name] = self.wiring.extension
         if self.spec.docs is not None:
             docs = self.spec.docs
-            app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(docs.spec()))
+            app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(docs.spec(names=view_names(app.url_map))))
         app.extensions["twincity.runtime"] = self
         if relay and self.spec.outbox_collections:
             self.relay.start()

@@ -75,7 +75,8 @@ DOCS.operation("/rounds/{round_id}/advance", "post", "Move a round on to its nex
                description="collecting -> matching -> projects -> closed (round.phase_changed; round.closed). The "
                            "dates move it on by themselves; this is for a workshop held early, or to close it. "
                            "Send the phase you saw as `from_phase` to be told (409) when it moved on meanwhile.")
-DOCS.operation("/participants", "post", "Register a participant in your city", tag="Participants",
+DOCS.operation("/participants", "post", "Register a participant in your city",
+               operation_id="registerParticipant", tag="Participants",
                scope="write", body=ParticipantIn, responses={201: ParticipantOut})
 DOCS.operation("/participants", "get", "List your city's participants", tag="Participants",
                query=ParticipantsQuery, responses={200: ParticipantPage},
@@ -88,6 +89,7 @@ DOCS.operation("/participants/{participant_id}", "get", "Read a participant", ta
 DOCS.operation("/participants/{participant_id}", "patch", "Change a participant of your city",
                tag="Participants", scope="write", body=ParticipantPatch, responses={200: ParticipantOut})
 DOCS.operation("/participants/{participant_id}", "delete", "Erase a participant (right to erasure)",
+               operation_id="eraseParticipant",
                tag="Participants", scope="write", responses={204: "Erased; every service forgets them"},
                description="Their ideas stay, without the author. The erasure travels as participant.erased.")
 

@@ -46,19 +46,23 @@ from services.web import json_body, problem_response, query_args
 
 DOCS = ApiDocs("matching")
 DOCS.operation("/ideas/{idea_id}/matches", "get", "The matches of an idea, best first, with reasons",
+               operation_id="listIdeaMatches",
                tag="Matches", query=IdeaMatchesQuery, responses={200: MatchPage})
 DOCS.operation("/matches", "get", "List matches of your partnerships", tag="Matches", query=MatchQuery,
                responses={200: MatchPage}, description="Newest first; filter by status, city, idea, kind.")
 DOCS.operation("/matches/{match_id}", "get", "Read one match", tag="Matches", responses={200: MatchOut})
-DOCS.operation("/matches/{match_id}/accept", "post", "Accept a match for your city", tag="Matches",
+DOCS.operation("/matches/{match_id}/accept", "post", "Accept a match for your city",
+               operation_id="acceptMatch", tag="Matches",
                scope="write", body=AnswerIn, responses={200: MatchOut},
                description="When both sides accepted, the match is confirmed and a joint project forms. Accepting "
                            "shares the name and e-mail address of the person who accepts (the idea's author, or the "
                            "person whose interests were matched) with their future project partners: say so to "
                            "them before you accept in their name.")
-DOCS.operation("/matches/{match_id}/decline", "post", "Decline a match for your city", tag="Matches",
+DOCS.operation("/matches/{match_id}/decline", "post", "Decline a match for your city",
+               operation_id="declineMatch", tag="Matches",
                scope="write", body=AnswerIn, responses={200: MatchOut})
 DOCS.operation("/ideas/{idea_id}/candidates", "get", "An idea's candidates in its partner cities, near misses too",
+               operation_id="listIdeaCandidates",
                tag="Matches", query=CandidatesQuery, responses={200: CandidateList},
                description="Best first, with score, parts and reasons; `proposed` says whether the partnership's "
                            "rules propose the pair, `match_id` names its match where one exists.")
@@ -68,7 +72,8 @@ DOCS.operation("/matches", "post", "Pair two ideas by hand (a coordinator)", tag
                            "as for any proposal. 422 when the ideas are not of two partner cities of one "
                            "partnership or one is withdrawn or in a project; 409 with `match_id` when the pair has "
                            "a match already.")
-DOCS.operation("/matches/{match_id}/withdraw", "post", "Withdraw an open proposal (a coordinator)", tag="Matches",
+DOCS.operation("/matches/{match_id}/withdraw", "post", "Withdraw an open proposal (a coordinator)",
+               operation_id="withdrawMatch", tag="Matches",
                scope="write", body=WithdrawIn, responses={200: MatchOut},
                description="By a key of either side's city; both sides are told, with the reason. 409 when the "
                            "match is no longer open.")
@@ -102,19 +107,24 @@ DOCS.operation("/meetings/{meeting_id}/schedule", "post", "Set a meeting to one 
                scope="write", body=ScheduleIn, responses={200: MeetingOut},
                description="meeting.scheduled: every member gets an e-mail with the time in their own city's zone "
                            "and an iCalendar invitation. A time not offered or in the past is 422.")
-DOCS.operation("/projects/{project_id}/join-requests", "post", "Ask to join a project", tag="Projects",
+DOCS.operation("/projects/{project_id}/join-requests", "post", "Ask to join a project",
+               operation_id="requestToJoinProject", tag="Projects",
                scope="write", body=JoinRequestIn, responses={201: JoinRequestOut},
                description="For a participant of one of the project's cities (your key's city); its members are "
                            "told. 409 when the person is a member or asked already.")
-DOCS.operation("/join-requests/{request_id}/accept", "post", "Accept a join request", tag="Projects",
+DOCS.operation("/join-requests/{request_id}/accept", "post", "Accept a join request",
+               operation_id="acceptJoinRequest", tag="Projects",
                scope="write", responses={200: JoinRequestOut},
                description="By a key of a member's city: the person becomes a member (project.member_joined) and "
                            "is told.")
-DOCS.operation("/join-requests/{request_id}/decline", "post", "Decline a join request", tag="Projects",
+DOCS.operation("/join-requests/{request_id}/decline", "post", "Decline a join request",
+               operation_id="declineJoinRequest", tag="Projects",
                scope="write", responses={200: JoinRequestOut}, description="The person is told.")
-DOCS.operation("/partnerships/{partnership_id}/matching", "get", "How a partnership matches", tag="Partnerships",
+DOCS.operation("/partnerships/{partnership_id}/matching", "get", "How a partnership matches",
+               operation_id="readMatchingSettings", tag="Partnerships",
                responses={200: MatchingSettings})
 DOCS.operation("/partnerships/{partnership_id}/matching", "put", "Change how a partnership matches",
+               operation_id="changeMatchingSettings",
                tag="Partnerships", scope="admin", body=MatchingSettings, responses={200: MatchingSettings},
                description="Weights of the score's parts, threshold, floor and margin, proposals per idea, days "
                            "until expiry. The partnership's open ideas are matched again (off the request; "

@@ -18,6 +18,7 @@ from notify.schemas import (
     NotificationOut,
     NotificationPage,
     PageQuery,
+    PingOut,
     SignInMailIn,
     WebhookIn,
     WebhookList,
@@ -29,27 +30,34 @@ from services.tenancy import caller
 from services.web import json_body, problem_response, query_args
 
 DOCS = ApiDocs("notify")
-DOCS.operation("/webhooks", "post", "Subscribe a URL to events of your city", tag="Webhooks", scope="write",
+DOCS.operation("/webhooks", "post", "Subscribe a URL to events of your city",
+               operation_id="createWebhook", tag="Webhooks", scope="write",
                body=WebhookIn, responses={201: WebhookOut},
                description="Each delivery is a POST of the event envelope with X-Twincity-Signature: "
                            "sha256=HMAC-SHA256(secret, body). Failed deliveries are retried with growing delays; "
                            "after 10 failures in a row the subscription pauses.")
 DOCS.operation("/webhooks", "get", "Your city's webhook subscriptions", tag="Webhooks", responses={200: WebhookList})
 DOCS.operation("/webhooks/{webhook_id}", "get", "One subscription", tag="Webhooks", responses={200: WebhookOut})
-DOCS.operation("/webhooks/{webhook_id}", "delete", "Remove a subscription", tag="Webhooks", scope="write",
+DOCS.operation("/webhooks/{webhook_id}", "delete", "Remove a subscription",
+               operation_id="deleteWebhook", tag="Webhooks", scope="write",
                responses={204: "Removed; pending deliveries are cancelled"})
-DOCS.operation("/webhooks/{webhook_id}/ping", "post", "Send a test delivery now", tag="Webhooks", scope="write",
-               responses={202: "Queued; see the deliveries"})
-DOCS.operation("/webhooks/{webhook_id}/resume", "post", "Resume a paused subscription", tag="Webhooks",
+DOCS.operation("/webhooks/{webhook_id}/ping", "post", "Send a test delivery now",
+               operation_id="pingWebhook", tag="Webhooks", scope="write",
+               responses={202: PingOut})
+DOCS.operation("/webhooks/{webhook_id}/resume", "post", "Resume a paused subscription",
+               operation_id="resumeWebhook", tag="Webhooks",
                scope="write", responses={200: WebhookOut})
-DOCS.operation("/webhooks/{webhook_id}/deliveries", "get", "Deliveries and every attempt", tag="Webhooks",
+DOCS.operation("/webhooks/{webhook_id}/deliveries", "get", "Deliveries and every attempt",
+               operation_id="listWebhookDeliveries", tag="Webhooks",
                query=PageQuery, responses={200: DeliveryPage})
 DOCS.operation("/participants/{participant_id}/notifications", "get", "A participant's in-app inbox",
+               operation_id="listNotifications",
                tag="Notifications", query=InboxQuery, responses={200: NotificationPage},
                description="404 until the notify service has heard of the participant (participant.registered), "
                            "a moment after registering; read with a key of the participant's own city or an admin key.")
 DOCS.operation("/participants/{participant_id}/notifications/{notification_id}/read", "post",
-               "Mark a notification read", tag="Notifications", scope="write", responses={200: NotificationOut})
+               "Mark a notification read", operation_id="markNotificationRead", tag="Notifications", scope="write",
+               responses={200: NotificationOut})
 
 UNSUBSCRIBE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Twin City Lab</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>

@@ -65,6 +65,12 @@ class Attempt(Schema):
     ms = fields.Float(allow_none=True)
 
 
+class PingOut(Schema):
+    status = fields.String(required=True, metadata={"description": "`queued`: the test delivery goes out next"})
+    event_id = fields.String(required=True, metadata={"description": "the ping event's id; its delivery is in "
+                                                                     "GET /webhooks/{id}/deliveries"})
+
+
 class DeliveryOut(Schema):
     id = fields.Str(attribute="_id")
     event_id = fields.Str()

@@ -5,6 +5,8 @@ Each test runs twice: on memory:// and with the real RabbitMQ between the servic
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from click.testing import CliRunner
 
@@ -335,6 +337,60 @@ def test_openapi_document_and_docs_page_describe_the_api(api: Api):
     page = api.client.get("/docs")
     assert page.status_code == 200 and b"/api/v1/ideas" in page.data and b"Submit an idea" in page.data
     assert b"Needs the <code>admin</code> scope." in page.data and b"`" not in page.data, "Markdown code as code"
+
+
+def test_every_operation_has_an_id_a_tag_an_answer_with_a_fitting_example_and_its_errors(api: Api):
+    """What a client generator and a developer reading /docs need of each operation (the issue of the first hour)."""
+    import jsonschema
+
+    from gateway.apidocs import TAGS
+
+    spec = api.client.get("/api/v1/openapi.json").json
+    tags = [tag["name"] for tag in spec["tags"]]
+    assert tags == [name for name, _ in TAGS] and tags[0] == "Ideas" and tags[-2:] == ["API keys", "Audit"]
+    components = nullable_as_json_schema(spec["components"])
+    ids, wrong = [], []
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            where = f"{method.upper()} {path}"
+            ids.append(op.get("operationId"))
+            if op.get("tags", [None])[0] not in tags:
+                wrong.append(f"{where}: tag {op.get('tags')} is not one of the document's tags")
+            success = [status for status in op["responses"] if status.startswith("2")]
+            if len(success) != 1:
+                wrong.append(f"{where}: success answers {success}")
+                continue
+            if not {"401", "403", "404", "422", "429", "503"} <= set(op["responses"]):
+                wrong.append(f"{where}: error answers missing from {sorted(op['responses'])}")
+            content = op["responses"][success[0]].get("content", {}).get("application/json")
+            if success[0] == "204":
+                continue
+            if not content or "schema" not in content or "example" not in content:
+                wrong.append(f"{where}: {success[0]} without a schema and an example (scripts/openapi-examples)")
+                continue
+            schema = {**nullable_as_json_schema(content["schema"]), "components": components}
+            for error in jsonschema.Draft7Validator(schema).iter_errors(content["example"]):
+                wrong.append(f"{where}: the example does not fit its schema at {list(error.path)}: {error.message}")
+    assert None not in ids and len(ids) == len(set(ids)), "every operation has an operationId of its own"
+    assert not wrong, "\n".join(wrong)
+    page = api.client.get("/docs").get_data(as_text=True)
+    toc, first_section = page.index('id="contents"'), page.index('<section><h2 id="ideas">')
+    assert toc < first_section < page.index('id="api-keys"') < page.index('id="audit"'), "contents, then by tag"
+    assert 'href="#acceptMatch"' in page and "operationId <code>acceptMatch</code>" in page and "Example" in page
+
+
+def nullable_as_json_schema(value: Any) -> Any:
+    """OpenAPI 3.0's `nullable: true` as JSON Schema's type list (for jsonschema to check examples)."""
+    if isinstance(value, list):
+        return [nullable_as_json_schema(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: nullable_as_json_schema(v) for k, v in value.items() if k != "nullable"}
+    if value.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    elif value.get("nullable"):
+        out = {"anyOf": [out, {"type": "null"}]}
+    return out
 
 
 # --- reactions to other services' events ----------------------------------------------------------------

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -368,6 +370,38 @@ ROUTES: tuple[Route, ...] = (
 def lab() -> Iterator[Lab]:
     with running_platform("memory://", webhook_allow=("127.0.0.0/8",), rate_limit=UNLIMITED) as api:
         yield Lab.build(api)
+    if os.environ.get("TWINCITY_RECORD_EXAMPLES"):  # scripts/openapi-examples
+        record_examples(RECORDED, Path(os.environ["TWINCITY_RECORD_EXAMPLES"]))
+
+
+# The first successful call of each route (a city key's where one succeeds), for the OpenAPI document's examples.
+RECORDED: dict[str, dict[str, Any]] = {}
+
+
+def remember(route: Route, body: Any, response: Any) -> None:
+    if route.label in RECORDED or response.status_code >= 300:
+        return
+    example: dict[str, Any] = {"status": response.status_code}
+    if body is not None:
+        example["request"] = body
+    if response.status_code != 204:
+        example["response"] = response.json_body
+    RECORDED[route.label] = example
+
+
+def record_examples(recorded: dict[str, dict[str, Any]], path: Path) -> None:
+    """Writes the examples, lists cut to their first two items and secrets replaced by a placeholder."""
+    def shortened(value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {k: shortened(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [shortened(v) for v in value[:2]]
+        if key == "key" and isinstance(value, str) and value.startswith("tcl_"):
+            return "tcl_EXAMPLE-the-secret-is-shown-once"
+        return value
+
+    examples = {label: shortened(recorded[label]) for label in sorted(recorded)}
+    path.write_text(json.dumps(examples, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
 def test_the_table_has_a_row_for_every_documented_route(lab: Lab):
@@ -391,6 +425,8 @@ def test_every_kind_of_caller_gets_exactly_its_status(lab: Lab, route: Route):
         body = route.body(lab) if route.body else None
         response = lab.api.call(route.method, url, lab.keys[role], body)
         got[role] = response.status_code
+        if role in ("owner", "admin"):
+            remember(route, body, response)
         where = f"{role}: {route.method} {url}" + (f" {json.dumps(body, ensure_ascii=False)}" if body else "")
         if response.status_code != expected[role]:
             wrong.append(f"{where} -> {response.status_code} (expected {expected[role]}): {response.json_body}")
