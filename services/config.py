@@ -117,14 +117,14 @@ def _name(name: str, value: str) -> str:
 
 @dataclass(frozen=True)
 class Var:
-    """One configuration variable: its name, default and meaning (the README table is built from these)."""
+    """One configuration variable: its name, default and meaning (docs/configuration.md's tables follow these)."""
 
     name: str
     default: str
     help: str
 
 
-# Every variable the platform reads. README.md's configuration table mirrors this list
+# Every variable the platform reads. docs/configuration.md's tables mirror this list
 # (tests/unit/test_config.py keeps them in step).
 VARIABLES: tuple[Var, ...] = (
     Var("AMQP_URL", "memory://", "Broker URL: amqp://user:pass@host:5672/vhost, or memory:// (in-process)."),

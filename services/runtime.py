@@ -1,7 +1,7 @@
 """The wiring of one service in one process: its settings, database, outbox relay, web app and consumers.
 
 A service describes itself once in a `ServiceSpec` and wires its parts in its `bootstrap.py` (a `Wiring`: bound
-handlers, routes, periodic work); `Runtime` turns that into the processes of ARCHITECTURE.md: `create_app()` for
+handlers, routes, periodic work); `Runtime` turns that into the processes of docs/architecture.md: `create_app()` for
 `<service> web`, `run_worker()` for `<service> worker`, and both at once inside `twincity dev`.
 """
 

@@ -12,7 +12,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import kombu
 import pytest
@@ -27,13 +27,17 @@ if AMQP_TEST_URL.startswith("memory://"):
     AMQP_TEST_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.01,
-             message: str = "condition") -> None:
-    """Poll until `condition()` is truthy (the e2e style: wait for an outcome, never sleep blindly)."""
+T = TypeVar("T")
+
+def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.01,
+             message: str = "condition") -> T:
+    """Poll until `condition()` is truthy and give its value (the e2e style: wait for an outcome, never sleep
+    blindly)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():
-            return
+        value = condition()
+        if value:
+            return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
 

@@ -1,5 +1,5 @@
 """The code's shape, held in CI: style and complexity (ruff), the layers (import-linter), short functions, and the
-same rooms in every service (ARCHITECTURE.md: domain, usecases, repository, schemas, handlers, api, bootstrap)."""
+same rooms in every service (docs/architecture.md: domain, usecases, repository, schemas, handlers, api, bootstrap)."""
 
 from __future__ import annotations
 
