@@ -410,6 +410,8 @@ def proxy(rest: str) -> Response:
                         content_type=reply.headers.get("Content-Type", "application/json"))
     if reply.headers.get("Location"):
         response.headers["Location"] = PREFIX + reply.headers["Location"]
+    if reply.headers.get("Retry-After"):  # a service's 503 that did nothing: when to send it again
+        response.headers["Retry-After"] = reply.headers["Retry-After"]
     return response
 
 

@@ -30,6 +30,8 @@ class Unprocessable(Refused):
 
 
 class Unavailable(Refused):
-    """A part this needs does not answer right now, and nothing was kept: try again shortly."""
+    """A part this needs does not answer right now, and nothing was kept: try again shortly (Retry-After says
+    when; the API's rule: a 503 with Retry-After did nothing)."""
 
     status, title = 503, "Service Unavailable"
+    retry_after = 5  # seconds

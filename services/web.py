@@ -224,7 +224,10 @@ def _problem(exc: Problem) -> Response:
 
 
 def _refused(exc: Refused) -> Response:
-    return problem_response(exc.status, exc.title, str(exc))
+    response = problem_response(exc.status, exc.title, str(exc))
+    if getattr(exc, "retry_after", None):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _invalid(exc: ValidationError) -> Response:

@@ -357,6 +357,7 @@ def test_a_webhook_is_not_kept_when_its_events_can_not_be_bound(napi: Api, recei
         r = napi.call("POST", "/webhooks", keys["karlsruhe"],
                       {"url": receiver.url, "events": ["idea.submitted"], "secret": SECRET})
         assert r.status_code == 503 and "nothing was kept" in r.json_body["detail"]
+        assert r.headers["Retry-After"] == "5", "the API's rule: a 503 with Retry-After did nothing, send it again"
         assert napi.ok("GET", "/webhooks", keys["karlsruhe"])["items"] == []
     finally:
         del runtime._sync_bindings_locked
