@@ -83,10 +83,15 @@ city websites and chat bots (keys, first calls, paging, errors, webhooks and the
 <code>{{ op.path }}</code> — {{ op.summary }}</h3>
 <p class="opid">operationId <code>{{ op.operation_id }}</code></p>
 {% if op.description %}<p>{{ op.description }}</p>{% endif %}
-{% if op.fields %}<table><tr><th>field</th><th>type</th><th>required</th><th>meaning</th></tr>
+{% if op.params %}<table><caption>Parameters</caption><tr><th>name</th><th>in</th><th>type</th><th>required</th>
+<th>meaning</th></tr>{% for p in op.params %}<tr><td><code>{{ p.name }}</code></td><td>{{ p.where }}</td>
+<td>{{ p.type }}</td><td>{{ "yes" if p.required else "" }}</td><td>{{ p.description }}</td></tr>{% endfor %}</table>
+{% endif %}
+{% if op.fields %}<table><caption>Body</caption><tr><th>field</th><th>type</th><th>required</th><th>meaning</th></tr>
 {% for f in op.fields %}<tr><td><code>{{ f.name }}</code></td><td>{{ f.type }}</td>
 <td>{{ "yes" if f.required else "" }}</td><td>{{ f.description }}</td></tr>{% endfor %}</table>{% endif %}
 {% if op.example %}<details><summary>Example</summary>
+<pre>{{ op.example.curl }}</pre>
 {% if op.example.request is defined %}<p>Request body</p><pre>{{ op.example.request }}</pre>{% endif %}
 <p>Answer: {{ op.example.status }}</p>{% if op.example.response is defined %}<pre>{{ op.example.response }}</pre>
 {% endif %}</details>{% endif %}
@@ -94,7 +99,7 @@ city websites and chat bots (keys, first calls, paging, errors, webhooks and the
 </body></html>"""
 
 
-def docs_page(spec: Mapping[str, Any], prefix: str) -> str:
+def docs_page(spec: Mapping[str, Any], prefix: str, origin: str = "") -> str:
     """A readable page of the OpenAPI document, rendered on the server (works without JavaScript)."""
     tags = {name: {"id": _anchor(name), "name": name, "description": words, "ops": []} for name, words in TAGS}
     for path, ops in spec.get("paths", {}).items():
@@ -104,7 +109,8 @@ def docs_page(spec: Mapping[str, Any], prefix: str) -> str:
                 "id": op.get("operationId") or _anchor(f"{method}-{path}"), "operation_id": op.get("operationId"),
                 "method": method, "path": path, "summary": op.get("summary", ""),
                 "description": _code(op.get("description", "")), "fields": _fields(spec, op),
-                "example": _shown_example(examples().get(f"{method.upper()} {path.removeprefix(prefix)}")),
+                "params": _params(op), "example": _shown_example(
+                    method, path, examples().get(f"{method.upper()} {path.removeprefix(prefix)}"), origin),
             })
     return render_template_string(DOCS_PAGE, tags=[tag for tag in tags.values() if tag["ops"]], prefix=prefix)
 
@@ -117,12 +123,25 @@ def _fields(spec: Mapping[str, Any], op: Mapping[str, Any]) -> list[dict[str, An
              "description": prop.get("description", "")} for name, prop in schema.get("properties", {}).items()]
 
 
-def _shown_example(example: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _params(op: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The path and query parameters: name, where, type, whether required, meaning."""
+    return [{"name": p["name"], "where": p["in"], "type": p.get("schema", {}).get("type", ""),
+             "required": p.get("required", False), "description": p.get("description", "")}
+            for p in op.get("parameters", []) if "name" in p]
+
+
+def _shown_example(method: str, path: str, example: Mapping[str, Any] | None, origin: str) -> dict[str, Any] | None:
+    """The recorded call as a curl line, its body and its answer, for the page."""
     if not example:
         return None
     shown = {key: json.dumps(example[key], ensure_ascii=False, indent=2)
              for key in ("request", "response") if key in example}
-    return {"status": example["status"], **shown}
+    verb = "" if method == "get" else f" -X {method.upper()}"
+    curl = f'curl -s{verb} "{origin}{path}" -H "Authorization: Bearer $KEY"'
+    if "request" in example:
+        body = json.dumps(example["request"], ensure_ascii=False).replace("'", "'\\''")
+        curl += " \\\n     -H 'Content-Type: application/json' -d '" + body + "'"
+    return {"status": example["status"], "curl": curl, **shown}
 
 
 def _anchor(text: str) -> str:

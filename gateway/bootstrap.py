@@ -111,7 +111,8 @@ public = Blueprint("public", __name__)
 
 @public.get("/docs")
 def docs() -> Response:
-    return Response(apidocs.docs_page(api.gateway().merged_spec(), api.PREFIX), mimetype="text/html")
+    page = apidocs.docs_page(api.gateway().merged_spec(), api.PREFIX, origin=request.host_url.rstrip("/"))
+    return Response(page, mimetype="text/html")
 
 
 @public.route("/unsubscribe/<token>", methods=["GET", "POST"])

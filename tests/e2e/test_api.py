@@ -377,6 +377,9 @@ def test_every_operation_has_an_id_a_tag_an_answer_with_a_fitting_example_and_it
     toc, first_section = page.index('id="contents"'), page.index('<section><h2 id="ideas">')
     assert toc < first_section < page.index('id="api-keys"') < page.index('id="audit"'), "contents, then by tag"
     assert 'href="#acceptMatch"' in page and "operationId <code>acceptMatch</code>" in page and "Example" in page
+    listing = page[page.index('id="listIdeas"'):page.index('id="readIdea"')]
+    assert "<code>city</code>" in listing and "<code>cursor</code>" in listing, "query parameters are listed"
+    assert 'curl -s &#34;http://localhost/api/v1/ideas&#34;' in listing, "each example as a curl line"
 
 
 def nullable_as_json_schema(value: Any) -> Any:

@@ -165,6 +165,7 @@ def test_two_cities_find_each_other_accept_and_see_their_project(served, chromiu
     reasons_de = card_de.locator("ul.reasons").inner_text()
     assert "Ähnliches Vorhaben" in reasons_de and "Gleiches Thema: Ökologie & Gesundheit" in reasons_de
     german.screenshot(path=str(shots / "03-matches-de.png"), full_page=True)
+    german.screenshot(path=str(shots / "00-matches-de-top.png"), clip={"x": 0, "y": 0, "width": 1200, "height": 560})
 
     card_ru = match_card(russian, GERMAN_IDEA["title"])
     assert card_ru.locator("a[lang=de]", has_text=GERMAN_IDEA["title"]).count() == 1

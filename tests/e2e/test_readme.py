@@ -111,7 +111,8 @@ def test_the_demo_start_up_network_is_matched_as_the_guide_says(demo):
     api, lab = demo
     k = lab.city_keys["karlsruhe"]
     ideas = {i["title"]: i["id"] for i in api.ok("GET", "/ideas?limit=100", k)["items"]}
-    assert "start-up network" in README and "online networking for young entrepreneurs" in README
+    flat = " ".join(README.split())
+    assert "start-up network" in flat and "online networking for young entrepreneurs" in flat
 
     def titles() -> set[str]:
         matches = api.ok("GET", f"/ideas/{ideas['Start-up-Netzwerk Karlsruhe–Krasnodar']}/matches", k)["items"]
@@ -126,12 +127,12 @@ def test_the_demo_start_up_network_is_matched_as_the_guide_says(demo):
 def test_the_three_curl_lines_add_a_city_a_partnership_and_a_key(demo):
     """Run as written, with curl, against the gateway served on a port of its own."""
     api, _lab = demo
-    lines = [line for line in README.splitlines() if line.startswith("curl -s localhost:8080/api/v1/")]
+    lines = [line for line in README.splitlines() if line.startswith("curl -s http://127.0.0.1:8080/api/v1/")]
     assert len(lines) == 3, lines
     server = make_server("127.0.0.1", 0, api.platform.gateway, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        answers = [subprocess.run(["bash", "-c", line.replace("localhost:8080", f"127.0.0.1:{server.server_port}")],
+        answers = [subprocess.run(["bash", "-c", line.replace("127.0.0.1:8080", f"127.0.0.1:{server.server_port}")],
                                   env={"PATH": os.environ["PATH"], "ADMIN": ADMIN}, capture_output=True, text=True,
                                   timeout=20, check=True).stdout for line in lines]
     finally:
