@@ -58,11 +58,18 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """For people: the correlation id in brackets only where there is one."""
+
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(service)s [%(correlation_id)s] %(name)s: %(message)s")
+        super().__init__("%(asctime)s %(levelname)-7s %(service)s%(traced)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        correlation = getattr(record, "correlation_id", None)
+        record.traced = f" [{correlation}]" if correlation else ""
+        try:
+            return redact(super().format(record))
+        finally:
+            del record.traced  # not a field of the record for any other handler
 
 
 def setup(service: str, level: str = "info", fmt: str = "json") -> None:
