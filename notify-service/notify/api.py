@@ -33,9 +33,11 @@ DOCS = ApiDocs("notify")
 DOCS.operation("/webhooks", "post", "Subscribe a URL to events of your city",
                operation_id="createWebhook", tag="Webhooks", scope="write",
                body=WebhookIn, responses={201: WebhookOut},
-               description="Each delivery is a POST of the event envelope with X-Twincity-Signature: "
-                           "sha256=HMAC-SHA256(secret, body). Failed deliveries are retried with growing delays; "
-                           "after 10 failures in a row the subscription pauses.")
+               description="Each delivery is a POST of the event envelope with X-Twincity-Timestamp (Unix "
+                           "seconds) and X-Twincity-Signature-V2: sha256=HMAC-SHA256(secret, \"<X-Twincity-Delivery>."
+                           "<X-Twincity-Timestamp>.<body>\"): refuse a timestamp more than five minutes off "
+                           "(docs/integrate.md). Failed deliveries are retried with growing delays; after 10 "
+                           "failures in a row the subscription pauses.")
 DOCS.operation("/webhooks", "get", "Your city's webhook subscriptions", tag="Webhooks", responses={200: WebhookList})
 DOCS.operation("/webhooks/{webhook_id}", "get", "One subscription", tag="Webhooks", responses={200: WebhookOut})
 DOCS.operation("/webhooks/{webhook_id}", "delete", "Remove a subscription",

@@ -487,12 +487,21 @@ def webhook_cities(envelope: Mapping[str, Any]) -> set[str]:
 # --- signing ---------------------------------------------------------------------------------------------
 
 PING = "webhook.ping"  # a test delivery (POST /webhooks/{id}/ping): sent even while its subscription is paused
-SIGNATURE_HEADER = "X-Twincity-Signature"
+SIGNATURE_HEADER = "X-Twincity-Signature"  # the body alone: kept for receivers written before V2
+SIGNATURE_V2_HEADER = "X-Twincity-Signature-V2"  # delivery id, time and body: a receiver can refuse replays
+TIMESTAMP_HEADER = "X-Twincity-Timestamp"
 
 
 def signature(secret: str, body: bytes) -> str:
     """HMAC-SHA256 of the body with the subscription's secret, as the receiver recomputes it."""
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def signature_v2(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
+    """HMAC-SHA256 of "<delivery id>.<unix seconds>.<body>": the receiver checks the time is recent (a captured
+    delivery replayed later is refused) and that the delivery id it dedupes by is the one that was signed."""
+    signed = f"{delivery_id}.{timestamp}.".encode() + body
+    return "sha256=" + hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
 
 
 def unsubscribe_token(secret: str, participant_id: str) -> str:

@@ -24,7 +24,8 @@ class WebhookIn(Strict):
                          validate=validate.Length(min=1, max=len(WEBHOOK_EVENTS)),
                          metadata={"description": "Event types to receive, or [\"*\"] for all."})
     secret = fields.Str(required=True, validate=validate.Length(min=16, max=200),
-                        metadata={"description": "Key of the X-Twincity-Signature HMAC-SHA256 of each body."})
+                        metadata={"description": "Key of each delivery's HMAC-SHA256 signature "
+                                                 "(X-Twincity-Signature-V2)."})
     city = fields.Str(load_default=None, metadata={"description": "Only for admin keys: the city it listens for."})
 
     @validates("url")

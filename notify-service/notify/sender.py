@@ -198,12 +198,15 @@ class Sender:
             self._give_up(self.repo.deliveries, doc, f"the event could not be written as JSON: {exc!r}", started,
                           "webhook")
             return
+        sent_at = int(time.time())  # each attempt signed anew: a retry is as recent as its time
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "TwinCityLab-Webhooks/1",
             "X-Twincity-Event": event_type,
             "X-Twincity-Delivery": doc["_id"],
+            domain.TIMESTAMP_HEADER: str(sent_at),
             domain.SIGNATURE_HEADER: domain.signature(subscription["secret"], body),
+            domain.SIGNATURE_V2_HEADER: domain.signature_v2(subscription["secret"], doc["_id"], sent_at, body),
         }
         try:
             # Resolved once, every address checked, and only those connected to (webhook_http.post).

@@ -7,8 +7,9 @@ loopback port; the platform runs in this process and sends to it over HTTP. Prov
 - a real delivery of the platform (a ping, and the `idea.submitted` of an idea submitted through the API) is
   verified by the receiver, answered 204 and recorded `delivered` in GET /webhooks/{id}/deliveries;
 - the receiver says which event it verified, with the event id and the delivery id the platform recorded;
-- a wrong signature, a signature of another body and no signature at all get 401 and are not taken for an event,
-  while the same body signed with the webhook's secret gets 204 (so the 401s were the signature's).
+- a wrong signature, a signature of another body, no signature, a delivery signed ten minutes ago (replayed), one
+  signed for another delivery id and the body-only V1 signature get 401 and are not taken for an event, while the
+  same body signed with the webhook's secret gets 204 (so the 401s were the signature's).
 
 A missing `node` or `php` skips its case, saying how to get it (scripts/test installs php-cli when it runs as root).
 """
@@ -25,6 +26,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -69,8 +71,14 @@ def snippet(marker: str) -> str:
     return blocks[0]
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+DELIVERY = "dlv_not_from_the_platform"
+
+
+def sign(secret: str, body: bytes, delivery: str = DELIVERY, stamp: int | None = None) -> tuple[str, int]:
+    """X-Twincity-Signature-V2 as the platform makes it, and the timestamp it covers (now, unless given)."""
+    stamp = int(time.time()) if stamp is None else stamp
+    signed = f"{delivery}.{stamp}.".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest(), stamp
 
 
 @dataclass
@@ -87,12 +95,13 @@ class Running:
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
-    def post(self, body: bytes, signature: str | None) -> int:
+    def post(self, body: bytes, signed: tuple[str, int] | None, **extra: str) -> int:
         """A request sent straight to the receiver, as someone else than the platform could; its status."""
         headers = {"Content-Type": "application/json", "X-Twincity-Event": "idea.withdrawn",
-                   "X-Twincity-Delivery": "dlv_not_from_the_platform"}
-        if signature is not None:
-            headers["X-Twincity-Signature"] = signature
+                   "X-Twincity-Delivery": DELIVERY, **extra}
+        if signed is not None:
+            headers["X-Twincity-Signature-V2"], stamp = signed
+            headers["X-Twincity-Timestamp"] = str(stamp)
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         try:
             connection.request("POST", "/hooks/twincity", body=body, headers=headers)
@@ -195,8 +204,13 @@ def test_the_guides_receiver_verifies_real_deliveries_and_refuses_forged_ones(
                                  "payload": {"idea_id": idea["id"], "city": "karlsruhe", "version": 2}}).encode()
             assert receiver.post(forged, sign("not-the-webhook-secret", forged)) == 401, "a wrong secret"
             assert receiver.post(forged, sign(SECRET, forged + b" ")) == 401, "the signature of another body"
-            assert receiver.post(forged, "sha256=" + "0" * 64) == 401, "a made-up signature"
+            assert receiver.post(forged, ("sha256=" + "0" * 64, int(time.time()))) == 401, "a made-up signature"
             assert receiver.post(forged, None) == 401, "no signature"
+            captured = sign(SECRET, forged, stamp=int(time.time()) - 600)
+            assert receiver.post(forged, captured) == 401, "a delivery signed ten minutes ago, replayed"
+            assert receiver.post(forged, sign(SECRET, forged, delivery="dlv_other")) == 401, "another delivery's"
+            v1 = "sha256=" + hmac.new(SECRET.encode(), forged, hashlib.sha256).hexdigest()
+            assert receiver.post(forged, None, **{"X-Twincity-Signature": v1}) == 401, "the body-only signature"
             assert "forged-event-0001" not in receiver.output()
             # The same body signed with the secret passes: the 401s above were the signature's doing.
             assert receiver.post(forged, sign(SECRET, forged)) == 204

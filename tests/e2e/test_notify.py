@@ -103,6 +103,12 @@ def test_a_webhook_receiver_gets_a_correctly_signed_match_proposed(napi: Api, re
     call = next(c for c in receiver.calls if c["headers"]["X-Twincity-Event"] == "match.proposed")
     expected = "sha256=" + hmac.new(SECRET.encode(), call["body"], hashlib.sha256).hexdigest()
     assert hmac.compare_digest(call["headers"]["X-Twincity-Signature"], expected)
+    # V2 binds the delivery id and a recent time to the body: a replay later, or under another id, fails.
+    sent_at, delivery = call["headers"]["X-Twincity-Timestamp"], call["headers"]["X-Twincity-Delivery"]
+    assert abs(int(sent_at) - time.time()) < 60
+    signed = f"{delivery}.{sent_at}.".encode() + call["body"]
+    v2 = "sha256=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(call["headers"]["X-Twincity-Signature-V2"], v2)
     envelope = json.loads(call["body"])
     assert envelope["type"] == "match.proposed" and envelope["payload"]["kind"] == "idea"
     assert {s["city"] for s in envelope["payload"]["sides"]} == {"karlsruhe", "krasnodar"}

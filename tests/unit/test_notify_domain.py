@@ -62,6 +62,14 @@ def test_the_signature_is_hmac_sha256_of_the_body():
     assert domain.signature("s3cret", body) == f"sha256={expected}"
 
 
+def test_the_v2_signature_covers_the_delivery_id_the_time_and_the_body():
+    body = b'{"type":"match.proposed"}'
+    expected = hmac.new(b"s3cret", b"dlv_1.1764750000." + body, hashlib.sha256).hexdigest()
+    assert domain.signature_v2("s3cret", "dlv_1", 1764750000, body) == f"sha256={expected}"
+    assert domain.signature_v2("s3cret", "dlv_2", 1764750000, body) != f"sha256={expected}"
+    assert domain.signature_v2("s3cret", "dlv_1", 1764750001, body) != f"sha256={expected}"
+
+
 def test_unsubscribe_tokens_are_bound_to_the_person_and_the_secret():
     token = domain.unsubscribe_token("key", "prt_1")
     assert domain.check_unsubscribe_token("key", token) == "prt_1"
