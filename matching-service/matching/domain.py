@@ -181,6 +181,28 @@ def topic_text(idea: Mapping[str, Any], topic: Callable[[str], str]) -> str:
     return topic(f"{idea['title']}. {idea.get('description', '')} {tags}".strip())
 
 
+def without_repeats(proposals: Sequence[Proposal],
+                    authors_matched_with: Callable[[str], set[str]]) -> list[Proposal]:
+    """The proposals less those that tell a person nothing new: an idea proposed to someone for their interests
+    while their own idea is proposed with it (in this batch) or was matched with it before (`authors_matched_with`:
+    the authors of the ideas an idea has idea matches with). One card per pair on a person's page, not two."""
+    paired: dict[str, set[str]] = {}  # idea -> authors of the ideas proposed with it in this batch
+    for proposal in proposals:
+        if proposal.fields["kind"] != "interest":
+            sides = proposal.fields["sides"]
+            for side in sides:
+                paired.setdefault(side["idea_id"], set()).update(
+                    other.get("author_id") for other in sides if other is not side)
+    kept = []
+    for proposal in proposals:
+        if proposal.fields["kind"] == "interest":
+            person, idea = proposal.fields["sides"][0]["participant_id"], proposal.fields["sides"][1]["idea_id"]
+            if person in paired.get(idea, set()) or person in authors_matched_with(idea):
+                continue
+        kept.append(proposal)
+    return kept
+
+
 def pair_key(kind: str, a: str, b: str) -> str:
     """One string per unordered pair: the unique key that stops a pair from being proposed twice."""
     first, second = sorted((a, b)) if kind == "idea" else (a, b)

@@ -110,7 +110,13 @@ def propose(uow: UnitOfWork, proposals: Sequence[domain.Proposal], clock: Clock)
     """Store the proposals the engine found, each with its match.proposed event; a pair proposed before (by this
     worker or another) is not proposed again. Returns the proposals made."""
     at = clock()
-    return sum(uow.matches.propose(Match.propose(proposal, at=at)) for proposal in proposals)
+
+    def authors_matched_with(idea_id: str) -> set[str]:
+        return {side.get("author_id") for match in uow.matches.of_idea(idea_id) if match["kind"] != "interest"
+                for side in match["sides"]}
+
+    kept = domain.without_repeats(proposals, authors_matched_with)
+    return sum(uow.matches.propose(Match.propose(proposal, at=at)) for proposal in kept)
 
 
 def idea_withdrawn(uow: UnitOfWork, engine: Engine, idea_id: str, version: int, city: str, clock: Clock) -> None:

@@ -121,6 +121,11 @@ def test_the_demo_start_up_network_is_matched_as_the_guide_says(demo):
 
     wait_for(lambda: "Онлайн-нетворкинг для молодых предпринимателей" in titles(), 30, 0.05,
              message="the demo's start-up network matched with Krasnodar's online networking")
+    # Lena sees that pair once: not again as an idea for her interests (start-ups), since her own idea is in it.
+    lena = lab.participants["karlsruhe"][0]
+    networking = api.ok("GET", f"/ideas/{ideas['Онлайн-нетворкинг для молодых предпринимателей']}/matches", k)["items"]
+    assert not [m for m in networking if m["kind"] == "interest"
+                and any(side.get("participant_id") == lena for side in m["sides"])], networking
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")

@@ -229,3 +229,28 @@ def test_the_city_names_taken_out_of_texts_are_read_again_after_a_city_event_not
     repo.names = ["Karlsruhe", "Краснодар"]
     engine.forget_city_names()  # this process handled city.registered / city.updated
     assert engine.topic_filter()("Сады Краснодара") == "Сады" and repo.reads == 2
+
+
+def test_an_idea_is_not_proposed_for_a_persons_interests_when_their_own_idea_is_proposed_with_it():
+    policy = domain.MatchPolicy()
+
+    def idea_side(idea: str, author: str | None) -> dict:
+        return {"idea_id": idea, "author_id": author, "participant_id": None}
+
+    def interest(person: str, idea: str) -> domain.Proposal:
+        return domain.Proposal({"kind": "interest", "sides": [
+            {"idea_id": None, "author_id": None, "participant_id": person}, idea_side(idea, "anna")]}, policy)
+
+    pair = domain.Proposal({"kind": "idea", "sides": [idea_side("netzwerk", "lena"), idea_side("networking", "anna")]},
+                           policy)
+    asked: list[str] = []
+
+    def before(idea: str) -> set[str]:
+        asked.append(idea)
+        return {"jonas"} if idea == "networking" else set()
+
+    kept = domain.without_repeats([pair, interest("lena", "networking"), interest("jonas", "networking"),
+                                   interest("miriam", "networking"), interest("lena", "festival")], before)
+    # Lena's own idea is proposed with it (this batch), Jonas's was matched with it before: one card each, not two.
+    assert kept == [pair, interest("miriam", "networking"), interest("lena", "festival")]
+    assert set(asked) <= {"networking", "festival"}

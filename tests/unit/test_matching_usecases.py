@@ -119,6 +119,9 @@ class FakeMatches(FakeDocuments[Match]):
     def due(self, at: datetime) -> list[Match]:
         return [m for m in self.find({}) if m.get("status") in domain.OPEN_STATUSES and m.get("expires_at") < at]
 
+    def of_idea(self, idea_id: str) -> list[dict[str, Any]]:
+        return [m.doc for m in self.find({}) if idea_id in [s.get("idea_id") for s in m.get("sides")]]
+
     def forget_person(self, pid: str) -> None:
         for doc in self.docs.values():
             doc["sides"] = [{**s, **{k: None for k in ("participant_id", "author_id") if s.get(k) == pid}}
