@@ -1,6 +1,7 @@
 """A participant's joint projects: the workspace of each (plan, members, messages, meetings, join requests) and the
 projects of their partnerships they may ask to join. Every form posts to the matching service's API in the visitor's
-name; the service decides who may do what."""
+name; the service decides who may do what. A coordinator reads the projects of their city's partnerships: plan,
+members, meetings and who asks to join, without the forms (the members' messages stay theirs)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 
-from gateway.pages.web import ServiceError, backend, call, me, participant_only, seg
+from gateway.pages.web import ServiceError, backend, call, me, participant_only, seg, signed_in
 
 bp = Blueprint("projects", __name__)
 PROJECT_STATUS = {"forming": lazy_gettext("forming"), "active": lazy_gettext("active"),
@@ -22,22 +23,25 @@ MOST_MESSAGES = 500  # the workspace shows a project's last 500 messages at most
 
 
 @bp.get("/projects", endpoint="list")
-@participant_only
+@signed_in
 def list_projects() -> Any:
-    # A signed-in participant's caller gets their own projects only (the matching service decides that).
+    # A signed-in participant's caller gets their own projects only, a coordinator's those of the city's
+    # partnerships (the matching service decides that).
     caller = backend().caller_of(me())
     mine = list(backend().all_pages(caller, "matching", "/projects", most=1000))
-    joinable = list(backend().all_pages(caller, "matching", "/projects", {"joinable": "true"}, most=200))
+    joinable = [] if me().coordinator else list(
+        backend().all_pages(caller, "matching", "/projects", {"joinable": "true"}, most=200))
     return render_template("pages/projects.html", projects=mine, joinable=joinable, PROJECT_STATUS=PROJECT_STATUS)
 
 
 # Notifications name things by the API's paths (/projects/<id>); the same path without /api/v1 opens its page.
 @bp.get("/projects/<project_id>", endpoint="show")
-@participant_only
+@signed_in
 def show_project(project_id: str, **plan: Any) -> Any:
-    """The workspace; `plan`: a plan form to show again as it was sent (plan_form) with what was wrong (plan_error)."""
+    """The workspace; `plan`: a plan form to show again as it was sent (plan_form) with what was wrong (plan_error).
+    A coordinator sees it without forms and without the members' messages."""
     project = call("matching", "GET", f"/projects/{seg(project_id)}")
-    messages = messages_of(project_id) if project.get("is_member") else []
+    messages = messages_of(project_id) if project.get("is_member") and me().participant else []
     return render_template("pages/project.html", p=project, messages=messages, PROJECT_STATUS=PROJECT_STATUS,
                            ROLE=ROLE, me_id=me().participant_id,
                            other_cities=[c for c in project.get("cities", []) if c != me().city],

@@ -285,13 +285,15 @@ def load_visitor() -> Visitor | None:
     return None
 
 
-def only_for(kind: str, signin: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A view for signed-in visitors of `kind` (participant, coordinator); others go to sign in first."""
+def only_for(kind: str | tuple[str, ...], signin: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A view for signed-in visitors of `kind` (participant, coordinator, or both); others go to sign in first."""
+    kinds = (kind,) if isinstance(kind, str) else kind
+
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             visitor = g.get("visitor")
-            if visitor is None or visitor.kind != kind:
+            if visitor is None or visitor.kind not in kinds:
                 return redirect(url_for(signin, next=request.full_path.rstrip("?")))
             return view(*args, **kwargs)
         return wrapped
@@ -300,6 +302,7 @@ def only_for(kind: str, signin: str) -> Callable[[Callable[..., Any]], Callable[
 
 participant_only = only_for("participant", "pages.account.signin")
 coordinator_only = only_for("coordinator", "pages.account.coordinator_signin")
+signed_in = only_for(("participant", "coordinator"), "pages.account.signin")
 
 
 def security_headers(response: Response) -> Response:

@@ -282,3 +282,16 @@ def test_the_project_workspace_works_with_forms_alone_in_german_and_russian():
         lena_b.post(accept)
         assert "Дмитрий Кузнецов" in [m["name"] for m in api.ok("GET", workspace, ka)["members"]][-1:]
         assert "Кто участвует" in dima_b.text(workspace), "a member now"
+
+        # Karlsruhe's coordinator follows the project: plan, members, meetings; no forms, not the messages
+        coordinator = Browser(api.platform.gateway, "de")
+        coordinator.coordinator(ka)
+        listing = coordinator.text("/projects")
+        assert "Gemeinsame Projekte eurer Partnerschaften" in listing and f'href="{workspace}"' in listing
+        seen = coordinator.text(workspace)
+        assert "Wir tauschen Saatgut." in seen and "Lena Hoffmann" in seen and "Дмитрий Кузнецов" in seen
+        assert "Kennenlernen" in seen and "Hallo Anna" not in seen, "the members' messages are theirs"
+        assert "<form" not in seen.split("<main", 1)[1], "a coordinator reads; the members change"
+        assert coordinator.post(f"{workspace}/messages", {"text": "Hallo"}).status_code == 302
+        assert [m["text"] for m in api.ok("GET", f"{workspace}/messages", ka)["items"]] == [
+            "Hallo Anna!\nWann passt es dir?"], "a coordinator's post is not taken (it goes to sign in)"
