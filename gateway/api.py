@@ -308,7 +308,8 @@ def invite() -> tuple[Response, int]:
     who = caller_of(need("write"))
     parts = gateway()
     assert parts.invitations is not None and parts.invitation_mail is not None
-    doc, link = usecases.invite(parts.invitations, parts.invitation_mail, who, json_body(schemas.InvitationIn),
+    people = ServiceRegistrar(parts.services["ideas"], parts.directory)
+    doc, link = usecases.invite(parts.invitations, parts.invitation_mail, people, who, json_body(schemas.InvitationIn),
                                 lambda token: f"{parts.public_url}/signin/invitation/{token}")
     return jsonify(schemas.InvitationOut().dump({**doc, **({"link": link} if parts.embedded else {})})), 201
 

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import urllib3
 from werkzeug.test import Client
@@ -170,6 +171,16 @@ class ServiceRegistrar:
     def __init__(self, ideas: ServiceClient, directory: Any) -> None:
         self.ideas = ideas
         self.directory = directory
+
+    def with_email(self, email: str) -> list[dict[str, Any]]:
+        """The participants with this address, of any city (usecases.People, as the sign-in asks)."""
+        caller = self.directory.caller(city=None, scopes=("admin", "read", "write"), key_id="web:gateway",
+                                       default_themes=[])
+        reply = self.ideas.request("GET", f"/internal/participants?{urlencode({'email': email})}",
+                                   body=None, headers={CALLER_HEADER: caller.encode()})
+        if reply.status >= 400:
+            raise Problem(503, "Service Unavailable", "the ideas service could not say who has this address")
+        return list(json.loads(reply.body).get("items", []))
 
     def register(self, city: str, data: Mapping[str, Any]) -> dict[str, Any]:
         caller = self.directory.caller(city=city, scopes=("read", "write"), key_id="web:sign-up", default_themes=[])

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 
 from gateway import domain
 from gateway.audit import AuditLog
-from gateway.domain import City, Invalid, Partnership, RuleViolation
+from gateway.domain import City, Exists, Invalid, Partnership, RuleViolation
 from gateway.keys import ApiKey, KeyStore
 from gateway.repository import Directory
 from gateway.signin import Invitations, LinkInvalid, Sessions, SignInLinks
@@ -202,13 +202,16 @@ class Registrar(Protocol):
     def register(self, city: str, data: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
-def invite(invitations: Invitations, mail: InvitationMail, who: Caller, data: Mapping[str, Any],
+def invite(invitations: Invitations, mail: InvitationMail, people: People, who: Caller, data: Mapping[str, Any],
            link_to: Callable[[str], str]) -> tuple[dict[str, Any], str]:
     """An invitation of the caller's city (an admin key names the city) by e-mail, in the person's language: the
-    invitation and its link (`link_to(token)`: the full address)."""
+    invitation and its link (`link_to(token)`: the full address). Someone who is a participant of the city already
+    is not invited (Exists): they sign in with their address."""
     if who.participant is not None:
         raise Forbidden("a city invites people through its coordinators (a city key), not a participant")
     city = who.acting_city(data.get("city"))
+    if any(person.get("city") == city for person in people.with_email(data["email"])):
+        raise Exists(f"{data['email']} is a participant of {city} already: they sign in with this address")
     doc, token = invitations.make(city, data["email"], data.get("name") or "", data["language"], by=who.key_id)
     link = link_to(token)
     mail.send(doc, link, invitations.days)

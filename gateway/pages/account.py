@@ -106,7 +106,7 @@ def send_later(email: str, next_page: str) -> None:
     pages().mailer.submit(later)
 
 
-class _People:
+class People:
     """usecases.People through the ideas service's endpoints."""
 
     def with_email(self, email: str) -> list[dict[str, Any]]:
@@ -152,7 +152,7 @@ def send_links(email: str, next_page: str) -> list[dict[str, str]]:
         path = url_for("pages.account.signin_link", token=token, next=next_page or None)
         return path, pages().settings.public_url + path
 
-    sent = usecases.request_sign_in(pages().links, _People(), _SignInMail(), email, link_to)
+    sent = usecases.request_sign_in(pages().links, People(), _SignInMail(), email, link_to)
     return [{"name": s.name, "city": s.city, "path": s.path} for s in sent]
 
 
@@ -172,7 +172,7 @@ def signin_link(token: str) -> Any:
         if request.method == "GET":
             usecases.check_sign_in_link(pages().links, token)
             return render_template("pages/signin_confirm.html", token=token, next=next_page)
-        person, sid = usecases.sign_in_with_link(pages().links, pages().sessions, _People(), token)
+        person, sid = usecases.sign_in_with_link(pages().links, pages().sessions, People(), token)
     except LinkInvalid as exc:
         status = 410 if exc.reason in ("expired", "used", "gone") else 400
         return render_template("pages/signin_invalid.html", reason=exc.reason), status

@@ -10,8 +10,8 @@ from flask_babel import gettext as _
 from marshmallow import ValidationError
 
 from gateway import usecases
-from gateway.domain import RuleViolation
-from gateway.pages.account import IdeasRegistrar
+from gateway.domain import Exists, RuleViolation
+from gateway.pages.account import IdeasRegistrar, People
 from gateway.pages.coordinator import caller
 from gateway.pages.messages import all_in_words
 from gateway.pages.web import LOCALES, ServiceError, backend, city_name, coordinator_only, me, pages, seg
@@ -117,9 +117,14 @@ def invite() -> Any:
                                                  ("name", _("a name of one line"))) if field in exc.messages]
         flash(_("The invitation was not sent: it needs %(what)s.", what=", ".join(wrong) or "?"), "error")
         return redirect(url_for("pages.participants.list_people"))
-    _doc, link = usecases.invite(parts.invitations, parts.invitation_mail, caller(), checked,
-                                 lambda token: parts.settings.public_url + url_for("pages.account.invitation",
-                                                                                    token=token))
+    try:
+        _doc, link = usecases.invite(parts.invitations, parts.invitation_mail, People(), caller(), checked,
+                                     lambda token: parts.settings.public_url + url_for("pages.account.invitation",
+                                                                                        token=token))
+    except Exists:
+        flash(_("%(email)s is a participant of your city already: they sign in with this address.",
+                email=checked["email"]), "error")
+        return redirect(url_for("pages.participants.list_people"))
     flash(_("%(email)s is invited: the e-mail is on its way.", email=checked["email"]), "ok")
     if parts.settings.embedded:
         flash(_("No mail server under twincity dev: the link is %(link)s", link=link), "ok")

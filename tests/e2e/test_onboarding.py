@@ -37,6 +37,16 @@ def test_an_invited_person_follows_the_link_and_is_a_participant_signed_in(napi:
     again = Browser(api.platform.gateway, "ru").get(path)
     assert again.status_code == 410, "an invitation is accepted once"
     assert api.ok("GET", "/participants?q=olga", keys["karlsruhe"])["items"] == [], "a partner city's people stay"
+    # Olga is a participant now: inviting her again is refused, saying why, and no invitation is made.
+    twice = api.call("POST", "/invitations", keys["krasnodar"], {"email": "olga@example.org", "language": "ru"})
+    assert twice.status_code == 409 and "participant of krasnodar already" in twice.json_body["detail"]
+    coordinator = Browser(api.platform.gateway, "ru")
+    coordinator.coordinator(keys["krasnodar"])
+    refused = coordinator.post("/coordinator/invitations", {"email": "olga@example.org", "language": "ru"})
+    assert "olga@example.org уже участвует" in coordinator.text(refused.headers["Location"])
+    assert len(api.ok("GET", "/invitations", keys["krasnodar"])["items"]) == 1
+    assert api.ok("POST", "/invitations", keys["karlsruhe"], {"email": "olga@example.org", "language": "de"}), \
+        "another city may invite her"
 
 
 def test_coordinators_list_find_add_edit_and_erase_their_city_s_people():
