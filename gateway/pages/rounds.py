@@ -17,6 +17,7 @@ from gateway import domain, usecases
 from gateway.pages.coordinator import caller, no_partnership, partnership, theme_map
 from gateway.pages.projects import PROJECT_STATUS
 from gateway.pages.web import (
+    IDEA_STATUS,
     MATCH_STATUS,
     ServiceError,
     backend,
@@ -169,14 +170,51 @@ def charts(f: dict[str, Any]) -> list[tuple[str, list[tuple[str, int]], str]]:
     ]
 
 
+# The report's CSV in the coordinator's words (the API's JSON report keeps the keys, for machines).
+FIGURE = {"ideas": lazy_gettext("Ideas"), "ideas by theme and city": lazy_gettext("Ideas by theme and city"),
+          "ideas by city": lazy_gettext("Ideas by city"), "ideas by language": lazy_gettext("Ideas by language"),
+          "ideas by status": lazy_gettext("Ideas by status"), "matches": lazy_gettext("Matches"),
+          "matches by status": lazy_gettext("Matches by status"), "matches by kind": lazy_gettext("Matches by kind"),
+          "projects": lazy_gettext("Projects"), "projects by status": lazy_gettext("Projects by status"),
+          "participants: authors": lazy_gettext("wrote ideas of this round"),
+          "participants: registered": lazy_gettext("registered participants"),
+          "first proposal": lazy_gettext("Waiting for a first proposal")}
+KIND = {"idea": lazy_gettext("two ideas"), "interest": lazy_gettext("an idea and a person's interests"),
+        "coordinator": lazy_gettext("paired by a coordinator")}
+WAITING = {"ideas_proposed": lazy_gettext("ideas with a proposal"), "ideas_waiting": lazy_gettext("ideas without one"),
+           "median_hours": lazy_gettext("half waited at most (hours)"),
+           "p90_hours": lazy_gettext("nine in ten waited at most (hours)"),
+           "max_hours": lazy_gettext("the longest wait (hours)")}
+
+
+def in_words(row: tuple[str, str, str, Any], theme_label: Any) -> list[Any]:
+    """A row of domain.report_rows with its keys in the visitor's language."""
+    figure, what, of, value = row
+    if what == "total":
+        shown = _("total")
+    elif "theme" in figure:
+        shown = theme_label(what)
+    elif "by city" in figure or figure.startswith("participants"):
+        shown = city_name(what)
+    else:
+        words = {"ideas by language": {what: language_name(what) or what}, "ideas by status": IDEA_STATUS,
+                 "matches by status": MATCH_STATUS, "projects by status": PROJECT_STATUS, "matches by kind": KIND,
+                 "first proposal": WAITING}.get(figure, {})
+        shown = words.get(what, what)
+    return [str(FIGURE.get(figure, figure)), str(shown), city_name(of) if of else "", value]
+
+
 @bp.get("/coordinator/rounds/<round_id>/report.csv")
 @coordinator_only
 def report_csv(round_id: str) -> Response:
     figures = usecases.round_report(_Services(), round_id)
+    p = next((x for x in backend().directory.list_partnerships(me().city)
+              if x["_id"] == figures["round"]["partnership"]), None)
+    themes = theme_map(p) if p else {}
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["figure", "what", "of", "value"])
-    writer.writerows(domain.report_rows(figures))
+    writer.writerow([_("Figure"), _("What"), _("City"), _("Value")])
+    writer.writerows(in_words(row, lambda key: label(themes.get(key), key)) for row in domain.report_rows(figures))
     name = f"report-{round_id}.csv"
     return Response("\ufeff" + out.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -126,7 +126,9 @@ def test_a_coordinator_opens_a_round_moves_it_on_and_prints_its_report():
         report = coordinator.text(f"/coordinator/rounds/{found['id']}/report")
         assert "Bericht: Twin City Lab 2027" in report and "<svg" in report and "Ökologie &amp; Gesundheit" in report
         csv_text = coordinator.get(f"/coordinator/rounds/{found['id']}/report.csv").get_data(as_text=True)
-        assert "ideas,total,,2" in csv_text and "ideas by language,ru,,1" in csv_text
+        assert "Ideen,gesamt,,2" in csv_text and "Ideen nach Sprache,Russisch,,1" in csv_text, csv_text
+        assert "Ideen nach Thema und Stadt,Ökologie & Gesundheit,Karlsruhe,1" in csv_text, "words, not keys"
+        assert "_hours" not in csv_text and "by_status" not in csv_text
         moved = coordinator.post(f"/coordinator/rounds/{found['id']}/advance")
         assert moved.status_code == 302
         assert api.ok("GET", f"/rounds/{found['id']}", ka)["phase"] == "matching"
