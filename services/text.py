@@ -98,8 +98,18 @@ def refused_in_text(value: str) -> tuple[int, str] | None:
     return None
 
 
+# The same rules for the API's description (a JSON Schema `pattern`: the characters of the Basic Multilingual Plane
+# that are never welcome; joiners and selectors, allowed beside emoji and in shaping scripts, are left to the server).
+LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u206f\ufeff]*$"
+TEXT_PATTERN = r"^[^\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u206f\ufeff]*$"
+
+
 class OneLine(fields.String):
     """A string field of one line of plain text (a title, name, tag, label): see the module's docstring."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["metadata"] = {"pattern": LINE_PATTERN, **kwargs.get("metadata", {})}
+        super().__init__(*args, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -115,6 +125,10 @@ class Text(fields.String):
     """A string field of plain text that may have several lines (a description, interests). Every line break
     (CR LF, CR, U+2028, U+0085...) is stored as "\\n"; other control, bidirectional and zero-width characters are
     refused, naming the character."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["metadata"] = {"pattern": TEXT_PATTERN, **kwargs.get("metadata", {})}
+        super().__init__(*args, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = _OTHER_BREAKS.sub("\n", super()._deserialize(value, attr, data, **kwargs))
