@@ -92,12 +92,14 @@ class KeyStore:
             doc = {**doc, **wanted}
         return key_of(doc)
 
+    def describe(self, key_id: str) -> dict[str, Any] | None:
+        """One key as list_keys shows it (never its secret), or None."""
+        doc = self.collection.find_one({"_id": key_id}, {"hash": 0})
+        return None if doc is None else _described(doc)
+
     def list_keys(self) -> list[dict[str, Any]]:
         return [
-            {"id": d["_id"], "city": d.get("city"), "scopes": list(key_of(d).scopes), "label": d.get("label", ""),
-             "revoked": bool(d.get("revoked")), "created_at": d.get("created_at"),
-             "last_used_at": d.get("last_used_at"), "rotated_at": d.get("rotated_at"),
-             "expires_at": d.get("expires_at"), "expired": _expired(d)}
+            _described(d)
             for d in self.collection.find({}, {"hash": 0}).sort("created_at", 1)
         ]
 
@@ -164,6 +166,13 @@ def key_of(doc: dict[str, Any]) -> ApiKey:
     city = doc.get("city")
     scopes = tuple(s for s in doc.get("scopes", ()) if city is None or s != "admin")
     return ApiKey(doc["_id"], city, scopes, bool(doc.get("revoked")), doc.get("expires_at"))
+
+
+def _described(d: dict[str, Any]) -> dict[str, Any]:
+    return {"id": d["_id"], "city": d.get("city"), "scopes": list(key_of(d).scopes), "label": d.get("label", ""),
+            "revoked": bool(d.get("revoked")), "created_at": d.get("created_at"),
+            "last_used_at": d.get("last_used_at"), "rotated_at": d.get("rotated_at"),
+            "expires_at": d.get("expires_at"), "expired": _expired(d)}
 
 
 def _expired(doc: Mapping[str, Any]) -> bool:

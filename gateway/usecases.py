@@ -85,8 +85,7 @@ def add_key(directory: Directory, keys: KeyStore, data: Mapping[str, Any], clock
     scopes, expires = domain.new_key_terms(data["scopes"], city, data.get("expires_at"), clock())
     label = data.get("label", "")
     key, secret = keys.create(scopes, city, label=label, expires_at=expires)
-    return {"id": key.id, "city": key.city, "scopes": list(key.scopes), "label": label, "revoked": False,
-            "expires_at": key.expires_at, "expired": False, "key": secret}
+    return {**(keys.describe(key.id) or {}), "key": secret}
 
 
 def revoke_key(keys: KeyStore, key_id: str, *, caller_id: str | None, configured_id: str | None) -> None:
@@ -111,13 +110,14 @@ def rotate_key(keys: KeyStore, key_id: str, *, caller_id: str | None, configured
     """A new secret for the key (in the answer, this once); the old one stops working at once."""
     domain.check_key_change(key_id, "rotate", caller_id=caller_id, configured_id=configured_id)
     secret = keys.rotate(key_id)
-    listed = {k["id"]: k for k in keys.list_keys()}
+    described = keys.describe(key_id)
     if secret is None:
-        if key_id in listed and listed[key_id]["expired"] and not listed[key_id]["revoked"]:
+        if described and described["expired"] and not described["revoked"]:
             raise domain.RuleViolation(f"API key {key_id} has expired: a new secret would not work either; make a "
                                        "new key")
         raise NotFound("active API key", key_id)
-    return {**listed[key_id], "key": secret}
+    assert described is not None
+    return {**described, "key": secret}
 
 
 def list_keys(keys: KeyStore) -> Sequence[dict[str, Any]]:

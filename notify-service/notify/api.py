@@ -94,9 +94,9 @@ def _not_found(exc: NotFound) -> Response:
 
 
 @bp.post("/webhooks")
-def subscribe() -> tuple[Response, int]:
+def subscribe() -> tuple[Response, int, dict[str, str]]:
     doc = usecases.subscribe(wired().repo, caller(), json_body(WebhookIn), wired().webhook_allow, wired().bindings)
-    return jsonify(webhook_out.dump(doc)), 201
+    return jsonify(webhook_out.dump(doc)), 201, {"Location": f"/webhooks/{doc['_id']}"}
 
 
 @bp.get("/webhooks")

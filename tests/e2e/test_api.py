@@ -206,6 +206,9 @@ def test_keys_and_scopes(api: Api):
     assert api.call("DELETE", f"/api-keys/{key_id}").status_code == 204
     assert api.call("GET", "/ideas", keys["karlsruhe-read"]).status_code == 401, "revoked"
     assert all("key" not in k for k in api.ok("GET", "/api-keys")["items"]), "secrets are never listed"
+    made = api.ok("POST", "/api-keys", body={"city": "karlsruhe", "scopes": ["read"], "label": "Stadtportal"})
+    listed = next(k for k in api.ok("GET", "/api-keys")["items"] if k["id"] == made["id"])
+    assert made == {**listed, "key": made["key"]}, "the new key is shown as it is listed, with its secret this once"
 
 
 def test_partnerships_bound_what_a_key_sees_and_changes(api: Api):

@@ -93,8 +93,10 @@ def test_the_inbox_keeps_what_concerns_a_participant(napi: Api):
 
 def test_a_webhook_receiver_gets_a_correctly_signed_match_proposed(napi: Api, receiver: Receiver):
     keys = napi.lab()
-    hook = napi.ok("POST", "/webhooks", keys["krasnodar"],
-                   {"url": receiver.url, "events": ["match.proposed"], "secret": SECRET})
+    made = napi.call("POST", "/webhooks", keys["krasnodar"],
+                     {"url": receiver.url, "events": ["match.proposed"], "secret": SECRET})
+    hook = made.json_body
+    assert made.status_code == 201 and made.headers["Location"] == f"/api/v1/webhooks/{hook['id']}"
     assert hook["city"] == "krasnodar" and "secret" not in hook
     lena, anna = authors(napi, keys)
     match_their_ideas(napi, keys, lena, anna)

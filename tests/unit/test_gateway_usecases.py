@@ -102,6 +102,9 @@ class FakeKeyStore:
     def list_keys(self) -> list[dict[str, Any]]:
         return [{k: v for k, v in doc.items() if k != "secret"} for doc in self.keys.values()]
 
+    def describe(self, key_id: str) -> dict[str, Any] | None:
+        return next((k for k in self.list_keys() if k["id"] == key_id), None)
+
 
 CITY = {"key": "karlsruhe", "name": "Karlsruhe", "country": "DE", "language": "de"}
 PARTNER = {"key": "krasnodar", "name": "Краснодар", "country": "RU", "language": "ru"}
