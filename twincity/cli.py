@@ -71,8 +71,9 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
-@click.option("--empty", is_flag=True, help="Start without the demo lab.")
-def dev(host: str, port: int, empty: bool) -> None:
+@click.option("--demo/--empty", "demo", default=True, show_default=True,
+              help="Load the demo lab (two cities, five people, twelve ideas), or start empty.")
+def dev(host: str, port: int, demo: bool) -> None:
     """Run the whole platform in this one process (in-memory broker and store; keeps nothing)."""
     from werkzeug.serving import make_server
 
@@ -95,7 +96,7 @@ def dev(host: str, port: int, empty: bool) -> None:
     server = make_server(host, port, platform.gateway, threaded=True)
     url = f"http://{host}:{server.server_port}"
     lab = None
-    if not empty:
+    if demo:
         from twincity.demo import seed
 
         lab = seed(platform.gateway, admin_key)
