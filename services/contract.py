@@ -377,6 +377,7 @@ EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
     ("meeting.proposed", 1, MeetingV1, "A member offered a meeting with time slots to choose from."),
     ("meeting.scheduled", 1, MeetingV1, "A meeting was set to one of its slots (start in UTC)."),
     ("round.opened", 1, RoundV1, "A partnership opened a round of its lab (name, dates, phase)."),
+    ("round.updated", 1, RoundV1, "A round's name or dates changed (its phase as the new dates give it)."),
     ("round.phase_changed", 1, RoundV1, "A round moved on: collecting -> matching -> projects -> closed."),
     ("round.closed", 1, RoundV1, "A round was closed."),
     ("round.closing_soon", 1, RoundV1, "A round stops collecting ideas soon (two days before): its cities' people "

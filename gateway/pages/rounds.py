@@ -51,7 +51,15 @@ def list_rounds() -> Any:
         return no_partnership()
     rounds = backend().call(caller(), "ideas", "GET", f"/partnerships/{seg(p['_id'])}/rounds")["items"]
     return render_template("pages/rounds.html", p=p, rounds=rounds, PHASE=PHASE, zones=ZONES,
-                           zone=city_zone(me().city), values=request.args)
+                           zone=city_zone(me().city), values=request.args, local_input=local_input)
+
+
+def local_input(moment: str, zone: str) -> str:
+    """A stored time as a datetime-local field shows it, in the round's zone (empty when it is not a time)."""
+    try:
+        return datetime.fromisoformat(moment).astimezone(ZoneInfo(zone)).strftime("%Y-%m-%dT%H:%M")
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 @bp.post("/coordinator/rounds")
@@ -129,6 +137,38 @@ def advance(round_id: str) -> Any:
         return redirect(url_for("pages.rounds.list_rounds"))
     flash(_("The round moved on: %(phase)s.", phase=PHASE.get(moved["phase"], moved["phase"])), "ok")
     return redirect(url_for("pages.rounds.list_rounds", partnership=moved["partnership"]))
+
+
+@bp.post("/coordinator/rounds/<round_id>/change")
+@coordinator_only
+def change(round_id: str) -> Any:
+    """A round's new name or dates, as the coordinator typed them (in the zone they chose)."""
+    form = request.form
+    zone = form.get("timezone") or city_zone(me().city)
+    body = {"name": form.get("name", "").strip(), "collect_until": form.get("collect_until", ""),
+            "workshop_at": _aware(form.get("workshop_at", ""), zone), "projects_from": form.get("projects_from", ""),
+            "timezone": zone, **({"version": int(form["version"])} if form.get("version", "").isdigit() else {})}
+    try:
+        changed = backend().call(caller(), "ideas", "PATCH", f"/rounds/{seg(round_id)}", body=body)
+    except ServiceError as exc:
+        if exc.status not in (409, 422):
+            raise
+        flash(_("The round was not changed: %(why)s", why=change_refusal(exc)), "error")
+        return redirect(url_for("pages.rounds.list_rounds", _anchor=f"round-{round_id}"))
+    flash(_("The round is changed: %(name)s.", name=changed["name"]), "ok")
+    return redirect(url_for("pages.rounds.list_rounds", partnership=changed["partnership"],
+                            _anchor=f"round-{round_id}"))
+
+
+def change_refusal(exc: ServiceError) -> str:
+    """Why a round was not changed, in the visitor's words."""
+    if exc.status == 409 and "version" in exc.detail:
+        return _("someone changed it meanwhile; here it is as it is now")
+    if exc.status == 409 and "closed" in exc.detail:
+        return _("it is closed")
+    if exc.status == 409 and "still collects" in exc.detail:
+        return _("another round of this partnership collects ideas then")
+    return round_refusal(exc)
 
 
 @bp.get("/coordinator/rounds/<round_id>/report")

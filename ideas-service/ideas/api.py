@@ -32,6 +32,7 @@ from ideas.schemas import (
     RoundIn,
     RoundList,
     RoundOut,
+    RoundPatch,
     TranslationOut,
 )
 from ideas.translation import Translator
@@ -70,6 +71,12 @@ DOCS.operation("/partnerships/{partnership_id}/adopt-ideas", "post", "Offer a ci
 DOCS.operation("/partnerships/{partnership_id}/rounds", "get", "List a partnership's rounds, newest first",
                tag="Rounds", responses={200: RoundList})
 DOCS.operation("/rounds/{round_id}", "get", "Read a round and its phase", tag="Rounds", responses={200: RoundOut})
+DOCS.operation("/rounds/{round_id}", "patch", "Rename a round or change its dates", tag="Rounds", scope="write",
+               body=RoundPatch, responses={200: RoundOut},
+               description="By a key of one of its cities or an admin key, while it is not closed (round.updated); "
+                           "send only what changes. Its dates are checked as when it was opened; its phase follows "
+                           "the new dates (collecting again when its last day moved later, unless another round of "
+                           "the partnership collects: 409).")
 DOCS.operation("/rounds/{round_id}/advance", "post", "Move a round on to its next phase now", tag="Rounds",
                scope="write", body=AdvanceIn, responses={200: RoundOut},
                description="collecting -> matching -> projects -> closed (round.phase_changed; round.closed). The "
@@ -197,6 +204,12 @@ def adopt_ideas(pid: str) -> Response:
 @bp.get("/rounds/<round_id>")
 def read_round(round_id: str) -> Response:
     return jsonify(RoundOut().dump(usecases.read_round(wired().uow, caller(), round_id, wired().clock)))
+
+
+@bp.patch("/rounds/<round_id>")
+def change_round(round_id: str) -> Response:
+    return jsonify(RoundOut().dump(usecases.change_round(wired().uow, caller(), round_id, json_body(RoundPatch),
+                                                         wired().clock)))
 
 
 @bp.post("/rounds/<round_id>/advance")

@@ -233,6 +233,20 @@ def day_boundary(day: date, zone: str, *, end: bool) -> datetime:
     return moment.astimezone(UTC)
 
 
+def round_dates(collect_until: date, workshop_at: datetime, projects_from: date, zone: str) -> dict[str, Any]:
+    """A round's dates as stored, with the moments its phases change (RoundRefused: dates out of order)."""
+    collect_ends = day_boundary(collect_until, zone, end=True)
+    projects_start = day_boundary(projects_from, zone, end=False)
+    if workshop_at < collect_ends:
+        raise RoundRefused("workshop_at", "the bilateral workshop comes after collecting ends "
+                                          f"({collect_until.isoformat()})")
+    if projects_start < workshop_at:
+        raise RoundRefused("projects_from", "projects start on or after the day of the workshop")
+    return {"collect_until": collect_until.isoformat(), "workshop_at": workshop_at.astimezone(UTC),
+            "projects_from": projects_from.isoformat(), "timezone": zone, "collect_ends_at": collect_ends,
+            "projects_start_at": projects_start}
+
+
 class Round(Aggregate):
     """A round of a partnership's lab: its ideas are collected until a day, matched at the bilateral workshop,
     then become projects from a day on; a coordinator may move it on earlier (`advance`), and close it.
@@ -244,21 +258,24 @@ class Round(Aggregate):
     @classmethod
     def open(cls, *, partnership: str, cities: Sequence[str], name: str, collect_until: date, workshop_at: datetime,
              projects_from: date, zone: str, at: datetime) -> Round:
-        collect_ends = day_boundary(collect_until, zone, end=True)
-        projects_start = day_boundary(projects_from, zone, end=False)
-        if workshop_at < collect_ends:
-            raise RoundRefused("workshop_at", "the bilateral workshop comes after collecting ends "
-                                              f"({collect_until.isoformat()})")
-        if projects_start < workshop_at:
-            raise RoundRefused("projects_from", "projects start on or after the day of the workshop")
         doc = {"_id": new_id("round"), "partnership": partnership, "cities": list(cities), "name": name,
-               "collect_until": collect_until.isoformat(), "workshop_at": workshop_at.astimezone(UTC),
-               "projects_from": projects_from.isoformat(), "timezone": zone, "collect_ends_at": collect_ends,
-               "projects_start_at": projects_start, "moved_to": None, "created_at": at, "version": 1}
+               **round_dates(collect_until, workshop_at, projects_from, zone), "moved_to": None, "created_at": at,
+               "version": 1}
         found = cls(doc)
         found.set(phase=found.phase_at(at))
         found.record("round.opened", found.payload(), partnership=partnership)
         return found
+
+    def change(self, *, name: str, collect_until: date, workshop_at: datetime, projects_from: date, zone: str,
+               at: datetime) -> None:
+        """Another name or other dates (a typo, a workshop moved), checked as when it was opened: round.updated,
+        and the phase the new dates give (collecting again, when its last day moved later)."""
+        if self.phase_at(at) == CLOSED:
+            raise RuleViolation(f"round {self.doc['name']!r} is closed: its name and dates stay as they were")
+        self.set(name=name, **round_dates(collect_until, workshop_at, projects_from, zone))
+        self.next_version(at)
+        self.record("round.updated", self.payload(), partnership=self.doc["partnership"])
+        self.follow(at=at)
 
     def phase_at(self, at: datetime) -> str:
         d = self.doc
@@ -320,10 +337,12 @@ class Round(Aggregate):
 
 
 def check_beside(new: Round, other: Round, *, at: datetime) -> None:
-    """A new round beside a partnership's others: a name of its own, and not while another still collects (new
-    ideas join the one round that collects)."""
+    """A new (or changed) round beside a partnership's others: a name of its own, and not collecting while another
+    collects (new ideas join the one round that collects)."""
+    if new.id == other.id:
+        return
     if new.get("name", "").casefold() == other.get("name", "").casefold():
         raise RuleViolation(f"the partnership has a round named {other.get('name')!r} already")
-    if other.collecting(at):
+    if other.collecting(at) and new.collecting(at):
         raise RuleViolation(f"round {other.get('name')!r} still collects ideas (until {other.get('collect_until')}):"
                             " open the next round once it has stopped (or move it on)")

@@ -107,6 +107,17 @@ class RoundIn(Strict):
         "description": "IANA zone the days are read in (collecting ends at midnight there), default UTC."})
 
 
+class RoundPatch(Strict):
+    name = OneLine(validate=validate.Length(min=1, max=200))
+    collect_until = fields.Date(metadata={"description": "The last day ideas are collected (a later day collects "
+                                                         "again, when no other round of the partnership does)."})
+    workshop_at = fields.AwareDateTime(metadata={"description": "When the bilateral workshop is (RFC 3339 with "
+                                                                "offset)."})
+    projects_from = fields.Date()
+    timezone = fields.Str(validate=_known_zone, metadata={"description": "IANA zone the days are read in."})
+    version = fields.Int(strict=True, metadata={"description": "The version you read: 409 when it changed since."})
+
+
 class RoundOut(Schema):
     id = fields.Str(attribute="_id")
     partnership = fields.Str()

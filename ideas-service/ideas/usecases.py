@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError
@@ -393,6 +393,33 @@ def _visible_round(uow: UnitOfWork, who: Caller, round_id: str) -> domain.Round:
 
 def read_round(uow: UnitOfWork, who: Caller, round_id: str, clock: Clock) -> dict[str, Any]:
     return round_view(_visible_round(uow, who, round_id), clock())
+
+
+def change_round(uow: UnitOfWork, who: Caller, round_id: str, data: Mapping[str, Any], clock: Clock) -> dict[str, Any]:
+    """Another name or other dates for a round that is not closed (round.updated), by a key of one of its cities or
+    an admin key; what is left out stays. `version`: the round as the caller saw it (409 when it changed since)."""
+    def step() -> domain.Round:
+        found = _visible_round(uow, who, round_id)
+        if who.participant is not None or not (who.admin or who.city in found.get("cities", [])):
+            raise Forbidden("a round is changed by a key of one of the partnership's cities, or an admin key")
+        if data.get("version") is not None and data["version"] != found.version:
+            raise Conflict(f"round {found.get('name')!r} is at version {found.version}: read it again")
+        current = {"name": found.get("name"), "collect_until": date.fromisoformat(found.get("collect_until")),
+                   "workshop_at": found.get("workshop_at"), "projects_from": date.fromisoformat(
+                       found.get("projects_from")), "timezone": found.get("timezone")}
+        wanted = {**current, **{k: v for k, v in data.items() if k in current and v is not None}}
+        try:
+            found.change(name=wanted["name"], collect_until=wanted["collect_until"], at=clock(),
+                         workshop_at=wanted["workshop_at"], projects_from=wanted["projects_from"],
+                         zone=wanted["timezone"])
+        except domain.RoundRefused as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from None
+        for other in uow.rounds.of_partnerships([found.get("partnership")]):
+            domain.check_beside(found, other, at=clock())
+        uow.rounds.save(found)
+        return found
+
+    return round_view(retrying(step), clock())
 
 
 def advance_round(uow: UnitOfWork, who: Caller, round_id: str, clock: Clock,

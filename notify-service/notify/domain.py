@@ -39,7 +39,7 @@ WEBHOOK_EVENTS = (
     "idea.submitted", "idea.updated", "idea.withdrawn",
     "match.proposed", "match.accepted", "match.declined", "match.confirmed", "match.expired", "match.withdrawn",
     "project.formed", "project.updated", "project.member_joined", "meeting.scheduled",
-    "round.opened", "round.phase_changed", "round.closed", "round.closing_soon",
+    "round.opened", "round.updated", "round.phase_changed", "round.closed", "round.closing_soon",
 )  # never project.message_posted nor join requests: they carry the members' own words
 # What people hear about (notify_people); the other webhook events matter only while a subscription names them,
 # and the worker's queue is bound to them only then (Runtime.sync_bindings).

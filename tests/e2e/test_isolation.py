@@ -338,6 +338,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/partnerships/{partnership_id}/rounds", (200, 200, 404, 404, 200, 200),
           lambda x, _: "/partnerships/karlsruhe-krasnodar/rounds"),
     Route("GET", "/rounds/{round_id}", (200, 200, 404, 404, 200, 200), lambda x, _: f"/rounds/{x.round}"),
+    Route("PATCH", "/rounds/{round_id}", (200, 200, 404, 404, 403, 200), lambda x, _: f"/rounds/{x.round}",
+          lambda x: {"name": f"Runde {x.n()} (umbenannt)"}),
     Route("GET", "/rounds/{round_id}/report", (200, 200, 404, 404, 200, 200),
           lambda x, _: f"/rounds/{x.round}/report"),
     Route("POST", "/rounds/{round_id}/advance", (200, 200, 404, 404, 403, 200),

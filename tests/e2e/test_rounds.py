@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -129,6 +129,21 @@ def test_a_coordinator_opens_a_round_moves_it_on_and_prints_its_report():
         assert "Ideen,gesamt,,2" in csv_text and "Ideen nach Sprache,Russisch,,1" in csv_text, csv_text
         assert "Ideen nach Thema und Stadt,Ökologie & Gesundheit,Karlsruhe,1" in csv_text, "words, not keys"
         assert "_hours" not in csv_text and "by_status" not in csv_text
+        # a typo in the name and a workshop moved by a day, on the page; a stale form is told, not saved
+        page = coordinator.text("/coordinator/rounds")
+        assert "Name oder Termine ändern" in page and f'value="{dates["workshop_at"][:10]}T10:00"' in page
+        moved_to = (date.fromisoformat(dates["collect_until"]) + timedelta(days=1)).isoformat()  # a day earlier
+        form = {"name": "Twin City Lab 2027 Karlsruhe–Krasnodar", "collect_until": dates["collect_until"],
+                "workshop_at": f"{moved_to}T10:00", "projects_from": dates["projects_from"],
+                "timezone": "Europe/Berlin", "version": str(found["version"])}
+        changed = coordinator.post(f"/coordinator/rounds/{found['id']}/change", form)
+        assert "Die Runde ist geändert: Twin City Lab 2027 Karlsruhe–Krasnodar" in coordinator.text(
+            changed.headers["Location"])
+        now = api.ok("GET", f"/rounds/{found['id']}", kr)
+        assert now["name"] == form["name"] and now["workshop_at"].startswith(f"{moved_to}T09:00")
+        stale = coordinator.post(f"/coordinator/rounds/{found['id']}/change", {**form, "name": "Alt"})
+        assert "jemand hat sie inzwischen geändert" in coordinator.text(stale.headers["Location"])
+        assert api.ok("GET", f"/rounds/{found['id']}", kr)["name"] == form["name"]
         moved = coordinator.post(f"/coordinator/rounds/{found['id']}/advance")
         assert moved.status_code == 302
         assert api.ok("GET", f"/rounds/{found['id']}", ka)["phase"] == "matching"

@@ -24,7 +24,7 @@ def test_every_event_type_the_platform_names_has_a_schema():
         "matching.run_requested",
         "project.formed", "project.updated", "project.member_joined", "project.message_posted",
         "project.join_requested", "project.join_answered", "meeting.proposed", "meeting.scheduled",
-        "round.opened", "round.phase_changed", "round.closed", "round.closing_soon",
+        "round.opened", "round.updated", "round.phase_changed", "round.closed", "round.closing_soon",
         "notification.delivered", "notification.failed",
     ])
 

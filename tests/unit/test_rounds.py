@@ -11,6 +11,7 @@ from marshmallow import ValidationError
 
 from ideas import domain, usecases
 from ideas.repository import UnitOfWork
+from services.aggregate import Conflict
 from services.errors import Forbidden
 from services.store import NotFound
 from services.tenancy import Caller
@@ -132,3 +133,44 @@ def test_two_days_before_collecting_ends_the_round_reminds_once(uow, clock):
     usecases.follow_rounds(uow, clock)
     [reminder] = uow.rounds.events("round.closing_soon")
     assert reminder.payload["cities"] == ["karlsruhe", "krasnodar"] and reminder.payload["phase"] == "collecting"
+
+
+def test_a_round_is_renamed_or_its_dates_moved_while_it_is_not_closed(uow, clock):
+    opened = usecases.open_round(uow, KARLSRUHE, PID, LAB, clock)
+    later = {"collect_until": date(2026, 12, 17), "workshop_at": datetime(2026, 12, 19, 9, tzinfo=UTC),
+             "projects_from": date(2026, 12, 21)}
+    changed = usecases.change_round(uow, KRASNODAR, opened.id, {"name": "Lab 2027", **later, "version": 1}, clock)
+    assert (changed["name"], changed["collect_until"], changed["version"]) == ("Lab 2027", "2026-12-17", 2)
+    [event] = uow.rounds.events("round.updated")
+    assert event.payload["name"] == "Lab 2027" and event.payload["workshop_at"] == "2026-12-19T09:00:00+00:00"
+    with pytest.raises(Conflict, match="version 2"):
+        usecases.change_round(uow, KARLSRUHE, opened.id, {"name": "x", "version": 1}, clock)
+    with pytest.raises(ValidationError) as early:  # checked as when it was opened: a workshop while collecting
+        usecases.change_round(uow, KARLSRUHE, opened.id, {"workshop_at": datetime(2026, 12, 15, tzinfo=UTC)}, clock)
+    assert "after collecting ends" in str(early.value.messages["workshop_at"])
+    with pytest.raises(Forbidden):
+        usecases.change_round(uow, replace(KARLSRUHE, participant="lena"), opened.id, {"name": "x"}, clock)
+    with pytest.raises(NotFound):
+        usecases.change_round(uow, NANCY, opened.id, {"name": "x"}, clock)
+
+
+def test_a_round_collects_again_when_its_last_day_moves_later_unless_another_round_collects(uow, clock):
+    first = usecases.open_round(uow, KARLSRUHE, PID, LAB, clock)
+    clock.at = datetime(2026, 12, 11, 8, 0, tzinfo=UTC)  # first stopped collecting yesterday
+    assert usecases.follow_rounds(uow, clock) == 1
+    second = usecases.open_round(uow, KARLSRUHE, PID, {**LAB, "name": "Nachzügler", "collect_until": date(
+        2026, 12, 20), "workshop_at": datetime(2026, 12, 22, 9, tzinfo=UTC), "projects_from": date(2026, 12, 23)},
+        clock)
+    assert second.phase_at(clock()) == "collecting"
+    with pytest.raises(domain.RuleViolation, match="'Nachzügler' still collects"):
+        usecases.change_round(uow, KARLSRUHE, first.id, {"collect_until": date(2026, 12, 11)}, clock)
+    with pytest.raises(domain.RuleViolation, match="named 'Nachzügler' already"):
+        usecases.change_round(uow, KARLSRUHE, first.id, {"name": "nachzügler"}, clock)
+    usecases.advance_round(uow, KARLSRUHE, second.id, clock)  # the late round stops collecting
+    again = usecases.change_round(uow, KARLSRUHE, first.id, {"collect_until": date(2026, 12, 11)}, clock)
+    assert again["phase"] == "collecting"
+    assert [e.payload["phase"] for e in uow.rounds.events("round.phase_changed")][-1] == "collecting"
+    for _ in range(3):
+        usecases.advance_round(uow, KARLSRUHE, first.id, clock)
+    with pytest.raises(domain.RuleViolation, match="is closed"):
+        usecases.change_round(uow, KARLSRUHE, first.id, {"name": "x"}, clock)
