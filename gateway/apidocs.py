@@ -137,7 +137,7 @@ def _shown_example(method: str, path: str, example: Mapping[str, Any] | None, or
     shown = {key: json.dumps(example[key], ensure_ascii=False, indent=2)
              for key in ("request", "response") if key in example}
     verb = "" if method == "get" else f" -X {method.upper()}"
-    curl = f'curl -s{verb} "{origin}{path}" -H "Authorization: Bearer $KEY"'
+    curl = f'curl -sg{verb} "{origin}{path}" -H "Authorization: Bearer $KEY"'
     if "request" in example:
         body = json.dumps(example["request"], ensure_ascii=False).replace("'", "'\\''")
         curl += " \\\n     -H 'Content-Type: application/json' -d '" + body + "'"

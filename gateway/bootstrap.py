@@ -111,7 +111,9 @@ public = Blueprint("public", __name__)
 
 @public.get("/docs")
 def docs() -> Response:
-    page = apidocs.docs_page(api.gateway().merged_spec(), api.PREFIX, origin=request.host_url.rstrip("/"))
+    # The public address the operator configured (not the request's Host: a cached page must not send keys elsewhere)
+    origin = api.gateway().public_url or request.host_url
+    page = apidocs.docs_page(api.gateway().merged_spec(), api.PREFIX, origin=origin.rstrip("/"))
     return Response(page, mimetype="text/html")
 
 

@@ -178,8 +178,11 @@ class ServiceRegistrar:
                                        default_themes=[])
         reply = self.ideas.request("GET", f"/internal/participants?{urlencode({'email': email})}",
                                    body=None, headers={CALLER_HEADER: caller.encode()})
-        if reply.status >= 400:
-            raise Problem(503, "Service Unavailable", "the ideas service could not say who has this address")
+        if reply.status >= 400:  # nothing was done yet (the invitation is made after this): it may be sent again
+            refused = Problem(503, "Service Unavailable", "the ideas service could not say who has this address; "
+                                                          "nothing was done")
+            refused.headers["Retry-After"] = "5"
+            raise refused
         return list(json.loads(reply.body).get("items", []))
 
     def register(self, city: str, data: Mapping[str, Any]) -> dict[str, Any]:

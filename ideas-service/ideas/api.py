@@ -76,7 +76,8 @@ DOCS.operation("/rounds/{round_id}", "patch", "Rename a round or change its date
                description="By a key of one of its cities or an admin key, while it is not closed (round.updated); "
                            "send only what changes. Its dates are checked as when it was opened; its phase follows "
                            "the new dates (collecting again when its last day moved later, unless another round of "
-                           "the partnership collects: 409).")
+                           "the partnership collects: 409); a round moved on by hand stays moved, and once its "
+                           "projects started no date takes it back (409).")
 DOCS.operation("/rounds/{round_id}/advance", "post", "Move a round on to its next phase now", tag="Rounds",
                scope="write", body=AdvanceIn, responses={200: RoundOut},
                description="collecting -> matching -> projects -> closed (round.phase_changed; round.closed). The "

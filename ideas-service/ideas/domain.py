@@ -269,10 +269,19 @@ class Round(Aggregate):
     def change(self, *, name: str, collect_until: date, workshop_at: datetime, projects_from: date, zone: str,
                at: datetime) -> None:
         """Another name or other dates (a typo, a workshop moved), checked as when it was opened: round.updated,
-        and the phase the new dates give (collecting again, when its last day moved later)."""
-        if self.phase_at(at) == CLOSED:
+        and the phase the new dates give (collecting again, when its last day moved later; a round moved on by
+        hand stays where it was moved). Once its projects started (its people heard the results), no date takes
+        it back; a new last day of collecting brings a new reminder."""
+        before = self.phase_at(at)
+        if before == CLOSED:
             raise RuleViolation(f"round {self.doc['name']!r} is closed: its name and dates stay as they were")
-        self.set(name=name, **round_dates(collect_until, workshop_at, projects_from, zone))
+        dates = round_dates(collect_until, workshop_at, projects_from, zone)
+        if before == PROJECTS and Round({**self.doc, **dates}).phase_at(at) != PROJECTS:
+            raise RuleViolation(f"the projects of round {self.doc['name']!r} have started: its dates can no longer "
+                                "take it back")
+        if dates["collect_until"] != self.doc["collect_until"]:
+            self.remove("reminded")
+        self.set(name=name, **dates)
         self.next_version(at)
         self.record("round.updated", self.payload(), partnership=self.doc["partnership"])
         self.follow(at=at)

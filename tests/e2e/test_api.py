@@ -382,7 +382,7 @@ def test_every_operation_has_an_id_a_tag_an_answer_with_a_fitting_example_and_it
     assert 'href="#acceptMatch"' in page and "operationId <code>acceptMatch</code>" in page and "Example" in page
     listing = page[page.index('id="listIdeas"'):page.index('id="readIdea"')]
     assert "<code>city</code>" in listing and "<code>cursor</code>" in listing, "query parameters are listed"
-    assert 'curl -s &#34;http://localhost/api/v1/ideas&#34;' in listing, "each example as a curl line"
+    assert 'curl -sg &#34;' in listing and '/api/v1/ideas&#34; -H' in listing, "each example as a curl line"
 
 
 def nullable_as_json_schema(value: Any) -> Any:

@@ -153,8 +153,20 @@ LINK = re.compile(r"\]\(((?!https?:|mailto:|#)[^)\s]+)\)")
 
 @pytest.mark.parametrize("page", ["README.md", *sorted(p.relative_to(ROOT).as_posix()
                                                        for p in (ROOT / "docs").glob("*.md"))])
-def test_every_relative_link_leads_to_a_file(page: str):
+def test_every_relative_link_leads_to_a_file_and_its_heading(page: str):
     source = ROOT / page
-    broken = [target for target in LINK.findall(source.read_text(encoding="utf-8"))
-              if not (source.parent / target.split("#")[0]).exists()]
+    broken = []
+    for target in LINK.findall(source.read_text(encoding="utf-8")):
+        path, _, anchor = target.partition("#")
+        linked = source.parent / path if path else source
+        if not linked.exists():
+            broken.append(target)
+        elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
+            broken.append(f"{target} (no such heading)")
     assert not broken, f"{page} links to what is not there: {broken}"
+
+
+def anchors(page: Path) -> set[str]:
+    """The ids GitHub gives a Markdown file's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+\s+(.+?)\s*$", page.read_text(encoding="utf-8"), re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}

@@ -174,3 +174,21 @@ def test_a_round_collects_again_when_its_last_day_moves_later_unless_another_rou
         usecases.advance_round(uow, KARLSRUHE, first.id, clock)
     with pytest.raises(domain.RuleViolation, match="is closed"):
         usecases.change_round(uow, KARLSRUHE, first.id, {"name": "x"}, clock)
+
+
+def test_once_its_projects_started_no_new_date_takes_a_round_back_and_a_new_last_day_reminds_again(uow, clock):
+    opened = usecases.open_round(uow, KARLSRUHE, PID, LAB, clock)
+    clock.at = datetime(2026, 12, 8, 23, 30, tzinfo=UTC)
+    usecases.follow_rounds(uow, clock)
+    assert len(uow.rounds.events("round.closing_soon")) == 1
+    usecases.change_round(uow, KARLSRUHE, opened.id, {"collect_until": date(2026, 12, 11)}, clock)
+    clock.at = datetime(2026, 12, 9, 23, 30, tzinfo=UTC)
+    usecases.follow_rounds(uow, clock)
+    assert len(uow.rounds.events("round.closing_soon")) == 2, "the new last day is announced too"
+    clock.at = datetime(2026, 12, 15, 8, 0, tzinfo=UTC)
+    assert usecases.read_round(uow, KARLSRUHE, opened.id, clock)["phase"] == "projects"
+    with pytest.raises(domain.RuleViolation, match="have started"):
+        usecases.change_round(uow, KARLSRUHE, opened.id, {"collect_until": date(2026, 12, 20),
+                                                          "workshop_at": datetime(2026, 12, 22, 9, tzinfo=UTC),
+                                                          "projects_from": date(2026, 12, 23)}, clock)
+    assert usecases.change_round(uow, KARLSRUHE, opened.id, {"name": "Lab 2027"}, clock)["phase"] == "projects"
