@@ -25,6 +25,7 @@ from flask_babel import refresh
 from marshmallow import ValidationError, fields
 
 from gateway import usecases
+from gateway.clients import ServiceRegistrar
 from gateway.pages.messages import all_in_words
 from gateway.pages.web import (
     LOCALES,
@@ -110,9 +111,7 @@ class People:
     """usecases.People through the ideas service's endpoints."""
 
     def with_email(self, email: str) -> list[dict[str, Any]]:
-        found = backend().call(backend().gateway_caller(), "ideas", "GET", "/internal/participants",
-                               query={"email": email})
-        return list(found.get("items", []))
+        return ServiceRegistrar(backend().clients["ideas"], backend().directory).with_email(email)
 
     def read(self, participant_id: str, city: str) -> dict[str, Any] | None:
         caller = backend().directory.caller(city=city, scopes=("read",), key_id=f"web:{participant_id}",

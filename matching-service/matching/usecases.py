@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from marshmallow import ValidationError
@@ -111,6 +112,7 @@ def propose(uow: UnitOfWork, proposals: Sequence[domain.Proposal], clock: Clock)
     worker or another) is not proposed again. Returns the proposals made."""
     at = clock()
 
+    @cache  # the interest proposals of one new idea all ask about that idea: one read
     def authors_matched_with(idea_id: str) -> set[str]:
         return {side.get("author_id") for match in uow.matches.of_idea(idea_id) if match["kind"] != "interest"
                 for side in match["sides"]}
