@@ -10,6 +10,7 @@ import hmac
 import json
 import re
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -118,6 +119,9 @@ def test_a_webhook_receiver_gets_a_correctly_signed_match_proposed(napi: Api, re
     assert napi.call("POST", f"/webhooks/{hook['id']}/ping", keys["krasnodar"]).status_code == 202
     wait_for(lambda: any(c["headers"]["X-Twincity-Event"] == "webhook.ping" for c in receiver.calls), 15,
              message="the ping")
+    ping = json.loads(next(c["body"] for c in receiver.calls if c["headers"]["X-Twincity-Event"] == "webhook.ping"))
+    assert str(uuid.UUID(ping["id"])) == ping["id"], "a ping's id is a UUID, as every event's"
+    assert {"partnership", "correlation_id", "causation_id", "occurred_at", "city"} <= set(ping), "the whole envelope"
     deliveries = f"/webhooks/{hook['id']}/deliveries"
 
     def recorded() -> list[dict[str, Any]]:  # the receiver may answer before the sender writes it down

@@ -31,6 +31,17 @@ def test_email_addresses_never_reach_a_log_line(capsys):
     assert capsys.readouterr().err.rstrip().endswith(f"mail to {logs.REDACTED_EMAIL}")
 
 
+def test_text_lines_show_a_correlation_id_only_where_there_is_one(capsys):
+    logs.setup("dev", "info", "text")
+    log = logging.getLogger("dev.test")
+    log.info("consuming ideas.events")
+    with context.correlated("req-1234abcd"):
+        log.info("idea stored")
+    started, stored = capsys.readouterr().err.strip().splitlines()[-2:]
+    assert " dev dev.test: consuming ideas.events" in started and "[None]" not in started
+    assert " dev [req-1234abcd] dev.test: idea stored" in stored
+
+
 def test_gunicorn_builds_no_access_line_per_request(monkeypatch):
     """The web commands give gunicorn a logging config (for its own lines), which alone makes it build every
     request's access-log fields; their logger class skips that."""
