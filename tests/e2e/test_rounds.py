@@ -36,8 +36,11 @@ def test_a_round_collects_closes_matches_and_reports_what_happened(hapi: Api, re
     keys = api.lab()
     ka, kr = keys["karlsruhe"], keys["krasnodar"]
     api.ok("POST", "/webhooks", ka, {"url": receiver.url, "secret": "round-hook-secret-0123456789",
-                                     "events": ["round.opened", "round.phase_changed", "round.closed"]})
-    opened = api.ok("POST", f"/partnerships/{PID}/rounds", ka, {"name": "Twin City Lab 2027", **lab_dates()})
+                                     "events": ["round.opened", "round.updated", "round.phase_changed",
+                                                "round.closed"]})
+    opened = api.ok("POST", f"/partnerships/{PID}/rounds", ka, {"name": "Twin City Lab 2O27", **lab_dates()})
+    renamed = api.ok("PATCH", f"/rounds/{opened['id']}", kr, {"name": "Twin City Lab 2027", "version": 1})
+    assert (renamed["name"], renamed["version"], renamed["phase"]) == ("Twin City Lab 2027", 2, "collecting")
     assert opened["phase"] == "collecting" and opened["cities"] == ["karlsruhe", "krasnodar"]
     assert api.ok("GET", f"/rounds/{opened['id']}", kr)["name"] == "Twin City Lab 2027"
     assert api.call("GET", f"/rounds/{opened['id']}", keys["nancy"]).status_code == 404
@@ -98,8 +101,8 @@ def test_a_round_collects_closes_matches_and_reports_what_happened(hapi: Api, re
     def heard() -> list[str]:
         return sorted(json.loads(c["body"])["type"] for c in receiver.calls)
 
-    wait_for(lambda: heard() == ["round.closed", "round.opened"] + ["round.phase_changed"] * 3, 30,
-             message="the round's webhooks")
+    wait_for(lambda: heard() == ["round.closed", "round.opened"] + ["round.phase_changed"] * 3 + ["round.updated"],
+             30, message="the round's webhooks")
 
 
 def test_a_coordinator_opens_a_round_moves_it_on_and_prints_its_report():
